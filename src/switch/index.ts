@@ -1,0 +1,3 @@
+export * from './port.js';
+export * from './mac-table.js';
+export * from './switch.js';

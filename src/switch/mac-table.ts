@@ -1,0 +1,124 @@
+/**
+ * MAC learning table (IEEE 802.1D-2004 clause 7.8/7.9: learning, filtering database, ageing).
+ *
+ * Keys: one Map per VLAN ID, keyed by the 48-bit MAC as a number (a MAC plus a 12-bit VLAN does not
+ * fit below 2^53). Entries record the port and `lastSeenMs`, refreshed in place on every frame;
+ * a periodic `sweep(nowMs)` removes entries older than the ageing time, so no timer exists per entry.
+ * Size: `capacity` entries in total over all VLANs. When full, unknown sources are not learned
+ * (their frames still flow, destinations are flooded) and `tableFull` counts each refusal: a flood
+ * of random source MACs can neither grow memory nor evict the MACs of guests already learned.
+ * Moves: a MAC seen on another port is re-learned at once (a guest restarted elsewhere) and counted.
+ */
+import type { Port } from './port.js';
+
+export class MacEntry {
+  port: Port;
+  lastSeenMs: number;
+  constructor(port: Port, nowMs: number) {
+    this.port = port;
+    this.lastSeenMs = nowMs;
+  }
+}
+
+export class MacTableCounters {
+  learned = 0;
+  moved = 0;
+  expired = 0;
+  tableFull = 0;
+}
+
+export type MoveListener = (mac: number, vlan: number, from: Port, to: Port) => void;
+
+export class MacTable {
+  readonly counters = new MacTableCounters();
+  size = 0;
+  private readonly untagged = new Map<number, MacEntry>();
+  private readonly vlans = new Map<number, Map<number, MacEntry>>();
+  onMove: MoveListener | null = null;
+
+  constructor(public capacity: number, public ageMs: number) {
+    this.vlans.set(0, this.untagged);
+  }
+
+  private tableFor(vlan: number, create: boolean): Map<number, MacEntry> | undefined {
+    if (vlan === 0) return this.untagged;
+    let t = this.vlans.get(vlan);
+    if (t === undefined && create) {
+      t = new Map();
+      this.vlans.set(vlan, t);
+    }
+    return t;
+  }
+
+  /** Records that `mac` (a unicast source) was seen on `port` at `nowMs`. */
+  learn(mac: number, vlan: number, port: Port, nowMs: number): void {
+    const t = this.tableFor(vlan, true)!;
+    const e = t.get(mac);
+    if (e !== undefined) {
+      if (e.port !== port) {
+        const from = e.port;
+        e.port = port;
+        this.counters.moved++;
+        if (this.onMove !== null) this.onMove(mac, vlan, from, port);
+      }
+      e.lastSeenMs = nowMs;
+      return;
+    }
+    if (this.size >= this.capacity) {
+      this.counters.tableFull++;
+      return;
+    }
+    t.set(mac, new MacEntry(port, nowMs));
+    this.size++;
+    this.counters.learned++;
+  }
+
+  /** The port `mac` was last seen on, or undefined. Does not check age: the sweep does. */
+  lookup(mac: number, vlan: number): Port | undefined {
+    const t = vlan === 0 ? this.untagged : this.vlans.get(vlan);
+    if (t === undefined) return undefined;
+    const e = t.get(mac);
+    return e === undefined ? undefined : e.port;
+  }
+
+  /** Removes entries not seen for `ageMs`. Returns how many were removed. */
+  sweep(nowMs: number): number {
+    let removed = 0;
+    for (const [vlan, t] of this.vlans) {
+      for (const [mac, e] of t) {
+        if (nowMs - e.lastSeenMs >= this.ageMs) {
+          t.delete(mac);
+          removed++;
+        }
+      }
+      if (vlan !== 0 && t.size === 0) this.vlans.delete(vlan);
+    }
+    this.size -= removed;
+    this.counters.expired += removed;
+    return removed;
+  }
+
+  /** Forgets every MAC learned on `port` (the port went away). */
+  flushPort(port: Port): number {
+    let removed = 0;
+    for (const t of this.vlans.values()) {
+      for (const [mac, e] of t) {
+        if (e.port === port) {
+          t.delete(mac);
+          removed++;
+        }
+      }
+    }
+    this.size -= removed;
+    return removed;
+  }
+
+  /** Snapshot for status: one row per entry. Allocates; control plane only. */
+  entries(nowMs: number): Array<{ mac: number; vlan: number; port: Port; ageMs: number }> {
+    const rows: Array<{ mac: number; vlan: number; port: Port; ageMs: number }> = [];
+    for (const [vlan, t] of this.vlans) {
+      for (const [mac, e] of t) rows.push({ mac, vlan, port: e.port, ageMs: nowMs - e.lastSeenMs });
+    }
+    return rows;
+  }
+}

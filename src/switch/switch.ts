@@ -1,0 +1,138 @@
+/**
+ * The learning switch: one forwarding decision per frame, in one readable function.
+ *
+ * Stages of `input(port, buf, off, len)`, in order:
+ *   1. Count the frame on its ingress port.
+ *   2. Drop and count runts (< 14 bytes) and frames over the switch maximum.
+ *   3. Mirror to taps (capture), if any are attached.
+ *   4. Learn the source MAC on the ingress port (never a group source).
+ *   5. Group destination (broadcast, multicast): flood to every other port.
+ *   6. Known unicast: send to its port, or drop as `self-loop` if that is the ingress port.
+ *   7. Unknown unicast: flood to every other port.
+ * Frames are forwarded untouched, 802.1Q tags included; the VLAN ID only picks the MAC table.
+ *
+ * The switch never reads a clock: `tick(nowMs)` sets the time (the daemon calls it every second)
+ * and runs the ageing sweep. Dependencies: wire and util only.
+ */
+import { ETH_HEADER_BYTES, dstMac, srcMac, vlanId, formatMac } from '../wire/ethernet.js';
+import type { Logger } from '../util/logger.js';
+import { RateLimitedLog, silentLogger } from '../util/logger.js';
+import { MacTable } from './mac-table.js';
+import type { FrameSink, Port } from './port.js';
+
+export interface SwitchOptions {
+  /** Ageing time for learned MACs in milliseconds (802.1D default 300 s). */
+  macAgeMs: number;
+  /** Most MAC entries held over all VLANs. */
+  macTableSize: number;
+  /** Largest frame accepted, bytes from the destination MAC, no FCS. */
+  maxFrameBytes: number;
+}
+
+export const DEFAULT_SWITCH_OPTIONS: SwitchOptions = {
+  macAgeMs: 300_000,
+  macTableSize: 8192,
+  // A guest MTU of 65535 plus Ethernet header and one VLAN tag.
+  maxFrameBytes: 65535 + 14 + 4,
+};
+
+/** Called for every frame the switch accepts, before forwarding. Must not keep `buf`. */
+export type Tap = (port: Port, buf: Buffer, off: number, len: number) => void;
+
+export class SwitchCounters {
+  floods = 0;
+  unicasts = 0;
+  runts = 0;
+  oversize = 0;
+  selfLoops = 0;
+}
+
+export class Switch implements FrameSink {
+  readonly table: MacTable;
+  readonly counters = new SwitchCounters();
+  readonly opts: SwitchOptions;
+  ports: Port[] = [];
+  private nextPortId = 1;
+  private nowMs = 0;
+  private taps: Tap[] = [];
+  private readonly log: Logger;
+  private readonly moveLog: RateLimitedLog;
+
+  constructor(opts: Partial<SwitchOptions> = {}, log: Logger = silentLogger, nowMs = 0) {
+    this.opts = { ...DEFAULT_SWITCH_OPTIONS, ...opts };
+    this.table = new MacTable(this.opts.macTableSize, this.opts.macAgeMs);
+    this.log = log;
+    this.nowMs = nowMs;
+    this.moveLog = new RateLimitedLog((m) => this.log.info(m));
+    this.table.onMove = (mac, vlan, from, to) => {
+      this.moveLog.write(this.nowMs, `MAC ${formatMac(mac)}${vlan ? ' vlan ' + vlan : ''} moved from port ${from.id} (${from.name}) to port ${to.id} (${to.name})`);
+    };
+  }
+
+  addPort(port: Port): void {
+    port.id = this.nextPortId++;
+    this.ports = this.ports.concat([port]);
+    this.log.info(`port ${port.id} up: ${port.name}${port.endpoint() ? ' (' + port.endpoint() + ')' : ''}`);
+  }
+
+  removePort(port: Port): void {
+    const i = this.ports.indexOf(port);
+    if (i < 0) return;
+    // Copy-on-write so a flood in progress keeps iterating the old array.
+    this.ports = this.ports.slice(0, i).concat(this.ports.slice(i + 1));
+    this.table.flushPort(port);
+    this.log.info(`port ${port.id} down: ${port.name}`);
+  }
+
+  addTap(tap: Tap): void { this.taps = this.taps.concat([tap]); }
+  removeTap(tap: Tap): void { this.taps = this.taps.filter((t) => t !== tap); }
+
+  /** Sets the switch's time and ages out old MACs. */
+  tick(nowMs: number): void {
+    this.nowMs = nowMs;
+    this.table.sweep(nowMs);
+  }
+
+  now(): number { return this.nowMs; }
+
+  input(port: Port, buf: Buffer, off: number, len: number): void {
+    const c = port.counters;
+    c.rxFrames++;
+    c.rxBytes += len;
+    if (len < ETH_HEADER_BYTES) {
+      c.drops.runt++;
+      this.counters.runts++;
+      return;
+    }
+    if (len > this.opts.maxFrameBytes) {
+      c.drops.oversize++;
+      this.counters.oversize++;
+      return;
+    }
+    const taps = this.taps;
+    for (let i = 0; i < taps.length; i++) taps[i](port, buf, off, len);
+
+    const vlan = vlanId(buf, off, len);
+    if ((buf[off + 6] & 1) === 0) this.table.learn(srcMac(buf, off), vlan, port, this.nowMs);
+
+    if ((buf[off] & 1) === 0) {
+      const out = this.table.lookup(dstMac(buf, off), vlan);
+      if (out !== undefined) {
+        if (out === port) {
+          c.drops['self-loop']++;
+          this.counters.selfLoops++;
+          return;
+        }
+        this.counters.unicasts++;
+        out.send(buf, off, len);
+        return;
+      }
+    }
+    this.counters.floods++;
+    const ports = this.ports;
+    for (let i = 0; i < ports.length; i++) {
+      const p = ports[i];
+      if (p !== port) p.send(buf, off, len);
+    }
+  }
+}

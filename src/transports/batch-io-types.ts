@@ -1,0 +1,72 @@
+/**
+ * The datagram I/O boundary that every datagram transport uses (udp, unixgram, mcast, later vxlan
+ * and wg): a socket that receives and sends *batches*. The native addon implements it with
+ * recvmmsg/sendmmsg into buffers allocated once; the JS fallback (node:dgram) delivers batches of
+ * one and cannot do AF_UNIX datagrams. Shape after wireguard-go's conn.Bind.
+ */
+
+export type DgramAddress =
+  | { kind: 'udp4'; host: string; port: number }
+  | { kind: 'unix'; path: string };
+
+export interface MulticastOptions {
+  /** Group to join, e.g. "230.0.0.1". The socket must be bound to group:port. */
+  group: string;
+  /** IPv4 address of the interface for membership and sending (IP_ADD_MEMBERSHIP, IP_MULTICAST_IF). */
+  interfaceAddr: string;
+  /** IP_MULTICAST_TTL. */
+  ttl: number;
+  /** IP_MULTICAST_LOOP. */
+  loop: boolean;
+  /** Join the group (receive side). A send-only socket sets this false. */
+  join: boolean;
+}
+
+export interface BatchSocketOptions {
+  kind: 'udp4' | 'unix';
+  /** udp4: host and port (0 = ephemeral); unix: filesystem path (must not exist). */
+  bind: { host: string; port: number } | { path: string };
+  /** SO_REUSEADDR (multicast receive sockets only; unicast ports bind exclusively so clashes fail). */
+  reuseAddr?: boolean;
+  /** Most datagrams taken per wakeup. Default 64. */
+  batchSize?: number;
+  /** Largest datagram received, bytes. Default 69632 (QEMU's NET_BUFSIZE). */
+  slotBytes?: number;
+  rcvbufBytes?: number;
+  sndbufBytes?: number;
+  multicast?: MulticastOptions;
+}
+
+/** Receive side of one wakeup. Valid only during the onBatch call; slots are reused. */
+export interface RxBatch {
+  /** rx.bufs[i] holds datagram i at offset 0, rx.lengths[i] bytes. */
+  bufs: Buffer[];
+  lengths: Int32Array;
+  /** Peer id (see BatchSocket.peerId) of each datagram's source. */
+  peers: Int32Array;
+}
+
+export interface BatchSocket {
+  /** True when the native recvmmsg/sendmmsg path is in use. */
+  readonly native: boolean;
+  readonly rx: RxBatch;
+  /** Bound address (ephemeral port resolved). */
+  localAddress(): DgramAddress;
+  /** A small integer id for a peer address, created on first use; the same address gives the same id. */
+  peerId(addr: DgramAddress): number;
+  peerAddress(id: number): DgramAddress;
+  /** Starts reading; onBatch(count) is called once per wakeup with count >= 1 datagrams in rx. */
+  start(onBatch: (count: number) => void): void;
+  /**
+   * Queues one datagram to a peer. The bytes are copied (or handed to the kernel) before return,
+   * so the caller keeps ownership of buf. Queued datagrams go out in one sendmmsg at the end of the
+   * current tick (microtask) or when the queue fills. Returns false when the datagram was dropped
+   * (queue full or an immediate send error).
+   */
+  send(peer: number, buf: Buffer, off: number, len: number): boolean;
+  /** Sends everything queued now. */
+  flush(): void;
+  /** Counters of the socket itself. */
+  readonly stats: { sendErrors: number; recvErrors: number; truncated: number };
+  close(): void;
+}
