@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+/**
+ * lanparty command line: dispatches to one file per command. Errors become one line naming what
+ * is wrong and how to fix it, and an exit code per error code (see util/errors.ts).
+ */
+import { readFileSync } from 'node:fs';
+import { LanpartyError, exitCodeFor } from '../util/errors.js';
+import { formatMac, macForName } from '../wire/ethernet.js';
+import { up } from './up.js';
+
+const HELP = `Usage: lanparty <command> [options]
+
+Commands:
+  up            start the LAN switch (see lanparty up --help)
+  mac NAME      print the stable MAC address for a guest name
+
+Options:
+  -h, --help     this help
+  -V, --version  print the version
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return cmd === undefined ? 2 : 0;
+    case '-V':
+    case '--version':
+      process.stdout.write(version() + '\n');
+      return 0;
+    case 'up':
+      return up(rest);
+    case 'mac':
+      if (rest.length !== 1) throw new LanpartyError('LP_ERR_USAGE', 'lanparty mac: expected one guest name, e.g. lanparty mac vm1');
+      process.stdout.write(formatMac(macForName(rest[0])) + '\n');
+      return 0;
+    default:
+      throw new LanpartyError('LP_ERR_USAGE', `unknown command "${cmd}"; run lanparty --help for the list`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof LanpartyError) {
+      process.stderr.write(`lanparty: ${err.message}\n`);
+      process.exitCode = exitCodeFor(err.code);
+    } else if (err instanceof Error && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`lanparty: ${err.message}; see lanparty --help\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`lanparty: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);

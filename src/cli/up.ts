@@ -1,0 +1,113 @@
+/**
+ * `lanparty up`: start the switch with its ports, print the QEMU arguments for each transport,
+ * then `ready`, and run until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
+ */
+import { parseArgs } from 'node:util';
+import { loadConfig, type FlagOverrides } from '../config/index.js';
+import { Daemon } from '../daemon/index.js';
+import { createLogger } from '../util/logger.js';
+import { LanpartyError } from '../util/errors.js';
+import { formatMac, macForName } from '../wire/ethernet.js';
+import { nativeAvailable, nativeLoadError } from '../transports/batch-io.js';
+
+export const UP_HELP = `Usage: lanparty up [options]
+
+Start the LAN: a learning Ethernet switch whose ports are QEMU's network transports.
+With no options it listens on this host only (loopback and a private socket directory),
+prints the QEMU arguments for each transport, then "ready".
+
+Options:
+  -c, --config FILE        TOML config file (see README, "Configuration")
+  -p, --port URL           a port locator; repeat for several (replaces the defaults):
+                             mcast://GROUP:PORT?localaddr=IP&ttl=N
+                             udp://HOST:PORT[?peer=HOST:PORT]   unixgram:///PATH[?peer=/PATH]
+                             tcp://HOST:PORT   unix:///PATH   (QEMU stream clients connect here)
+                             tcp+connect://HOST:PORT   unix+connect:///PATH   (QEMU server=on)
+      --mac-age SECONDS    MAC ageing time (default 300)
+      --mac-table-size N   most MAC entries (default 8192)
+      --max-frame BYTES    largest frame accepted (default 65553: MTU 65535 + header + VLAN tag)
+  -g, --guest NAME         print QEMU arguments for this guest name; repeat (default vm1)
+      --no-dhcp            do not serve DHCP (bring your own server)
+      --subnet CIDR        the LAN's subnet for the built-in DHCP/DNS host (default 10.77.0.0/24)
+      --lease-file FILE    where DHCP leases persist
+      --control PATH       control socket path
+  -h, --help               this help
+`;
+
+export async function up(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p', multiple: true },
+      'mac-age': { type: 'string' },
+      'mac-table-size': { type: 'string' },
+      'max-frame': { type: 'string' },
+      guest: { type: 'string', short: 'g', multiple: true },
+      'no-dhcp': { type: 'boolean' },
+      subnet: { type: 'string' },
+      'lease-file': { type: 'string' },
+      control: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(UP_HELP);
+    return 0;
+  }
+  const flags: FlagOverrides = {
+    config: values.config,
+    ports: values.port,
+    macAgeSeconds: values['mac-age'],
+    macTableSize: values['mac-table-size'],
+    maxFrameBytes: values['max-frame'],
+    guests: values.guest,
+    dhcp: values['no-dhcp'] ? false : undefined,
+    subnet: values.subnet,
+    leaseFile: values['lease-file'],
+    controlSocket: values.control,
+  };
+  const config = loadConfig(flags);
+  const log = createLogger();
+  if (!nativeAvailable()) {
+    log.info(`native data path not available (${nativeLoadError()}); using the slower JS path. Build it with: npm run build:native`);
+  }
+  const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
+  await daemon.start();
+  for (const s of daemon.skipped) log.info(`skipped default port ${s.url}: ${s.reason}`);
+
+  const out: string[] = [];
+  out.push(`lanparty is up with ${daemon.transports.length} transports (config: ${config.source}). Join guests with:`);
+  for (const t of daemon.transports) {
+    const st = t.status();
+    out.push('');
+    out.push(`  ${t.url}  [${st.address}]`);
+    for (const g of config.guests) {
+      const netdev = t.qemuNetdev(g, 'n0');
+      const mac = formatMac(macForName(g));
+      out.push(`    ${g}: -netdev ${netdev} -device virtio-net-pci,netdev=n0,mac=${mac}`);
+    }
+    if (t.kind === 'tcp' || t.kind === 'unix') {
+      const connect = st.state !== 'listening';
+      out.push(connect ? '    (lanparty connects to this QEMU and reconnects when it restarts)' : '    (on QEMU 7.2 start the guest after lanparty; it cannot reconnect)');
+    }
+  }
+  out.push('');
+  out.push('Everything above is reachable from this host only unless you named another address.');
+  out.push('ready');
+  process.stdout.write(out.join('\n') + '\n');
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info(`${sig}: stopping`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await daemon.stop();
+  return 0;
+}
+
+export { LanpartyError };

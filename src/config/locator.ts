@@ -1,0 +1,93 @@
+/**
+ * Port locators (after vdeplug4's URL-like endpoints): one string names a transport and its
+ * parameters, with safe defaults so a bare scheme works.
+ *
+ *   mcast://GROUP:PORT?localaddr=IP&ttl=N     QEMU multicast group (default localaddr 127.0.0.1, ttl 1)
+ *   udp://HOST:PORT?peer=HOST:PORT            QEMU dgram inet / socket,udp= (lanparty listens)
+ *   unixgram:///PATH?peer=/PATH               QEMU dgram unix (lanparty listens)
+ *   tcp://HOST:PORT, unix:///PATH             QEMU stream client (server=off) connects here
+ *   tcp+connect://HOST:PORT, unix+connect:///PATH   lanparty connects to a QEMU stream server=on
+ */
+import * as net from 'node:net';
+import { LanpartyError } from '../util/errors.js';
+import type { PortConfig } from './types.js';
+
+export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect'] as const;
+
+function fail(field: string, msg: string): never {
+  throw new LanpartyError('LP_ERR_CONFIG', `${field}: ${msg}`);
+}
+
+function parseHostPort(field: string, url: string, text: string, needPort: boolean): { host: string; port: number } {
+  const m = /^([^:/?]*)(?::(\d+))?$/.exec(text);
+  if (!m) fail(field, `"${url}": expected HOST:PORT, got "${text}"`);
+  const host = m[1] === '' ? '127.0.0.1' : m[1];
+  if (!net.isIPv4(host)) fail(field, `"${url}": "${host}" is not an IPv4 address (QEMU's socket and dgram netdevs take IPv4 only)`);
+  if (m[2] === undefined) {
+    if (needPort) fail(field, `"${url}": missing port; write ${host}:PORT`);
+    return { host, port: 0 };
+  }
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) fail(field, `"${url}": port ${m[2]} is out of range (1-65535)`);
+  return { host, port };
+}
+
+function isMulticast(ip: string): boolean {
+  const first = Number(ip.split('.')[0]);
+  return first >= 224 && first <= 239;
+}
+
+export function parseLocator(text: string, field: string): PortConfig {
+  const sep = text.indexOf('://');
+  if (sep < 0) fail(field, `"${text}" is not a locator; expected SCHEME://ADDRESS with scheme one of ${SCHEMES.join(', ')}`);
+  const scheme = text.slice(0, sep);
+  let rest = text.slice(sep + 3);
+  let query = '';
+  const q = rest.indexOf('?');
+  if (q >= 0) {
+    query = rest.slice(q + 1);
+    rest = rest.slice(0, q);
+  }
+  const params = new URLSearchParams(query);
+  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'] };
+  for (const key of params.keys()) {
+    if (!(allowed[scheme] ?? []).includes(key)) {
+      fail(field, `"${text}": unknown parameter "${key}" for ${scheme}${allowed[scheme] ? ` (expected ${allowed[scheme].join(', ')})` : ' (it takes none)'}`);
+    }
+  }
+  switch (scheme) {
+    case 'mcast': {
+      const { host, port } = parseHostPort(field, text, rest, true);
+      if (!isMulticast(host)) fail(field, `"${text}": ${host} is not an IPv4 multicast group (224.0.0.0-239.255.255.255)`);
+      const localaddr = params.get('localaddr') ?? '127.0.0.1';
+      if (!net.isIPv4(localaddr)) fail(field, `"${text}": localaddr "${localaddr}" is not an IPv4 address (QEMU takes an IP only)`);
+      const ttlText = params.get('ttl') ?? '1';
+      const ttl = Number(ttlText);
+      if (!Number.isInteger(ttl) || ttl < 0 || ttl > 255) fail(field, `"${text}": ttl ${ttlText} is out of range (0-255)`);
+      return { scheme: 'mcast', url: text, group: host, port, localaddr, ttl };
+    }
+    case 'udp': {
+      const { host, port } = parseHostPort(field, text, rest, true);
+      const peers = params.getAll('peer').map((p) => parseHostPort(field, text, p, true));
+      return { scheme: 'udp', url: text, host, port, peers };
+    }
+    case 'unixgram': {
+      if (!rest.startsWith('/')) fail(field, `"${text}": expected an absolute path, e.g. unixgram:///run/user/1000/lanparty/dgram.sock`);
+      const peers = params.getAll('peer');
+      for (const p of peers) if (!p.startsWith('/')) fail(field, `"${text}": peer "${p}" must be an absolute path`);
+      return { scheme: 'unixgram', url: text, path: rest, peers };
+    }
+    case 'tcp':
+    case 'tcp+connect': {
+      const { host, port } = parseHostPort(field, text, rest, true);
+      return { scheme: 'tcp', url: text, host, port, connect: scheme === 'tcp+connect' };
+    }
+    case 'unix':
+    case 'unix+connect': {
+      if (!rest.startsWith('/')) fail(field, `"${text}": expected an absolute path, e.g. ${scheme}:///run/user/1000/lanparty/stream.sock`);
+      return { scheme: 'unix', url: text, path: rest, connect: scheme === 'unix+connect' };
+    }
+    default:
+      fail(field, `unknown scheme "${scheme}" in "${text}" (expected ${SCHEMES.join(', ')})`);
+  }
+}

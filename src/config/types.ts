@@ -1,0 +1,46 @@
+/**
+ * Configuration types: plain validated values, separate from runtime objects (tailscale's
+ * conf.go habit). Produced by `loadConfig` from a TOML file and/or CLI flags.
+ */
+
+export type PortConfig =
+  | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number }
+  | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
+  | { scheme: 'unixgram'; url: string; path: string; peers: string[] }
+  | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }
+  | { scheme: 'unix'; url: string; path: string; connect: boolean };
+
+export interface DhcpConfig {
+  poolStart?: string;
+  poolEnd?: string;
+  leaseSeconds: number;
+  keyBy: 'mac' | 'client-id';
+  router?: string;
+  dns?: string[];
+  domain: string;
+  mtu?: number;
+  staticLeases: Array<{ mac?: number; name?: string; address: string }>;
+  leaseFile: string | null;
+  probeMs: number;
+}
+
+export interface ServicesConfig {
+  /** null = no virtual host at all. */
+  subnet: string | null;
+  hostAddress?: string;
+  dhcp: DhcpConfig | null;
+  dnsEnabled: boolean;
+}
+
+export interface Config {
+  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number };
+  ports: PortConfig[];
+  services: ServicesConfig;
+  control: { socketPath: string };
+  /** Guest names to print QEMU arguments for. */
+  guests: string[];
+  /** Idle time after which a dgram peer port is removed. */
+  peerIdleMs: number;
+  /** Where the configuration came from, for messages. */
+  source: string;
+}

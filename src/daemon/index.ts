@@ -1,0 +1,2 @@
+export * from './daemon.js';
+export * from './transports.js';

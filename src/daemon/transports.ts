@@ -1,0 +1,33 @@
+/** Maps validated port configs to transports. The one place that knows every transport. */
+import type { PortConfig } from '../config/types.js';
+import type { Transport, TransportContext } from '../transports/transport.js';
+import { DgramTransport } from '../transports/dgram/index.js';
+import { McastTransport } from '../transports/mcast/index.js';
+import { openStream } from '../transports/stream/index.js';
+
+export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
+  switch (p.scheme) {
+    case 'mcast':
+      return new McastTransport(p.url, { group: p.group, port: p.port, localaddr: p.localaddr, ttl: p.ttl }, ctx);
+    case 'udp':
+      return new DgramTransport(p.url, {
+        bind: { kind: 'udp4', host: p.host, port: p.port },
+        peers: p.peers.map((x) => ({ kind: 'udp4' as const, host: x.host, port: x.port })),
+        peerIdleMs, maxPeers: 1024,
+      }, ctx);
+    case 'unixgram':
+      return new DgramTransport(p.url, {
+        bind: { kind: 'unix', path: p.path },
+        peers: p.peers.map((x) => ({ kind: 'unix' as const, path: x })),
+        peerIdleMs, maxPeers: 1024,
+      }, ctx);
+    case 'tcp':
+      return openStream(p.url, { kind: 'tcp', host: p.host, port: p.port }, p.connect, ctx);
+    case 'unix':
+      return openStream(p.url, { kind: 'unix', path: p.path }, p.connect, ctx);
+    default: {
+      const never: never = p;
+      return never;
+    }
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * QEMU datagram transports: `-netdev dgram` (inet and unix) and `-netdev socket,udp=`.
+ * lanparty binds one socket; QEMU sends every frame to it with sendto() from its own bound local
+ * address, one frame per datagram, and accepts frames from any sender (QEMU-TRANSPORTS.md §3-4).
+ * So each source address is its own switch port, created when first heard from (or named in the
+ * config as a fixed peer, which exists from the start and never ages out).
+ *
+ * Stages for one wakeup: BatchSocket.rx (recvmmsg batch) → per datagram: peer id → port (array
+ * lookup) → empty datagrams counted → sink.input. Sends go through BatchSocket.send, flushed once
+ * per tick with sendmmsg. Dynamic peers idle for `peerIdleMs` are removed; at most `maxPeers`.
+ */
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
+import type { Transport, TransportContext, TransportStatus } from '../transport.js';
+import type { BatchSocket, DgramAddress } from '../batch-io-types.js';
+import { openBatchSocket } from '../batch-io.js';
+import { prepareUnixPath, removeUnixPath } from '../unix-path.js';
+
+/** Largest UDP payload over IPv4. */
+export const UDP_MAX_PAYLOAD = 65507;
+/** QEMU's NET_BUFSIZE: the most a QEMU dgram reader takes in one recv(). */
+export const QEMU_NET_BUFSIZE = 69632;
+
+export interface DgramConfig {
+  bind: DgramAddress;
+  /** Fixed peers: QEMU guests whose local address is known in advance. */
+  peers: DgramAddress[];
+  /** A dynamic peer silent this long is forgotten. */
+  peerIdleMs: number;
+  maxPeers: number;
+}
+
+/**
+ * A stable UDP port for a guest's own end of a dgram netdev (QEMU needs local.port): 40000-59999,
+ * from the name, so the printed arguments are exact and the same name always gets the same port.
+ */
+export function guestUdpPort(guest: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < guest.length; i++) h = Math.imul(h ^ guest.charCodeAt(i), 16777619) >>> 0;
+  return 40000 + (h % 20000);
+}
+
+export function addressText(a: DgramAddress): string {
+  return a.kind === 'udp4' ? `${a.host}:${a.port}` : a.path;
+}
+
+class DgramPort implements Port {
+  id = 0;
+  readonly counters = new PortCounters();
+  lastRxMs = 0;
+  constructor(
+    readonly name: string,
+    readonly kind: PortKind,
+    readonly maxFrameBytes: number,
+    private readonly sock: BatchSocket,
+    readonly peer: number,
+    private readonly remote: string,
+    readonly fixed: boolean,
+  ) {}
+  endpoint(): string { return this.remote; }
+  send(buf: Buffer, off: number, len: number): void {
+    if (len > this.maxFrameBytes) {
+      this.counters.drops.oversize++;
+      return;
+    }
+    if (this.sock.send(this.peer, buf, off, len)) {
+      this.counters.txFrames++;
+      this.counters.txBytes += len;
+    } else {
+      this.counters.drops['send-error']++;
+    }
+  }
+  close(): void {}
+}
+
+export class DgramTransport implements Transport {
+  readonly kind: PortKind;
+  private sock: BatchSocket | null = null;
+  /** Ports indexed by peer id; the common lookup per datagram. */
+  private byPeer: Array<DgramPort | undefined> = [];
+  private portCount = 0;
+  private nowMs = 0;
+  private refusedPeers = 0;
+  private readonly onBatchBound: (count: number) => void;
+  private readonly maxFrameBytes: number;
+
+  constructor(readonly url: string, private readonly cfg: DgramConfig, private readonly ctx: TransportContext) {
+    this.kind = cfg.bind.kind === 'udp4' ? 'udp' : 'unixgram';
+    this.maxFrameBytes = Math.min(ctx.maxFrameBytes, cfg.bind.kind === 'udp4' ? UDP_MAX_PAYLOAD : QEMU_NET_BUFSIZE);
+    this.onBatchBound = this.onBatch.bind(this);
+  }
+
+  async start(): Promise<void> {
+    const b = this.cfg.bind;
+    if (b.kind === 'unix') await prepareUnixPath(b.path, `port ${this.url}`);
+    try {
+      this.sock = await openBatchSocket({
+        kind: b.kind,
+        bind: b.kind === 'udp4' ? { host: b.host, port: b.port } : { path: b.path },
+        reuseAddr: false,
+        slotBytes: QEMU_NET_BUFSIZE,
+        rcvbufBytes: 4 << 20,
+        sndbufBytes: 4 << 20,
+      });
+    } catch (err) {
+      if (err instanceof LanpartyError) throw new LanpartyError(err.code, `port ${this.url}: ${err.message}`, { cause: err });
+      throw socketSetupError(`port ${this.url}`, err as NodeJS.ErrnoException);
+    }
+    for (const p of this.cfg.peers) this.portFor(this.sock.peerId(p), true);
+    this.sock.start(this.onBatchBound);
+  }
+
+  private portFor(peer: number, fixed: boolean): DgramPort | undefined {
+    const existing = this.byPeer[peer];
+    if (existing !== undefined) return existing;
+    if (!fixed && this.portCount >= this.cfg.maxPeers) return undefined;
+    const sock = this.sock!;
+    const remote = addressText(sock.peerAddress(peer));
+    const port = new DgramPort(`${this.kind} ${remote}`, this.kind, this.maxFrameBytes, sock, peer, remote, fixed);
+    port.lastRxMs = this.nowMs;
+    this.byPeer[peer] = port;
+    this.portCount++;
+    this.ctx.sink.addPort(port);
+    return port;
+  }
+
+  private onBatch(count: number): void {
+    const rx = this.sock!.rx;
+    const sink = this.ctx.sink;
+    for (let i = 0; i < count; i++) {
+      const peer = rx.peers[i];
+      let port = this.byPeer[peer];
+      if (port === undefined) {
+        port = this.portFor(peer, false);
+        if (port === undefined) {
+          this.refusedPeers++;
+          continue;
+        }
+      }
+      port.lastRxMs = this.nowMs;
+      const len = rx.lengths[i];
+      if (len === 0) {
+        port.counters.rxFrames++;
+        port.counters.drops.empty++;
+        continue;
+      }
+      sink.input(port, rx.bufs[i], 0, len);
+    }
+  }
+
+  tick(nowMs: number): void {
+    this.nowMs = nowMs;
+    for (let i = 0; i < this.byPeer.length; i++) {
+      const p = this.byPeer[i];
+      if (p !== undefined && !p.fixed && nowMs - p.lastRxMs >= this.cfg.peerIdleMs) {
+        this.byPeer[i] = undefined;
+        this.portCount--;
+        this.ctx.sink.removePort(p);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    for (let i = 0; i < this.byPeer.length; i++) {
+      const p = this.byPeer[i];
+      if (p !== undefined) this.ctx.sink.removePort(p);
+    }
+    this.byPeer = [];
+    this.portCount = 0;
+    if (this.sock) this.sock.close();
+    this.sock = null;
+    if (this.cfg.bind.kind === 'unix') removeUnixPath(this.cfg.bind.path);
+  }
+
+  qemuNetdev(guest: string, id: string): string {
+    const b = this.cfg.bind;
+    if (b.kind === 'udp4') {
+      return `dgram,id=${id},local.type=inet,local.host=${b.host === '0.0.0.0' ? '127.0.0.1' : b.host},local.port=${guestUdpPort(guest)},remote.type=inet,remote.host=${b.host === '0.0.0.0' ? '127.0.0.1' : b.host},remote.port=${b.port}`;
+    }
+    const dir = b.path.slice(0, b.path.lastIndexOf('/') + 1);
+    return `dgram,id=${id},local.type=unix,local.path=${dir}guest-${guest}.sock,remote.type=unix,remote.path=${b.path}`;
+  }
+
+  status(): TransportStatus {
+    const addr = this.sock ? addressText(this.sock.localAddress()) : addressText(this.cfg.bind);
+    return { url: this.url, kind: this.kind, state: this.sock ? 'listening' : 'closed', address: addr, portCount: this.portCount, native: this.sock ? this.sock.native : false };
+  }
+
+  /** Datagrams from new sources refused because `maxPeers` was reached. */
+  refused(): number { return this.refusedPeers; }
+}

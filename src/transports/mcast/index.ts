@@ -1,0 +1,162 @@
+/**
+ * The QEMU multicast group (`-netdev socket,mcast=GROUP:PORT[,localaddr=IP]`, and `-netdev dgram`
+ * with a multicast remote) as one switch port: the group is a hub segment, and every QEMU on it
+ * sends from the same address and port (QEMU binds group:port and sends on that socket), so guests
+ * behind it are told apart by source MAC only (QEMU-TRANSPORTS.md §2).
+ *
+ * Two sockets, as QEMU's source dictates:
+ *   receive: bound to GROUP:PORT with SO_REUSEADDR (shared with the QEMUs), member of the group on
+ *            the interface of `localaddr`;
+ *   send:    bound to localaddr:ephemeral, IP_MULTICAST_IF=localaddr, loop on (local QEMUs must
+ *            hear us), TTL from the config.
+ * Our own frames come back through multicast loopback; they are recognised by their source, which
+ * is exactly the send socket's address, and dropped as `own-frame`. The switch never sends a frame
+ * back to its ingress port, so nothing heard on the group is sent to the group again (split horizon).
+ */
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { PortCounters, type Port } from '../../switch/port.js';
+import type { Transport, TransportContext, TransportStatus } from '../transport.js';
+import type { BatchSocket } from '../batch-io-types.js';
+import { openBatchSocket } from '../batch-io.js';
+import { UDP_MAX_PAYLOAD, addressText } from '../dgram/index.js';
+
+export interface McastConfig {
+  group: string;
+  port: number;
+  /** Interface address for membership and sending; 127.0.0.1 keeps the LAN on this host. */
+  localaddr: string;
+  ttl: number;
+}
+
+class McastPort implements Port {
+  id = 0;
+  readonly counters = new PortCounters();
+  readonly kind = 'mcast' as const;
+  sendSock: BatchSocket | null = null;
+  groupPeer = 0;
+  constructor(readonly name: string, readonly maxFrameBytes: number, private readonly group: string) {}
+  endpoint(): string { return this.group; }
+  send(buf: Buffer, off: number, len: number): void {
+    const s = this.sendSock;
+    if (s === null) {
+      this.counters.drops['port-down']++;
+      return;
+    }
+    if (len > this.maxFrameBytes) {
+      this.counters.drops.oversize++;
+      return;
+    }
+    if (s.send(this.groupPeer, buf, off, len)) {
+      this.counters.txFrames++;
+      this.counters.txBytes += len;
+    } else {
+      this.counters.drops['send-error']++;
+    }
+  }
+  close(): void {}
+}
+
+export class McastTransport implements Transport {
+  readonly kind = 'mcast' as const;
+  private recvSock: BatchSocket | null = null;
+  private sendSock: BatchSocket | null = null;
+  private readonly port: McastPort;
+  /** ownPeer[peerId] is 1 when that source is our send socket, 2 when it is someone else. */
+  private ownPeer: Uint8Array = new Uint8Array(64);
+  private ownHost = '';
+  private ownPort = 0;
+  private readonly onBatchBound: (count: number) => void;
+
+  constructor(readonly url: string, private readonly cfg: McastConfig, private readonly ctx: TransportContext) {
+    this.port = new McastPort(`mcast ${cfg.group}:${cfg.port}`, Math.min(ctx.maxFrameBytes, UDP_MAX_PAYLOAD), `${cfg.group}:${cfg.port} via ${cfg.localaddr}`);
+    this.onBatchBound = this.onBatch.bind(this);
+  }
+
+  async start(): Promise<void> {
+    const c = this.cfg;
+    const what = `port ${this.url}`;
+    try {
+      this.recvSock = await openBatchSocket({
+        kind: 'udp4', bind: { host: c.group, port: c.port }, reuseAddr: true, slotBytes: 69632, rcvbufBytes: 4 << 20,
+        multicast: { group: c.group, interfaceAddr: c.localaddr, ttl: c.ttl, loop: true, join: true },
+      });
+      this.sendSock = await openBatchSocket({
+        kind: 'udp4', bind: { host: c.localaddr, port: 0 }, reuseAddr: false, slotBytes: 2048, sndbufBytes: 4 << 20,
+        multicast: { group: c.group, interfaceAddr: c.localaddr, ttl: c.ttl, loop: true, join: false },
+      });
+    } catch (err) {
+      this.recvSock?.close();
+      this.recvSock = null;
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ENODEV' || e.code === 'EADDRNOTAVAIL') {
+        throw new LanpartyError('LP_ERR_NO_DEVICE', `${what}: cannot join ${c.group} on the interface with address ${c.localaddr} (${e.code}); set localaddr to an address of an interface that is up (ip -4 addr), e.g. 127.0.0.1`, { cause: err });
+      }
+      if (err instanceof LanpartyError) throw new LanpartyError(err.code, `${what}: ${err.message}`, { cause: err });
+      throw socketSetupError(what, e);
+    }
+    const local = this.sendSock.localAddress();
+    if (local.kind === 'udp4') {
+      this.ownHost = local.host;
+      this.ownPort = local.port;
+    }
+    this.port.groupPeer = this.sendSock.peerId({ kind: 'udp4', host: c.group, port: c.port });
+    this.port.sendSock = this.sendSock;
+    this.ctx.sink.addPort(this.port);
+    this.recvSock.start(this.onBatchBound);
+  }
+
+  private isOwn(peer: number): boolean {
+    if (peer >= this.ownPeer.length) {
+      const grown = new Uint8Array(Math.max(peer + 1, this.ownPeer.length * 2));
+      grown.set(this.ownPeer);
+      this.ownPeer = grown;
+    }
+    let v = this.ownPeer[peer];
+    if (v === 0) {
+      const a = this.recvSock!.peerAddress(peer);
+      const own = a.kind === 'udp4' && a.port === this.ownPort && (a.host === this.ownHost || this.ownHost === '0.0.0.0');
+      v = own ? 1 : 2;
+      this.ownPeer[peer] = v;
+    }
+    return v === 1;
+  }
+
+  private onBatch(count: number): void {
+    const rx = this.recvSock!.rx;
+    const port = this.port;
+    const sink = this.ctx.sink;
+    for (let i = 0; i < count; i++) {
+      if (this.isOwn(rx.peers[i])) {
+        port.counters.drops['own-frame']++;
+        continue;
+      }
+      const len = rx.lengths[i];
+      if (len === 0) {
+        port.counters.rxFrames++;
+        port.counters.drops.empty++;
+        continue;
+      }
+      sink.input(port, rx.bufs[i], 0, len);
+    }
+  }
+
+  tick(_nowMs: number): void {}
+
+  async close(): Promise<void> {
+    if (this.port.sendSock !== null) this.ctx.sink.removePort(this.port);
+    this.port.sendSock = null;
+    this.recvSock?.close();
+    this.sendSock?.close();
+    this.recvSock = null;
+    this.sendSock = null;
+  }
+
+  qemuNetdev(_guest: string, id: string): string {
+    return `socket,id=${id},mcast=${this.cfg.group}:${this.cfg.port},localaddr=${this.cfg.localaddr}`;
+  }
+
+  status(): TransportStatus {
+    const addr = `${this.cfg.group}:${this.cfg.port} on ${this.cfg.localaddr} ttl ${this.cfg.ttl}` + (this.sendSock ? ` (sending from ${addressText(this.sendSock.localAddress())})` : '');
+    return { url: this.url, kind: 'mcast', state: this.recvSock ? 'joined' : 'closed', address: addr, portCount: this.recvSock ? 1 : 0, native: this.recvSock ? this.recvSock.native : false };
+  }
+}

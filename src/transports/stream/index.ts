@@ -1,0 +1,241 @@
+/**
+ * QEMU stream transports: `-netdev stream` (7.2+) and `-netdev socket,listen=/connect=`, over TCP or
+ * unix stream sockets, every frame preceded by a 4-byte big-endian length (QEMU-TRANSPORTS.md §5).
+ *
+ *   tcp://HOST:PORT, unix:///PATH            lanparty listens; every accepted connection is a port.
+ *   tcp+connect://HOST:PORT, unix+connect:// lanparty connects out to a QEMU with server=on and
+ *                                            reconnects (backoff 100 ms .. 2 s) when that QEMU restarts.
+ *
+ * Stages for a received chunk: socket 'data' → StreamFramer (views, copies only split frames) →
+ * sink.input. Sending: one buffer holding length + frame, copied because the socket may keep it
+ * queued after send() returns; when more than `queueLimitBytes` is already queued (a stalled VM:
+ * QEMU stops reading when its NIC is full) the frame is dropped as `queue-full`, newest first.
+ */
+import * as net from 'node:net';
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import type { Logger } from '../../util/logger.js';
+import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
+import type { Transport, TransportContext, TransportStatus } from '../transport.js';
+import { StreamFramer } from './framer.js';
+import { prepareUnixPath, removeUnixPath } from '../unix-path.js';
+
+export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** Frames queued per connection before dropping: about 40 full 1514-byte frames... or 16 jumbo. */
+const QUEUE_LIMIT_BYTES = 1 << 20;
+
+class StreamPort implements Port {
+  id = 0;
+  readonly counters = new PortCounters();
+  readonly framer: StreamFramer;
+  open = true;
+  constructor(
+    readonly name: string,
+    readonly kind: PortKind,
+    readonly maxFrameBytes: number,
+    private readonly remote: string,
+    readonly socket: net.Socket,
+    sink: TransportContext['sink'],
+  ) {
+    this.framer = new StreamFramer(maxFrameBytes, (buf, off, len) => sink.input(this, buf, off, len));
+  }
+  endpoint(): string { return this.remote; }
+  send(buf: Buffer, off: number, len: number): void {
+    if (!this.open) {
+      this.counters.drops['port-down']++;
+      return;
+    }
+    if (len > this.maxFrameBytes) {
+      this.counters.drops.oversize++;
+      return;
+    }
+    if (this.socket.writableLength > QUEUE_LIMIT_BYTES) {
+      this.counters.drops['queue-full']++;
+      return;
+    }
+    // One copy: the socket may hold the bytes after write() returns, and the caller's buffer is
+    // only ours for this call. QEMU's NIC model pads short frames itself where it needs to.
+    const out = Buffer.allocUnsafe(4 + len);
+    out.writeUInt32BE(len, 0);
+    buf.copy(out, 4, off, off + len);
+    this.socket.write(out);
+    this.counters.txFrames++;
+    this.counters.txBytes += len;
+  }
+  close(): void {
+    this.open = false;
+    this.socket.destroy();
+  }
+}
+
+function describe(addr: StreamAddress): string {
+  return addr.kind === 'tcp' ? `${addr.host}:${addr.port}` : addr.path;
+}
+
+function remoteOf(sock: net.Socket, addr: StreamAddress): string {
+  return addr.kind === 'tcp' ? `${sock.remoteAddress}:${sock.remotePort}` : `${addr.path} (peer)`;
+}
+
+/**
+ * Wires a connected socket to the switch as one port, and tears it down on close. A bad length
+ * closes the connection (counted as `bad-length`); a close mid-frame counts `truncated`.
+ */
+function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddress, ctx: TransportContext, log: Logger, onGone: (p: StreamPort) => void): StreamPort {
+  if (addr.kind === 'tcp') sock.setNoDelay(true);
+  const port = new StreamPort(name, kind, ctx.maxFrameBytes, remoteOf(sock, addr), sock, ctx.sink);
+  ctx.sink.addPort(port);
+  sock.on('data', (chunk: Buffer) => {
+    if (!port.framer.push(chunk)) {
+      port.counters.drops['bad-length']++;
+      log.info(`port ${port.id} (${port.name}): frame length ${port.framer.badLength} exceeds ${ctx.maxFrameBytes} bytes; closing the connection (is the peer speaking QEMU's stream format?)`);
+      sock.destroy();
+    }
+  });
+  sock.on('error', (err: NodeJS.ErrnoException) => log.debug(`port ${port.name}: ${err.code ?? err.message}`));
+  sock.on('close', () => {
+    if (!port.open) return;
+    port.open = false;
+    if (!port.framer.atBoundary() && port.framer.error === null) port.counters.drops.truncated++;
+    port.counters.drops.empty += port.framer.emptyFrames;
+    ctx.sink.removePort(port);
+    onGone(port);
+  });
+  return port;
+}
+
+export class StreamListener implements Transport {
+  readonly kind: PortKind;
+  private server: net.Server | null = null;
+  private readonly conns = new Set<StreamPort>();
+  private serial = 0;
+  private readonly log: Logger;
+
+  constructor(readonly url: string, private readonly addr: StreamAddress, private readonly ctx: TransportContext) {
+    this.kind = addr.kind;
+    this.log = ctx.log;
+  }
+
+  async start(): Promise<void> {
+    if (this.addr.kind === 'unix') await prepareUnixPath(this.addr.path, `port ${this.url}`);
+    const server = net.createServer((sock) => {
+      const name = `${this.kind} ${describe(this.addr)}#${++this.serial}`;
+      const port = attach(sock, name, this.kind, this.addr, this.ctx, this.log, (p) => this.conns.delete(p));
+      this.conns.add(port);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`port ${this.url}`, err)));
+      if (this.addr.kind === 'tcp') server.listen({ host: this.addr.host, port: this.addr.port, exclusive: true }, resolve);
+      else server.listen({ path: this.addr.path, exclusive: true }, resolve);
+    });
+    server.on('error', (err) => this.log.error(`port ${this.url}: ${err.message}`));
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.conns) {
+      this.ctx.sink.removePort(p);
+      p.close();
+    }
+    this.conns.clear();
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+    if (this.addr.kind === 'unix') removeUnixPath(this.addr.path);
+  }
+
+  tick(_nowMs: number): void {}
+
+  qemuNetdev(_guest: string, id: string): string {
+    if (this.addr.kind === 'tcp') return `stream,id=${id},server=off,addr.type=inet,addr.host=${this.addr.host},addr.port=${this.addr.port}`;
+    return `stream,id=${id},server=off,addr.type=unix,addr.path=${this.addr.path}`;
+  }
+
+  status(): TransportStatus {
+    return { url: this.url, kind: this.kind, state: this.server ? 'listening' : 'closed', address: describe(this.addr), portCount: this.conns.size, native: false };
+  }
+}
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 2000;
+
+export class StreamConnector implements Transport {
+  readonly kind: PortKind;
+  private port: StreamPort | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private backoffMs = RECONNECT_MIN_MS;
+  private closed = false;
+  private state = 'connecting';
+  private lastError = '';
+
+  constructor(readonly url: string, private readonly addr: StreamAddress, private readonly ctx: TransportContext) {
+    this.kind = addr.kind;
+  }
+
+  async start(): Promise<void> {
+    this.connect();
+  }
+
+  private connect(): void {
+    this.timer = null;
+    if (this.closed) return;
+    const sock = this.addr.kind === 'tcp' ? net.connect({ host: this.addr.host, port: this.addr.port }) : net.connect({ path: this.addr.path });
+    let connected = false;
+    sock.once('connect', () => {
+      connected = true;
+      this.backoffMs = RECONNECT_MIN_MS;
+      this.state = 'connected';
+      this.ctx.log.info(`port ${this.url}: connected`);
+      this.port = attach(sock, `${this.kind} ${describe(this.addr)}`, this.kind, this.addr, this.ctx, this.ctx.log, () => {
+        this.port = null;
+        this.state = 'connecting';
+        if (!this.closed) {
+          this.ctx.log.info(`port ${this.url}: disconnected; reconnecting`);
+          this.schedule();
+        }
+      });
+    });
+    sock.once('error', (err: NodeJS.ErrnoException) => {
+      if (connected) return;
+      if (err.code !== this.lastError) this.ctx.log.debug(`port ${this.url}: connect failed (${err.code}); retrying`);
+      this.lastError = err.code ?? '';
+      sock.destroy();
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => this.connect(), this.backoffMs);
+    this.timer.unref();
+    this.backoffMs = Math.min(this.backoffMs * 2, RECONNECT_MAX_MS);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.port) {
+      this.ctx.sink.removePort(this.port);
+      this.port.close();
+      this.port = null;
+    }
+    this.state = 'closed';
+  }
+
+  tick(_nowMs: number): void {}
+
+  qemuNetdev(_guest: string, id: string): string {
+    if (this.addr.kind === 'tcp') return `stream,id=${id},server=on,addr.type=inet,addr.host=${this.addr.host},addr.port=${this.addr.port}`;
+    return `stream,id=${id},server=on,addr.type=unix,addr.path=${this.addr.path}`;
+  }
+
+  status(): TransportStatus {
+    return { url: this.url, kind: this.kind, state: this.state, address: describe(this.addr), portCount: this.port ? 1 : 0, native: false };
+  }
+}
+
+export function openStream(url: string, addr: StreamAddress, connect: boolean, ctx: TransportContext): Transport {
+  if (addr.kind === 'unix' && Buffer.byteLength(addr.path) > 107) {
+    throw new LanpartyError('LP_ERR_CONFIG', `port ${url}: socket path is ${Buffer.byteLength(addr.path)} bytes, over the 107-byte limit of unix sockets; use a shorter path`);
+  }
+  return connect ? new StreamConnector(url, addr, ctx) : new StreamListener(url, addr, ctx);
+}

@@ -1,0 +1,42 @@
+/**
+ * Transport: one configured endpoint (a locator such as udp://127.0.0.1:33001) that produces switch
+ * ports. A listener may produce many ports (one per UDP source address or per stream connection);
+ * a multicast group is one port (a hub segment). The switch only ever sees Ports.
+ */
+import type { FrameSink, PortKind } from '../switch/port.js';
+import type { Logger } from '../util/logger.js';
+
+export interface TransportContext {
+  sink: FrameSink;
+  log: Logger;
+  /** Largest frame the switch accepts (bytes, no FCS). */
+  maxFrameBytes: number;
+}
+
+export interface TransportStatus {
+  url: string;
+  kind: PortKind;
+  /** "listening", "connected", "connecting", "closed". */
+  state: string;
+  /** Where it listens or connects. */
+  address: string;
+  /** Number of switch ports it has now. */
+  portCount: number;
+  native: boolean;
+}
+
+export interface Transport {
+  readonly url: string;
+  readonly kind: PortKind;
+  /** Binds, listens or starts connecting. Throws LanpartyError naming the locator on failure. */
+  start(): Promise<void>;
+  close(): Promise<void>;
+  /** Called about once a second with the switch clock: idle peers age out here. */
+  tick(nowMs: number): void;
+  /**
+   * The QEMU `-netdev` option value that joins a guest to this transport, or null when QEMU must
+   * play server (connect-out transports print their own hint).
+   */
+  qemuNetdev(guest: string, netdevId: string): string | null;
+  status(): TransportStatus;
+}

@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Switch } from '../../../src/switch/switch.js';
+import { MemoryPort, frame } from '../../helpers/memory-port.js';
+
+const A = '02:00:00:00:00:0a';
+const B = '02:00:00:00:00:0b';
+const C = '02:00:00:00:00:0c';
+const BCAST = 'ff:ff:ff:ff:ff:ff';
+
+function setup(n = 3, opts = {}) {
+  const sw = new Switch(opts);
+  const ports = Array.from({ length: n }, (_, i) => new MemoryPort(`p${i}`));
+  for (const p of ports) sw.addPort(p);
+  return { sw, ports };
+}
+
+function inject(sw: Switch, port: MemoryPort, f: Buffer) {
+  sw.input(port, f, 0, f.length);
+}
+
+test('broadcast floods to every other port exactly once, never back', () => {
+  const { sw, ports } = setup(4);
+  inject(sw, ports[0], frame(BCAST, A));
+  assert.equal(ports[0].frames.length, 0);
+  for (const p of ports.slice(1)) assert.equal(p.frames.length, 1);
+  assert.equal(sw.counters.floods, 1);
+});
+
+test('unknown unicast floods; once learned, unicast goes to one port only', () => {
+  const { sw, ports } = setup(3);
+  inject(sw, ports[0], frame(B, A));          // B unknown: flood
+  assert.deepEqual(ports.map((p) => p.frames.length), [0, 1, 1]);
+  inject(sw, ports[1], frame(A, B));          // A learned on p0: unicast
+  assert.deepEqual(ports.map((p) => p.frames.length), [1, 1, 1]);
+  inject(sw, ports[0], frame(B, A));          // B learned on p1 now
+  assert.deepEqual(ports.map((p) => p.frames.length), [1, 2, 1]);
+  assert.equal(sw.counters.unicasts, 2);
+  assert.equal(sw.counters.floods, 1);
+});
+
+test('frames are forwarded byte for byte, including 802.1Q tags', () => {
+  const { sw, ports } = setup(2);
+  const f = frame(BCAST, A, 0x8100, 60);
+  f.writeUInt16BE(0x2005, 14); // PCP 1, VID 5
+  f.writeUInt16BE(0x0806, 16);
+  inject(sw, ports[0], f);
+  assert.deepEqual(ports[1].frames[0], f);
+});
+
+test('VLANs keep separate tables: a MAC learned on VLAN 5 is unknown untagged', () => {
+  const { sw, ports } = setup(3);
+  const tagged = frame(BCAST, A, 0x8100, 60);
+  tagged.writeUInt16BE(5, 14);
+  inject(sw, ports[0], tagged);
+  assert.equal(sw.table.lookup(Number.parseInt(A.replace(/:/g, ''), 16), 5), ports[0]);
+  assert.equal(sw.table.lookup(Number.parseInt(A.replace(/:/g, ''), 16), 0), undefined);
+  inject(sw, ports[1], frame(A, B)); // untagged to A: unknown, flood
+  assert.deepEqual(ports.map((p) => p.frames.length), [1, 1, 2]);
+});
+
+test('destination on the ingress port is dropped as self-loop and counted', () => {
+  const { sw, ports } = setup(2);
+  inject(sw, ports[0], frame(BCAST, A));
+  inject(sw, ports[0], frame(BCAST, B));
+  inject(sw, ports[0], frame(B, A));
+  assert.equal(ports[1].frames.length, 2);
+  assert.equal(ports[0].counters.drops['self-loop'], 1);
+});
+
+test('runts and oversize frames are dropped with a reason; the switch goes on', () => {
+  const { sw, ports } = setup(2, { maxFrameBytes: 1518 });
+  const short = Buffer.alloc(13);
+  sw.input(ports[0], short, 0, 13);
+  sw.input(ports[0], Buffer.alloc(0), 0, 0);
+  const big = frame(BCAST, A, 0x0800, 1518 - 14 + 1);
+  inject(sw, ports[0], big);
+  assert.equal(ports[0].counters.drops.runt, 2);
+  assert.equal(ports[0].counters.drops.oversize, 1);
+  assert.equal(ports[1].frames.length, 0);
+  const ok = frame(BCAST, A, 0x0800, 1518 - 14);
+  inject(sw, ports[0], ok);
+  assert.equal(ports[1].frames.length, 1);
+  assert.equal(ports[0].counters.rxFrames, 4);
+});
+
+test('jumbo frames up to MTU 65535 pass by default', () => {
+  const { sw, ports } = setup(2);
+  const f = frame(BCAST, A, 0x0800, 65535);
+  inject(sw, ports[0], f);
+  assert.equal(ports[1].frames[0].length, 65549);
+});
+
+test('a group source MAC is never learned', () => {
+  const { sw, ports } = setup(2);
+  inject(sw, ports[0], frame(BCAST, '03:00:00:00:00:01'));
+  assert.equal(sw.table.size, 0);
+});
+
+test('a MAC that moves is re-learned at once and counted', () => {
+  const { sw, ports } = setup(3);
+  inject(sw, ports[0], frame(BCAST, A));
+  inject(sw, ports[2], frame(BCAST, A)); // guest restarted behind another port
+  inject(sw, ports[1], frame(A, B));
+  assert.equal(ports[2].frames.at(-1)!.readUInt16BE(12), 0x0800);
+  assert.equal(ports[0].frames.length, 1); // only the first flood from p2
+  assert.equal(sw.table.counters.moved, 1);
+});
+
+test('entries age out on tick; a full table floods and counts', () => {
+  const sw = new Switch({ macAgeMs: 1000, macTableSize: 16 }, undefined, 0);
+  const ports = [new MemoryPort('a'), new MemoryPort('b'), new MemoryPort('c')];
+  for (const p of ports) sw.addPort(p);
+  sw.tick(0);
+  inject(sw, ports[0], frame(BCAST, A));
+  sw.tick(500);
+  assert.equal(sw.table.size, 1);
+  sw.tick(1500);
+  assert.equal(sw.table.size, 0);
+  assert.equal(sw.table.counters.expired, 1);
+  for (let i = 0; i < 20; i++) inject(sw, ports[1], frame(BCAST, `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`));
+  assert.equal(sw.table.size, 16);
+  assert.equal(sw.table.counters.tableFull, 4);
+  // A source never learned because the table is full: frames to it flood, and still arrive.
+  const before = ports[2].frames.length;
+  inject(sw, ports[0], frame('02:00:00:00:01:13', A));
+  assert.equal(ports[2].frames.length, before + 1);
+  assert.equal(ports[1].frames.length, 1 + 1);
+});
+
+test('removing a port forgets its MACs', () => {
+  const { sw, ports } = setup(3);
+  inject(sw, ports[1], frame(BCAST, B));
+  sw.removePort(ports[1]);
+  assert.equal(sw.table.size, 0);
+  inject(sw, ports[0], frame(B, A));
+  assert.equal(ports[2].frames.length, 2);
+  assert.equal(ports[1].frames.length, 0);
+});
