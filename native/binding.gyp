@@ -1,0 +1,18 @@
+{
+  # lanparty_native: batched datagram I/O (recvmmsg/sendmmsg) for src/transports/batch-io.ts.
+  # Linux only; elsewhere (or without a compiler) batch-io.ts falls back to node:dgram.
+  # Build: npm run build:native  (or sh scripts/build-native.sh)
+  "targets": [
+    {
+      "target_name": "lanparty_native",
+      "sources": ["lanparty_native.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_DISABLE_DEPRECATED"
+      ],
+      "cflags_cc": ["-std=gnu++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    }
+  ]
+}

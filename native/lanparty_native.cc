@@ -1,0 +1,663 @@
+// lanparty_native: batched datagram I/O for src/transports/batch-io.ts, and nothing more.
+//
+// The addon owns a non-blocking AF_INET or AF_UNIX SOCK_DGRAM socket and moves datagrams between
+// it and memory that JS allocated once (slabs and typed arrays handed over at construction). It
+// never allocates per datagram and never builds a JS value per datagram.
+//
+// Receive stages (one libuv wakeup):
+//   1. uv_poll_t reports the fd readable (level-triggered).
+//   2. recvmmsg(MSG_DONTWAIT) fills up to batchSize slots of the rx slab (slot i at i*slotBytes).
+//   3. Datagrams flagged MSG_TRUNC are dropped and counted; later slots are moved down (rare path).
+//   4. Each source sockaddr is mapped to a small peer id through the peer table (a new id is the
+//      only case that allocates; JS asks for the id's address once, when it first sees the id).
+//   5. lengths[] and peers[] are filled and the JS callback gets the count (MakeCallback, so the
+//      microtask queue, where JS schedules its send flush, drains before the slots are reused).
+//   6. Repeat from 2 until EAGAIN, a short batch, or kMaxBatchesPerWakeup batches (fairness with
+//      the other sockets on the loop; level triggering brings us back).
+//
+// Send stages:
+//   1. JS copies each frame into the tx slab and records (offset, length, peer id) in typed arrays
+//      (no native call per frame).
+//   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec and
+//      one mmsghdr per datagram, then sendmmsg until everything is sent or dropped. EAGAIN is a
+//      counted drop (Ethernet is lossy); the socket never blocks.
+//
+// Errors at setup are thrown as JS errors shaped like Node's: `.code` is the errno name
+// (EADDRINUSE, ENOENT, ...), `.errno` is the negative errno, `.syscall` and `.address` are set, and
+// the message names the socket address. Close stops the poll handle (uv_close) and unlinks nothing:
+// the owner of a unix socket path removes it.
+
+#if !defined(__linux__)
+#error "lanparty_native needs Linux (recvmmsg/sendmmsg); batch-io.ts falls back to node:dgram elsewhere"
+#endif
+
+#include <napi.h>
+#include <uv.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace {
+
+// Most recvmmsg batches handled per wakeup before yielding to the rest of the event loop.
+constexpr int kMaxBatchesPerWakeup = 8;
+// Upper bound on distinct peers; beyond it new sources get id -1 (a spoofed-source flood must not
+// grow memory without limit).
+constexpr int kMaxPeers = 65536;
+// Largest batch accepted for either direction (the kernel's UIO_MAXIOV).
+constexpr int kMaxBatch = 1024;
+
+// Slots of the shared counters Float64Array; batch-io.ts reads them by the same indexes.
+enum CounterIndex {
+  kSendErrors = 0,   // every datagram not sent, EAGAIN drops included
+  kRecvErrors = 1,
+  kTruncated = 2,
+  kSendDropped = 3,  // the EAGAIN/ENOBUFS subset of kSendErrors (a full queue, not a fault)
+  kCounterCount = 4,
+};
+
+enum class Kind { kInet, kUnix };
+
+// Builds an error like Node's UVException: "bind EADDRINUSE 127.0.0.1:5555".
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& where) {
+  const char* name = uv_err_name(-err);  // libuv on Unix: UV_Exxx == -Exxx.
+  std::string msg = std::string(syscall) + " " + name + " " + where;
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, name));
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  e.Set("address", Napi::String::New(env, where));
+  return e;
+}
+
+// A peer address in canonical form, so that equal addresses compare equal byte for byte.
+struct PeerAddr {
+  sockaddr_storage addr;
+  socklen_t len;
+};
+
+// Canonicalises a received or constructed sockaddr. Returns false for addresses that cannot be
+// replied to (an unbound unix sender, an unknown family).
+bool Canonical(const sockaddr_storage& in, socklen_t inLen, PeerAddr* out) {
+  memset(&out->addr, 0, sizeof(out->addr));
+  if (in.ss_family == AF_INET && inLen >= sizeof(sockaddr_in)) {
+    const sockaddr_in* s = reinterpret_cast<const sockaddr_in*>(&in);
+    sockaddr_in* d = reinterpret_cast<sockaddr_in*>(&out->addr);
+    d->sin_family = AF_INET;
+    d->sin_port = s->sin_port;
+    d->sin_addr = s->sin_addr;
+    out->len = sizeof(sockaddr_in);
+    return true;
+  }
+  if (in.ss_family == AF_UNIX) {
+    constexpr socklen_t kPathOff = offsetof(sockaddr_un, sun_path);
+    if (inLen <= kPathOff) return false;  // Unnamed sender: no address to reply to.
+    if (inLen > sizeof(sockaddr_un)) inLen = sizeof(sockaddr_un);
+    const sockaddr_un* s = reinterpret_cast<const sockaddr_un*>(&in);
+    sockaddr_un* d = reinterpret_cast<sockaddr_un*>(&out->addr);
+    d->sun_family = AF_UNIX;
+    size_t pathMax = inLen - kPathOff;
+    if (s->sun_path[0] != '\0') {
+      // Pathname socket: Linux reports strlen + 1, but be exact about the NUL either way.
+      size_t n = strnlen(s->sun_path, pathMax);
+      if (n >= sizeof(d->sun_path)) return false;
+      memcpy(d->sun_path, s->sun_path, n);
+      out->len = static_cast<socklen_t>(kPathOff + n + 1);
+    } else {
+      // Abstract socket: every byte of the reported length is part of the name.
+      memcpy(d->sun_path, s->sun_path, pathMax);
+      out->len = inLen;
+    }
+    return true;
+  }
+  return false;
+}
+
+// Peer table: canonical sockaddr -> small int id, ids dense from 0. Open addressing over an index
+// array (power-of-two size, at most half full); lookups never allocate, inserts may grow it.
+class PeerTable {
+ public:
+  PeerTable() : index_(64, -1) {}
+
+  // Returns the id for addr, creating one if needed; -1 when the table is full.
+  int Intern(const PeerAddr& p) {
+    uint32_t h = Hash(p);
+    size_t mask = index_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      int id = index_[i];
+      if (id < 0) break;
+      const PeerAddr& q = peers_[id];
+      if (q.len == p.len && memcmp(&q.addr, &p.addr, p.len) == 0) return id;
+    }
+    if (static_cast<int>(peers_.size()) >= kMaxPeers) return -1;
+    int id = static_cast<int>(peers_.size());
+    peers_.push_back(p);
+    if (peers_.size() * 2 > index_.size()) {
+      Rehash(index_.size() * 2);
+    } else {
+      Place(id, h);
+    }
+    return id;
+  }
+
+  const PeerAddr* Get(int id) const {
+    if (id < 0 || id >= static_cast<int>(peers_.size())) return nullptr;
+    return &peers_[id];
+  }
+
+ private:
+  static uint32_t Hash(const PeerAddr& p) {
+    // FNV-1a over the canonical bytes.
+    const uint8_t* b = reinterpret_cast<const uint8_t*>(&p.addr);
+    uint32_t h = 2166136261u;
+    for (socklen_t i = 0; i < p.len; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+  }
+  void Place(int id, uint32_t h) {
+    size_t mask = index_.size() - 1;
+    size_t i = h & mask;
+    while (index_[i] >= 0) i = (i + 1) & mask;
+    index_[i] = id;
+  }
+  void Rehash(size_t size) {
+    index_.assign(size, -1);
+    for (int id = 0; id < static_cast<int>(peers_.size()); id++) Place(id, Hash(peers_[id]));
+  }
+
+  std::vector<int> index_;
+  std::vector<PeerAddr> peers_;
+};
+
+class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
+ public:
+  static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "BatchSocket", {
+      InstanceMethod<&BatchSocket::Open>("open"),
+      InstanceMethod<&BatchSocket::LocalAddress>("localAddress"),
+      InstanceMethod<&BatchSocket::PeerIdInet>("peerIdInet"),
+      InstanceMethod<&BatchSocket::PeerIdUnix>("peerIdUnix"),
+      InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
+      InstanceMethod<&BatchSocket::Start>("start"),
+      InstanceMethod<&BatchSocket::Flush>("flush"),
+      InstanceMethod<&BatchSocket::Close>("close"),
+    });
+    exports.Set("BatchSocket", ctor);
+    exports.Set("maxBatch", Napi::Number::New(env, kMaxBatch));
+    return exports;
+  }
+
+  // new BatchSocket(rxSlab, slotBytes, lengths, peers, txSlab, txOffs, txLens, txPeers, counters)
+  // All memory is JS-owned and referenced here for the socket's life; the batch size is
+  // lengths.length and the tx queue capacity is txOffs.length.
+  explicit BatchSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchSocket>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 9 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
+        !info[3].IsTypedArray() || !info[4].IsBuffer() || !info[5].IsTypedArray() ||
+        !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsTypedArray()) {
+      Napi::TypeError::New(env, "BatchSocket: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Buffer<uint8_t> rx = info[0].As<Napi::Buffer<uint8_t>>();
+    slotBytes_ = info[1].As<Napi::Number>().Int32Value();
+    Napi::Int32Array lengths = info[2].As<Napi::Int32Array>();
+    Napi::Int32Array peers = info[3].As<Napi::Int32Array>();
+    Napi::Buffer<uint8_t> tx = info[4].As<Napi::Buffer<uint8_t>>();
+    Napi::Int32Array txOffs = info[5].As<Napi::Int32Array>();
+    Napi::Int32Array txLens = info[6].As<Napi::Int32Array>();
+    Napi::Int32Array txPeers = info[7].As<Napi::Int32Array>();
+    Napi::Float64Array counters = info[8].As<Napi::Float64Array>();
+    batch_ = static_cast<int>(lengths.ElementLength());
+    txCap_ = static_cast<int>(txOffs.ElementLength());
+    if (batch_ < 1 || batch_ > kMaxBatch || slotBytes_ < 1 || peers.ElementLength() != lengths.ElementLength() ||
+        rx.Length() < static_cast<size_t>(batch_) * static_cast<size_t>(slotBytes_) || txCap_ < 1 || txCap_ > kMaxBatch ||
+        txLens.ElementLength() != txOffs.ElementLength() || txPeers.ElementLength() != txOffs.ElementLength() ||
+        counters.ElementLength() < kCounterCount) {
+      Napi::RangeError::New(env, "BatchSocket: inconsistent slab or array sizes (use batch-io.ts)").ThrowAsJavaScriptException();
+      return;
+    }
+    rxBase_ = rx.Data();
+    lengths_ = lengths.Data();
+    peers_ = peers.Data();
+    txBase_ = tx.Data();
+    txBytes_ = tx.Length();
+    txOffs_ = txOffs.Data();
+    txLens_ = txLens.Data();
+    txPeers_ = txPeers.Data();
+    counters_ = counters.Data();
+    // Keep the JS memory alive as long as this object holds raw pointers into it.
+    for (size_t i = 0; i < 9; i++) {
+      if (i != 1) memory_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    }
+
+    rxHdrs_.resize(batch_);
+    rxIov_.resize(batch_);
+    rxNames_.resize(batch_);
+    for (int i = 0; i < batch_; i++) {
+      rxIov_[i].iov_base = rxBase_ + static_cast<size_t>(i) * slotBytes_;
+      rxIov_[i].iov_len = slotBytes_;
+      msghdr& h = rxHdrs_[i].msg_hdr;
+      memset(&h, 0, sizeof(h));
+      h.msg_name = &rxNames_[i];
+      h.msg_iov = &rxIov_[i];
+      h.msg_iovlen = 1;
+    }
+    txHdrs_.resize(txCap_);
+    txIov_.resize(txCap_);
+    for (int i = 0; i < txCap_; i++) {
+      msghdr& h = txHdrs_[i].msg_hdr;
+      memset(&h, 0, sizeof(h));
+      h.msg_iov = &txIov_[i];
+      h.msg_iovlen = 1;
+    }
+    asyncContext_ = new Napi::AsyncContext(env, "lanparty:batch-socket");
+  }
+
+  ~BatchSocket() override {
+    // Reached only when the socket was never started or already closed (start() holds a strong
+    // reference until close()), so there is no active poll handle here.
+    if (fd_ >= 0) ::close(fd_);
+    delete asyncContext_;
+  }
+
+ private:
+  // open({kind, host, port, path, reuseAddr, rcvbufBytes, sndbufBytes,
+  //       mcastGroup, mcastInterface, mcastTtl, mcastLoop, mcastJoin}): socket, options, bind.
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ >= 0 || closed_) {
+      Napi::Error::New(env, "BatchSocket: open() called twice").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string kind = o.Get("kind").As<Napi::String>().Utf8Value();
+    sockaddr_storage bindAddr;
+    memset(&bindAddr, 0, sizeof(bindAddr));
+    socklen_t bindLen = 0;
+    std::string where;
+    if (kind == "udp4") {
+      kind_ = Kind::kInet;
+      std::string host = o.Get("host").As<Napi::String>().Utf8Value();
+      int port = o.Get("port").As<Napi::Number>().Int32Value();
+      sockaddr_in* sin = reinterpret_cast<sockaddr_in*>(&bindAddr);
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(static_cast<uint16_t>(port));
+      where = host + ":" + std::to_string(port);
+      if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) != 1) {
+        ErrnoError(env, EINVAL, "inet_pton", where).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      bindLen = sizeof(sockaddr_in);
+    } else if (kind == "unix") {
+      kind_ = Kind::kUnix;
+      std::string path = o.Get("path").As<Napi::String>().Utf8Value();
+      where = path;
+      sockaddr_un* sun = reinterpret_cast<sockaddr_un*>(&bindAddr);
+      sun->sun_family = AF_UNIX;
+      if (path.empty() || path.size() >= sizeof(sun->sun_path)) {
+        ErrnoError(env, ENAMETOOLONG, "bind", where).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      memcpy(sun->sun_path, path.data(), path.size());
+      bindLen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    } else {
+      Napi::TypeError::New(env, "BatchSocket: kind must be udp4 or unix").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+
+    int fd = ::socket(kind_ == Kind::kInet ? AF_INET : AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      ErrnoError(env, errno, "socket", where).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const char* failed = nullptr;
+    std::string failedWhere = where;
+    int one = 1;
+    if (o.Get("reuseAddr").ToBoolean().Value() &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+      failed = "setsockopt(SO_REUSEADDR)";
+    }
+    int rcvbuf = o.Get("rcvbufBytes").ToNumber().Int32Value();
+    if (!failed && rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0) {
+      failed = "setsockopt(SO_RCVBUF)";
+    }
+    int sndbuf = o.Get("sndbufBytes").ToNumber().Int32Value();
+    if (!failed && sndbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0) {
+      failed = "setsockopt(SO_SNDBUF)";
+    }
+    if (!failed && ::bind(fd, reinterpret_cast<sockaddr*>(&bindAddr), bindLen) != 0) failed = "bind";
+    Napi::Value group = o.Get("mcastGroup");
+    if (!failed && kind_ == Kind::kInet && group.IsString()) {
+      std::string g = group.As<Napi::String>().Utf8Value();
+      std::string ifs = o.Get("mcastInterface").As<Napi::String>().Utf8Value();
+      failedWhere = where + " (group " + g + ", interface " + ifs + ")";
+      ip_mreq mreq;
+      memset(&mreq, 0, sizeof(mreq));
+      if (inet_pton(AF_INET, g.c_str(), &mreq.imr_multiaddr) != 1 ||
+          inet_pton(AF_INET, ifs.c_str(), &mreq.imr_interface) != 1) {
+        ::close(fd);
+        ErrnoError(env, EINVAL, "inet_pton", failedWhere).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      int ttl = o.Get("mcastTtl").ToNumber().Int32Value();
+      int loop = o.Get("mcastLoop").ToBoolean().Value() ? 1 : 0;
+      if (o.Get("mcastJoin").ToBoolean().Value() &&
+          setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mreq, sizeof(mreq)) != 0) {
+        failed = "setsockopt(IP_ADD_MEMBERSHIP)";
+      } else if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mreq.imr_interface, sizeof(mreq.imr_interface)) != 0) {
+        failed = "setsockopt(IP_MULTICAST_IF)";
+      } else if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl)) != 0) {
+        failed = "setsockopt(IP_MULTICAST_TTL)";
+      } else if (setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &loop, sizeof(loop)) != 0) {
+        failed = "setsockopt(IP_MULTICAST_LOOP)";
+      }
+    }
+    if (failed) {
+      int err = errno;
+      ::close(fd);
+      ErrnoError(env, err, failed, failedWhere).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    fd_ = fd;
+    return env.Undefined();
+  }
+
+  // Returns {kind:'udp4', host, port} or {kind:'unix', path} for the bound address.
+  Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (fd_ < 0 || getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      ErrnoError(env, fd_ < 0 ? EBADF : errno, "getsockname", "").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    PeerAddr p;
+    if (!Canonical(ss, len, &p)) return env.Null();
+    return AddressObject(env, p);
+  }
+
+  // peerIdInet(host, port) -> id (or -1 when the table is full). Throws on a bad address.
+  Napi::Value PeerIdInet(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string host = info[0].As<Napi::String>().Utf8Value();
+    int port = info[1].As<Napi::Number>().Int32Value();
+    sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    sockaddr_in* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) != 1) {
+      ErrnoError(env, EINVAL, "inet_pton", host).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    PeerAddr p;
+    Canonical(ss, sizeof(sockaddr_in), &p);
+    return Napi::Number::New(env, table_.Intern(p));
+  }
+
+  // peerIdUnix(path) -> id (or -1 when the table is full).
+  Napi::Value PeerIdUnix(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string path = info[0].As<Napi::String>().Utf8Value();
+    sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    sockaddr_un* sun = reinterpret_cast<sockaddr_un*>(&ss);
+    sun->sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(sun->sun_path)) {
+      ErrnoError(env, ENAMETOOLONG, "peerId", path).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    memcpy(sun->sun_path, path.data(), path.size());
+    PeerAddr p;
+    Canonical(ss, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1), &p);
+    return Napi::Number::New(env, table_.Intern(p));
+  }
+
+  Napi::Value PeerAddress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const PeerAddr* p = table_.Get(info[0].ToNumber().Int32Value());
+    if (!p) return env.Null();
+    return AddressObject(env, *p);
+  }
+
+  // start(callback): callback(count) runs once per received batch until close().
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || poll_ || !info[0].IsFunction()) {
+      Napi::Error::New(env, "BatchSocket: start() needs an open socket, a callback, and may run once").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+      Napi::Error::New(env, "BatchSocket: no libuv loop").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    poll_ = new uv_poll_t;
+    int r = uv_poll_init(loop, poll_, fd_);
+    if (r == 0) {
+      poll_->data = this;
+      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+    } else {
+      delete poll_;
+    }
+    if (r != 0) {
+      poll_ = nullptr;
+      ErrnoError(env, -r, "uv_poll_start", "").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    // While polling, the loop holds a raw pointer to this object: keep it from being collected.
+    Ref();
+    referenced_ = true;
+    return env.Undefined();
+  }
+
+  // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab. Returns datagrams sent.
+  Napi::Value Flush(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int count = info[0].As<Napi::Number>().Int32Value();
+    if (count > txCap_) count = txCap_;
+    if (fd_ < 0 || count <= 0) return Napi::Number::New(env, 0);
+    // Stage 1: one mmsghdr per valid queued datagram.
+    int k = 0;
+    for (int i = 0; i < count; i++) {
+      const PeerAddr* p = table_.Get(txPeers_[i]);
+      int32_t off = txOffs_[i];
+      int32_t len = txLens_[i];
+      if (!p || off < 0 || len < 0 || static_cast<size_t>(off) + static_cast<size_t>(len) > txBytes_) {
+        counters_[kSendErrors] += 1;
+        continue;
+      }
+      txIov_[k].iov_base = txBase_ + off;
+      txIov_[k].iov_len = static_cast<size_t>(len);
+      msghdr& h = txHdrs_[k].msg_hdr;
+      h.msg_name = const_cast<sockaddr_storage*>(&p->addr);
+      h.msg_namelen = p->len;
+      k++;
+    }
+    // Stage 2: sendmmsg until all are sent or dropped.
+    int sent = 0;
+    int i = 0;
+    while (i < k) {
+      int r = sendmmsg(fd_, &txHdrs_[i], static_cast<unsigned>(k - i), MSG_DONTWAIT);
+      if (r > 0) {
+        i += r;
+        sent += r;
+        continue;
+      }
+      int err = r < 0 ? errno : EIO;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+        if (kind_ == Kind::kInet) {
+          // Our own send buffer is full: every remaining datagram would fail the same way.
+          counters_[kSendDropped] += k - i;
+          counters_[kSendErrors] += k - i;
+          break;
+        }
+        // Unix: EAGAIN means that one receiver's queue is full; others may still take theirs.
+        counters_[kSendDropped] += 1;
+        counters_[kSendErrors] += 1;
+        i++;
+        continue;
+      }
+      // Any other error (ENOENT/ECONNREFUSED for a vanished unix peer, EMSGSIZE, ...) belongs to
+      // datagram i alone: count it and go on with the rest.
+      counters_[kSendErrors] += 1;
+      i++;
+    }
+    return Napi::Number::New(env, sent);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseNow();
+    return info.Env().Undefined();
+  }
+
+  void CloseNow() {
+    if (closed_) return;
+    closed_ = true;
+    if (poll_) {
+      // The fd must not be closed while libuv still watches it: stop, then close the fd.
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+      poll_ = nullptr;
+    }
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (!callback_.IsEmpty()) callback_.Reset();
+    if (referenced_) {
+      referenced_ = false;
+      Unref();
+    }
+  }
+
+  static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    BatchSocket* self = static_cast<BatchSocket*>(handle->data);
+    if (self->fd_ < 0) return;
+    if (status < 0) {
+      self->counters_[kRecvErrors] += 1;
+      return;
+    }
+    if (events & UV_READABLE) self->Receive();
+  }
+
+  void Receive() {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0; round++) {
+      // Stage 2: recvmmsg rewrites msg_namelen and msg_flags, so reset them each round.
+      for (int i = 0; i < batch_; i++) {
+        rxHdrs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        rxHdrs_[i].msg_hdr.msg_flags = 0;
+      }
+      int n = recvmmsg(fd_, rxHdrs_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) counters_[kRecvErrors] += 1;
+        return;
+      }
+      if (n == 0) return;
+      int out = 0;
+      for (int i = 0; i < n; i++) {
+        const msghdr& h = rxHdrs_[i].msg_hdr;
+        // Stage 3: a truncated frame is useless to a switch; count it and close the gap.
+        if (h.msg_flags & MSG_TRUNC) {
+          counters_[kTruncated] += 1;
+          continue;
+        }
+        uint32_t len = rxHdrs_[i].msg_len;
+        if (out != i) {
+          memmove(rxBase_ + static_cast<size_t>(out) * slotBytes_, rxBase_ + static_cast<size_t>(i) * slotBytes_, len);
+        }
+        // Stage 4: map the source to a peer id.
+        PeerAddr p;
+        int id = -1;
+        if (Canonical(rxNames_[i], h.msg_namelen, &p)) id = table_.Intern(p);
+        lengths_[out] = static_cast<int32_t>(len);
+        peers_[out] = id;
+        out++;
+      }
+      // Stage 5: hand the batch to JS.
+      if (out > 0) {
+        napi_value argv[1] = {Napi::Number::New(env, out)};
+        callback_.MakeCallback(Value(), 1, argv, *asyncContext_);
+        if (env.IsExceptionPending()) {
+          // No JS frame is below us to catch it: report it like any uncaught exception.
+          Napi::Error e = env.GetAndClearPendingException();
+          napi_fatal_exception(env, e.Value());
+          return;
+        }
+      }
+      if (n < batch_) return;  // The queue is drained; skip the EAGAIN round trip.
+    }
+  }
+
+  Napi::Value AddressObject(Napi::Env env, const PeerAddr& p) {
+    Napi::Object o = Napi::Object::New(env);
+    if (p.addr.ss_family == AF_INET) {
+      const sockaddr_in* sin = reinterpret_cast<const sockaddr_in*>(&p.addr);
+      char host[INET_ADDRSTRLEN] = "";
+      inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+      o.Set("kind", "udp4");
+      o.Set("host", host);
+      o.Set("port", Napi::Number::New(env, ntohs(sin->sin_port)));
+    } else {
+      const sockaddr_un* sun = reinterpret_cast<const sockaddr_un*>(&p.addr);
+      size_t n = p.len - offsetof(sockaddr_un, sun_path);
+      if (sun->sun_path[0] != '\0' && n > 0) n--;  // Drop the terminating NUL of a pathname.
+      o.Set("kind", "unix");
+      o.Set("path", Napi::String::New(env, sun->sun_path, n));
+    }
+    return o;
+  }
+
+  Kind kind_ = Kind::kInet;
+  int fd_ = -1;
+  bool closed_ = false;
+  bool referenced_ = false;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* asyncContext_ = nullptr;
+  std::vector<Napi::ObjectReference> memory_;
+
+  int batch_ = 0;
+  int slotBytes_ = 0;
+  uint8_t* rxBase_ = nullptr;
+  int32_t* lengths_ = nullptr;
+  int32_t* peers_ = nullptr;
+  std::vector<mmsghdr> rxHdrs_;
+  std::vector<iovec> rxIov_;
+  std::vector<sockaddr_storage> rxNames_;
+
+  int txCap_ = 0;
+  uint8_t* txBase_ = nullptr;
+  size_t txBytes_ = 0;
+  int32_t* txOffs_ = nullptr;
+  int32_t* txLens_ = nullptr;
+  int32_t* txPeers_ = nullptr;
+  std::vector<mmsghdr> txHdrs_;
+  std::vector<iovec> txIov_;
+
+  double* counters_ = nullptr;
+  PeerTable table_;
+};
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return BatchSocket::Init(env, exports); }
+
+}  // namespace
+
+NODE_API_MODULE(lanparty_native, InitModule)

@@ -1,0 +1,485 @@
+/**
+ * batch-io: opens a BatchSocket (see batch-io-types.ts) backed by the native addon
+ * (native/lanparty_native.cc: recvmmsg/sendmmsg into slabs allocated once here) or, when the addon
+ * is missing or LANPARTY_NO_NATIVE=1, by node:dgram delivering batches of one. This is the only
+ * module that loads the addon. Transports call openBatchSocket and never learn which one they got,
+ * except through `native` (for status) and the unix-datagram limitation of the fallback.
+ *
+ * Native receive: the addon fills rx.bufs[i] / rx.lengths[i] / rx.peers[i] and calls onBatch(count).
+ * Native send stages:
+ *   1. send() copies the frame into the tx slab and notes (offset, length, peer) in typed arrays.
+ *   2. The first send of a tick schedules one flush with queueMicrotask (flush bound once).
+ *   3. flush() hands the count to the addon: one sendmmsg for the lot; a full queue flushes early.
+ * Counters live in a Float64Array the addon writes directly; `stats` reads them.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import dgram from 'node:dgram';
+import { LanpartyError } from '../util/index.js';
+import type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch } from './batch-io-types.js';
+
+export type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, MulticastOptions } from './batch-io-types.js';
+
+/** Which implementation to use; openBatchSocket picks 'native' when it is available. */
+export type BatchImplementation = 'native' | 'js';
+
+const DEFAULT_BATCH_SIZE = 64;
+const DEFAULT_SLOT_BYTES = 69632; // QEMU's NET_BUFSIZE.
+const MAX_BATCH_SIZE = 1024; // UIO_MAXIOV.
+const MAX_SLOT_BYTES = 262144;
+/** The tx slab holds at least this much, so a burst of full-size frames costs few sendmmsg calls. */
+const MIN_TX_SLAB_BYTES = 262144;
+/** Fallback: datagrams allowed to wait in libuv's send queue before new ones are dropped. */
+const JS_SEND_QUEUE_LIMIT = 1024;
+
+/** Indexes of the shared counters array; must match CounterIndex in lanparty_native.cc. */
+const C_SEND_ERRORS = 0;
+const C_RECV_ERRORS = 1;
+const C_TRUNCATED = 2;
+const C_SEND_DROPPED = 3;
+const COUNTER_COUNT = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Loading the addon
+
+interface NativeHandle {
+  open(o: NativeOpenOptions): void;
+  localAddress(): DgramAddress;
+  peerIdInet(host: string, port: number): number;
+  peerIdUnix(path: string): number;
+  peerAddress(id: number): DgramAddress | null;
+  start(cb: (count: number) => void): void;
+  flush(count: number): number;
+  close(): void;
+}
+
+interface NativeModule {
+  BatchSocket: new (
+    rxSlab: Buffer, slotBytes: number, lengths: Int32Array, peers: Int32Array,
+    txSlab: Buffer, txOffs: Int32Array, txLens: Int32Array, txPeers: Int32Array, counters: Float64Array,
+  ) => NativeHandle;
+}
+
+interface NativeOpenOptions {
+  kind: 'udp4' | 'unix';
+  host: string;
+  port: number;
+  path: string;
+  reuseAddr: boolean;
+  rcvbufBytes: number;
+  sndbufBytes: number;
+  mcastGroup: string | null;
+  mcastInterface: string;
+  mcastTtl: number;
+  mcastLoop: boolean;
+  mcastJoin: boolean;
+}
+
+// Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
+const ADDON_CANDIDATES = [
+  '../../../native/build/Release/lanparty_native.node',
+  '../../native/build/Release/lanparty_native.node',
+];
+
+let nativeModule: NativeModule | null = null;
+let loadError: string | null = null;
+let loadAttempted = false;
+
+function loadNative(): NativeModule | null {
+  if (loadAttempted) return nativeModule;
+  loadAttempted = true;
+  if (process.env.LANPARTY_NO_NATIVE === '1') {
+    loadError = 'native addon disabled by LANPARTY_NO_NATIVE=1';
+    return null;
+  }
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const rel of ADDON_CANDIDATES) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    tried.push(path);
+    if (!existsSync(path)) continue;
+    try {
+      nativeModule = require(path) as NativeModule;
+      return nativeModule;
+    } catch (err) {
+      loadError = `native addon ${path} failed to load: ${(err as Error).message}; rebuild it with npm run build:native`;
+      return null;
+    }
+  }
+  loadError = `native addon not built (looked for ${tried.join(', ')}); build it with npm run build:native (needs g++, make, python3)`;
+  return null;
+}
+
+/** True when the native recvmmsg/sendmmsg addon is loaded (and not disabled by LANPARTY_NO_NATIVE=1). */
+export function nativeAvailable(): boolean {
+  return loadNative() !== null;
+}
+
+/** Why the native addon is not in use, or null when it is. */
+export function nativeLoadError(): string | null {
+  loadNative();
+  return loadError;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening
+
+/**
+ * Opens and binds a batch socket with the native addon when available, else node:dgram.
+ * Rejects with the errno error (`.code` EADDRINUSE, EACCES, ENOENT, ENODEV, ...; `.syscall` set;
+ * the message names the address), or LanpartyError LP_ERR_NATIVE for a unix socket without the addon.
+ */
+export function openBatchSocket(opts: BatchSocketOptions): Promise<BatchSocket> {
+  return openBatchSocketWith(nativeAvailable() ? 'native' : 'js', opts);
+}
+
+/** Like openBatchSocket with the implementation chosen by the caller (tests run both). */
+export function openBatchSocketWith(impl: BatchImplementation, opts: BatchSocketOptions): Promise<BatchSocket> {
+  try {
+    const o = normalise(opts);
+    if (impl === 'js') return openJs(o);
+    const mod = loadNative();
+    if (mod === null) {
+      return Promise.reject(new LanpartyError('LP_ERR_NATIVE', `batch socket ${describeBind(opts)}: ${loadError ?? 'native addon unavailable'}`));
+    }
+    return Promise.resolve(new NativeBatchSocket(mod, o));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+interface Normalised {
+  opts: BatchSocketOptions;
+  batchSize: number;
+  slotBytes: number;
+  open: NativeOpenOptions;
+}
+
+function describeBind(opts: BatchSocketOptions): string {
+  const b = opts.bind as { host?: string; port?: number; path?: string };
+  return opts.kind === 'unix' ? `unix:${b.path}` : `udp://${b.host}:${b.port}`;
+}
+
+function normalise(opts: BatchSocketOptions): Normalised {
+  const what = `batch socket ${describeBind(opts)}`;
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  const slotBytes = opts.slotBytes ?? DEFAULT_SLOT_BYTES;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE) {
+    throw new RangeError(`${what}: batchSize ${batchSize} out of range (1..${MAX_BATCH_SIZE})`);
+  }
+  if (!Number.isInteger(slotBytes) || slotBytes < 1 || slotBytes > MAX_SLOT_BYTES) {
+    throw new RangeError(`${what}: slotBytes ${slotBytes} out of range (1..${MAX_SLOT_BYTES})`);
+  }
+  const b = opts.bind as { host?: string; port?: number; path?: string };
+  if (opts.kind === 'udp4') {
+    if (typeof b.host !== 'string' || !Number.isInteger(b.port) || (b.port as number) < 0 || (b.port as number) > 65535) {
+      throw new TypeError(`${what}: udp4 needs bind.host (IPv4 address) and bind.port (0..65535)`);
+    }
+  } else if (opts.kind === 'unix') {
+    if (typeof b.path !== 'string' || b.path.length === 0) throw new TypeError(`${what}: unix needs bind.path`);
+    if (Buffer.byteLength(b.path) > 107) {
+      throw new RangeError(`${what}: path is ${Buffer.byteLength(b.path)} bytes, longer than the 107-byte socket path limit; use a shorter path`);
+    }
+    if (opts.multicast) throw new TypeError(`${what}: multicast options need kind udp4`);
+  } else {
+    throw new TypeError(`${what}: kind ${String(opts.kind)} is not udp4 or unix`);
+  }
+  const m = opts.multicast;
+  return {
+    opts,
+    batchSize,
+    slotBytes,
+    open: {
+      kind: opts.kind,
+      host: b.host ?? '',
+      port: b.port ?? 0,
+      path: b.path ?? '',
+      reuseAddr: opts.reuseAddr === true,
+      rcvbufBytes: opts.rcvbufBytes ?? 0,
+      sndbufBytes: opts.sndbufBytes ?? 0,
+      mcastGroup: m ? m.group : null,
+      mcastInterface: m ? m.interfaceAddr : '',
+      mcastTtl: m ? m.ttl : 1,
+      mcastLoop: m ? m.loop : false,
+      mcastJoin: m ? m.join : false,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native implementation
+
+/** Reads the counters the addon writes. Getters, so callers see `stats.sendErrors` as a number. */
+class NativeStats {
+  private readonly c: Float64Array;
+  constructor(c: Float64Array) { this.c = c; }
+  get sendErrors(): number { return this.c[C_SEND_ERRORS]; }
+  get recvErrors(): number { return this.c[C_RECV_ERRORS]; }
+  get truncated(): number { return this.c[C_TRUNCATED]; }
+  /** The part of sendErrors dropped on EAGAIN/ENOBUFS (a full queue rather than a fault). */
+  get sendDropped(): number { return this.c[C_SEND_DROPPED]; }
+}
+
+class NativeBatchSocket implements BatchSocket {
+  readonly native = true;
+  readonly rx: RxBatch;
+  readonly stats: NativeStats;
+  private readonly handle: NativeHandle;
+  private readonly counters: Float64Array;
+  private readonly txSlab: Buffer;
+  private readonly txOffs: Int32Array;
+  private readonly txLens: Int32Array;
+  private readonly txPeers: Int32Array;
+  private readonly txCapacity: number;
+  private txCount: number;
+  private txUsedBytes: number;
+  private flushScheduled: boolean;
+  private closed: boolean;
+  private readonly peerCache: DgramAddress[];
+  private readonly flushQueued: () => void;
+
+  constructor(mod: NativeModule, n: Normalised) {
+    const { batchSize, slotBytes } = n;
+    // Slabs are allocated once, zero-filled and unpooled (the addon keeps raw pointers into them).
+    const rxSlab = Buffer.alloc(batchSize * slotBytes);
+    const bufs: Buffer[] = [];
+    for (let i = 0; i < batchSize; i++) bufs.push(rxSlab.subarray(i * slotBytes, (i + 1) * slotBytes));
+    this.rx = { bufs, lengths: new Int32Array(batchSize), peers: new Int32Array(batchSize) };
+    this.counters = new Float64Array(COUNTER_COUNT);
+    this.stats = new NativeStats(this.counters);
+    this.txCapacity = Math.min(MAX_BATCH_SIZE, Math.max(256, batchSize));
+    this.txSlab = Buffer.alloc(Math.max(MIN_TX_SLAB_BYTES, 2 * slotBytes));
+    this.txOffs = new Int32Array(this.txCapacity);
+    this.txLens = new Int32Array(this.txCapacity);
+    this.txPeers = new Int32Array(this.txCapacity);
+    this.txCount = 0;
+    this.txUsedBytes = 0;
+    this.flushScheduled = false;
+    this.closed = false;
+    this.peerCache = [];
+    this.flushQueued = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    this.handle = new mod.BatchSocket(rxSlab, slotBytes, this.rx.lengths, this.rx.peers,
+      this.txSlab, this.txOffs, this.txLens, this.txPeers, this.counters);
+    this.handle.open(n.open); // Throws the errno error; nothing is left open in that case.
+  }
+
+  localAddress(): DgramAddress {
+    return this.handle.localAddress();
+  }
+
+  peerId(addr: DgramAddress): number {
+    return addr.kind === 'udp4' ? this.handle.peerIdInet(addr.host, addr.port) : this.handle.peerIdUnix(addr.path);
+  }
+
+  peerAddress(id: number): DgramAddress {
+    const cached = this.peerCache[id];
+    if (cached !== undefined) return cached;
+    const addr = this.handle.peerAddress(id);
+    if (addr === null) throw new RangeError(`batch socket: unknown peer id ${id}`);
+    this.peerCache[id] = addr;
+    return addr;
+  }
+
+  start(onBatch: (count: number) => void): void {
+    this.handle.start(onBatch);
+  }
+
+  send(peer: number, buf: Buffer, off: number, len: number): boolean {
+    if (this.closed || peer < 0 || len > this.txSlab.length) {
+      this.counters[C_SEND_ERRORS]++;
+      return false;
+    }
+    if (this.txCount === this.txCapacity || this.txUsedBytes + len > this.txSlab.length) this.flush();
+    const n = this.txCount;
+    const at = this.txUsedBytes;
+    buf.copy(this.txSlab, at, off, off + len);
+    this.txOffs[n] = at;
+    this.txLens[n] = len;
+    this.txPeers[n] = peer;
+    this.txCount = n + 1;
+    this.txUsedBytes = at + len;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushQueued);
+    }
+    return true;
+  }
+
+  flush(): void {
+    const n = this.txCount;
+    if (n === 0) return;
+    this.txCount = 0;
+    this.txUsedBytes = 0;
+    if (!this.closed) this.handle.flush(n);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.handle.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JS fallback (node:dgram, udp4 only, batches of one)
+
+class JsStats {
+  /** Every datagram not sent; sendDropped is the part dropped because the send queue was full. */
+  sendErrors = 0;
+  recvErrors = 0;
+  truncated = 0;
+  sendDropped = 0;
+}
+
+class JsBatchSocket implements BatchSocket {
+  readonly native = false;
+  readonly rx: RxBatch;
+  readonly stats: JsStats;
+  private readonly socket: dgram.Socket;
+  private readonly mcast: BatchSocketOptions['multicast'];
+  private readonly peerIds: Map<string, Map<number, number>>;
+  private readonly peers: { kind: 'udp4'; host: string; port: number }[];
+  private onBatch: ((count: number) => void) | null;
+  private closed: boolean;
+  private readonly onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void;
+  private readonly onSent: (err: Error | null) => void;
+
+  constructor(socket: dgram.Socket, mcast: BatchSocketOptions['multicast']) {
+    this.socket = socket;
+    this.mcast = mcast;
+    this.rx = { bufs: [Buffer.alloc(0)], lengths: new Int32Array(1), peers: new Int32Array(1) };
+    this.stats = new JsStats();
+    this.peerIds = new Map();
+    this.peers = [];
+    this.onBatch = null;
+    this.closed = false;
+    this.onMessage = (msg, rinfo) => {
+      const cb = this.onBatch;
+      if (cb === null) return;
+      this.rx.bufs[0] = msg;
+      this.rx.lengths[0] = msg.length;
+      this.rx.peers[0] = this.intern(rinfo.address, rinfo.port);
+      cb(1);
+    };
+    this.onSent = (err) => {
+      if (err) this.stats.sendErrors++;
+    };
+    socket.on('error', () => { this.stats.recvErrors++; });
+  }
+
+  /** Applies multicast options after bind (dgram allows them only on a bound socket). */
+  configureMulticast(): void {
+    const m = this.mcast;
+    if (!m) return;
+    if (m.join) this.socket.addMembership(m.group, m.interfaceAddr);
+    this.socket.setMulticastInterface(m.interfaceAddr);
+    this.socket.setMulticastTTL(m.ttl);
+    this.socket.setMulticastLoopback(m.loop);
+  }
+
+  private intern(host: string, port: number): number {
+    let byPort = this.peerIds.get(host);
+    if (byPort === undefined) {
+      byPort = new Map();
+      this.peerIds.set(host, byPort);
+    }
+    let id = byPort.get(port);
+    if (id === undefined) {
+      id = this.peers.length;
+      byPort.set(port, id);
+      this.peers.push({ kind: 'udp4', host, port });
+    }
+    return id;
+  }
+
+  localAddress(): DgramAddress {
+    const a = this.socket.address();
+    return { kind: 'udp4', host: a.address, port: a.port };
+  }
+
+  peerId(addr: DgramAddress): number {
+    if (addr.kind !== 'udp4') throw new TypeError(`batch socket (JS fallback): cannot address unix peer ${addr.path}`);
+    return this.intern(addr.host, addr.port);
+  }
+
+  peerAddress(id: number): DgramAddress {
+    const a = this.peers[id];
+    if (a === undefined) throw new RangeError(`batch socket: unknown peer id ${id}`);
+    return a;
+  }
+
+  /** Datagrams that arrive before start() are discarded (node:dgram reads from bind on). */
+  start(onBatch: (count: number) => void): void {
+    if (this.onBatch !== null) throw new Error('batch socket: start() called twice');
+    this.onBatch = onBatch;
+    this.socket.on('message', this.onMessage);
+  }
+
+  send(peer: number, buf: Buffer, off: number, len: number): boolean {
+    const a = this.peers[peer];
+    if (this.closed || a === undefined) {
+      this.stats.sendErrors++;
+      return false;
+    }
+    // libuv queues without limit when the kernel buffer is full; bound it and drop the newest.
+    if (this.socket.getSendQueueCount() >= JS_SEND_QUEUE_LIMIT) {
+      this.stats.sendErrors++;
+      this.stats.sendDropped++;
+      return false;
+    }
+    // dgram may keep `buf` until the datagram leaves (DNS lookup tick, libuv send queue), but the
+    // caller owns it only for this call: send a private copy.
+    const copy = Buffer.allocUnsafe(len);
+    buf.copy(copy, 0, off, off + len);
+    this.socket.send(copy, 0, len, a.port, a.host, this.onSent);
+    return true;
+  }
+
+  /** Nothing to do: dgram sends as it goes. */
+  flush(): void {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.close();
+  }
+}
+
+function openJs(n: Normalised): Promise<BatchSocket> {
+  const opts = n.opts;
+  if (opts.kind === 'unix') {
+    return Promise.reject(new LanpartyError('LP_ERR_NATIVE',
+      `batch socket ${describeBind(opts)}: unix datagram sockets need the native addon (Node has no AF_UNIX SOCK_DGRAM); ` +
+      `build it with npm run build:native (needs g++ and make)` + (loadError ? ` [${loadError}]` : '')));
+  }
+  return new Promise((resolve, reject) => {
+    const socket = dgram.createSocket({
+      type: 'udp4',
+      reuseAddr: opts.reuseAddr === true,
+      recvBufferSize: opts.rcvbufBytes,
+      sendBufferSize: opts.sndbufBytes,
+    });
+    const onError = (err: Error): void => {
+      socket.close();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.bind({ address: n.open.host, port: n.open.port, exclusive: true }, () => {
+      socket.removeListener('error', onError);
+      const s = new JsBatchSocket(socket, opts.multicast);
+      try {
+        s.configureMulticast();
+      } catch (err) {
+        s.close();
+        reject(err);
+        return;
+      }
+      resolve(s);
+    });
+  });
+}
