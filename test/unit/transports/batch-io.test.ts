@@ -1,0 +1,397 @@
+/**
+ * batch-io over real sockets on 127.0.0.1 and unix paths in a private temp dir, run twice: once
+ * with the native addon and once with the node:dgram fallback (openBatchSocketWith chooses), plus
+ * one child process that checks LANPARTY_NO_NATIVE=1 switches openBatchSocket to the fallback.
+ * Multicast stays on loopback (interface 127.0.0.1, TTL 0, a random 239.255.x.y group).
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import {
+  openBatchSocketWith, nativeAvailable, nativeLoadError,
+  type BatchImplementation, type BatchSocket, type BatchSocketOptions,
+} from '../../../src/transports/batch-io.js';
+
+const UDP_MAX = 65507;
+const UNIX_MAX = 69632;
+
+interface Frame { data: Buffer; peer: number }
+
+/** Starts a socket and keeps a copy of every datagram it receives (rx slots are reused). */
+class Collector {
+  readonly frames: Frame[] = [];
+  batches = 0;
+  largestBatch = 0;
+  private waiter: { n: number; resolve: () => void } | null = null;
+
+  constructor(readonly sock: BatchSocket) {
+    sock.start((count) => {
+      this.batches++;
+      if (count > this.largestBatch) this.largestBatch = count;
+      for (let i = 0; i < count; i++) {
+        const len = sock.rx.lengths[i];
+        this.frames.push({ data: Buffer.from(sock.rx.bufs[i].subarray(0, len)), peer: sock.rx.peers[i] });
+      }
+      if (this.waiter && this.frames.length >= this.waiter.n) {
+        const w = this.waiter;
+        this.waiter = null;
+        w.resolve();
+      }
+    });
+  }
+
+  /** Resolves once `n` frames in total have arrived; rejects after `ms` with what did arrive. */
+  until(n: number, ms = 3000): Promise<void> {
+    if (this.frames.length >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = null;
+        reject(new Error(`timed out waiting for ${n} frames; got ${this.frames.length}`));
+      }, ms);
+      this.waiter = { n, resolve: () => { clearTimeout(timer); resolve(); } };
+    });
+  }
+}
+
+/** Waits long enough for a datagram that should not come to have arrived. */
+function settle(ms = 50): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function frameOf(seq: number, len: number): Buffer {
+  const b = Buffer.alloc(len);
+  for (let i = 0; i < len; i++) b[i] = (seq + i) & 0xff;
+  if (len >= 4) b.writeUInt32BE(seq >>> 0, 0);
+  return b;
+}
+
+function randomGroup(): string {
+  return `239.255.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+}
+
+function suite(impl: BatchImplementation): void {
+  const sockets: BatchSocket[] = [];
+  let dir = '';
+  const open = async (opts: BatchSocketOptions): Promise<BatchSocket> => {
+    const s = await openBatchSocketWith(impl, opts);
+    sockets.push(s);
+    return s;
+  };
+  const udp = (port = 0, extra: Partial<BatchSocketOptions> = {}): Promise<BatchSocket> =>
+    open({ kind: 'udp4', bind: { host: '127.0.0.1', port }, ...extra });
+  const unix = (name: string, extra: Partial<BatchSocketOptions> = {}): Promise<BatchSocket> =>
+    open({ kind: 'unix', bind: { path: join(dir, name) }, ...extra });
+
+  before(() => { dir = mkdtempSync(join(tmpdir(), 'lp-batchio-')); });
+  after(() => {
+    for (const s of sockets) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`reports native=${impl === 'native'}`, async () => {
+    const s = await udp();
+    assert.equal(s.native, impl === 'native');
+    const a = s.localAddress();
+    assert.equal(a.kind, 'udp4');
+    assert.ok(a.kind === 'udp4' && a.host === '127.0.0.1' && a.port > 0);
+  });
+
+  it('sends and receives a burst of udp datagrams in order, in batches on the native path', async () => {
+    const a = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const to = a.peerId(b.localAddress());
+    for (let i = 0; i < 50; i++) assert.equal(a.send(to, frameOf(i, 60 + i), 0, 60 + i), true);
+    await rx.until(50);
+    for (let i = 0; i < 50; i++) assert.deepEqual(rx.frames[i].data, frameOf(i, 60 + i));
+    if (impl === 'native') assert.ok(rx.largestBatch > 1, `largest batch ${rx.largestBatch}`);
+    else assert.equal(rx.largestBatch, 1);
+    assert.equal(a.stats.sendErrors, 0);
+  });
+
+  it('sends a sub-range of the caller buffer and copies it before returning', async () => {
+    const a = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const big = Buffer.from('xxxxhello worldyyyy');
+    a.send(a.peerId(b.localAddress()), big, 4, 11);
+    big.fill(0); // The caller owns buf again as soon as send returns.
+    await rx.until(1);
+    assert.equal(rx.frames[0].data.toString(), 'hello world');
+  });
+
+  it('gives stable peer ids and round-trips peer addresses', async () => {
+    const a = await udp();
+    const c = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const bAddr = b.localAddress();
+    a.send(a.peerId(bAddr), Buffer.from('a1'), 0, 2);
+    c.send(c.peerId(bAddr), Buffer.from('c1'), 0, 2);
+    await rx.until(2);
+    a.send(a.peerId(bAddr), Buffer.from('a2'), 0, 2);
+    await rx.until(3);
+    const byText = new Map(rx.frames.map((f) => [f.data.toString(), f.peer]));
+    const idA = byText.get('a1');
+    const idC = byText.get('c1');
+    assert.ok(idA !== undefined && idC !== undefined && idA >= 0 && idC >= 0);
+    assert.notEqual(idA, idC);
+    assert.equal(byText.get('a2'), idA);
+    assert.deepEqual(b.peerAddress(idA), a.localAddress());
+    assert.deepEqual(b.peerAddress(idC), c.localAddress());
+    // Asking for an address's id gives the id the receive path assigned.
+    assert.equal(b.peerId(a.localAddress()), idA);
+    assert.equal(b.peerId({ kind: 'udp4', host: '127.0.0.1', port: 9 }), b.peerId({ kind: 'udp4', host: '127.0.0.1', port: 9 }));
+    assert.throws(() => b.peerAddress(100000), RangeError);
+    // A reply to the learned id reaches the sender.
+    const rxA = new Collector(a);
+    b.send(idA, Buffer.from('reply'), 0, 5);
+    await rxA.until(1);
+    assert.equal(rxA.frames[0].data.toString(), 'reply');
+  });
+
+  it('delivers 0-byte and maximum-size (65507) udp datagrams', async () => {
+    const a = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const to = a.peerId(b.localAddress());
+    const big = frameOf(7, UDP_MAX);
+    a.send(to, Buffer.alloc(0), 0, 0);
+    a.send(to, big, 0, UDP_MAX);
+    a.send(to, Buffer.alloc(0), 0, 0);
+    await rx.until(3);
+    assert.equal(rx.frames[0].data.length, 0);
+    assert.deepEqual(rx.frames[1].data, big);
+    assert.equal(rx.frames[2].data.length, 0);
+    assert.equal(b.stats.truncated, 0);
+  });
+
+  it('counts a udp datagram too large to send (65508 bytes) as a send error', async () => {
+    const a = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const to = a.peerId(b.localAddress());
+    a.send(to, Buffer.alloc(UDP_MAX + 1), 0, UDP_MAX + 1);
+    a.send(to, Buffer.from('after'), 0, 5);
+    await rx.until(1);
+    await settle();
+    assert.equal(rx.frames.length, 1);
+    assert.equal(rx.frames[0].data.toString(), 'after');
+    assert.equal(a.stats.sendErrors, 1);
+  });
+
+  it('rejects a second exclusive bind with EADDRINUSE naming the address', async () => {
+    const a = await udp();
+    const a0 = a.localAddress();
+    assert.ok(a0.kind === 'udp4');
+    await assert.rejects(udp(a0.port), (err: NodeJS.ErrnoException) => {
+      assert.equal(err.code, 'EADDRINUSE');
+      assert.equal(err.syscall, 'bind');
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${a0.port}`));
+      return true;
+    });
+  });
+
+  it('rejects bad options with a message naming the option', async () => {
+    await assert.rejects(udp(0, { batchSize: 0 }), /batchSize 0 out of range/);
+    await assert.rejects(open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 70000 } }), /bind.port/);
+  });
+
+  it('joins a multicast group on 127.0.0.1 and hears its own datagram with loop on', async () => {
+    const group = randomGroup();
+    const mc = { group, interfaceAddr: '127.0.0.1', ttl: 0, loop: true, join: true };
+    const r1 = await open({ kind: 'udp4', bind: { host: group, port: 0 }, reuseAddr: true, multicast: mc });
+    const g = r1.localAddress();
+    assert.ok(g.kind === 'udp4');
+    // A second receiver on the same group:port (SO_REUSEADDR, as QEMU does).
+    const r2 = await open({ kind: 'udp4', bind: { host: group, port: g.port }, reuseAddr: true, multicast: mc });
+    // A send-only socket on the interface address, as the mcast transport sends.
+    const tx = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 }, multicast: { ...mc, join: false } });
+    const c1 = new Collector(r1);
+    const c2 = new Collector(r2);
+    const groupAddr = { kind: 'udp4' as const, host: group, port: g.port };
+    tx.send(tx.peerId(groupAddr), Buffer.from('to-group'), 0, 8);
+    await c1.until(1);
+    await c2.until(1);
+    assert.equal(c1.frames[0].data.toString(), 'to-group');
+    assert.deepEqual(r1.peerAddress(c1.frames[0].peer), tx.localAddress());
+    // The receiver's own datagram, looped back to itself.
+    r1.send(r1.peerId(groupAddr), Buffer.from('own'), 0, 3);
+    await c1.until(2);
+    assert.equal(c1.frames[1].data.toString(), 'own');
+  });
+
+  it('carries 10000 frames in bursts without loss or reordering', async () => {
+    const a = await udp();
+    const b = await udp();
+    const rx = new Collector(b);
+    const to = a.peerId(b.localAddress());
+    const total = 10000;
+    const burst = 64;
+    const scratch = Buffer.alloc(200);
+    for (let sent = 0; sent < total;) {
+      const n = Math.min(burst, total - sent);
+      for (let i = 0; i < n; i++) {
+        const len = 60 + ((sent + i) % 140);
+        scratch.writeUInt32BE(sent + i, 0);
+        assert.equal(a.send(to, scratch, 0, len), true);
+      }
+      sent += n;
+      await rx.until(sent, 5000); // Moderate rate: the next burst waits for this one.
+    }
+    assert.equal(rx.frames.length, total);
+    for (let i = 0; i < total; i++) {
+      assert.equal(rx.frames[i].data.readUInt32BE(0), i);
+      assert.equal(rx.frames[i].data.length, 60 + (i % 140));
+    }
+    assert.equal(a.stats.sendErrors, 0);
+    assert.equal(b.stats.recvErrors, 0);
+  });
+
+  it('close is idempotent and a send after close is a counted failure', async () => {
+    const a = await udp();
+    const b = await udp();
+    const to = a.peerId(b.localAddress());
+    a.close();
+    a.close();
+    assert.equal(a.send(to, Buffer.from('x'), 0, 1), false);
+    assert.equal(a.stats.sendErrors, 1);
+  });
+
+  if (impl === 'js') {
+    it('rejects unix datagram sockets with LP_ERR_NATIVE and a build hint', async () => {
+      await assert.rejects(unix('js.sock'), (err: NodeJS.ErrnoException) => {
+        assert.equal(err.code, 'LP_ERR_NATIVE');
+        assert.match(err.message, /npm run build:native/);
+        assert.match(err.message, /js\.sock/);
+        return true;
+      });
+    });
+    return;
+  }
+
+  describe('unix datagrams', () => {
+    it('sends and receives between two paths, with peer ids and addresses', async () => {
+      const a = await unix('a.sock');
+      const b = await unix('b.sock');
+      const c = await unix('c.sock');
+      assert.deepEqual(b.localAddress(), { kind: 'unix', path: join(dir, 'b.sock') });
+      const rx = new Collector(b);
+      const to = a.peerId({ kind: 'unix', path: join(dir, 'b.sock') });
+      for (let i = 0; i < 8; i++) a.send(to, frameOf(i, 100), 0, 100);
+      c.send(c.peerId(b.localAddress()), Buffer.from('from-c'), 0, 6);
+      await rx.until(9);
+      const fromA = rx.frames.filter((f) => f.data.length === 100);
+      assert.equal(fromA.length, 8);
+      for (let i = 0; i < 8; i++) assert.deepEqual(fromA[i].data, frameOf(i, 100));
+      const idA = fromA[0].peer;
+      assert.ok(fromA.every((f) => f.peer === idA));
+      const fromC = rx.frames.find((f) => f.data.toString() === 'from-c');
+      assert.ok(fromC && fromC.peer !== idA);
+      assert.deepEqual(b.peerAddress(idA), { kind: 'unix', path: join(dir, 'a.sock') });
+      assert.equal(b.peerId({ kind: 'unix', path: join(dir, 'a.sock') }), idA);
+    });
+
+    it('delivers 0-byte and maximum-size (69632) unix datagrams', async () => {
+      const a = await unix('z-a.sock');
+      const b = await unix('z-b.sock');
+      const rx = new Collector(b);
+      const to = a.peerId(b.localAddress());
+      const big = frameOf(3, UNIX_MAX);
+      a.send(to, Buffer.alloc(0), 0, 0);
+      a.send(to, big, 0, UNIX_MAX);
+      await rx.until(2);
+      assert.equal(rx.frames[0].data.length, 0);
+      assert.deepEqual(rx.frames[1].data, big);
+      assert.equal(b.stats.truncated, 0);
+    });
+
+    it('drops and counts a datagram larger than slotBytes, keeping its neighbours', async () => {
+      const a = await unix('t-a.sock');
+      const b = await unix('t-b.sock', { slotBytes: 2048, batchSize: 8 });
+      const to = a.peerId(b.localAddress());
+      // Queue all three before the receiver starts, so they arrive in one recvmmsg batch.
+      a.send(to, frameOf(1, 100), 0, 100);
+      a.send(to, frameOf(2, 4000), 0, 4000);
+      a.send(to, frameOf(3, 200), 0, 200);
+      a.flush();
+      const rx = new Collector(b);
+      await rx.until(2);
+      await settle();
+      assert.equal(rx.frames.length, 2);
+      assert.deepEqual(rx.frames[0].data, frameOf(1, 100));
+      assert.deepEqual(rx.frames[1].data, frameOf(3, 200));
+      assert.equal(rx.batches, 1);
+      assert.equal(b.stats.truncated, 1);
+    });
+
+    it('counts a send to a vanished path as a send error and carries on', async () => {
+      const a = await unix('v-a.sock');
+      const b = await unix('v-b.sock');
+      const rx = new Collector(b);
+      const gone = a.peerId({ kind: 'unix', path: join(dir, 'nobody.sock') });
+      a.send(gone, Buffer.from('lost'), 0, 4);
+      a.send(a.peerId(b.localAddress()), Buffer.from('kept'), 0, 4);
+      await rx.until(1);
+      assert.equal(rx.frames[0].data.toString(), 'kept');
+      assert.equal(a.stats.sendErrors, 1);
+    });
+
+    it('rejects an existing path with EADDRINUSE and a missing directory with ENOENT', async () => {
+      writeFileSync(join(dir, 'taken.sock'), '');
+      await assert.rejects(unix('taken.sock'), (err: NodeJS.ErrnoException) => {
+        assert.equal(err.code, 'EADDRINUSE');
+        assert.equal(err.syscall, 'bind');
+        assert.match(err.message, /taken\.sock/);
+        return true;
+      });
+      await assert.rejects(unix('no/such/dir.sock'), { code: 'ENOENT', syscall: 'bind' });
+    });
+
+    it('carries 2000 frames in small bursts (the kernel queues only 10 per unix receiver)', async () => {
+      const a = await unix('m-a.sock');
+      const b = await unix('m-b.sock');
+      const rx = new Collector(b);
+      const to = a.peerId(b.localAddress());
+      const scratch = Buffer.alloc(1514);
+      for (let sent = 0; sent < 2000; sent += 8) {
+        for (let i = 0; i < 8; i++) {
+          scratch.writeUInt32BE(sent + i, 0);
+          a.send(to, scratch, 0, 1514);
+        }
+        await rx.until(sent + 8);
+      }
+      for (let i = 0; i < 2000; i++) assert.equal(rx.frames[i].data.readUInt32BE(0), i);
+      assert.equal(a.stats.sendErrors, 0);
+    });
+  });
+}
+
+describe('batch-io native', { skip: nativeAvailable() ? false : `native addon unavailable: ${nativeLoadError()}` }, () => suite('native'));
+describe('batch-io JS fallback', () => suite('js'));
+
+describe('batch-io LANPARTY_NO_NATIVE=1', () => {
+  it('makes openBatchSocket use node:dgram and refuse unix sockets', () => {
+    const mod = new URL('../../../src/transports/batch-io.js', import.meta.url).href;
+    const script = `
+      import { openBatchSocket, nativeAvailable, nativeLoadError } from ${JSON.stringify(mod)};
+      const s = await openBatchSocket({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });
+      let unixCode = null;
+      try { await openBatchSocket({ kind: 'unix', bind: { path: '/nonexistent-dir/x.sock' } }); } catch (e) { unixCode = e.code; }
+      console.log(JSON.stringify({ available: nativeAvailable(), reason: nativeLoadError(), native: s.native, unixCode }));
+      s.close();
+    `;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, LANPARTY_NO_NATIVE: '1' }, encoding: 'utf8', timeout: 10000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { available: boolean; reason: string; native: boolean; unixCode: string };
+    assert.equal(out.available, false);
+    assert.match(out.reason, /LANPARTY_NO_NATIVE=1/);
+    assert.equal(out.native, false);
+    assert.equal(out.unixCode, 'LP_ERR_NATIVE');
+  });
+});
