@@ -16,8 +16,8 @@
 //      the other sockets on the loop; level triggering brings us back).
 //
 // Send stages:
-//   1. JS copies each frame into the tx slab and records (offset, length, peer id) in typed arrays
-//      (no native call per frame).
+//   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id) in typed
+//      arrays shared with this file.
 //   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec and
 //      one mmsghdr per datagram, then sendmmsg until everything is sent or dropped. EAGAIN is a
 //      counted drop (Ethernet is lossy); the socket never blocks.
@@ -188,6 +188,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       InstanceMethod<&BatchSocket::PeerIdUnix>("peerIdUnix"),
       InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
       InstanceMethod<&BatchSocket::Start>("start"),
+      InstanceMethod<&BatchSocket::CopyIn>("copyIn"),
       InstanceMethod<&BatchSocket::Flush>("flush"),
       InstanceMethod<&BatchSocket::Close>("close"),
     });
@@ -460,6 +461,25 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     Ref();
     referenced_ = true;
     return env.Undefined();
+  }
+
+  // copyIn(buf, off, len, at): copies buf[off, off+len) to txSlab[at]. Buffer.prototype.copy of a
+  // sub-range allocates a Uint8Array view per call in Node 20; this does not. Returns false when a
+  // range is out of bounds (nothing copied).
+  Napi::Value CopyIn(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    void* data = nullptr;
+    size_t size = 0;
+    uint32_t off = 0, len = 0, at = 0;
+    if (napi_get_buffer_info(env, info[0], &data, &size) != napi_ok ||
+        napi_get_value_uint32(env, info[1], &off) != napi_ok ||
+        napi_get_value_uint32(env, info[2], &len) != napi_ok ||
+        napi_get_value_uint32(env, info[3], &at) != napi_ok ||
+        static_cast<size_t>(off) + len > size || static_cast<size_t>(at) + len > txBytes_) {
+      return Napi::Boolean::New(env, false);
+    }
+    memcpy(txBase_ + at, static_cast<uint8_t*>(data) + off, len);
+    return Napi::Boolean::New(env, true);
   }
 
   // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab. Returns datagrams sent.
