@@ -1,0 +1,33 @@
+/**
+ * Runs a test file inside a throw-away network namespace of its own: `unshare --net` gives the
+ * process a new namespace that the kernel removes when the process exits, so nothing can be left
+ * behind, even on a crash or Ctrl-C. The outer run (from `node --test`) registers one test that
+ * re-runs this file inside the namespace and passes only if every inner test passed; the inner
+ * run's report is printed as diagnostics. Without root, the outer test is skipped with the reason.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+export const INSIDE = process.env.LP_SELF_NETNS === '1';
+
+/** Call at the top of a test file. Returns true when the caller should define its tests (inside). */
+export function inFreshNetns(fileUrl: string, title: string): boolean {
+  if (INSIDE) return true;
+  const reason = process.getuid && process.getuid() !== 0 ? 'needs root for a network namespace (run the suite as root: npm test)' : '';
+  test(title, { skip: reason || false, timeout: 600_000 }, async (t) => {
+    const file = fileURLToPath(fileUrl);
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" --test-reporter=spec "$1"', process.execPath, file], {
+      env: { ...process.env, LP_SELF_NETNS: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    for (const line of out.split('\n')) if (line.trim()) t.diagnostic(line);
+    assert.equal(code, 0, `inner tests failed (exit ${code}):\n${out.split('\n').slice(-60).join('\n')}`);
+  });
+  return false;
+}
