@@ -18,8 +18,12 @@ export function inFreshNetns(fileUrl: string, title: string): boolean {
   const reason = process.getuid && process.getuid() !== 0 ? 'needs root for a network namespace (run the suite as root: npm test)' : '';
   test(title, { skip: reason || false, timeout: 600_000 }, async (t) => {
     const file = fileURLToPath(fileUrl);
+    // The runner marks its children with NODE_TEST_CONTEXT (binary reporting); the inner run is
+    // a plain run with a readable report.
+    const env: NodeJS.ProcessEnv = { ...process.env, LP_SELF_NETNS: '1' };
+    delete env.NODE_TEST_CONTEXT;
     const child = spawn('unshare', ['--net', '--', 'sh', '-c', 'ip link set lo up && exec "$0" --test-reporter=spec "$1"', process.execPath, file], {
-      env: { ...process.env, LP_SELF_NETNS: '1' },
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
