@@ -10,6 +10,7 @@
 //   3. Datagrams flagged MSG_TRUNC are dropped and counted; later slots are moved down (rare path).
 //   4. Each source sockaddr is mapped to a small peer id through the peer table (a new id is the
 //      only case that allocates; JS asks for the id's address once, when it first sees the id).
+//      A source with no id (unbound unix sender, table full) is dropped and counted the same way.
 //   5. lengths[] and peers[] are filled and the JS callback gets the count (MakeCallback, so the
 //      microtask queue, where JS schedules its send flush, drains before the slots are reused).
 //   6. Repeat from 2 until EAGAIN, a short batch, or kMaxBatchesPerWakeup batches (fairness with
@@ -63,7 +64,8 @@ enum CounterIndex {
   kRecvErrors = 1,
   kTruncated = 2,
   kSendDropped = 3,  // the EAGAIN/ENOBUFS subset of kSendErrors (a full queue, not a fault)
-  kCounterCount = 4,
+  kUnaddressable = 4,  // received from an unbound unix socket, or with the peer table full
+  kCounterCount = 5,
 };
 
 enum class Kind { kInet, kUnix };
@@ -594,19 +596,24 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       int out = 0;
       for (int i = 0; i < n; i++) {
         const msghdr& h = rxHdrs_[i].msg_hdr;
-        // Stage 3: a truncated frame is useless to a switch; count it and close the gap.
+        // Stage 3: a truncated frame is useless to a switch; count it and close the gap (the
+        // slots after it move down, a memmove on this rare path only).
         if (h.msg_flags & MSG_TRUNC) {
           counters_[kTruncated] += 1;
+          continue;
+        }
+        // Stage 4: map the source to a peer id. A datagram without a usable id (an unbound unix
+        // sender, or the peer table full) is dropped here, so every delivered peer id is valid.
+        PeerAddr p;
+        int id = Canonical(rxNames_[i], h.msg_namelen, &p) ? table_.Intern(p) : -1;
+        if (id < 0) {
+          counters_[kUnaddressable] += 1;
           continue;
         }
         uint32_t len = rxHdrs_[i].msg_len;
         if (out != i) {
           memmove(rxBase_ + static_cast<size_t>(out) * slotBytes_, rxBase_ + static_cast<size_t>(i) * slotBytes_, len);
         }
-        // Stage 4: map the source to a peer id.
-        PeerAddr p;
-        int id = -1;
-        if (Canonical(rxNames_[i], h.msg_namelen, &p)) id = table_.Intern(p);
         lengths_[out] = static_cast<int32_t>(len);
         peers_[out] = id;
         out++;

@@ -39,7 +39,8 @@ const C_SEND_ERRORS = 0;
 const C_RECV_ERRORS = 1;
 const C_TRUNCATED = 2;
 const C_SEND_DROPPED = 3;
-const COUNTER_COUNT = 4;
+const C_UNADDRESSABLE = 4;
+const COUNTER_COUNT = 5;
 
 // ---------------------------------------------------------------------------------------------
 // Loading the addon
@@ -131,6 +132,12 @@ export function nativeLoadError(): string | null {
  * Opens and binds a batch socket with the native addon when available, else node:dgram.
  * Rejects with the errno error (`.code` EADDRINUSE, EACCES, ENOENT, ENODEV, ...; `.syscall` set;
  * the message names the address), or LanpartyError LP_ERR_NATIVE for a unix socket without the addon.
+ *
+ * Every peer id in rx.peers is valid (>= 0, peerAddress works). Datagrams whose source cannot be
+ * given one (an unbound unix sender, or more than 65536 distinct sources) are dropped and counted
+ * in `stats.unaddressable`. Beyond the BatchSocket interface, `stats` also has `sendDropped`: the
+ * part of `sendErrors` lost to a full queue (EAGAIN/ENOBUFS) rather than a fault.
+ * The socket path of a unix socket is never unlinked here; its owner removes it.
  */
 export function openBatchSocket(opts: BatchSocketOptions): Promise<BatchSocket> {
   return openBatchSocketWith(nativeAvailable() ? 'native' : 'js', opts);
@@ -221,6 +228,8 @@ class NativeStats {
   get truncated(): number { return this.c[C_TRUNCATED]; }
   /** The part of sendErrors dropped on EAGAIN/ENOBUFS (a full queue rather than a fault). */
   get sendDropped(): number { return this.c[C_SEND_DROPPED]; }
+  /** Datagrams dropped on receive because their source has no peer id (see openBatchSocket). */
+  get unaddressable(): number { return this.c[C_UNADDRESSABLE]; }
 }
 
 class NativeBatchSocket implements BatchSocket {
@@ -340,6 +349,8 @@ class JsStats {
   recvErrors = 0;
   truncated = 0;
   sendDropped = 0;
+  /** Always 0 here: every udp4 source has an address. */
+  unaddressable = 0;
 }
 
 class JsBatchSocket implements BatchSocket {

@@ -340,6 +340,24 @@ function suite(impl: BatchImplementation): void {
       assert.equal(a.stats.sendErrors, 1);
     });
 
+    it('drops and counts datagrams from an unbound (unaddressable) unix sender', async (t) => {
+      const b = await unix('u-b.sock');
+      const rx = new Collector(b);
+      const py = 'import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b"anon", sys.argv[1])';
+      const r = spawnSync('python3', ['-c', py, join(dir, 'u-b.sock')], { encoding: 'utf8', timeout: 10000 });
+      if (r.error || r.status !== 0) {
+        t.skip(`needs python3 to send from an unbound unix socket (${r.error?.message ?? r.stderr})`);
+        return;
+      }
+      const a = await unix('u-a.sock');
+      a.send(a.peerId(b.localAddress()), Buffer.from('named'), 0, 5);
+      await rx.until(1);
+      await settle();
+      assert.equal(rx.frames.length, 1);
+      assert.equal(rx.frames[0].data.toString(), 'named');
+      assert.equal((b.stats as { unaddressable?: number }).unaddressable, 1);
+    });
+
     it('rejects an existing path with EADDRINUSE and a missing directory with ENOENT', async () => {
       writeFileSync(join(dir, 'taken.sock'), '');
       await assert.rejects(unix('taken.sock'), (err: NodeJS.ErrnoException) => {
