@@ -1,0 +1,212 @@
+/**
+ * The virtual host: a Port on the switch with its own MAC and IPv4 address, as if it were a guest.
+ *
+ * Stages of `send(buf, off, len)` (the switch delivering a frame to it):
+ *   1. Count the frame; accept only frames to its MAC or to a group address.
+ *   2. ARP: let DHCP see it (probe conflicts), then answer requests for the host address.
+ *   3. IPv4 (checked parse, no fragments): ICMP echo to the host address gets a reply; UDP 67 goes
+ *      to DHCP, UDP 53 to the host address goes to DNS, and DHCP replies from other MACs go to
+ *      DHCP's rogue-server check.
+ * Replies are built in fresh buffers and handed to `sink.input` synchronously (the switch's `input`
+ * is reentrant: it keeps no per-frame state outside its locals). A malformed frame is a counted
+ * drop; `send` never throws. Read RFC 826 (ARP), RFC 792 (ICMP) and RFC 1122 section 3.2.2.6.
+ */
+import type { FrameSink, Port, PortKind } from '../../switch/index.js';
+import { PortCounters } from '../../switch/index.js';
+import type { Logger } from '../../util/logger.js';
+import { ARP_OP_REPLY, ARP_OP_REQUEST, emitArp, parseArp } from '../../wire/arp.js';
+import type { ArpRepr } from '../../wire/arp.js';
+import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcp } from '../../wire/dhcp.js';
+import type { DhcpRepr } from '../../wire/dhcp.js';
+import { DNS_PORT } from '../../wire/dns.js';
+import {
+  BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HEADER_BYTES, ETH_MIN_FRAME_BYTES, dstMac, srcMac, writeMac,
+} from '../../wire/ethernet.js';
+import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, emitIcmpEcho, icmpEchoBufferLen, parseIcmp } from '../../wire/icmp.js';
+import { IPV4_BROADCAST, IPV4_HEADER_BYTES, IP_PROTO_ICMP, IP_PROTO_UDP, emitIpv4, parseIpv4 } from '../../wire/ipv4.js';
+import type { Ipv4Cidr, Ipv4Parsed } from '../../wire/ipv4.js';
+import { UDP_HEADER_BYTES, emitUdp, parseUdp } from '../../wire/udp.js';
+import type { DhcpOutput, DhcpServer } from '../dhcp/server.js';
+import type { DnsResponder } from '../dns/responder.js';
+import type { VhostCounters, VhostDropReason } from '../types.js';
+import { VHOST_DROP_REASONS } from '../types.js';
+
+const IP_TTL = 64;
+
+export class VirtualHost implements Port, DhcpOutput {
+  id = 0;
+  readonly name: string;
+  readonly kind: PortKind = 'service';
+  readonly counters = new PortCounters();
+  /** An MTU of 1500 plus the Ethernet header. */
+  readonly maxFrameBytes = 1514;
+  readonly stats: VhostCounters;
+  dhcp: DhcpServer | null = null;
+  dns: DnsResponder | null = null;
+  private nextIdent = 1;
+  private closed = false;
+
+  constructor(
+    readonly hostIp: number,
+    readonly hostMac: number,
+    private readonly subnet: Ipv4Cidr,
+    private readonly sink: FrameSink,
+    private readonly log: Logger,
+    displayAddress: string,
+  ) {
+    this.name = `services ${displayAddress}`;
+    const drops = {} as Record<VhostDropReason, number>;
+    for (const r of VHOST_DROP_REASONS) drops[r] = 0;
+    this.stats = { arpReplies: 0, icmpEchoReplies: 0, drops };
+  }
+
+  endpoint(): string { return ''; }
+
+  /** 1. A frame from the switch. `buf` is borrowed for this call only. */
+  send(buf: Buffer, off: number, len: number): void {
+    this.counters.txFrames++;
+    this.counters.txBytes += len;
+    if (this.closed) { this.counters.drops['port-down']++; return; }
+    if (len < ETH_HEADER_BYTES) { this.counters.drops.runt++; return; }
+    if ((buf[off] & 1) === 0 && dstMac(buf, off) !== this.hostMac) { this.stats.drops['not-for-us']++; return; }
+    try {
+      const type = buf.readUInt16BE(off + 12);
+      if (type === ETHERTYPE_ARP) this.onArp(buf, off + ETH_HEADER_BYTES, len - ETH_HEADER_BYTES);
+      else if (type === ETHERTYPE_IPV4) this.onIpv4(srcMac(buf, off), buf, off + ETH_HEADER_BYTES, len - ETH_HEADER_BYTES);
+      else this.stats.drops.unsupported++;
+    } catch (err) {
+      // Parsers throw LP_ERR_WIRE and are caught below; anything else is a bug, counted and logged.
+      this.stats.drops.error++;
+      this.log.debug(`services: handler error: ${(err as Error).stack ?? String(err)}`);
+    }
+  }
+
+  close(): void { this.closed = true; }
+
+  // 2. ARP.
+
+  private onArp(buf: Buffer, off: number, len: number): void {
+    let arp: ArpRepr;
+    try {
+      arp = parseArp(buf, off, len);
+    } catch {
+      this.stats.drops['malformed-arp']++;
+      return;
+    }
+    if (this.dhcp !== null) this.dhcp.observeArp(arp);
+    if (arp.operation !== ARP_OP_REQUEST || arp.targetIp !== this.hostIp) return;
+    this.stats.arpReplies++;
+    this.output(this.arpFrame(arp.senderMac, {
+      operation: ARP_OP_REPLY, senderMac: this.hostMac, senderIp: this.hostIp, targetMac: arp.senderMac, targetIp: arp.senderIp,
+    }));
+  }
+
+  /** DhcpOutput: an RFC 5227 probe (sender address 0.0.0.0) for `ip`. */
+  sendArpProbe(ip: number): void {
+    this.output(this.arpFrame(BROADCAST_MAC, { operation: ARP_OP_REQUEST, senderMac: this.hostMac, senderIp: 0, targetMac: 0, targetIp: ip }));
+  }
+
+  private arpFrame(dst: number, arp: ArpRepr): Buffer {
+    const f = Buffer.alloc(ETH_MIN_FRAME_BYTES);
+    this.ethHeader(f, dst, ETHERTYPE_ARP);
+    emitArp(arp, f, ETH_HEADER_BYTES);
+    return f;
+  }
+
+  // 3. IPv4.
+
+  private onIpv4(ethSrc: number, buf: Buffer, off: number, len: number): void {
+    let ip: Ipv4Parsed;
+    try {
+      ip = parseIpv4(buf, off, len);
+    } catch {
+      this.stats.drops['malformed-ipv4']++;
+      return;
+    }
+    if (ip.moreFragments || ip.fragmentOffsetBytes !== 0) { this.stats.drops.fragment++; return; }
+    const pOff = off + ip.headerBytes;
+    const toHost = ip.dst === this.hostIp;
+    const toAll = ip.dst === IPV4_BROADCAST || ip.dst === this.subnet.broadcast;
+    if (ip.protocol === IP_PROTO_ICMP) {
+      if (!toHost) { this.stats.drops['not-for-us']++; return; }
+      this.onIcmp(ethSrc, ip, buf, pOff);
+      return;
+    }
+    if (ip.protocol !== IP_PROTO_UDP) { this.stats.drops.unsupported++; return; }
+    let srcPort: number, dstPort: number, payloadBytes: number;
+    try {
+      ({ srcPort, dstPort, payloadBytes } = parseUdp(buf, pOff, ip.payloadBytes, ip.src, ip.dst));
+    } catch {
+      this.stats.drops['malformed-udp']++;
+      return;
+    }
+    const payload = buf.subarray(pOff + UDP_HEADER_BYTES, pOff + UDP_HEADER_BYTES + payloadBytes);
+    if (dstPort === DHCP_SERVER_PORT && (toHost || toAll) && this.dhcp !== null) {
+      this.dhcp.handle(ethSrc, ip.src, payload);
+    } else if (dstPort === DHCP_CLIENT_PORT && srcPort === DHCP_SERVER_PORT && this.dhcp !== null) {
+      this.dhcp.observeServerReply(ethSrc, ip.src, payload);
+    } else if (dstPort === DNS_PORT && toHost && this.dns !== null) {
+      const answer = this.dns.handle(payload);
+      if (answer !== null) this.sendUdp(ethSrc, ip.src, DNS_PORT, srcPort, answer);
+    } else if (!toHost && !toAll) {
+      this.stats.drops['not-for-us']++;
+    } else {
+      this.stats.drops.unsupported++;
+    }
+  }
+
+  private onIcmp(ethSrc: number, ip: Ipv4Parsed, buf: Buffer, off: number): void {
+    let echo;
+    try {
+      echo = parseIcmp(buf, off, ip.payloadBytes);
+    } catch {
+      this.stats.drops['malformed-icmp']++;
+      return;
+    }
+    if (echo.type !== ICMP_ECHO_REQUEST || echo.code !== 0) { this.stats.drops.unsupported++; return; }
+    // RFC 1122 3.2.2.6: the reply carries the request's identifier, sequence number and data.
+    const reply = { type: ICMP_ECHO_REPLY, code: 0, ident: echo.ident, seq: echo.seq, data: echo.data };
+    const icmpBytes = icmpEchoBufferLen(reply);
+    const f = Buffer.alloc(Math.max(ETH_MIN_FRAME_BYTES, ETH_HEADER_BYTES + IPV4_HEADER_BYTES + icmpBytes));
+    this.ethHeader(f, ethSrc, ETHERTYPE_IPV4);
+    emitIpv4({ src: this.hostIp, dst: ip.src, protocol: IP_PROTO_ICMP, ttl: IP_TTL, ident: this.ident(), dontFragment: false, payloadBytes: icmpBytes }, f, ETH_HEADER_BYTES);
+    emitIcmpEcho(reply, f, ETH_HEADER_BYTES + IPV4_HEADER_BYTES);
+    this.stats.icmpEchoReplies++;
+    this.output(f);
+  }
+
+  /** DhcpOutput: a DHCP message from port 67 of the host address. */
+  sendDhcp(msg: DhcpRepr, dst: number, dstIp: number, dstPort: number): void {
+    this.sendUdp(dst, dstIp, DHCP_SERVER_PORT, dstPort, emitDhcp(msg));
+  }
+
+  /** Wraps `payload` in UDP, IPv4 and Ethernet from the host address and sends it to the switch. */
+  sendUdp(dst: number, dstIp: number, srcPort: number, dstPort: number, payload: Buffer): void {
+    const ipOff = ETH_HEADER_BYTES;
+    const udpOff = ipOff + IPV4_HEADER_BYTES;
+    const f = Buffer.alloc(Math.max(ETH_MIN_FRAME_BYTES, udpOff + UDP_HEADER_BYTES + payload.length));
+    this.ethHeader(f, dst, ETHERTYPE_IPV4);
+    payload.copy(f, udpOff + UDP_HEADER_BYTES);
+    emitIpv4({ src: this.hostIp, dst: dstIp, protocol: IP_PROTO_UDP, ttl: IP_TTL, ident: this.ident(), dontFragment: false, payloadBytes: UDP_HEADER_BYTES + payload.length }, f, ipOff);
+    emitUdp({ srcPort, dstPort, payloadBytes: payload.length }, f, udpOff, this.hostIp, dstIp);
+    this.output(f);
+  }
+
+  private ethHeader(f: Buffer, dst: number, ethertype: number): void {
+    writeMac(f, 0, dst);
+    writeMac(f, 6, this.hostMac);
+    f.writeUInt16BE(ethertype, 12);
+  }
+
+  private ident(): number {
+    const v = this.nextIdent;
+    this.nextIdent = (v + 1) & 0xffff;
+    return v;
+  }
+
+  /** Frames are at least 60 bytes (zero padding) so QEMU guests never see runts. */
+  private output(frame: Buffer): void {
+    if (this.closed) return;
+    this.sink.input(this, frame, 0, frame.length);
+  }
+}
