@@ -1,0 +1,297 @@
+/*
+ * lpgen: Ethernet frame generator and sink for lanparty benchmarks (never committed as a binary;
+ * bench/tools/build.sh compiles it at bench time).
+ *
+ *   lpgen send ENDPOINT [options]   sends --count frames of --size bytes, paced to --rate frames/s
+ *   lpgen sink ENDPOINT [options]   counts frames until --idle-ms passes without one
+ *
+ * ENDPOINT: udp:HOST:PORT, unix:PATH (datagrams: one frame per datagram, sendmmsg/recvmmsg in
+ * batches of --batch), tcp:HOST:PORT or stream-unix:PATH (QEMU stream framing: a 4-byte
+ * big-endian length, then the frame). For send, udp/unix go *to* ENDPOINT (bind with --bind
+ * udp:HOST:PORT or --bind unix:PATH) and stream modes connect; for sink, ENDPOINT is bound
+ * (streams: listen and accept one connection).
+ *
+ * Frame layout: dst MAC (--dst, default broadcast), src MAC (--src), ethertype 0x88b5 (IEEE local
+ * experimental), then a 32-bit big-endian sequence number, zero padding to --size. The sink reports
+ * frames, bytes, seconds, and frames missing or out of order by sequence, as one JSON line.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BATCH 1024
+#define MAX_FRAME 69632
+
+enum kind { K_UDP, K_UNIX, K_TCP, K_STREAM_UNIX };
+
+struct endpoint {
+  enum kind kind;
+  struct sockaddr_storage addr;
+  socklen_t len;
+};
+
+static void die(const char *what) {
+  fprintf(stderr, "lpgen: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: lpgen send|sink ENDPOINT [--bind EP] [--size N] [--count N] [--rate PPS] [--batch N]\n"
+          "                               [--src MAC] [--dst MAC] [--idle-ms MS]\n"
+          "ENDPOINT: udp:HOST:PORT | unix:PATH | tcp:HOST:PORT | stream-unix:PATH\n");
+  exit(2);
+}
+
+static int parse_endpoint(const char *s, struct endpoint *ep) {
+  memset(ep, 0, sizeof(*ep));
+  const char *rest;
+  if (!strncmp(s, "udp:", 4)) { ep->kind = K_UDP; rest = s + 4; }
+  else if (!strncmp(s, "tcp:", 4)) { ep->kind = K_TCP; rest = s + 4; }
+  else if (!strncmp(s, "unix:", 5)) { ep->kind = K_UNIX; rest = s + 5; }
+  else if (!strncmp(s, "stream-unix:", 12)) { ep->kind = K_STREAM_UNIX; rest = s + 12; }
+  else return -1;
+  if (ep->kind == K_UDP || ep->kind == K_TCP) {
+    char host[64];
+    const char *colon = strrchr(rest, ':');
+    if (!colon || (size_t)(colon - rest) >= sizeof(host)) return -1;
+    memcpy(host, rest, colon - rest);
+    host[colon - rest] = 0;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ep->addr;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) return -1;
+    ep->len = sizeof(*sin);
+  } else {
+    struct sockaddr_un *sun = (struct sockaddr_un *)&ep->addr;
+    sun->sun_family = AF_UNIX;
+    if (strlen(rest) == 0 || strlen(rest) >= sizeof(sun->sun_path)) return -1;
+    strcpy(sun->sun_path, rest);
+    ep->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(rest) + 1);
+  }
+  return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6]) {
+  unsigned v[6];
+  if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+  for (int i = 0; i < 6; i++) mac[i] = (uint8_t)v[i];
+  return 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int is_stream(enum kind k) { return k == K_TCP || k == K_STREAM_UNIX; }
+static int family_of(enum kind k) { return (k == K_UDP || k == K_TCP) ? AF_INET : AF_UNIX; }
+
+/* Writes all of buf to a blocking stream socket. */
+static void write_all(int fd, const uint8_t *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("write");
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+/* Reads exactly len bytes; returns 0 at a clean EOF before the first byte, 1 on success. */
+static int read_all(int fd, uint8_t *buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n == 0) {
+      if (got == 0) return 0;
+      fprintf(stderr, "lpgen: stream closed mid-frame\n");
+      exit(1);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("read");
+    }
+    got += (size_t)n;
+  }
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) usage();
+  int sending = !strcmp(argv[1], "send");
+  if (!sending && strcmp(argv[1], "sink")) usage();
+  struct endpoint ep, bind_ep;
+  int have_bind = 0;
+  if (parse_endpoint(argv[2], &ep)) usage();
+  long size = 64, count = 100000, rate = 0, batch = 64, idle_ms = 1000;
+  uint8_t src[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01}, dst[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  for (int i = 3; i < argc; i++) {
+    const char *o = argv[i];
+    if (i + 1 >= argc) usage();
+    const char *v = argv[++i];
+    if (!strcmp(o, "--size")) size = atol(v);
+    else if (!strcmp(o, "--count")) count = atol(v);
+    else if (!strcmp(o, "--rate")) rate = atol(v);
+    else if (!strcmp(o, "--batch")) batch = atol(v);
+    else if (!strcmp(o, "--idle-ms")) idle_ms = atol(v);
+    else if (!strcmp(o, "--src")) { if (parse_mac(v, src)) usage(); }
+    else if (!strcmp(o, "--dst")) { if (parse_mac(v, dst)) usage(); }
+    else if (!strcmp(o, "--bind")) { if (parse_endpoint(v, &bind_ep)) usage(); have_bind = 1; }
+    else usage();
+  }
+  if (size < 18 || size > MAX_FRAME || batch < 1 || batch > MAX_BATCH || count < 0) usage();
+
+  static uint8_t slab[MAX_BATCH][MAX_FRAME];
+  static struct mmsghdr hdrs[MAX_BATCH];
+  static struct iovec iov[MAX_BATCH];
+  int stream = is_stream(ep.kind);
+  int fd = socket(family_of(ep.kind), stream ? SOCK_STREAM : SOCK_DGRAM, 0);
+  if (fd < 0) die("socket");
+
+  if (sending) {
+    if (have_bind && bind(fd, (struct sockaddr *)&bind_ep.addr, bind_ep.len)) die("bind");
+    if (stream) {
+      if (connect(fd, (struct sockaddr *)&ep.addr, ep.len)) die("connect");
+      int one = 1;
+      if (ep.kind == K_TCP) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    for (long b = 0; b < batch; b++) {
+      memset(slab[b], 0, (size_t)size);
+      memcpy(slab[b], dst, 6);
+      memcpy(slab[b] + 6, src, 6);
+      slab[b][12] = 0x88;
+      slab[b][13] = 0xb5;
+      iov[b].iov_base = slab[b];
+      iov[b].iov_len = (size_t)size;
+      hdrs[b].msg_hdr.msg_iov = &iov[b];
+      hdrs[b].msg_hdr.msg_iovlen = 1;
+      hdrs[b].msg_hdr.msg_name = &ep.addr;
+      hdrs[b].msg_hdr.msg_namelen = ep.len;
+    }
+    double start = now_s();
+    long sent = 0, dropped = 0;
+    while (sent + dropped < count) {
+      long n = count - sent - dropped < batch ? count - sent - dropped : batch;
+      if (rate > 0) {
+        /* Pace per batch: sleep until this batch is due. */
+        double due = start + (double)(sent + dropped) / (double)rate;
+        double wait = due - now_s();
+        if (wait > 0) {
+          struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+          nanosleep(&ts, NULL);
+        }
+      }
+      for (long b = 0; b < n; b++) {
+        uint32_t seq = htonl((uint32_t)(sent + dropped + b));
+        memcpy(slab[b] + 14, &seq, 4);
+      }
+      if (stream) {
+        for (long b = 0; b < n; b++) {
+          uint32_t len = htonl((uint32_t)size);
+          write_all(fd, (const uint8_t *)&len, 4);
+          write_all(fd, slab[b], (size_t)size);
+        }
+        sent += n;
+        continue;
+      }
+      int r = sendmmsg(fd, hdrs, (unsigned)n, 0);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == ENOBUFS || errno == ECONNREFUSED || errno == ENOENT) {
+          dropped++; /* Lossy like Ethernet: count the first frame and go on. */
+          continue;
+        }
+        die("sendmmsg");
+      }
+      sent += r;
+    }
+    double secs = now_s() - start;
+    printf("{\"mode\":\"send\",\"frames\":%ld,\"dropped\":%ld,\"bytes\":%ld,\"seconds\":%.6f,\"fps\":%.0f}\n",
+           sent, dropped, sent * size, secs, secs > 0 ? sent / secs : 0.0);
+    close(fd);
+    return 0;
+  }
+
+  /* Sink. */
+  int one = 1;
+  if (ep.kind == K_UDP || ep.kind == K_TCP) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, (struct sockaddr *)&ep.addr, ep.len)) die("bind");
+  int rfd = fd;
+  if (stream) {
+    if (listen(fd, 1)) die("listen");
+    rfd = accept(fd, NULL, NULL);
+    if (rfd < 0) die("accept");
+  }
+  for (long b = 0; b < batch; b++) {
+    iov[b].iov_base = slab[b];
+    iov[b].iov_len = MAX_FRAME;
+    hdrs[b].msg_hdr.msg_iov = &iov[b];
+    hdrs[b].msg_hdr.msg_iovlen = 1;
+  }
+  long frames = 0, bytes = 0, missing = 0, reordered = 0;
+  long expect = 0;
+  double first = 0, last = 0;
+  for (;;) {
+    struct pollfd p = {rfd, POLLIN, 0};
+    int pr = poll(&p, 1, frames ? (int)idle_ms : -1);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr < 0) die("poll");
+    if (pr == 0) break; /* Idle after traffic: done. */
+    int n;
+    uint32_t lens[MAX_BATCH];
+    if (stream) {
+      uint32_t len;
+      if (!read_all(rfd, (uint8_t *)&len, 4)) break;
+      len = ntohl(len);
+      if (len > MAX_FRAME) {
+        fprintf(stderr, "lpgen: stream frame length %u over %d\n", len, MAX_FRAME);
+        return 1;
+      }
+      read_all(rfd, slab[0], len);
+      lens[0] = len;
+      n = 1;
+    } else {
+      n = recvmmsg(rfd, hdrs, (unsigned)batch, MSG_DONTWAIT, NULL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) continue;
+        die("recvmmsg");
+      }
+      for (int i = 0; i < n; i++) lens[i] = hdrs[i].msg_len;
+    }
+    last = now_s();
+    if (!frames) first = last;
+    for (int i = 0; i < n; i++) {
+      frames++;
+      bytes += lens[i];
+      if (lens[i] < 18) continue;
+      uint32_t seq;
+      memcpy(&seq, slab[i] + 14, 4);
+      long s = (long)ntohl(seq);
+      if (s == expect) expect++;
+      else if (s > expect) { missing += s - expect; expect = s + 1; }
+      else { reordered++; if (missing > 0) missing--; }
+    }
+  }
+  double secs = last - first;
+  printf("{\"mode\":\"sink\",\"frames\":%ld,\"bytes\":%ld,\"missing\":%ld,\"reordered\":%ld,\"seconds\":%.6f,\"fps\":%.0f}\n",
+         frames, bytes, missing, reordered, secs, secs > 0 ? frames / secs : 0.0);
+  if (rfd != fd) close(rfd);
+  close(fd);
+  return 0;
+}
