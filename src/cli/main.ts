@@ -7,11 +7,13 @@ import { readFileSync } from 'node:fs';
 import { LanpartyError, exitCodeFor } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { up } from './up.js';
+import { status } from './status.js';
 
 const HELP = `Usage: lanparty <command> [options]
 
 Commands:
   up            start the LAN switch (see lanparty up --help)
+  status        show ports, counters, MAC table and leases (--json for scripts)
   mac NAME      print the stable MAC address for a guest name
 
 Options:
@@ -39,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'up':
       return up(rest);
+    case 'status':
+      return status(rest);
     case 'mac':
       if (rest.length !== 1) throw new LanpartyError('LP_ERR_USAGE', 'lanparty mac: expected one guest name, e.g. lanparty mac vm1');
       process.stdout.write(formatMac(macForName(rest[0])) + '\n');

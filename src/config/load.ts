@@ -229,5 +229,5 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
 
 export function loadConfig(flags: FlagOverrides): Config {
   if (flags.config) return buildConfig(readConfigFile(flags.config), flags, flags.config);
-  return buildConfig({}, flags, 'defaults');
+  return buildConfig({}, flags, flags.ports && flags.ports.length > 0 ? 'command line' : 'defaults');
 }

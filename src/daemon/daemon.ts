@@ -8,6 +8,19 @@ import type { Logger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import type { Transport } from '../transports/transport.js';
 import { openTransport } from './transports.js';
+import { ControlServer } from '../control/server.js';
+import { portUpChannel, portDownChannel, macMoveChannel } from '../switch/switch.js';
+import type { Port } from '../switch/port.js';
+import { formatMac } from '../wire/ethernet.js';
+import { nativeAvailable } from '../transports/batch-io.js';
+import { IpSnoop } from './ip-snoop.js';
+import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
+import { readFileSync } from 'node:fs';
+import { registrars } from './commands/index.js';
+
+export function lanpartyVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 export interface DaemonOptions {
   /** Ports that came from defaults, not from the user: one that cannot open is skipped with a line. */
@@ -20,6 +33,17 @@ export class Daemon {
   readonly skipped: Array<{ url: string; reason: string }> = [];
   private timer: NodeJS.Timeout | null = null;
   readonly startedAtMs = Date.now();
+  readonly control: ControlServer;
+  readonly rates = new RateTracker();
+  readonly snoop = new IpSnoop();
+  /** Extra status sections (services) registered by their owners. */
+  readonly statusSections = new Map<string, () => unknown>();
+  private readonly onPortUp = (m: unknown) => this.control.emit('port:up', this.portEvent((m as { port: Port }).port));
+  private readonly onPortDown = (m: unknown) => this.control.emit('port:down', this.portEvent((m as { port: Port }).port));
+  private readonly onMacMove = (m: unknown) => {
+    const { mac, vlan, from, to } = m as { mac: number; vlan: number; from: Port; to: Port };
+    this.control.emit('mac:move', { mac: formatMac(mac), vlan, from: from.id, to: to.id });
+  };
 
   constructor(readonly config: Config, readonly log: Logger, private readonly opts: DaemonOptions) {
     this.sw = new Switch({
@@ -27,11 +51,44 @@ export class Daemon {
       macTableSize: config.switch.macTableSize,
       maxFrameBytes: config.switch.maxFrameBytes,
     }, log.child('switch'), Date.now());
+    this.control = new ControlServer(config.control.socketPath, log.child('control'));
+    this.control.register({ name: 'status', usage: 'status: ports, counters, rates, MAC table, services', handler: () => this.status() });
+    for (const r of registrars) r(this);
+    this.control.register({ name: 'ping', usage: 'ping: check that lanparty answers', handler: () => ({ pong: true, pid: process.pid }) });
+  }
+
+  private portEvent(p: Port): unknown {
+    return { id: p.id, name: p.name, kind: p.kind, endpoint: p.endpoint() };
+  }
+
+  status(): StatusReport {
+    const sections: Record<string, unknown> = {};
+    for (const [k, f] of this.statusSections) sections[k] = f();
+    return {
+      version: lanpartyVersion(),
+      pid: process.pid,
+      uptimeS: Math.round((Date.now() - this.startedAtMs) / 1000),
+      config: this.config.source,
+      native: nativeAvailable(),
+      switch: {
+        counters: { ...this.sw.counters },
+        table: { size: this.sw.table.size, capacity: this.sw.table.capacity, ...this.sw.table.counters },
+      },
+      transports: transportRows(this.transports),
+      ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
+      macs: macRows(this.sw, (m) => this.snoop.ipsOf(m)),
+      services: sections,
+    };
   }
 
   async start(): Promise<void> {
     const ctx = { sink: this.sw, log: this.log, maxFrameBytes: this.config.switch.maxFrameBytes };
+    this.sw.addTap(this.snoop.tap);
+    portUpChannel.subscribe(this.onPortUp);
+    portDownChannel.subscribe(this.onPortDown);
+    macMoveChannel.subscribe(this.onMacMove);
     try {
+      await this.control.start();
       for (const p of this.config.ports) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
         try {
@@ -54,12 +111,18 @@ export class Daemon {
 
   tick(nowMs: number): void {
     this.sw.tick(nowMs);
+    this.snoop.setNow(nowMs);
     for (const t of this.transports) t.tick(nowMs);
+    this.rates.sample(this.sw.ports, nowMs);
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    portUpChannel.unsubscribe(this.onPortUp);
+    portDownChannel.unsubscribe(this.onPortDown);
+    macMoveChannel.unsubscribe(this.onMacMove);
+    await this.control.stop();
     for (const t of this.transports.splice(0).reverse()) {
       try {
         await t.close();

@@ -19,6 +19,12 @@ import type { Logger } from '../util/logger.js';
 import { RateLimitedLog, silentLogger } from '../util/logger.js';
 import { MacTable } from './mac-table.js';
 import type { FrameSink, Port } from './port.js';
+import diagnostics_channel from 'node:diagnostics_channel';
+
+/** Published on port changes and MAC moves; cost nothing without subscribers. */
+export const portUpChannel = diagnostics_channel.channel('lanparty:port:up');
+export const portDownChannel = diagnostics_channel.channel('lanparty:port:down');
+export const macMoveChannel = diagnostics_channel.channel('lanparty:mac:move');
 
 export interface SwitchOptions {
   /** Ageing time for learned MACs in milliseconds (802.1D default 300 s). */
@@ -65,6 +71,7 @@ export class Switch implements FrameSink {
     this.nowMs = nowMs;
     this.moveLog = new RateLimitedLog((m) => this.log.info(m));
     this.table.onMove = (mac, vlan, from, to) => {
+      if (macMoveChannel.hasSubscribers) macMoveChannel.publish({ mac, vlan, from, to });
       this.moveLog.write(this.nowMs, `MAC ${formatMac(mac)}${vlan ? ' vlan ' + vlan : ''} moved from port ${from.id} (${from.name}) to port ${to.id} (${to.name})`);
     };
   }
@@ -73,6 +80,7 @@ export class Switch implements FrameSink {
     port.id = this.nextPortId++;
     this.ports = this.ports.concat([port]);
     this.log.info(`port ${port.id} up: ${port.name}${port.endpoint() ? ' (' + port.endpoint() + ')' : ''}`);
+    if (portUpChannel.hasSubscribers) portUpChannel.publish({ port });
   }
 
   removePort(port: Port): void {
@@ -82,6 +90,7 @@ export class Switch implements FrameSink {
     this.ports = this.ports.slice(0, i).concat(this.ports.slice(i + 1));
     this.table.flushPort(port);
     this.log.info(`port ${port.id} down: ${port.name}`);
+    if (portDownChannel.hasSubscribers) portDownChannel.publish({ port });
   }
 
   addTap(tap: Tap): void { this.taps = this.taps.concat([tap]); }

@@ -113,6 +113,7 @@ if (inFreshNetns(import.meta.url, 'transports with QEMU wire-format clients (in 
         `unix://${dir}/stream.sock`,
       ],
       dhcp: false,
+      controlSocket: path.join(dir, 'control.sock'),
     });
     daemon = new Daemon(config, silentLogger, { portsAreDefaults: false });
     await daemon.start();

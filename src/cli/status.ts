@@ -1,0 +1,76 @@
+/** `lanparty status`: what the running switch sees, for people (default) or scripts (--json). */
+import { parseArgs } from 'node:util';
+import { request } from '../control/client.js';
+import { runtimeDir } from '../config/load.js';
+import * as path from 'node:path';
+import type { StatusReport } from '../daemon/status.js';
+
+export const STATUS_HELP = `Usage: lanparty status [--json] [--control PATH]
+
+Show ports and their endpoints, per-port counters and rates, drops by reason, the MAC table
+(with IPv4 addresses seen) and DHCP leases of the running lanparty.
+
+Options:
+      --json          machine-readable output (the control API's status reply)
+      --control PATH  control socket (default ${path.join('$XDG_RUNTIME_DIR', 'lanparty', 'control.sock')})
+  -h, --help          this help
+`;
+
+export function defaultControlPath(): string {
+  return path.join(runtimeDir(), 'control.sock');
+}
+
+function si(n: number, unit: string): string {
+  if (n >= 1e9) return (n / 1e9).toFixed(2) + ' G' + unit;
+  if (n >= 1e6) return (n / 1e6).toFixed(2) + ' M' + unit;
+  if (n >= 1e3) return (n / 1e3).toFixed(1) + ' k' + unit;
+  return Math.round(n) + ' ' + unit;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+export function formatStatus(s: StatusReport): string {
+  const out: string[] = [];
+  out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}`);
+  out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}`);
+  out.push('');
+  out.push('Transports');
+  out.push(table([['URL', 'STATE', 'ADDRESS', 'PORTS'], ...s.transports.map((t) => [t.url, t.state, t.address, String(t.portCount)])]));
+  out.push('');
+  out.push('Ports');
+  out.push(table([
+    ['ID', 'NAME', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'RX RATE', 'TX RATE', 'DROPS'],
+    ...s.ports.map((p) => [
+      String(p.id), p.name, String(p.rxFrames), String(p.rxBytes), String(p.txFrames), String(p.txBytes),
+      si(p.rates.rxBitsPerS, 'bit/s'), si(p.rates.txBitsPerS, 'bit/s'),
+      Object.entries(p.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || '-',
+    ]),
+  ]));
+  out.push('');
+  out.push('MAC table');
+  out.push(s.macs.length === 0 ? '(empty)' : table([['MAC', 'VLAN', 'PORT', 'AGE', 'IPV4'], ...s.macs.map((m) => [m.mac, String(m.vlan || '-'), `${m.port} ${m.portName}`, `${m.ageS}s`, m.ips.join(',') || '-'])]));
+  const svc = s.services as Record<string, unknown>;
+  for (const [name, section] of Object.entries(svc)) {
+    const leases = (section as { leases?: Array<Record<string, unknown>> }).leases;
+    if (Array.isArray(leases)) {
+      out.push('');
+      out.push(`${name}: leases`);
+      out.push(leases.length === 0 ? '(none)' : table([['MAC', 'IP', 'HOSTNAME', 'EXPIRES IN'], ...leases.map((l) => [String(l.mac), String(l.ip), String(l.hostname ?? '-'), `${l.expiresInS}s`])]));
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+export async function status(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, control: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(STATUS_HELP);
+    return 0;
+  }
+  const s = (await request(values.control ?? defaultControlPath(), 'status')) as StatusReport;
+  process.stdout.write(values.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s));
+  return 0;
+}

@@ -1,0 +1,83 @@
+/**
+ * Builds the `status` reply: ports with counters and rates, transports, the MAC table, switch
+ * totals. Rates are deltas over the last one-second tick, kept per port in a WeakMap so ports carry
+ * no control-plane state.
+ */
+import type { Port } from '../switch/port.js';
+import type { Switch } from '../switch/switch.js';
+import type { Transport, TransportStatus } from '../transports/transport.js';
+import { formatMac } from '../wire/ethernet.js';
+
+class RateState {
+  rxFrames = 0; txFrames = 0; rxBytes = 0; txBytes = 0; atMs = 0;
+  rxFps = 0; txFps = 0; rxBps = 0; txBps = 0;
+}
+
+export class RateTracker {
+  private readonly states = new WeakMap<Port, RateState>();
+  sample(ports: readonly Port[], nowMs: number): void {
+    for (const p of ports) {
+      let s = this.states.get(p);
+      if (s === undefined) {
+        s = new RateState();
+        s.atMs = nowMs;
+        this.states.set(p, s);
+      }
+      const dt = (nowMs - s.atMs) / 1000;
+      const c = p.counters;
+      if (dt > 0) {
+        s.rxFps = (c.rxFrames - s.rxFrames) / dt;
+        s.txFps = (c.txFrames - s.txFrames) / dt;
+        s.rxBps = ((c.rxBytes - s.rxBytes) * 8) / dt;
+        s.txBps = ((c.txBytes - s.txBytes) * 8) / dt;
+      }
+      s.rxFrames = c.rxFrames; s.txFrames = c.txFrames; s.rxBytes = c.rxBytes; s.txBytes = c.txBytes; s.atMs = nowMs;
+    }
+  }
+  rates(p: Port): { rxFramesPerS: number; txFramesPerS: number; rxBitsPerS: number; txBitsPerS: number } {
+    const s = this.states.get(p);
+    return { rxFramesPerS: s?.rxFps ?? 0, txFramesPerS: s?.txFps ?? 0, rxBitsPerS: s?.rxBps ?? 0, txBitsPerS: s?.txBps ?? 0 };
+  }
+}
+
+export interface PortStatus {
+  id: number; name: string; kind: string; endpoint: string;
+  rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
+  rates: ReturnType<RateTracker['rates']>;
+  drops: Record<string, number>;
+}
+
+export interface MacStatus { mac: string; vlan: number; port: number; portName: string; ageS: number; ips: string[] }
+
+export interface StatusReport {
+  version: string;
+  pid: number;
+  uptimeS: number;
+  config: string;
+  native: boolean;
+  switch: { counters: Record<string, number>; table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number } };
+  transports: TransportStatus[];
+  ports: PortStatus[];
+  macs: MacStatus[];
+  services: unknown;
+}
+
+export function portStatus(p: Port, rates: RateTracker): PortStatus {
+  const c = p.counters;
+  return {
+    id: p.id, name: p.name, kind: p.kind, endpoint: p.endpoint(),
+    rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames, txBytes: c.txBytes,
+    rates: rates.rates(p), drops: { ...c.drops },
+  };
+}
+
+export function macRows(sw: Switch, ipsOf: (mac: number) => string[]): MacStatus[] {
+  const now = sw.now();
+  return sw.table.entries(now)
+    .map((e) => ({ mac: formatMac(e.mac), vlan: e.vlan, port: e.port.id, portName: e.port.name, ageS: Math.round(e.ageMs / 100) / 10, ips: ipsOf(e.mac) }))
+    .sort((a, b) => a.port - b.port || a.mac.localeCompare(b.mac));
+}
+
+export function transportRows(ts: readonly Transport[]): TransportStatus[] {
+  return ts.map((t) => t.status());
+}
