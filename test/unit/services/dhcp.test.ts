@@ -1,0 +1,323 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPINFORM, DHCPNAK, DHCPOFFER, DHCPRELEASE, DHCPREQUEST, emitDhcp,
+} from '../../../src/wire/dhcp.js';
+import { BROADCAST_MAC } from '../../../src/wire/ethernet.js';
+import { IPV4_BROADCAST } from '../../../src/wire/ipv4.js';
+import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../wire/golden.js';
+import {
+  HOST_IP, MAC_A, MAC_B, MAC_C, arpFrame, clientMsg, decodeArp, decodeDhcp, dhcpFrame, ipv4UdpFrame, rig,
+} from './fakes.js';
+import type { Rig } from './fakes.js';
+
+const IP10 = 0x0a4d000a;
+const IP11 = 0x0a4d000b;
+const CLONE_ID = Buffer.from('ff00000001000100012b3c4d5e6f7a8b9c', 'hex');   // systemd-networkd style DUID-based id
+
+/** DISCOVER, then REQUEST the offered address; returns the ACK. */
+function lease(r: Rig, mac: number, fields: Record<string, unknown> = {}) {
+  r.deliver(dhcpFrame(clientMsg(mac, DHCPDISCOVER, fields)));
+  const offer = decodeDhcp(r.sink.take()[0]).dhcp;
+  assert.equal(offer.messageType, DHCPOFFER);
+  r.deliver(dhcpFrame(clientMsg(mac, DHCPREQUEST, { ...fields, serverId: HOST_IP, requestedIp: offer.yiaddr })));
+  const ack = decodeDhcp(r.sink.take()[0]).dhcp;
+  assert.equal(ack.messageType, DHCPACK);
+  return ack;
+}
+
+test('real udhcpc DISCOVER → OFFER → REQUEST → ACK, unicast because the broadcast flag is clear', async () => {
+  const r = await rig();
+  r.deliver(Buffer.from(UDHCPC_DISCOVER_HEX, 'hex'));
+  const frames = r.sink.take();
+  assert.equal(frames.length, 1);
+  const o = decodeDhcp(frames[0]);
+  assert.equal(o.ethDst, 0x525400123456);
+  assert.equal(o.ipDst, IP10);
+  assert.equal(o.ipSrc, HOST_IP);
+  assert.equal(o.srcPort, 67);
+  assert.equal(o.dstPort, 68);
+  const offer = o.dhcp;
+  assert.equal(offer.messageType, DHCPOFFER);
+  assert.equal(offer.xid, 0x9801501a);
+  assert.equal(offer.yiaddr, IP10);
+  assert.equal(offer.serverId, HOST_IP);
+  assert.equal(offer.leaseSeconds, 3600);
+  assert.equal(offer.renewalSeconds, 1800);
+  assert.equal(offer.rebindingSeconds, 3150);
+  assert.equal(offer.subnetMask, 0xffffff00);
+  assert.equal(offer.broadcastAddress, 0x0a4d00ff);
+  assert.deepEqual(offer.routers, []);                 // isolated LAN: no gateway unless configured
+  assert.deepEqual(offer.dnsServers, [HOST_IP]);
+  assert.equal(offer.domainName, 'lan');
+  assert.equal(offer.hostname, 'guest1');
+  assert.equal(offer.mtu, null);
+  assert.equal(offer.clientId?.toString('hex'), '01525400123456');   // RFC 6842 echo
+
+  const req = clientMsg(0x525400123456, DHCPREQUEST, {
+    xid: 0x9801501a, serverId: HOST_IP, requestedIp: IP10, hostname: 'guest1', clientId: Buffer.from('01525400123456', 'hex'),
+  });
+  r.deliver(dhcpFrame(req));
+  const a = decodeDhcp(r.sink.take()[0]);
+  assert.equal(a.dhcp.messageType, DHCPACK);
+  assert.equal(a.dhcp.yiaddr, IP10);
+  assert.equal(a.ethDst, 0x525400123456);
+  const st = r.services.status();
+  assert.equal(st.dhcp!.leases.length, 1);
+  assert.deepEqual({ ...st.dhcp!.leases[0] }, {
+    mac: '52:54:00:12:34:56', ip: '10.77.0.10', hostname: 'guest1', expiresInS: 3600, clientId: '01525400123456', state: 'bound', static: false,
+  });
+  assert.equal(st.dhcp!.counters.rx.discover, 1);
+  assert.equal(st.dhcp!.counters.tx.ack, 1);
+  assert.ok(r.lines.some((l) => l.includes('lease 10.77.0.10 granted to 52:54:00:12:34:56 (guest1)')));
+});
+
+test('real dhclient DISCOVER (broadcast flag off) gets a unicast OFFER to its MAC and yiaddr', async () => {
+  const r = await rig();
+  r.deliver(Buffer.from(DHCLIENT_DISCOVER_HEX, 'hex'));
+  const o = decodeDhcp(r.sink.take()[0]);
+  assert.equal(o.ethDst, 0x525400123457);
+  assert.equal(o.ipDst, IP10);
+  assert.equal(o.dhcp.xid, 0x29c2064f);
+  assert.equal(o.dhcp.clientId, null);
+});
+
+test('broadcast flag set: OFFER and ACK go to ff:ff:ff:ff:ff:ff and 255.255.255.255; NAK is always broadcast', async () => {
+  const r = await rig({ router: '10.77.0.254', mtu: 1400, dns: ['9.9.9.9'] });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER, { broadcast: true })));
+  const o = decodeDhcp(r.sink.take()[0]);
+  assert.equal(o.ethDst, BROADCAST_MAC);
+  assert.equal(o.ipDst, IPV4_BROADCAST);
+  assert.equal(o.dhcp.broadcast, true);
+  assert.deepEqual(o.dhcp.routers, [0x0a4d00fe]);
+  assert.deepEqual(o.dhcp.dnsServers, [0x09090909]);
+  assert.equal(o.dhcp.mtu, 1400);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { broadcast: true, serverId: HOST_IP, requestedIp: IP10 })));
+  const a = decodeDhcp(r.sink.take()[0]);
+  assert.equal(a.ethDst, BROADCAST_MAC);
+  assert.equal(a.dhcp.messageType, DHCPACK);
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: 0xc0a80105 })));   // INIT-REBOOT, wrong network
+  const n = decodeDhcp(r.sink.take()[0]);
+  assert.equal(n.dhcp.messageType, DHCPNAK);
+  assert.equal(n.ethDst, BROADCAST_MAC);
+  assert.equal(n.ipDst, IPV4_BROADCAST);
+  assert.equal(n.dhcp.yiaddr, 0);
+  assert.equal(n.dhcp.leaseSeconds, null);
+});
+
+test('RENEWING (unicast) and REBINDING (broadcast) extend the lease; replies go to ciaddr', async () => {
+  const r = await rig();
+  lease(r, MAC_A);
+  r.clock.t += 1800_000;
+  // A unicast frame for another MAC (flooded unknown unicast) is not for the virtual host.
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { ciaddr: IP10 }), { dstIp: HOST_IP, ethDst: MAC_C }));
+  assert.equal(r.sink.take().length, 0);
+  const hostMac = parseInt(r.services.status().hostMac.replace(/:/g, ''), 16);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { ciaddr: IP10 }), { dstIp: HOST_IP, ethDst: hostMac }));
+  const renew = decodeDhcp(r.sink.take()[0]);
+  assert.equal(renew.dhcp.messageType, DHCPACK);
+  assert.equal(renew.ipDst, IP10);
+  assert.equal(renew.ethDst, MAC_A);
+  assert.equal(renew.dhcp.ciaddr, IP10);
+  assert.equal(r.services.status().dhcp!.leases[0].expiresInS, 3600);
+  r.clock.t += 3200_000;
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { ciaddr: IP10 })));           // REBINDING: broadcast
+  const rebind = decodeDhcp(r.sink.take()[0]);
+  assert.equal(rebind.dhcp.messageType, DHCPACK);
+  assert.equal(rebind.ipDst, IP10);
+});
+
+test('INIT-REBOOT: own address → ACK; another client\'s address → NAK; address outside the LAN → NAK', async () => {
+  const r = await rig();
+  lease(r, MAC_A);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { requestedIp: IP10 })));
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPACK);
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: IP10 })));      // a clone with the same lease file
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPNAK);
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: 0x0a4e000a })));
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPNAK);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { requestedIp: IP11 })));      // holds .10, asks for .11
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPNAK);
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: IP11 })));      // free pool address, no record
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPACK);
+});
+
+test('SELECTING another server drops our offer; DECLINE holds the address; RELEASE frees it', async () => {
+  const r = await rig({ poolStart: '10.77.0.10', poolEnd: '10.77.0.11' });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.yiaddr, IP10);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { serverId: 0x0a4d00fe, requestedIp: 0x0a4d0063 })));
+  assert.equal(r.sink.take().length, 0);
+  assert.equal(r.services.status().dhcp!.counters.drops['other-server'], 1);
+  assert.equal(r.services.status().dhcp!.leases.length, 0);
+
+  const first = lease(r, MAC_A).yiaddr;
+  const firstText = first === IP10 ? '10.77.0.10' : '10.77.0.11';
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDECLINE, { serverId: HOST_IP, requestedIp: first })));
+  assert.equal(r.sink.take().length, 0);
+  const held = r.services.status().dhcp!.leases.find((l) => l.ip === firstText);
+  assert.equal(held?.state, 'declined');
+  assert.ok(r.lines.some((l) => l.includes(`lease ${firstText} declined by 52:54:00:00:00:01`)));
+  const second = lease(r, MAC_A).yiaddr;
+  assert.notEqual(second, first);
+
+  // Pool now: one address declined, the other bound to A. B gets nothing.
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPDISCOVER)));
+  assert.equal(r.sink.take().length, 0);
+  assert.ok(r.lines.some((l) => /no free address for 52:54:00:00:00:02: pool 10.77.0.10-10.77.0.11 is full/.test(l)));
+  assert.equal(r.services.status().dhcp!.counters.drops['pool-full'], 1);
+
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPRELEASE, { ciaddr: second, serverId: HOST_IP }), { dstIp: HOST_IP, ethDst: BROADCAST_MAC }));
+  assert.ok(r.lines.some((l) => /lease 10\.77\.0\.1[01] released by 52:54:00:00:00:01/.test(l)));
+  assert.equal(lease(r, MAC_B).yiaddr, second);
+});
+
+test('INFORM gets an ACK with no lease and no yiaddr, unicast to ciaddr', async () => {
+  const r = await rig();
+  r.deliver(dhcpFrame(clientMsg(MAC_C, DHCPINFORM, { ciaddr: 0x0a4d0005 })));
+  const a = decodeDhcp(r.sink.take()[0]);
+  assert.equal(a.dhcp.messageType, DHCPACK);
+  assert.equal(a.dhcp.yiaddr, 0);
+  assert.equal(a.dhcp.leaseSeconds, null);
+  assert.equal(a.dhcp.subnetMask, 0xffffff00);
+  assert.equal(a.ipDst, 0x0a4d0005);
+  assert.equal(a.ethDst, MAC_C);
+  assert.equal(r.services.status().dhcp!.leases.length, 0);
+});
+
+test('clones with one client id get different addresses by default, and a warning names both MACs', async () => {
+  const r = await rig();
+  const a = lease(r, MAC_A, { clientId: CLONE_ID });
+  const b = lease(r, MAC_B, { clientId: CLONE_ID });
+  assert.notEqual(a.yiaddr, b.yiaddr);
+  const warn = r.lines.filter((l) => l.includes('warning:') && l.includes('client identifier'));
+  assert.equal(warn.length, 1);
+  assert.ok(warn[0].includes('52:54:00:00:00:01') && warn[0].includes('52:54:00:00:00:02'), warn[0]);
+  assert.ok(warn[0].includes('keyed by MAC'));
+});
+
+test('keyBy client-id: clones share one address (RFC 2132 behaviour), still with the warning', async () => {
+  const r = await rig({ keyBy: 'client-id' });
+  const a = lease(r, MAC_A, { clientId: CLONE_ID });
+  const b = lease(r, MAC_B, { clientId: CLONE_ID });
+  assert.equal(a.yiaddr, b.yiaddr);
+  assert.ok(r.lines.some((l) => l.startsWith('dhcp: warning:') && l.includes('share one address')));
+});
+
+test('leases persist atomically and a new instance honours them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'leases.json');
+    const r1 = await rig({ leaseFile: file });
+    lease(r1, MAC_A, { hostname: 'alpha' });
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(doc.version, 1);
+    assert.deepEqual(doc.leases.map((l: { mac: string; ip: string; hostname: string }) => [l.mac, l.ip, l.hostname]), [['52:54:00:00:00:01', '10.77.0.10', 'alpha']]);
+    assert.deepEqual(readdirSync(dir), ['leases.json']);   // no temp file left behind
+    await r1.services.close();
+
+    const r2 = await rig({ leaseFile: file });
+    assert.equal(r2.services.status().dhcp!.leases[0].ip, '10.77.0.10');
+    r2.deliver(dhcpFrame(clientMsg(MAC_B, DHCPDISCOVER, { requestedIp: IP10 })));
+    assert.equal(decodeDhcp(r2.sink.take()[0]).dhcp.yiaddr, IP11);      // never another MAC's address
+    r2.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: IP10 })));
+    assert.equal(decodeDhcp(r2.sink.take()[0]).dhcp.messageType, DHCPNAK);
+    r2.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+    assert.equal(decodeDhcp(r2.sink.take()[0]).dhcp.yiaddr, IP10);
+    await r2.services.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a corrupt lease file is moved aside and the server starts empty', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'leases.json');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(file, '{"version": 1, "leases": [');
+    const r = await rig({ leaseFile: file });
+    assert.equal(r.services.status().dhcp!.leases.length, 0);
+    assert.ok(r.lines.some((l) => l.startsWith('error: dhcp: lease file') && l.includes('moved it to')));
+    assert.equal(readdirSync(dir).filter((n) => n.startsWith('leases.json.corrupt-')).length, 1);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ARP probe: an answer marks the address in use and the next one is offered', async () => {
+  const r = await rig({ probeMs: 300 });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  const probe = decodeArp(r.sink.take()[0]);
+  assert.equal(probe.ethDst, BROADCAST_MAC);
+  assert.equal(probe.operation, 1);
+  assert.equal(probe.senderIp, 0);                 // RFC 5227 probe
+  assert.equal(probe.targetIp, IP10);
+  // A retransmitted DISCOVER while probing sends nothing new.
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER, { xid: 77 })));
+  assert.equal(r.sink.take().length, 0);
+  // Someone already uses .10 and answers.
+  r.deliver(arpFrame(MAC_C, probe.senderMac, { operation: 2, senderMac: MAC_C, senderIp: IP10, targetMac: probe.senderMac, targetIp: 0 }));
+  r.timers.advance(300);
+  const probe2 = decodeArp(r.sink.take()[0]);
+  assert.equal(probe2.targetIp, IP11);
+  r.timers.advance(299);
+  assert.equal(r.sink.take().length, 0);
+  r.timers.advance(1);
+  const offer = decodeDhcp(r.sink.take()[0]).dhcp;
+  assert.equal(offer.yiaddr, IP11);
+  assert.equal(offer.xid, 77);                     // answers the newest transaction
+  const st = r.services.status().dhcp!;
+  assert.equal(st.leases.find((l) => l.ip === '10.77.0.10')?.state, 'conflict');
+  assert.equal(st.counters.probeConflicts, 1);
+  assert.ok(r.lines.some((l) => l.includes('10.77.0.10 is already used by 52:54:00:00:00:03')));
+  // The client's own later DISCOVER does not probe again: it is offered its address at once.
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.yiaddr, IP11);
+});
+
+test('static leases by MAC and by name', async () => {
+  const r = await rig({ staticLeases: [{ mac: MAC_B, address: '10.77.0.50' }, { name: 'DB', address: '10.77.0.60' }] });
+  assert.equal(lease(r, MAC_B).yiaddr, 0x0a4d0032);
+  assert.equal(lease(r, MAC_C, { hostname: 'db' }).yiaddr, 0x0a4d003c);
+  assert.equal(lease(r, MAC_A).yiaddr, IP10);
+  assert.equal(r.services.status().dhcp!.leases.filter((l) => l.static).length, 2);
+});
+
+test('another DHCP server on the LAN is reported once with its MAC and address', async () => {
+  const r = await rig();
+  const offer = clientMsg(MAC_A, DHCPOFFER, { op: 2, yiaddr: 0x0a4d0064, serverId: 0x0a4d00fe });
+  const f = ipv4UdpFrame(MAC_C, BROADCAST_MAC, 0x0a4d00fe, IPV4_BROADCAST, 67, 68, emitDhcp(offer));
+  r.deliver(f);
+  r.deliver(f);
+  const warn = r.lines.filter((l) => l.includes('another DHCP server'));
+  assert.equal(warn.length, 1);
+  assert.ok(warn[0].includes('52:54:00:00:00:03') && warn[0].includes('10.77.0.254'));
+  assert.equal(r.services.status().dhcp!.counters.foreignServerReplies, 2);
+});
+
+test('malformed DHCP is counted and dropped; the server keeps serving', async () => {
+  const r = await rig();
+  const good = emitDhcp(clientMsg(MAC_A, DHCPDISCOVER));
+  const truncated = good.subarray(0, 200);
+  const badLen = Buffer.from(good); badLen[241] = 200;                          // option 53 length past the end
+  const huge = emitDhcp(clientMsg(MAC_A, DHCPDISCOVER, { hostname: 'x'.repeat(200) }));
+  const bootp = Buffer.from(good); bootp[236] = 0;
+  for (const p of [truncated, badLen, huge, bootp]) r.deliver(ipv4UdpFrame(MAC_A, BROADCAST_MAC, 0, IPV4_BROADCAST, 68, 67, p));
+  assert.equal(r.sink.take().length, 0);
+  assert.equal(r.services.status().dhcp!.counters.drops.malformed, 4);
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPOFFER);
+});
+
+test('DHCP off: no replies on port 67, ARP still answered', async () => {
+  const r = await rig({}, { dhcp: null });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  assert.equal(r.sink.take().length, 0);
+  assert.equal(r.services.status().dhcp, null);
+  r.deliver(arpFrame(MAC_A, BROADCAST_MAC, { operation: 1, senderMac: MAC_A, senderIp: IP10, targetMac: 0, targetIp: HOST_IP }));
+  assert.equal(decodeArp(r.sink.take()[0]).operation, 2);
+});
