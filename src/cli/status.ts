@@ -54,11 +54,15 @@ export function formatStatus(s: StatusReport): string {
   out.push(s.macs.length === 0 ? '(empty)' : table([['MAC', 'VLAN', 'PORT', 'AGE', 'IPV4'], ...s.macs.map((m) => [m.mac, String(m.vlan || '-'), `${m.port} ${m.portName}`, `${m.ageS}s`, m.ips.join(',') || '-'])]));
   const svc = s.services as Record<string, unknown>;
   for (const [name, section] of Object.entries(svc)) {
-    const leases = (section as { leases?: Array<Record<string, unknown>> }).leases;
-    if (Array.isArray(leases)) {
+    const sec = section as { hostAddress?: string; hostMac?: string; dhcp?: { leases?: Array<Record<string, unknown>>; pool?: { start: string; end: string; inUse: number; size: number } } | null };
+    if (sec.hostAddress) {
       out.push('');
-      out.push(`${name}: leases`);
-      out.push(leases.length === 0 ? '(none)' : table([['MAC', 'IP', 'HOSTNAME', 'EXPIRES IN'], ...leases.map((l) => [String(l.mac), String(l.ip), String(l.hostname ?? '-'), `${l.expiresInS}s`])]));
+      out.push(`Virtual host ${sec.hostAddress} (${sec.hostMac})` + (sec.dhcp?.pool ? `, DHCP pool ${sec.dhcp.pool.start}-${sec.dhcp.pool.end} (${sec.dhcp.pool.inUse}/${sec.dhcp.pool.size} in use)` : ', DHCP off'));
+    }
+    const leases = sec.dhcp?.leases;
+    if (Array.isArray(leases)) {
+      out.push(`${name}: DHCP leases`);
+      out.push(leases.length === 0 ? '(none)' : table([['MAC', 'IP', 'HOSTNAME', 'STATE', 'EXPIRES IN', 'CLIENT ID'], ...leases.map((l) => [String(l.mac), String(l.ip), String(l.hostname ?? '-'), String(l.state), `${l.expiresInS}s`, String(l.clientId ?? '-')])]));
     }
   }
   return out.join('\n') + '\n';

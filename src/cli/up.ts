@@ -93,6 +93,11 @@ export async function up(argv: string[]): Promise<number> {
       out.push(connect ? '    (lanparty connects to this QEMU and reconnects when it restarts)' : '    (on QEMU 7.2 start the guest after lanparty; it cannot reconnect)');
     }
   }
+  const lan = daemon.services?.status();
+  if (lan) {
+    out.push('');
+    out.push(`Virtual host ${lan.hostAddress} on the LAN: ` + (lan.dhcp ? `DHCP hands out ${lan.dhcp.pool.start}-${lan.dhcp.pool.end}` : 'DHCP off') + (lan.dns ? `, DNS answers for *.${lan.dns.domain}` : '') + '.');
+  }
   out.push('');
   out.push('Everything above is reachable from this host only unless you named another address.');
   out.push('ready');

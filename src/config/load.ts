@@ -215,7 +215,9 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     switch: { macAgeMs: macAgeS * 1000, macTableSize, maxFrameBytes },
     ports,
     services: {
-      subnet: dhcpOn || bool(dnsT.enabled, 'dns.enabled', true) ? subnet : null,
+      // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off
+      // there are no hostnames to serve unless the user wants the responder anyway.
+      subnet: dhcpOn || bool(dnsT.enabled, 'dns.enabled', false) ? subnet : null,
       hostAddress: ipv4(dhcpT.host_address, 'dhcp.host_address'),
       dhcp,
       dnsEnabled: bool(dnsT.enabled, 'dns.enabled', true),

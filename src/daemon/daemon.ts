@@ -17,6 +17,7 @@ import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
+import { startServices, type Services } from '../services/index.js';
 
 export function lanpartyVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -38,6 +39,7 @@ export class Daemon {
   readonly snoop = new IpSnoop();
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
+  services: Services | null = null;
   private readonly onPortUp = (m: unknown) => this.control.emit('port:up', this.portEvent((m as { port: Port }).port));
   private readonly onPortDown = (m: unknown) => this.control.emit('port:down', this.portEvent((m as { port: Port }).port));
   private readonly onMacMove = (m: unknown) => {
@@ -102,6 +104,13 @@ export class Daemon {
         }
         this.transports.push(t);
       }
+      const svc = this.config.services;
+      if (svc.subnet !== null) {
+        this.services = await startServices({ subnet: svc.subnet, hostAddress: svc.hostAddress, dhcp: svc.dhcp, dnsEnabled: svc.dnsEnabled }, this.sw, this.log.child('lan'));
+        this.sw.addPort(this.services.port);
+        const services = this.services;
+        this.statusSections.set('lan', () => services.status());
+      }
     } catch (err) {
       await this.stop();
       throw err;
@@ -123,6 +132,11 @@ export class Daemon {
     portDownChannel.unsubscribe(this.onPortDown);
     macMoveChannel.unsubscribe(this.onMacMove);
     await this.control.stop();
+    if (this.services) {
+      this.sw.removePort(this.services.port);
+      await this.services.close();
+      this.services = null;
+    }
     for (const t of this.transports.splice(0).reverse()) {
       try {
         await t.close();
