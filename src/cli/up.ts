@@ -4,11 +4,10 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig, type FlagOverrides } from '../config/index.js';
-import { Daemon } from '../daemon/index.js';
+import { Daemon, nativeDataPath } from '../daemon/index.js';
 import { createLogger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
-import { nativeAvailable, nativeLoadError } from '../transports/batch-io.js';
 
 export const UP_HELP = `Usage: lanparty up [options]
 
@@ -70,8 +69,9 @@ export async function up(argv: string[]): Promise<number> {
   };
   const config = loadConfig(flags);
   const log = createLogger();
-  if (!nativeAvailable()) {
-    log.info(`native data path not available (${nativeLoadError()}); using the slower JS path. Build it with: npm run build:native`);
+  const native = nativeDataPath();
+  if (!native.available) {
+    log.info(`native data path not available (${native.error}); using the slower JS path without unix datagram ports. Build it with: npm run build:native (needs g++ and make)`);
   }
   const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
   await daemon.start();

@@ -12,12 +12,17 @@ import { ControlServer } from '../control/server.js';
 import { portUpChannel, portDownChannel, macMoveChannel } from '../switch/switch.js';
 import type { Port } from '../switch/port.js';
 import { formatMac } from '../wire/ethernet.js';
-import { nativeAvailable } from '../transports/batch-io.js';
+import { nativeAvailable, nativeLoadError } from '../transports/batch-io.js';
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
+
+/** Whether the native batched data path loaded, and why not. */
+export function nativeDataPath(): { available: boolean; error: string | null } {
+  return { available: nativeAvailable(), error: nativeLoadError() };
+}
 
 export function lanpartyVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
