@@ -110,6 +110,7 @@ for applet in $("$root/bin/busybox" --list); do
     [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
 done
 seen=" "
+used=""
 queue="iperf3"
 while [ -n "$queue" ]; do
     set -- $queue; p=$1; shift; queue="$*"
@@ -117,12 +118,13 @@ while [ -n "$queue" ]; do
     seen="$seen$p "
     case "$p" in debconf|debconf-2.0|adduser|perl-base|dpkg|init-system-helpers) continue ;; esac
     deb=$(fetch "$p")
+    used="$used $p"
     dpkg-deb -x "$deb" "$pkgs"
     deps=$(dpkg-deb -f "$deb" Pre-Depends Depends | sed 's/^[A-Za-z-]*: //' | tr ',' '\n' |
         sed 's/|.*//; s/(.*//; s/:any//; s/ //g' | grep -v '^$' || true)
     queue="$queue $deps"
 done
-say "iperf3 packages:$seen"
+say "iperf3 and the packages its libraries may come from:$used"
 cp "$pkgs/usr/bin/iperf3" "$root/usr/bin/iperf3"
 libpath="$pkgs/lib/x86_64-linux-gnu:$pkgs/usr/lib/x86_64-linux-gnu"
 loader=$(readlink -f "$pkgs/lib64/ld-linux-x86-64.so.2")
