@@ -148,7 +148,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   }
   const seen = new Map<string, number>();
   ports.forEach((p, i) => {
-    const key = 'path' in p ? p.path : p.scheme === 'mcast' ? `mcast ${p.group}:${p.port}` : `${p.scheme === 'udp' ? 'udp' : 'tcp'} ${p.host}:${p.port}`;
+    const key = 'path' in p ? p.path : p.scheme === 'tap' ? `tap ${p.name}` : p.scheme === 'mcast' ? `mcast ${p.group}:${p.port}` : `${p.scheme === 'udp' ? 'udp' : 'tcp'} ${p.host}:${p.port}`;
     if (seen.has(key)) fail(`port[${i}].url`, `"${p.url}" uses the same address as port[${seen.get(key)}]; give each port its own address`);
     seen.set(key, i);
   });

@@ -7,12 +7,13 @@
  *   unixgram:///PATH?peer=/PATH               QEMU dgram unix (lanparty listens)
  *   tcp://HOST:PORT, unix:///PATH             QEMU stream client (server=off) connects here
  *   tcp+connect://HOST:PORT, unix+connect:///PATH   lanparty connects to a QEMU stream server=on
+ *   tap://NAME?create=1&address=IP/LEN&mtu=N  the host's TAP device NAME (attach; create=1 makes it, as root)
  */
 import * as net from 'node:net';
 import { LanpartyError } from '../util/errors.js';
 import type { PortConfig } from './types.js';
 
-export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect'] as const;
+export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect', 'tap'] as const;
 
 function fail(field: string, msg: string): never {
   throw new LanpartyError('LP_ERR_CONFIG', `${field}: ${msg}`);
@@ -49,7 +50,7 @@ export function parseLocator(text: string, field: string): PortConfig {
     rest = rest.slice(0, q);
   }
   const params = new URLSearchParams(query);
-  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'] };
+  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'] };
   for (const key of params.keys()) {
     if (!(allowed[scheme] ?? []).includes(key)) {
       fail(field, `"${text}": unknown parameter "${key}" for ${scheme}${allowed[scheme] ? ` (expected ${allowed[scheme].join(', ')})` : ' (it takes none)'}`);
@@ -87,7 +88,41 @@ export function parseLocator(text: string, field: string): PortConfig {
       if (!rest.startsWith('/')) fail(field, `"${text}": expected an absolute path, e.g. ${scheme}:///run/user/1000/lanparty/stream.sock`);
       return { scheme: 'unix', url: text, path: rest, connect: scheme === 'unix+connect' };
     }
+    case 'tap':
+      return parseTap(field, text, rest, params);
     default:
       fail(field, `unknown scheme "${scheme}" in "${text}" (expected ${SCHEMES.join(', ')})`);
   }
+}
+
+/** tap://NAME?create=1&address=IP/LEN&mtu=N. address and mtu are applied only to a TAP lanparty creates. */
+function parseTap(field: string, url: string, name: string, params: URLSearchParams): PortConfig {
+  // The kernel's dev_valid_name: 1-15 bytes, not . or .., no /, :, or whitespace.
+  if (name.length === 0 || Buffer.byteLength(name) > 15 || name === '.' || name === '..' || /[/:\s]/.test(name)) {
+    fail(field, `"${url}": "${name}" is not a valid interface name (1-15 bytes, no /, : or spaces), e.g. tap://tap0`);
+  }
+  const createText = params.get('create') ?? '0';
+  if (createText !== '0' && createText !== '1') fail(field, `"${url}": create=${createText} must be 0 or 1`);
+  const create = createText === '1';
+  let address: string | null = null;
+  let prefixLength = 0;
+  const addressText = params.get('address');
+  if (addressText !== null) {
+    const m = /^([^/]+)\/(\d+)$/.exec(addressText);
+    if (!m || !net.isIPv4(m[1]) || Number(m[2]) < 1 || Number(m[2]) > 30) {
+      fail(field, `"${url}": address "${addressText}" must be an IPv4 address with a prefix length 1-30, e.g. 10.77.0.254/24`);
+    }
+    address = m[1];
+    prefixLength = Number(m[2]);
+  }
+  let mtuBytes: number | null = null;
+  const mtuText = params.get('mtu');
+  if (mtuText !== null) {
+    mtuBytes = Number(mtuText);
+    if (!Number.isInteger(mtuBytes) || mtuBytes < 68 || mtuBytes > 65521) fail(field, `"${url}": mtu ${mtuText} is out of range (68-65521)`);
+  }
+  if (!create && (address !== null || mtuBytes !== null)) {
+    fail(field, `"${url}": address and mtu need create=1 (lanparty configures only a TAP it may create; set an existing one up with ip addr / ip link)`);
+  }
+  return { scheme: 'tap', url, name, create, address, prefixLength, mtuBytes };
 }

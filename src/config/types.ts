@@ -8,7 +8,9 @@ export type PortConfig =
   | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
   | { scheme: 'unixgram'; url: string; path: string; peers: string[] }
   | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }
-  | { scheme: 'unix'; url: string; path: string; connect: boolean };
+  | { scheme: 'unix'; url: string; path: string; connect: boolean }
+  /** A TAP device: attach by name, or create it (root) with an optional IPv4 address/prefix and MTU. */
+  | { scheme: 'tap'; url: string; name: string; create: boolean; address: string | null; prefixLength: number; mtuBytes: number | null };
 
 export interface DhcpConfig {
   poolStart?: string;

@@ -4,6 +4,7 @@ import type { Transport, TransportContext } from '../transports/transport.js';
 import { DgramTransport } from '../transports/dgram/index.js';
 import { McastTransport } from '../transports/mcast/index.js';
 import { openStream } from '../transports/stream/index.js';
+import { TapTransport } from '../transports/tap/index.js';
 
 export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
   switch (p.scheme) {
@@ -25,6 +26,8 @@ export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: 
       return openStream(p.url, { kind: 'tcp', host: p.host, port: p.port }, p.connect, ctx);
     case 'unix':
       return openStream(p.url, { kind: 'unix', path: p.path }, p.connect, ctx);
+    case 'tap':
+      return new TapTransport(p.url, { name: p.name, create: p.create, address: p.address, prefixLength: p.prefixLength, mtuBytes: p.mtuBytes }, ctx);
     default: {
       const never: never = p;
       return never;
