@@ -85,6 +85,7 @@ fi
 if [ -n "$lp_dhcp" ]; then
     cat >/tmp/udhcpc.sh <<'EOF'
 #!/bin/sh
+# udhcpc's own output goes to a log; the result line goes straight to the console.
 case "$1" in
     deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
     bound|renew)
@@ -92,7 +93,7 @@ case "$1" in
         ip addr add "$ip/${mask:-24}" dev "$interface"
         [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
         [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-        echo "LP-RESULT dhcp $interface ok ip=$ip mask=$mask router=${router%% *} dns=$(echo $dns | tr ' ' ',') lease=$lease server=$serverid domain=$domain hostname=$hostname"
+        echo "LP-RESULT dhcp $interface ok ip=$ip mask=$mask router=${router%% *} dns=$(echo $dns | tr ' ' ',') lease=$lease server=$serverid domain=$domain hostname=$hostname" >/dev/console
         ;;
 esac
 EOF
