@@ -8,12 +8,15 @@
  *   tcp://HOST:PORT, unix:///PATH             QEMU stream client (server=off) connects here
  *   tcp+connect://HOST:PORT, unix+connect:///PATH   lanparty connects to a QEMU stream server=on
  *   tap://NAME?create=1&address=IP/LEN&mtu=N  the host's TAP device NAME (attach; create=1 makes it, as root)
+ *   vxlan://BIND[:PORT]?vni=N&remote=IP[:PORT]&group=IP&dev=IF&ttl=N&accept=static|any&age=S
+ *                                             VXLAN fabric (RFC 7348, port 4789): BIND explicit, at
+ *                                             least one remote or a group. Not encrypted.
  */
 import * as net from 'node:net';
 import { LanpartyError } from '../util/errors.js';
 import type { PortConfig } from './types.js';
 
-export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect', 'tap'] as const;
+export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect', 'tap', 'vxlan'] as const;
 
 function fail(field: string, msg: string): never {
   throw new LanpartyError('LP_ERR_CONFIG', `${field}: ${msg}`);
@@ -50,7 +53,7 @@ export function parseLocator(text: string, field: string): PortConfig {
     rest = rest.slice(0, q);
   }
   const params = new URLSearchParams(query);
-  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'] };
+  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'], vxlan: ['vni', 'remote', 'group', 'dev', 'ttl', 'accept', 'age'] };
   for (const key of params.keys()) {
     if (!(allowed[scheme] ?? []).includes(key)) {
       fail(field, `"${text}": unknown parameter "${key}" for ${scheme}${allowed[scheme] ? ` (expected ${allowed[scheme].join(', ')})` : ' (it takes none)'}`);
@@ -90,6 +93,8 @@ export function parseLocator(text: string, field: string): PortConfig {
     }
     case 'tap':
       return parseTap(field, text, rest, params);
+    case 'vxlan':
+      return parseVxlanLocator(field, text, rest, params);
     default:
       fail(field, `unknown scheme "${scheme}" in "${text}" (expected ${SCHEMES.join(', ')})`);
   }
@@ -125,4 +130,36 @@ function parseTap(field: string, url: string, name: string, params: URLSearchPar
     fail(field, `"${url}": address and mtu need create=1 (lanparty configures only a TAP it may create; set an existing one up with ip addr / ip link)`);
   }
   return { scheme: 'tap', url, name, create, address, prefixLength, mtuBytes };
+}
+
+/** The VXLAN locator (see the header). Safe defaults: nothing but what is named is contacted. */
+function parseVxlanLocator(field: string, text: string, rest: string, params: URLSearchParams): PortConfig {
+  const m = /^([^:/?]*)(?::(\d+))?$/.exec(rest);
+  if (!m || m[1] === '') fail(field, `"${text}": the bind address must be explicit, e.g. vxlan://10.0.0.1:4789?vni=42&remote=10.0.0.2 (0.0.0.0 listens on every interface)`);
+  const { host, port } = m[2] === undefined ? { host: m[1], port: 4789 } : parseHostPort(field, text, rest, true);
+  if (!net.isIPv4(host)) fail(field, `"${text}": "${host}" is not an IPv4 address`);
+  const vniText = params.get('vni');
+  if (vniText === null) fail(field, `"${text}": missing vni; add ?vni=N (0-16777215), the same on every VTEP of the LAN`);
+  const vni = Number(vniText);
+  if (!/^\d+$/.test(vniText) || vni > 0xffffff) fail(field, `"${text}": vni ${vniText} is out of range (0-16777215)`);
+  const remotes = params.getAll('remote').map((r) => {
+    const hp = parseHostPort(field, text, r, false);
+    if (isMulticast(hp.host)) fail(field, `"${text}": remote ${hp.host} is a multicast address; use group=${hp.host}`);
+    return { host: hp.host, port: hp.port === 0 ? 4789 : hp.port };
+  });
+  const group = params.get('group');
+  if (group !== null && (!net.isIPv4(group) || !isMulticast(group))) fail(field, `"${text}": group ${group} is not an IPv4 multicast address (224.0.0.0-239.255.255.255)`);
+  if (remotes.length === 0 && group === null) fail(field, `"${text}": name the fabric: remote=IP (repeat for each VTEP) or group=MULTICAST-IP`);
+  const dev = params.get('dev');
+  if (dev !== null && group === null) fail(field, `"${text}": dev= only picks the interface for group=; drop it or add a group`);
+  if (group !== null && host === '0.0.0.0' && dev === null) fail(field, `"${text}": group mode with bind address 0.0.0.0 needs dev=INTERFACE to join the group on`);
+  const ttlText = params.get('ttl') ?? '1';
+  const ttl = Number(ttlText);
+  if (!/^\d+$/.test(ttlText) || ttl > 255) fail(field, `"${text}": ttl ${ttlText} is out of range (0-255)`);
+  const accept = params.get('accept') ?? 'static';
+  if (accept !== 'static' && accept !== 'any') fail(field, `"${text}": accept=${accept} is not static or any`);
+  const ageText = params.get('age') ?? '300';
+  const age = Number(ageText);
+  if (!/^\d+$/.test(ageText) || age < 1) fail(field, `"${text}": age ${ageText} must be a whole number of seconds >= 1`);
+  return { scheme: 'vxlan', url: text, host, port, vni, remotes, group, dev, ttl, acceptAny: accept === 'any', macAgeMs: age * 1000 };
 }

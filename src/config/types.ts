@@ -10,7 +10,20 @@ export type PortConfig =
   | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }
   | { scheme: 'unix'; url: string; path: string; connect: boolean }
   /** A TAP device: attach by name, or create it (root) with an optional IPv4 address/prefix and MTU. */
-  | { scheme: 'tap'; url: string; name: string; create: boolean; address: string | null; prefixLength: number; mtuBytes: number | null };
+  | { scheme: 'tap'; url: string; name: string; create: boolean; address: string | null; prefixLength: number; mtuBytes: number | null }
+  | {
+      scheme: 'vxlan'; url: string; host: string; port: number; vni: number;
+      /** Static remote VTEPs (head-end replication targets). */
+      remotes: Array<{ host: string; port: number }>;
+      /** Multicast group for floods, or null. */
+      group: string | null;
+      /** Interface to join the group on (default: the bound address's interface). */
+      dev: string | null;
+      ttl: number;
+      /** Accept VTEPs not listed as remotes (always true in group mode). */
+      acceptAny: boolean;
+      macAgeMs: number;
+    };
 
 export interface DhcpConfig {
   poolStart?: string;

@@ -4,6 +4,7 @@ import type { Transport, TransportContext } from '../transports/transport.js';
 import { DgramTransport } from '../transports/dgram/index.js';
 import { McastTransport } from '../transports/mcast/index.js';
 import { openStream } from '../transports/stream/index.js';
+import { openVxlan } from '../transports/vxlan/index.js';
 import { TapTransport } from '../transports/tap/index.js';
 
 export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
@@ -28,6 +29,11 @@ export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: 
       return openStream(p.url, { kind: 'unix', path: p.path }, p.connect, ctx);
     case 'tap':
       return new TapTransport(p.url, { name: p.name, create: p.create, address: p.address, prefixLength: p.prefixLength, mtuBytes: p.mtuBytes }, ctx);
+    case 'vxlan':
+      return openVxlan(p.url, { host: p.host, port: p.port }, {
+        vni: p.vni, remotes: p.remotes, group: p.group === null ? null : { address: p.group, port: p.port },
+        acceptAny: p.acceptAny, table: { macAgeMs: p.macAgeMs, vtepIdleMs: p.macAgeMs },
+      }, { dev: p.dev, ttl: p.ttl }, ctx);
     default: {
       const never: never = p;
       return never;
