@@ -85,9 +85,11 @@ export async function up(argv: string[]): Promise<number> {
     out.push(`  ${t.url}  [${st.address}]`);
     for (const g of config.guests) {
       const netdev = t.qemuNetdev(g, 'n0');
+      if (netdev === null) break; // Not a guest attachment (tap, vxlan): guests join through other ports.
       const mac = formatMac(macForName(g));
       out.push(`    ${g}: -netdev ${netdev} -device virtio-net-pci,netdev=n0,mac=${mac}`);
     }
+    if (t.kind === 'vxlan') out.push('    (VXLAN fabric: frames travel unencrypted over the underlay network; use it on trusted networks or over an encrypted link)');
     if (t.kind === 'tcp' || t.kind === 'unix') {
       const connect = st.state !== 'listening';
       out.push(connect ? '    (lanparty connects to this QEMU and reconnects when it restarts)' : '    (on QEMU 7.2 start the guest after lanparty; it cannot reconnect)');
