@@ -32,6 +32,14 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
+/** The `vxlan` field a VXLAN transport adds to its transport row (transports/vxlan VxlanStatus). */
+interface VxlanSection {
+  vni: number;
+  underlay: string;
+  counters: Record<string, number>;
+  vteps: Array<{ address: string; static: boolean; lastRxS: number | null; rxPackets: number; txPackets: number; macs: Array<{ mac: string }> }>;
+}
+
 export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
   out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}`);
@@ -49,6 +57,16 @@ export function formatStatus(s: StatusReport): string {
       Object.entries(p.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || '-',
     ]),
   ]));
+  for (const t of s.transports) {
+    const vx = (t as { vxlan?: VxlanSection }).vxlan;
+    if (vx === undefined) continue;
+    out.push('');
+    const c = vx.counters;
+    out.push(`VXLAN vni ${vx.vni} on ${vx.underlay}: rx ${c.rxPackets} packets (dropped: other VNI ${c.rxOtherVni}, bad header ${c.rxShort + c.rxBadFlags + c.rxBadReserved}, unknown VTEP ${c.rxUnknownVtep}), tx ${c.txPackets} packets`);
+    out.push(vx.vteps.length === 0 ? '(no VTEPs)' : table([['VTEP', 'KIND', 'LAST RX', 'RX', 'TX', 'MACS BEHIND'], ...vx.vteps.map((v) => [
+      v.address, v.static ? 'static' : 'learned', v.lastRxS === null ? '-' : `${v.lastRxS}s`, String(v.rxPackets), String(v.txPackets), v.macs.map((m) => m.mac).join(' ') || '-',
+    ])]));
+  }
   out.push('');
   out.push('MAC table');
   out.push(s.macs.length === 0 ? '(empty)' : table([['MAC', 'VLAN', 'PORT', 'AGE', 'IPV4'], ...s.macs.map((m) => [m.mac, String(m.vlan || '-'), `${m.port} ${m.portName}`, `${m.ageS}s`, m.ips.join(',') || '-'])]));
