@@ -291,6 +291,8 @@ export class VxlanTransport implements Transport {
   }
 
   tick(nowMs: number): void {
+    // Before the first tick the time is 0; what was stamped then happened just now.
+    if (this.nowMs === 0) this.table.restamp(nowMs);
     this.nowMs = nowMs;
     const removed = this.table.sweep(nowMs);
     for (const v of removed) this.ctx.log.info(`vxlan vni ${this.cfg.vni}: VTEP ${v.host} silent for ${Math.round(this.table.opts.vtepIdleMs / 1000)} s, removed`);

@@ -159,6 +159,12 @@ export class VtepTable {
     return e === undefined ? undefined : e.vtep;
   }
 
+  /** Sets every timestamp to nowMs (the owner's first clock reading, after stamping with 0). */
+  restamp(nowMs: number): void {
+    for (const v of this.slots) if (v !== undefined) v.lastRxMs = nowMs;
+    for (const e of this.macs.values()) e.lastSeenMs = nowMs;
+  }
+
   /** Expires old MACs and idle dynamic VTEPs (with their MACs). Returns the VTEPs removed. */
   sweep(nowMs: number): Vtep[] {
     const removed: Vtep[] = [];
