@@ -1050,8 +1050,42 @@ Napi::Value ConfigureInterface(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// interfaceState(name) -> {ifindex, flags} or null when there is no such interface in this
+// process's network namespace. An ioctl rather than /sys/class/net, whose view belongs to the
+// namespace that mounted sysfs (under `unshare --net` that is the parent's).
+Napi::Value InterfaceState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.empty() || name.size() >= IFNAMSIZ) return env.Null();
+  int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    ErrnoError(env, errno, "socket", name).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ifreq ifr;
+  memset(&ifr, 0, sizeof(ifr));
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  int flagsOk = ioctl(s, SIOCGIFFLAGS, &ifr);
+  int flags = ifr.ifr_flags & 0xffff;
+  memset(&ifr, 0, sizeof(ifr));
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  int indexOk = ioctl(s, SIOCGIFINDEX, &ifr);
+  int err = errno;
+  ::close(s);
+  if (flagsOk != 0 || indexOk != 0) {
+    if (err == ENODEV || err == ENXIO) return env.Null();
+    ErrnoError(env, err, "SIOCGIFFLAGS", name).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ifindex", Napi::Number::New(env, ifr.ifr_ifindex));
+  o.Set("flags", Napi::Number::New(env, flags));
+  return o;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   BatchSocket::Init(env, exports);
+  exports.Set("interfaceState", Napi::Function::New<InterfaceState>(env, "interfaceState"));
   TapDevice::Init(env, exports);
   exports.Set("configureInterface", Napi::Function::New<ConfigureInterface>(env, "configureInterface"));
   return exports;

@@ -64,6 +64,7 @@ interface NativeModule {
   ) => NativeHandle;
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
+  interfaceState(name: string): InterfaceState | null;
 }
 
 interface NativeTapHandle {
@@ -643,4 +644,21 @@ export function configureInterface(name: string, cfg: { address: string | null; 
   const mod = loadNative();
   if (mod === null) throw new LanpartyError('LP_ERR_NATIVE', `interface ${name}: configuring it needs the native addon: ${loadError ?? 'unavailable'}`);
   mod.configureInterface(name, cfg.address ?? '', cfg.prefixLength, cfg.mtuBytes ?? 0, cfg.up);
+}
+
+/** An interface's index and flags (IFF_UP = 0x1, ...), read with ioctls in this process's netns. */
+export interface InterfaceState {
+  ifindex: number;
+  flags: number;
+}
+
+/**
+ * The interface's current index and flags, or null when no interface has that name. Uses
+ * SIOCGIFINDEX/SIOCGIFFLAGS, not /sys/class/net (which shows the namespace that mounted sysfs).
+ * Throws LanpartyError LP_ERR_NATIVE without the addon.
+ */
+export function interfaceState(name: string): InterfaceState | null {
+  const mod = loadNative();
+  if (mod === null) throw new LanpartyError('LP_ERR_NATIVE', `interface ${name}: reading its state needs the native addon: ${loadError ?? 'unavailable'}`);
+  return mod.interfaceState(name);
 }

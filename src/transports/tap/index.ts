@@ -15,7 +15,9 @@
  * sink.input per frame, as views into the slots. Sends: one write() per frame from the caller's
  * buffer (TapDevice.write), never blocking; a refused frame is a counted drop.
  *
- * Device life (checked in tick(), about once a second, from /sys/class/net/NAME):
+ * Device life (checked in tick(), about once a second, with SIOCGIFINDEX/SIOCGIFFLAGS: unlike
+ * /sys/class/net, whose view belongs to the namespace that mounted sysfs, these ask the kernel
+ * about this process's own network namespace):
  *   up      attached and IFF_UP: frames flow
  *   down    attached, interface set down: frames to it are dropped as 'port-down'
  *   absent  deleted (read gets EBADFD, write TAP_GONE, or the ifindex vanished or changed): the
@@ -23,14 +25,13 @@
  *           the name comes back, create mode creates the device again at once.
  * The rest of the LAN never notices: nothing here throws after start().
  */
-import { readFileSync } from 'node:fs';
 import { networkInterfaces, userInfo } from 'node:os';
 import { LanpartyError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Logger } from '../../util/logger.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import {
-  openTapDevice, configureInterface, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,
+  openTapDevice, configureInterface, interfaceState, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,
 } from '../batch-io.js';
 
 export interface TapConfig {
@@ -88,15 +89,6 @@ class TapPort implements Port {
     }
   }
   close(): void {}
-}
-
-/** Reads a small sysfs attribute of the interface; null when the interface does not exist. */
-function sysfs(name: string, attr: string): string | null {
-  try {
-    return readFileSync(`/sys/class/net/${name}/${attr}`, 'latin1').trim();
-  } catch {
-    return null;
-  }
 }
 
 /** The IPv4 addresses (CIDR) the host has on interface `name`, e.g. ["10.77.0.254/24"]. */
@@ -196,8 +188,8 @@ export class TapTransport implements Transport {
   }
 
   private adminUp(): boolean {
-    const flags = sysfs(this.cfg.name, 'flags');
-    return flags !== null && (parseInt(flags, 16) & IFF_UP) !== 0;
+    const st = interfaceState(this.cfg.name);
+    return st !== null && (st.flags & IFF_UP) !== 0;
   }
 
   private onBatch(count: number): void {
@@ -226,11 +218,11 @@ export class TapTransport implements Transport {
   tick(_nowMs: number): void {
     if (!this.started || this.state === 'closed') return;
     if (this.port.dev !== null) {
-      const index = sysfs(this.cfg.name, 'ifindex');
-      if (this.port.gone || index === null || Number(index) !== this.ifindex) {
-        this.detach(this.port.gone ? 'a write found it deleted' : index === null ? `/sys/class/net/${this.cfg.name} vanished` : 'it was replaced by a new device');
+      const st = interfaceState(this.cfg.name);
+      if (this.port.gone || st === null || st.ifindex !== this.ifindex) {
+        this.detach(this.port.gone ? 'a write found it deleted' : st === null ? `interface ${this.cfg.name} vanished` : 'it was replaced by a new device');
       } else {
-        const next: TapState = this.adminUp() ? 'up' : 'down';
+        const next: TapState = (st.flags & IFF_UP) !== 0 ? 'up' : 'down';
         if (next !== this.state) {
           this.state = next;
           this.port.sendable = next === 'up';
@@ -240,7 +232,7 @@ export class TapTransport implements Transport {
       }
     }
     // Absent: reattach when the name exists again (attach mode), or create it (create mode).
-    if (!this.cfg.create && sysfs(this.cfg.name, 'ifindex') === null) return;
+    if (!this.cfg.create && interfaceState(this.cfg.name) === null) return;
     try {
       this.attach();
       this.log.info(`reattached (ifindex ${this.ifindex}, ${this.state})`);
