@@ -3,7 +3,7 @@
  * then `ready`, and run until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig, type FlagOverrides } from '../config/index.js';
+import { loadConfig, parseLocator, type FlagOverrides } from '../config/index.js';
 import { Daemon, nativeDataPath } from '../daemon/index.js';
 import { createLogger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
@@ -22,6 +22,10 @@ Options:
                              udp://HOST:PORT[?peer=HOST:PORT]   unixgram:///PATH[?peer=/PATH]
                              tcp://HOST:PORT   unix:///PATH   (QEMU stream clients connect here)
                              tcp+connect://HOST:PORT   unix+connect:///PATH   (QEMU server=on)
+                             tap://NAME[?create=1&address=IP/LEN&mtu=N]   (the host joins via a TAP)
+      --tap NAME|URL       also join the host through TAP device NAME (tap://NAME), added to the
+                           other ports; rootless: an administrator runs once
+                           ip tuntap add mode tap user $USER name NAME
       --mac-age SECONDS    MAC ageing time (default 300)
       --mac-table-size N   most MAC entries (default 8192)
       --max-frame BYTES    largest frame accepted (default 65553: MTU 65535 + header + VLAN tag)
@@ -30,6 +34,7 @@ Options:
       --subnet CIDR        the LAN's subnet for the built-in DHCP/DNS host (default 10.77.0.0/24)
       --lease-file FILE    where DHCP leases persist
       --control PATH       control socket path
+      --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)
   -h, --help               this help
 `;
 
@@ -47,6 +52,7 @@ export async function up(argv: string[]): Promise<number> {
       subnet: { type: 'string' },
       'lease-file': { type: 'string' },
       control: { type: 'string' },
+      tap: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -67,7 +73,11 @@ export async function up(argv: string[]): Promise<number> {
     leaseFile: values['lease-file'],
     controlSocket: values.control,
   };
+  if (values.metrics !== undefined) parseListen(values.metrics);
   const config = loadConfig(flags);
+  for (const [i, tap] of (values.tap ?? []).entries()) {
+    config.ports.push(parseLocator(tap.includes('://') ? tap : `tap://${tap}`, `--tap #${i + 1}`));
+  }
   const log = createLogger();
   const native = nativeDataPath();
   if (!native.available) {
@@ -76,6 +86,15 @@ export async function up(argv: string[]): Promise<number> {
   const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
   await daemon.start();
   for (const s of daemon.skipped) log.info(`skipped default port ${s.url}: ${s.reason}`);
+  let metrics: Awaited<ReturnType<typeof startMetrics>> | null = null;
+  if (values.metrics !== undefined) {
+    try {
+      metrics = await startMetrics(daemon, values.metrics);
+    } catch (err) {
+      await daemon.stop();
+      throw err;
+    }
+  }
 
   const out: string[] = [];
   out.push(`lanparty is up with ${daemon.transports.length} transports (config: ${config.source}). Join guests with:`);
@@ -89,6 +108,13 @@ export async function up(argv: string[]): Promise<number> {
       const mac = formatMac(macForName(g));
       out.push(`    ${g}: -netdev ${netdev} -device virtio-net-pci,netdev=n0,mac=${mac}`);
     }
+    if (t.kind === 'tap') {
+      // A TAP transport's status address is "NAME CIDR..." (src/transports/tap).
+      const [dev, ...cidrs] = st.address.split(' ');
+      out.push(cidrs.length > 0
+        ? `    the host is ${cidrs.map((c) => c.split('/')[0]).join(', ')} on this LAN via ${dev}`
+        : `    the host joins this LAN via ${dev}, which has no IPv4 address yet (ip addr add ADDR/LEN dev ${dev})`);
+    }
     if (t.kind === 'vxlan') out.push('    (VXLAN fabric: frames travel unencrypted over the underlay network; use it on trusted networks or over an encrypted link)');
     if (t.kind === 'tcp' || t.kind === 'unix') {
       const connect = st.state !== 'listening';
@@ -101,6 +127,7 @@ export async function up(argv: string[]): Promise<number> {
     out.push(`Virtual host ${lan.hostAddress} on the LAN: ` + (lan.dhcp ? `DHCP hands out ${lan.dhcp.pool.start}-${lan.dhcp.pool.end}` : 'DHCP off') + (lan.dns ? `, DNS answers for *.${lan.dns.domain}` : '') + '.');
   }
   out.push('');
+  if (metrics !== null) out.push(`Metrics (Prometheus text): ${metrics.address}`);
   out.push('Everything above is reachable from this host only unless you named another address.');
   out.push('ready');
   process.stdout.write(out.join('\n') + '\n');
@@ -113,6 +140,7 @@ export async function up(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  if (metrics !== null) await metrics.close();
   await daemon.stop();
   return 0;
 }
