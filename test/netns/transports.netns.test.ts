@@ -24,6 +24,9 @@ import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js
 import { buildGuest, guestSkipReason } from '../helpers/guest.js';
 import { attach, checkAllPinged, runLan, TRANSPORTS, type LanMember } from '../helpers/guest-lan.js';
 import { lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { join } from 'node:path';
+import { request } from '../../src/control/client.js';
+import type { StatusReport } from '../../src/daemon/status.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 
@@ -62,8 +65,24 @@ test('one LAN mixing every transport: every guest pings every other', { skip, ti
   const run = await runLan(ns, members, { timeoutMs: 200_000 });
   t.diagnostic(`6 guests done in ${Date.now() - started} ms`);
   const failures = checkAllPinged(t, members, run.results);
+  // What lanparty saw, read over its control socket (a unix path: reachable from outside the netns).
+  const status = (await request(join(run.lanparty.dir, 'control.sock'), 'status')) as StatusReport;
   const code = await run.stop();
   assert.deepEqual(failures, [], failures.join('\n'));
   assert.equal(code, 0, `lanparty exit code after SIGINT; output:\n${run.lanparty.output.join('\n')}`);
+  // Every guest's MAC is learned behind a port of its own transport, and nothing was dropped
+  // (lanparty's own multicast frames coming back through loopback are the only expected drop).
+  const kindOf: Record<string, string> = { mcast: 'mcast', udp: 'udp', unixgram: 'unixgram', tcp: 'tcp', unix: 'unix', 'tcp+connect': 'tcp' };
+  for (const [i, kind] of TRANSPORTS.entries()) {
+    const mac = `02:00:00:00:00:${(21 + i).toString(16).padStart(2, '0')}`;
+    const row = status.macs.find((m) => m.mac === mac);
+    assert.ok(row, `${mac} (${kind}) is in the MAC table: ${JSON.stringify(status.macs)}`);
+    const port = status.ports.find((p) => p.id === row.port)!;
+    assert.equal(port.kind, kindOf[kind], `${mac} learned on a ${kind} port`);
+    assert.ok(port.rxFrames > 0 && port.txFrames > 0, `${port.name} moved frames both ways`);
+  }
+  for (const p of status.ports) {
+    for (const [reason, n] of Object.entries(p.drops)) if (reason !== 'own-frame') assert.equal(n, 0, `${p.name} dropped ${n} frames as ${reason}`);
+  }
   await ns.destroy();
 });
