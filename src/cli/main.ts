@@ -8,12 +8,20 @@ import { LanpartyError, exitCodeFor } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { up } from './up.js';
 import { status } from './status.js';
+import { capture } from './capture.js';
+import { dump } from './dump.js';
+import { inject } from './inject.js';
+import { doctor } from './doctor.js';
 
 const HELP = `Usage: lanparty <command> [options]
 
 Commands:
   up            start the LAN switch (see lanparty up --help)
   status        show ports, counters, MAC table and leases (--json for scripts)
+  capture       write what the switch sees as pcapng (-w FILE, -w - for Wireshark)
+  dump          print one line per frame (ARP, IPv4/6, ICMP, UDP, TCP, DHCP, DNS)
+  inject        put a frame onto the LAN (--hex, --file, arp-request, gratuitous-arp, broadcast-ping)
+  doctor        find what stops guests from talking, with the fix (--json)
   mac NAME      print the stable MAC address for a guest name
 
 Options:
@@ -43,6 +51,14 @@ async function main(argv: string[]): Promise<number> {
       return up(rest);
     case 'status':
       return status(rest);
+    case 'capture':
+      return capture(rest);
+    case 'dump':
+      return dump(rest);
+    case 'inject':
+      return inject(rest);
+    case 'doctor':
+      return doctor(rest);
     case 'mac':
       if (rest.length !== 1) throw new LanpartyError('LP_ERR_USAGE', 'lanparty mac: expected one guest name, e.g. lanparty mac vm1');
       process.stdout.write(formatMac(macForName(rest[0])) + '\n');

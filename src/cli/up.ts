@@ -8,6 +8,7 @@ import { Daemon, nativeDataPath } from '../daemon/index.js';
 import { createLogger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
+import { parseListen, startMetrics } from '../daemon/commands/metrics.js';
 
 export const UP_HELP = `Usage: lanparty up [options]
 
@@ -53,6 +54,7 @@ export async function up(argv: string[]): Promise<number> {
       'lease-file': { type: 'string' },
       control: { type: 'string' },
       tap: { type: 'string', multiple: true },
+      metrics: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,

@@ -3,7 +3,11 @@
  * a new command is one file plus one line.
  */
 import type { Daemon } from '../daemon.js';
+import { register as capture } from './capture.js';
+import { register as inject } from './inject.js';
+import { register as doctor } from './doctor.js';
+import { register as metrics } from './metrics.js';
 
 type Registrar = (d: Daemon) => void;
 
-export const registrars: Registrar[] = [];
+export const registrars: Registrar[] = [capture, inject, doctor, metrics];

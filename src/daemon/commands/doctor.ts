@@ -1,0 +1,43 @@
+/**
+ * The `doctor` control command and what it needs to watch while the daemon runs: a tap recording
+ * the largest frame per ingress port (one WeakMap lookup per frame), and the MAC moves the switch
+ * publishes (bounded to MAX_TRACKED_MACS MACs).
+ */
+import type { Daemon } from '../daemon.js';
+import type { Port } from '../../switch/port.js';
+import { macMoveChannel } from '../../switch/switch.js';
+import { runDoctor, type DoctorFacts, type MacMoveHistory } from '../doctor/index.js';
+
+const MAX_TRACKED_MACS = 1024;
+const MAX_PORT_HISTORY = 16;
+
+export function register(d: Daemon): void {
+  const facts: DoctorFacts = { largestFrame: new WeakMap(), macMoves: new Map() };
+  const largest = facts.largestFrame;
+  d.sw.addTap((port: Port, _buf: Buffer, _off: number, len: number) => {
+    const n = largest.get(port);
+    if (n === undefined || len > n) largest.set(port, len);
+  });
+  // The channel is process-wide: keep only moves between this daemon's ports.
+  macMoveChannel.subscribe((m) => {
+    const { mac, from, to } = m as { mac: number; from: Port; to: Port };
+    if (!d.sw.ports.includes(to)) return;
+    let h: MacMoveHistory | undefined = facts.macMoves.get(mac);
+    if (h === undefined) {
+      if (facts.macMoves.size >= MAX_TRACKED_MACS) return;
+      h = { ports: [from.id], portNames: new Map([[from.id, from.name]]), moves: 0, returns: 0, lastMs: 0 };
+      facts.macMoves.set(mac, h);
+    }
+    if (h.ports.includes(to.id)) h.returns++;
+    h.ports.push(to.id);
+    if (h.ports.length > MAX_PORT_HISTORY) h.ports.shift();
+    h.portNames.set(to.id, to.name);
+    h.moves++;
+    h.lastMs = Date.now();
+  });
+  d.control.register({
+    name: 'doctor',
+    usage: 'doctor: run every check; findings with the fix for each',
+    handler: () => runDoctor({ d, facts, nowMs: Date.now() }),
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * Prometheus text exposition (format 0.0.4) of per-port counters and drops, switch and MAC table
+ * totals. Off by default: `lanparty up --metrics 127.0.0.1:9477` starts the HTTP listener
+ * (`startMetrics`); the `metrics` control command returns the same text without any listener.
+ */
+import * as http from 'node:http';
+import type { Daemon } from '../daemon.js';
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { DROP_REASONS } from '../../switch/port.js';
+
+export function register(d: Daemon): void {
+  d.control.register({ name: 'metrics', usage: 'metrics: Prometheus text of per-port counters', handler: () => ({ text: metricsText(d) }) });
+}
+
+function label(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+export function metricsText(d: Daemon): string {
+  const out: string[] = [];
+  const portLabels = (p: { id: number; name: string; kind: string }) => `port="${p.id}",name="${label(p.name)}",kind="${p.kind}"`;
+  const counter = (name: string, help: string, rows: Array<[string, number]>) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+    for (const [l, v] of rows) out.push(`${name}{${l}} ${v}`);
+  };
+  const ports = d.sw.ports;
+  counter('lanparty_port_rx_frames_total', 'Frames received on the port.', ports.map((p) => [portLabels(p), p.counters.rxFrames]));
+  counter('lanparty_port_rx_bytes_total', 'Bytes received on the port.', ports.map((p) => [portLabels(p), p.counters.rxBytes]));
+  counter('lanparty_port_tx_frames_total', 'Frames sent out of the port.', ports.map((p) => [portLabels(p), p.counters.txFrames]));
+  counter('lanparty_port_tx_bytes_total', 'Bytes sent out of the port.', ports.map((p) => [portLabels(p), p.counters.txBytes]));
+  counter('lanparty_port_drops_total', 'Frames dropped on the port, by reason.', ports.flatMap((p) => DROP_REASONS.map((r) => [`${portLabels(p)},reason="${r}"`, p.counters.drops[r]] as [string, number])));
+  const sc = d.sw.counters;
+  counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops]]);
+  const t = d.sw.table;
+  out.push('# HELP lanparty_mac_table_entries MACs in the table.', '# TYPE lanparty_mac_table_entries gauge', `lanparty_mac_table_entries ${t.size}`);
+  counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="table-full"', t.counters.tableFull]]);
+  out.push('# HELP lanparty_ports Switch ports now.', '# TYPE lanparty_ports gauge', `lanparty_ports ${ports.length}`);
+  return out.join('\n') + '\n';
+}
+
+/** Parses HOST:PORT; the error names the flag. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text.trim());
+  if (!m || Number(m[2]) > 65535) throw new LanpartyError('LP_ERR_USAGE', `--metrics "${text}": expected HOST:PORT, e.g. 127.0.0.1:9477`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** Starts the HTTP endpoint (GET /metrics). Resolves once listening; returns a closer. */
+export async function startMetrics(d: Daemon, listen: string): Promise<{ close(): Promise<void>; address: string }> {
+  const { host, port } = parseListen(listen);
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('lanparty: only GET /metrics is served\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(metricsText(d));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--metrics ${listen}`, err)));
+    server.listen(port, host, resolve);
+  });
+  return { address: `http://${listen}/metrics`, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
