@@ -215,4 +215,29 @@ if (inFreshNetns(import.meta.url, 'transports with QEMU wire-format clients (in 
     for (const c of clients) c.send(tagged('ff:ff:ff:ff:ff:ff', c.mac, `after-${c.name}`));
     await until('broadcasts after abuse', () => clients.every((r) => clients.every((s) => s === r || got(r, `after-${s.name}`) === 1)));
   });
+
+  test('a fixed udp peer from the config hears the LAN before it sends anything', async () => {
+    const d2dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-peer-'));
+    const quietGuest = dgram.createSocket('udp4');
+    const heard: Buffer[] = [];
+    quietGuest.on('message', (m) => heard.push(m));
+    await new Promise<void>((r) => quietGuest.bind(34999, '127.0.0.1', r));
+    const d2 = new Daemon(buildConfig({}, {
+      ports: ['udp://127.0.0.1:33101?peer=127.0.0.1:34999', 'tcp://127.0.0.1:33102'],
+      dhcp: false,
+      controlSocket: path.join(d2dir, 'control.sock'),
+    }), silentLogger, { portsAreDefaults: false });
+    await d2.start();
+    try {
+      assert.equal(d2.sw.ports.length, 1, 'the fixed peer is a port from the start');
+      const talker = await streamClient('tcp', '02:00:00:00:00:31', { host: '127.0.0.1', port: 33102 });
+      talker.send(tagged('ff:ff:ff:ff:ff:ff', talker.mac, 'to-fixed'));
+      await until('fixed peer hears the broadcast', () => heard.some((f) => tagOf(f) === 'to-fixed'));
+      talker.close();
+    } finally {
+      quietGuest.close();
+      await d2.stop();
+      fs.rmSync(d2dir, { recursive: true, force: true });
+    }
+  });
 }
