@@ -25,7 +25,7 @@
  *           the name comes back, create mode creates the device again at once.
  * The rest of the LAN never notices: nothing here throws after start().
  */
-import { networkInterfaces, userInfo } from 'node:os';
+import { constants as osConstants, networkInterfaces, userInfo } from 'node:os';
 import { LanpartyError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Logger } from '../../util/logger.js';
@@ -97,6 +97,18 @@ export function hostAddresses(name: string): string[] {
   const out: string[] = [];
   for (const a of list) if (a.family === 'IPv4' && a.cidr) out.push(a.cidr);
   return out;
+}
+
+let errnoNames: Map<number, string> | null = null;
+
+/** "EBADFD" for 77: the name of a (positive) errno, for log lines. */
+function errnoName(errno: number): string {
+  if (errnoNames === null) {
+    errnoNames = new Map();
+    for (const [k, v] of Object.entries(osConstants.errno)) if (!errnoNames.has(v)) errnoNames.set(v, k);
+    errnoNames.set(77, 'EBADFD'); // Not in os.constants.errno on Node 20.
+  }
+  return errnoNames.get(errno) ?? `errno ${errno}`;
 }
 
 function userName(): string {
@@ -194,7 +206,9 @@ export class TapTransport implements Transport {
 
   private onBatch(count: number): void {
     if (count < 0) {
-      this.detach(`reading failed (errno ${-count}${-count === 77 ? ', EBADFD: the device was deleted' : ''})`);
+      // EBADFD from read(), or EBADF from libuv, which reports EPOLLERR that way: the tun was
+      // detached from our fd, i.e. the device was deleted.
+      this.detach(`reading failed with ${errnoName(-count)}: deleted or detached`);
       return;
     }
     const rx = this.port.dev!.rx;
