@@ -343,6 +343,11 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     if (!failed && sndbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) != 0) {
       failed = "setsockopt(SO_SNDBUF)";
     }
+    // SO_NO_CHECK: send UDP with a zero checksum (VXLAN, RFC 7348 section 5).
+    if (!failed && kind_ == Kind::kInet && o.Get("noUdpChecksum").ToBoolean().Value() &&
+        setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)) != 0) {
+      failed = "setsockopt(SO_NO_CHECK)";
+    }
     if (!failed && ::bind(fd, reinterpret_cast<sockaddr*>(&bindAddr), bindLen) != 0) failed = "bind";
     Napi::Value group = o.Get("mcastGroup");
     if (!failed && kind_ == Kind::kInet && group.IsString()) {

@@ -35,6 +35,12 @@ export interface BatchSocketOptions {
   rcvbufBytes?: number;
   sndbufBytes?: number;
   multicast?: MulticastOptions;
+  /**
+   * udp4 only. false sets SO_NO_CHECK: datagrams leave with a zero UDP checksum (RFC 7348 §5 asks
+   * this of VXLAN; Open vSwitch's userspace datapath drops VXLAN whose checksum a veth left
+   * unfinished). Native path only; the node:dgram fallback always sends checksums. Default true.
+   */
+  udpChecksum?: boolean;
 }
 
 /** Receive side of one wakeup. Valid only during the onBatch call; slots are reused. */

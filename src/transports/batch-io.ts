@@ -87,6 +87,7 @@ interface NativeOpenOptions {
   mcastTtl: number;
   mcastLoop: boolean;
   mcastJoin: boolean;
+  noUdpChecksum: boolean;
 }
 
 // Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
@@ -222,6 +223,7 @@ function normalise(opts: BatchSocketOptions): Normalised {
       mcastTtl: m ? m.ttl : 1,
       mcastLoop: m ? m.loop : false,
       mcastJoin: m ? m.join : false,
+      noUdpChecksum: opts.kind === 'udp4' && opts.udpChecksum === false,
     },
   };
 }

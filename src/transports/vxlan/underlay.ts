@@ -8,6 +8,11 @@
  * local VXLAN port (4789 by default). RFC 7348 §5 recommends a hash of the inner flow for ECMP
  * entropy; receivers (Linux, Open vSwitch) accept any source port, and a single socket keeps the
  * data path to one batched sendmmsg. The cost is one ECMP path per pair of VTEPs.
+ *
+ * Outer UDP checksum: zero, as RFC 7348 §5 says it SHOULD be (SO_NO_CHECK, native path only; the
+ * Linux device sends zero too unless udpcsum is set). With a checksum, OVS's userspace datapath
+ * drops our packets when they crossed a veth (the checksum is left for an offload that never
+ * happens: datapath_drop_tunnel_pop_error).
  */
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import type { BatchSocket, RxBatch } from '../batch-io-types.js';
@@ -89,7 +94,7 @@ export class UdpUnderlay implements VxlanUnderlay {
     try {
       this.sock = await openBatchSocket({
         kind: 'udp4', bind: { host: c.host, port: c.port }, reuseAddr: false, slotBytes: SLOT_BYTES,
-        rcvbufBytes: 4 << 20, sndbufBytes: 4 << 20,
+        rcvbufBytes: 4 << 20, sndbufBytes: 4 << 20, udpChecksum: false,
         // Loop off: our own group sends must not come back; other local VTEPs cannot share the port.
         multicast: g ? { group: g.address, interfaceAddr: g.interfaceAddr, ttl: g.ttl, loop: false, join: wildcard } : undefined,
       });
