@@ -8,6 +8,7 @@ import { Daemon, nativeDataPath } from '../daemon/index.js';
 import { createLogger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
+import { startWebView, type WebView } from '../daemon/web/server.js';
 import { parseListen, startMetrics } from '../daemon/commands/metrics.js';
 
 export const UP_HELP = `Usage: lanparty up [options]
@@ -35,11 +36,18 @@ Options:
       --subnet CIDR        the LAN's subnet for the built-in DHCP/DNS host (default 10.77.0.0/24)
       --lease-file FILE    where DHCP leases persist
       --control PATH       control socket path
+      --web [HOST:PORT]    serve a live view of the LAN on this host only (default 127.0.0.1:0,
+                           a free port); the printed URL carries a random token
       --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)
   -h, --help               this help
 `;
 
+/** The default for a bare `--web`: loopback, a free port. */
+const WEB_DEFAULT = '127.0.0.1:0';
+
 export async function up(argv: string[]): Promise<number> {
+  // `--web` takes an optional value, which parseArgs cannot express: give a bare one the default.
+  argv = argv.flatMap((a, i) => (a === '--web' && (i + 1 >= argv.length || argv[i + 1].startsWith('-')) ? [a, WEB_DEFAULT] : [a]));
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -55,6 +63,7 @@ export async function up(argv: string[]): Promise<number> {
       control: { type: 'string' },
       tap: { type: 'string', multiple: true },
       metrics: { type: 'string' },
+      web: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -128,8 +137,19 @@ export async function up(argv: string[]): Promise<number> {
     out.push('');
     out.push(`Virtual host ${lan.hostAddress} on the LAN: ` + (lan.dhcp ? `DHCP hands out ${lan.dhcp.pool.start}-${lan.dhcp.pool.end}` : 'DHCP off') + (lan.dns ? `, DNS answers for *.${lan.dns.domain}` : '') + '.');
   }
+  let web: WebView | null = null;
+  if (values.web !== undefined) {
+    try {
+      web = await startWebView(daemon, values.web);
+    } catch (err) {
+      if (metrics !== null) await metrics.close();
+      await daemon.stop();
+      throw err;
+    }
+  }
   out.push('');
   if (metrics !== null) out.push(`Metrics (Prometheus text): ${metrics.address}`);
+  if (web !== null) out.push(`Live view (this host only; the token in the URL is the key): ${web.url}`);
   out.push('Everything above is reachable from this host only unless you named another address.');
   out.push('ready');
   process.stdout.write(out.join('\n') + '\n');
@@ -143,6 +163,7 @@ export async function up(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   if (metrics !== null) await metrics.close();
+  await web?.close();
   await daemon.stop();
   return 0;
 }

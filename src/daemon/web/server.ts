@@ -1,0 +1,228 @@
+/**
+ * The live web view (`lanparty up --web [127.0.0.1:PORT]`, off by default): a page served by
+ * node:http on a loopback address only, guarded by a random token in the printed URL.
+ *
+ * Stages per request: Host check (loopback names only, against DNS rebinding) → token check (query
+ * `token=` or the cookie set on the first good request; compared with timingSafeEqual over SHA-256
+ * digests so the length leaks nothing) → route: the page (index.html, style.css, app.js from
+ * tsc's output), GET /api/status (one snapshot), GET /events (Server-Sent Events).
+ *
+ * The event stream carries a `snapshot` every second (the daemon's status, named guests, doctor
+ * findings refreshed every DOCTOR_EVERY_S seconds) and each control event (port:up, port:down,
+ * mac:move, guest:up, lease events...) as it happens. Events come from a control-socket
+ * subscription, so the page sees exactly what `lanparty` scripts see. Clients are bounded
+ * (MAX_CLIENTS); a client whose socket backs up past HIGH_WATER_BYTES misses snapshots until it
+ * drains rather than growing memory.
+ */
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as fs from 'node:fs';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Daemon } from '../daemon.js';
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { request } from '../../control/client.js';
+
+const MAX_CLIENTS = 32;
+const HIGH_WATER_BYTES = 1 << 20;
+const SNAPSHOT_INTERVAL_MS = 1000;
+const DOCTOR_EVERY_S = 5;
+const COOKIE = 'lanparty_token';
+
+export interface WebView {
+  /** The URL to open, with the token. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Parses `--web` (HOST:PORT, :PORT or PORT); only loopback hosts are accepted. */
+export function parseWebListen(text: string): { host: string; port: number } {
+  const t = text.trim();
+  const m = /^(?:(\[[^\]]+\]|[^:]*):)?(\d{1,5})$/.exec(t);
+  if (!m || Number(m[2]) > 65535) throw new LanpartyError('LP_ERR_USAGE', `--web "${text}": expected HOST:PORT on this host, e.g. 127.0.0.1:8080 (port 0 picks a free one)`);
+  const host = (m[1] ?? '').replace(/^\[|\]$/g, '') || '127.0.0.1';
+  const loopback = host === 'localhost' || host === '::1' || (net.isIPv4(host) && host.startsWith('127.'));
+  if (!loopback) throw new LanpartyError('LP_ERR_USAGE', `--web "${text}": the web view listens on this host only; use 127.0.0.1:PORT (or ssh -L to reach it from elsewhere)`);
+  return { host, port: Number(m[2]) };
+}
+
+/** Where the page's files are: src/daemon/web/page (html, css) and tsc's output of page/app.ts. */
+function pageFiles(): Record<string, { file: URL; type: string }> {
+  // This module runs as dist/src/daemon/web/server.js; the static files stay in src/ (the package
+  // ships both), app.js is compiled next to this file.
+  const src = new URL('../../../../src/daemon/web/page/', import.meta.url);
+  return {
+    '/': { file: new URL('index.html', src), type: 'text/html; charset=utf-8' },
+    '/style.css': { file: new URL('style.css', src), type: 'text/css; charset=utf-8' },
+    '/app.js': { file: new URL('./page/app.js', import.meta.url), type: 'text/javascript; charset=utf-8' },
+  };
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function tokenFrom(req: http.IncomingMessage, url: URL): string | null {
+  const q = url.searchParams.get('token');
+  if (q !== null) return q;
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [k, v] = part.trim().split('=');
+    if (k === COOKIE && v !== undefined) return decodeURIComponent(v);
+  }
+  return null;
+}
+
+interface SseClient {
+  res: http.ServerResponse;
+}
+
+export async function startWebView(d: Daemon, listen: string): Promise<WebView> {
+  const { host, port } = parseWebListen(listen);
+  const token = randomBytes(18).toString('base64url');
+  const tokenDigest = digest(token);
+  const files = pageFiles();
+  const clients = new Set<SseClient>();
+  let doctor: unknown = { available: false, reason: 'not run yet' };
+  let doctorAgeS = DOCTOR_EVERY_S;
+  let boundPort = port;
+
+  const validHost = (h: string | undefined): boolean => {
+    if (h === undefined) return false;
+    const name = h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+    return name === 'localhost' || name === '::1' || name === host || (net.isIPv4(name) && name.startsWith('127.'));
+  };
+
+  const send = (c: SseClient, event: string, data: unknown): void => {
+    if (c.res.destroyed || c.res.writableLength > HIGH_WATER_BYTES) return;
+    c.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  const broadcast = (event: string, data: unknown): void => {
+    for (const c of clients) send(c, event, data);
+  };
+  const snapshot = () => ({ status: d.status(), doctor, atMs: Date.now() });
+
+  const refreshDoctor = async (): Promise<void> => {
+    try {
+      doctor = { available: true, report: await request(d.control.socketPath, 'doctor') };
+    } catch (err) {
+      const e = err as LanpartyError;
+      doctor = /unknown command/.test(e.message) ? { available: false, reason: 'doctor not available' } : { available: false, reason: `doctor: ${e.message}` };
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('referrer-policy', 'no-referrer');
+    if (!validHost(req.headers.host)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden (unexpected Host header)\n');
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const given = tokenFrom(req, url);
+    if (given === null || !timingSafeEqual(digest(given), tokenDigest)) {
+      res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden; open the URL with the token that lanparty up printed\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('lanparty: only GET\n');
+      return;
+    }
+    if (url.searchParams.has('token')) {
+      res.setHeader('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict`);
+    }
+    if (url.pathname === '/events') {
+      if (clients.size >= MAX_CLIENTS) {
+        res.writeHead(503, { 'content-type': 'text/plain' }).end(`lanparty: ${MAX_CLIENTS} viewers already; close one\n`);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+      res.write('retry: 2000\n\n');
+      const c: SseClient = { res };
+      clients.add(c);
+      send(c, 'snapshot', snapshot());
+      req.on('close', () => clients.delete(c));
+      return;
+    }
+    if (url.pathname === '/api/status') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot()));
+      return;
+    }
+    const f = files[url.pathname === '/index.html' ? '/' : url.pathname];
+    if (f === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('lanparty: not found\n');
+      return;
+    }
+    fs.readFile(f.file, (err, body) => {
+      if (err) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`lanparty: ${url.pathname} is missing from this install (${err.code}); rebuild with npm run build\n`);
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': f.type,
+        // Everything comes from this server; nothing from the network.
+        'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+      }).end(req.method === 'HEAD' ? undefined : body);
+    });
+  });
+  server.keepAliveTimeout = 5000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--web ${listen}`, err)));
+    server.listen(port, host, () => resolve());
+  });
+  boundPort = (server.address() as net.AddressInfo).port;
+  server.on('error', (err) => d.log.error(`web view: ${err.message}`));
+
+  // Control events, through a subscription like any other client's.
+  let sub: net.Socket | null = null;
+  let closed = false;
+  const subscribe = () => {
+    if (closed) return;
+    const s = net.connect({ path: d.control.socketPath });
+    sub = s;
+    let pending = '';
+    s.on('connect', () => s.write(JSON.stringify({ id: 1, cmd: 'subscribe', args: { events: ['*'] } }) + '\n'));
+    s.on('data', (chunk) => {
+      pending += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        try {
+          const msg = JSON.parse(line) as { event?: string; data?: unknown };
+          if (typeof msg.event === 'string') broadcast('lan', { event: msg.event, data: msg.data, atMs: Date.now() });
+        } catch { /* Not JSON: ignore the line. */ }
+      }
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      if (!closed) setTimeout(subscribe, 1000).unref();
+    });
+  };
+  subscribe();
+
+  const timer = setInterval(() => {
+    if (clients.size === 0) return;
+    if (++doctorAgeS >= DOCTOR_EVERY_S) {
+      doctorAgeS = 0;
+      void refreshDoctor();
+    }
+    broadcast('snapshot', snapshot());
+  }, SNAPSHOT_INTERVAL_MS);
+  timer.unref();
+  void refreshDoctor();
+
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${boundPort}/?token=${token}`,
+    close: async () => {
+      closed = true;
+      clearInterval(timer);
+      sub?.destroy();
+      for (const c of clients) c.res.end();
+      clients.clear();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
