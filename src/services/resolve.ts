@@ -77,7 +77,10 @@ export function resolveServices(opts: ServicesOptions): ResolvedServices {
   const lastUsable = subnet.broadcast - 1;
   const defaultStart = subnet.network + 10 <= lastUsable ? subnet.network + 10 : hostIp + 1;
   const poolStart = d.poolStart === undefined ? defaultStart : address('services.dhcp.poolStart', d.poolStart);
-  const poolEnd = d.poolEnd === undefined ? lastUsable : address('services.dhcp.poolEnd', d.poolEnd);
+  // The last usable address is kept out of the default pool: it is the documented address of the
+  // host's TAP port (10.77.0.254 on the default subnet), so the host never competes with a guest.
+  const defaultEnd = lastUsable - 1 >= defaultStart ? lastUsable - 1 : lastUsable;
+  const poolEnd = d.poolEnd === undefined ? defaultEnd : address('services.dhcp.poolEnd', d.poolEnd);
   if (!inSubnet(poolStart)) throw configError('services.dhcp.poolStart', `${formatIpv4Address(poolStart)} is not a host address of ${opts.subnet}`);
   if (!inSubnet(poolEnd)) throw configError('services.dhcp.poolEnd', `${formatIpv4Address(poolEnd)} is not a host address of ${opts.subnet}`);
   if (poolEnd < poolStart) throw configError('services.dhcp.poolEnd', `${formatIpv4Address(poolEnd)} is below poolStart ${formatIpv4Address(poolStart)}`);
