@@ -18,6 +18,8 @@ export interface CaptureRequest {
   count: number;
   /** Stop after this many seconds; 0 = no limit. */
   durationS: number;
+  /** Command name for messages ("capture", "dump"). */
+  label: string;
 }
 
 export interface CaptureSession {
@@ -90,6 +92,8 @@ export async function startCaptureStream(req: CaptureRequest, onRecord: (r: Stre
   sock.write(JSON.stringify({ id: 1, cmd: 'capture', args: { ports: req.ports, macs: req.macs } }) + '\n');
   const closedEarly = new Promise<never>((_, rej) => sock.once('close', () => { if (!replied) rej(new LanpartyError('LP_ERR_CONTROL', `control socket ${req.control}: closed before replying`)); }));
   await Promise.race([replyReady, closedEarly]);
+  // Like dumpcap's "Capturing on ...": tells people (and tests) that frames now flow.
+  process.stderr.write(`lanparty ${req.label}: capturing${req.ports.length ? ' on ports ' + req.ports.join(', ') : ' on every port'}${req.macs.length ? ', MACs ' + req.macs.join(', ') : ''}\n`);
   let timer: NodeJS.Timeout | undefined;
   if (req.durationS > 0) timer = setTimeout(() => stop(`${req.durationS} s`), req.durationS * 1000);
   const onSignal = () => stop('interrupted');

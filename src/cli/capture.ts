@@ -121,15 +121,13 @@ export async function capture(argv: string[]): Promise<number> {
   };
   startSection();
 
-  const session = await startCaptureStream({ control: values.control ?? defaultControlPath(), ports: values.port ?? [], macs: values.mac ?? [], count, durationS }, (r) => {
+  const session = await startCaptureStream({ control: values.control ?? defaultControlPath(), ports: values.port ?? [], macs: values.mac ?? [], count, durationS, label: 'capture' }, (r) => {
     if (r.type === 'port') {
       ports.set(r.portId, r.info);
       return;
     }
     if (r.type !== 'frame') return;
-    if (!order.includes(r.portId)) order.push(r.portId);
-    if (ifaces.idOf(r.portId) < 0) sink.write(idbFor(r.portId));
-    sink.write(enhancedPacketBlock(ifaces.idOf(r.portId), r.timestampUs, r.frame));
+    // Like dumpcap, start the next file when a frame arrives for a full one: no empty last file.
     if (ringMb > 0 && sink.bytes >= ringMb * 1e6) {
       sink.close();
       sink.file = nextName();
@@ -139,6 +137,9 @@ export async function capture(argv: string[]): Promise<number> {
         try { fs.unlinkSync(old); } catch { /* already gone */ }
       }
     }
+    if (!order.includes(r.portId)) order.push(r.portId);
+    if (ifaces.idOf(r.portId) < 0) sink.write(idbFor(r.portId));
+    sink.write(enhancedPacketBlock(ifaces.idOf(r.portId), r.timestampUs, r.frame));
   });
   const result = await session.done;
   sink.close();

@@ -45,7 +45,7 @@ export async function dump(argv: string[]): Promise<number> {
   const count = numberFlag('--count', values.count, { integer: true, min: 1 });
   const durationS = numberFlag('--duration', values.duration, { min: 0.001 });
   const ports = new Map<number, PortInfo>();
-  const session = await startCaptureStream({ control: values.control ?? defaultControlPath(), ports: values.port ?? [], macs: values.mac ?? [], count, durationS }, (r) => {
+  const session = await startCaptureStream({ control: values.control ?? defaultControlPath(), ports: values.port ?? [], macs: values.mac ?? [], count, durationS, label: 'dump' }, (r) => {
     if (r.type === 'port') {
       ports.set(r.portId, r.info);
     } else if (r.type === 'frame') {
