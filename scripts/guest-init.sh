@@ -10,13 +10,26 @@
 #
 # Parameters (all optional):
 #   lp.hostname=NAME    lp.mtu=BYTES        lp.ip=ADDR/LEN      lp.dhcp=1
+#   lp.clientid=HEX     udhcpc sends option 61 = HEX (e.g. 01020000000001) instead of 01+MAC
+#   lp.request=IP       udhcpc asks for IP (option 50) in its DISCOVER
+#   lp.renew=1          with lp.dhcp: udhcpc keeps running; after ping and resolve, SIGUSR1 (renew)
+#                       -> LP-RESULT dhcp-renew eth0 ok ip=IP
+#   lp.release=1        with lp.dhcp: then SIGUSR2 (release) -> LP-RESULT dhcp-release eth0 ok ip=IP
+#                       (and the address is gone from eth0)
+#   lp.pause=S          seconds to wait before each renew and release (default 3), so the host
+#                       can look at the lease table in between
 #   lp.ping=IP[,IP..]   ping each, retrying until lp.deadline (peers boot in parallel)
+#   lp.resolve=NAME[,NAME..]  nslookup -type=a NAME at the lease's DNS server (else lp.dns, else
+#                       10.77.0.1), retrying until lp.deadline -> LP-RESULT resolve NAME ok ip=IP ms=MS
+#   lp.refused=NAME[,NAME..]  the same query, once, must be refused -> LP-RESULT refused NAME ok ms=MS
+#   lp.dns=IP           DNS server for lp.resolve and lp.refused when DHCP gave none
 #   lp.iperf=server     one iperf3 test, then report what it received
 #   lp.iperf=client:IP:SECONDS
 #   lp.deadline=S       seconds after boot by which retries give up (default 90)
 #   lp.wait=S           after LP-DONE, keep running S seconds (to answer peers), then power off
 #
-# Stages: mount, modules, link, address, ping, iperf, report, linger, power off.
+# Stages: mount, modules, link, address (static or DHCP), ping, resolve, renew, release, iperf,
+# report, linger, power off.
 
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PATH
@@ -43,6 +56,7 @@ finish() {
 }
 
 lp_hostname="" lp_mtu="" lp_ip="" lp_dhcp="" lp_ping="" lp_iperf="" lp_wait="" lp_deadline=90
+lp_clientid="" lp_request="" lp_renew="" lp_release="" lp_pause=3 lp_resolve="" lp_refused="" lp_dns=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         lp.hostname=*) lp_hostname=${arg#*=} ;;
@@ -53,6 +67,14 @@ for arg in $(cat /proc/cmdline); do
         lp.iperf=*) lp_iperf=${arg#*=} ;;
         lp.wait=*) lp_wait=${arg#*=} ;;
         lp.deadline=*) lp_deadline=${arg#*=} ;;
+        lp.clientid=*) lp_clientid=${arg#*=} ;;
+        lp.request=*) lp_request=${arg#*=} ;;
+        lp.renew=*) lp_renew=${arg#*=} ;;
+        lp.release=*) lp_release=${arg#*=} ;;
+        lp.pause=*) lp_pause=${arg#*=} ;;
+        lp.resolve=*) lp_resolve=${arg#*=} ;;
+        lp.refused=*) lp_refused=${arg#*=} ;;
+        lp.dns=*) lp_dns=${arg#*=} ;;
     esac
 done
 deadline=$(( ${lp_deadline} + $(up_s | cut -d. -f1) ))
@@ -83,24 +105,54 @@ if [ -n "$lp_ip" ]; then
 fi
 
 if [ -n "$lp_dhcp" ]; then
+    # The script prints the lease line straight to the console (udhcpc's own output goes to a
+    # log) and appends "<event> <ip>" to /tmp/dhcp.events, which init waits on.
     cat >/tmp/udhcpc.sh <<'EOF'
 #!/bin/sh
-# udhcpc's own output goes to a log; the result line goes straight to the console.
 case "$1" in
-    deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+    deconfig)
+        ip -4 addr flush dev "$interface"; ip link set "$interface" up
+        echo "deconfig -" >>/tmp/dhcp.events
+        ;;
     bound|renew)
-        ip addr flush dev "$interface"
-        ip addr add "$ip/${mask:-24}" dev "$interface"
-        [ -n "$router" ] && ip route add default via "${router%% *}" dev "$interface"
+        if ! ip -4 addr show dev "$interface" | grep -q " $ip/"; then
+            ip -4 addr flush dev "$interface"
+            ip addr add "$ip/${mask:-24}" dev "$interface"
+        fi
+        [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
         [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
-        echo "LP-RESULT dhcp $interface ok ip=$ip mask=$mask router=${router%% *} dns=$(echo $dns | tr ' ' ',') lease=$lease server=$serverid domain=$domain hostname=$hostname" >/dev/console
+        echo "${dns%% *}" >/tmp/dhcp.dns
+        tag=dhcp; [ "$1" = renew ] && tag=dhcp-renew
+        echo "LP-RESULT $tag $interface ok ip=$ip mask=$mask subnet=$subnet broadcast=$broadcast router=${router%% *} dns=$(echo $dns | tr ' ' ',') lease=$lease server=$serverid domain=$domain hostname=$hostname" >/dev/console
+        echo "$1 $ip" >>/tmp/dhcp.events
         ;;
 esac
 EOF
     chmod 755 /tmp/udhcpc.sh
-    udhcpc -i eth0 -s /tmp/udhcpc.sh -q -f -n -t 20 -T 2 ${lp_hostname:+-x hostname:$lp_hostname} >/tmp/udhcpc.log 2>&1 ||
-        { echo "LP-RESULT dhcp eth0 fail"; sed 's/^/udhcpc: /' /tmp/udhcpc.log; fail dhcp; }
+    : >/tmp/dhcp.events
+    dhcp_opts="-i eth0 -s /tmp/udhcpc.sh -f -n -t 20 -T 2 ${lp_hostname:+-x hostname:$lp_hostname} ${lp_clientid:+-x 0x3d:$lp_clientid} ${lp_request:+-r $lp_request}"
+    if [ -z "$lp_renew$lp_release" ]; then
+        udhcpc -q $dhcp_opts >/tmp/udhcpc.log 2>&1 ||
+            { echo "LP-RESULT dhcp eth0 fail"; sed 's/^/udhcpc: /' /tmp/udhcpc.log; fail dhcp; }
+    else
+        # udhcpc keeps the lease (a background job of init), so it can be signalled later.
+        udhcpc $dhcp_opts >/tmp/udhcpc.log 2>&1 &
+        udhcpc_pid=$!
+        while ! grep -q '^bound ' /tmp/dhcp.events && kill -0 "$udhcpc_pid" 2>/dev/null; do sleep 0.1; done
+        if ! grep -q '^bound ' /tmp/dhcp.events; then
+            echo "LP-RESULT dhcp eth0 fail"; sed 's/^/udhcpc: /' /tmp/udhcpc.log; fail dhcp; udhcpc_pid=""
+        fi
+    fi
 fi
+dns_server=$(cat /tmp/dhcp.dns 2>/dev/null)
+dns_server=${dns_server:-${lp_dns:-10.77.0.1}}
+
+# Waits until /tmp/dhcp.events holds more than N lines of EVENT, for at most S seconds.
+wait_event() { # EVENT N S
+    w=0
+    while [ "$(grep -c "^$1 " /tmp/dhcp.events)" -le "$2" ] && [ $w -lt $(( $3 * 10 )) ]; do sleep 0.1; w=$((w + 1)); done
+    [ "$(grep -c "^$1 " /tmp/dhcp.events)" -gt "$2" ]
+}
 
 # Ping each target: one probe at a time until the first answer (the peer may still be booting),
 # then a short burst whose loss and average round trip are reported.
@@ -120,6 +172,50 @@ for target in $(echo "$lp_ping" | tr ',' ' '); do
         fail "ping-$target"
     fi
 done
+
+# Names: one A query at a time until an answer comes (the peer may not hold its lease yet).
+ms_since() { awk -v a="$1" -v b="$(up_s)" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+for name in $(echo "$lp_resolve" | tr ',' ' '); do
+    addr=""
+    while :; do
+        t0=$(up_s)
+        out=$(nslookup -type=a "$name" "$dns_server" 2>&1)
+        ms=$(ms_since "$t0")
+        addr=$(echo "$out" | awk '/^Name:/ { n = 1 } n && /^Address/ { print $NF; exit }')
+        [ -n "$addr" ] && break
+        before_deadline || break
+        sleep 0.5
+    done
+    if [ -n "$addr" ]; then echo "LP-RESULT resolve $name ok ip=$addr ms=$ms server=$dns_server"
+    else echo "LP-RESULT resolve $name fail server=$dns_server"; echo "$out" | sed 's/^/nslookup: /'; fail "resolve-$name"; fi
+done
+for name in $(echo "$lp_refused" | tr ',' ' '); do
+    t0=$(up_s)
+    out=$(nslookup -type=a "$name" "$dns_server" 2>&1)
+    ms=$(ms_since "$t0")
+    if echo "$out" | grep -q REFUSED; then echo "LP-RESULT refused $name ok ms=$ms server=$dns_server"
+    else echo "LP-RESULT refused $name fail ms=$ms server=$dns_server"; echo "$out" | sed 's/^/nslookup: /'; fail "refused-$name"; fi
+done
+
+# Renew (SIGUSR1) and release (SIGUSR2) the lease udhcpc holds, each after lp.pause seconds.
+if [ -n "$lp_renew" ] && [ -n "${udhcpc_pid:-}" ]; then
+    sleep "$lp_pause"
+    before=$(grep -c '^renew ' /tmp/dhcp.events)
+    kill -USR1 "$udhcpc_pid"
+    # On success the script has printed "LP-RESULT dhcp-renew ..." itself.
+    wait_event renew "$before" 30 || { echo "LP-RESULT dhcp-renew eth0 fail"; sed 's/^/udhcpc: /' /tmp/udhcpc.log; fail dhcp-renew; }
+fi
+if [ -n "$lp_release" ] && [ -n "${udhcpc_pid:-}" ]; then
+    sleep "$lp_pause"
+    held=$(grep -E '^(bound|renew) ' /tmp/dhcp.events | tail -n 1 | cut -d' ' -f2)
+    before=$(grep -c '^deconfig ' /tmp/dhcp.events)
+    kill -USR2 "$udhcpc_pid"
+    if wait_event deconfig "$before" 30 && ! ip -4 addr show dev eth0 | grep -q inet; then
+        echo "LP-RESULT dhcp-release eth0 ok ip=$held"
+    else
+        echo "LP-RESULT dhcp-release eth0 fail ip=$held"; sed 's/^/udhcpc: /' /tmp/udhcpc.log; fail dhcp-release
+    fi
+fi
 
 # iperf3 rates are read from the "receiver" summary line with -f m (always Mbits/sec).
 mbps_of() { awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) == "Mbits/sec") r = $i } END { print r }' "$1"; }

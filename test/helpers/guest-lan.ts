@@ -8,7 +8,7 @@ import type { TestContext } from 'node:test';
 import { join } from 'node:path';
 import type { Netns } from './netns.js';
 import { macForGuest, startGuest, summaryLines, type Guest, type GuestResult } from './guest.js';
-import { startLanparty, type Lanparty } from './netns-lanparty.js';
+import { startLanparty, type Lanparty, type LanpartyOptions } from './netns-lanparty.js';
 
 export type TransportKind = 'mcast' | 'udp' | 'unixgram' | 'tcp' | 'unix' | 'tcp+connect';
 export const TRANSPORTS: TransportKind[] = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect'];
@@ -105,7 +105,13 @@ export interface LanRun {
 export async function runLan(
   ns: Netns,
   members: LanMember[],
-  opts: { extraPorts?: string[]; timeoutMs?: number; label?: string } = {},
+  opts: {
+    extraPorts?: string[];
+    timeoutMs?: number;
+    label?: string;
+    /** Passed on to startLanparty (lease file, extra TOML, flags). */
+    lanparty?: Pick<LanpartyOptions, 'leaseFile' | 'configToml' | 'extraArgs'>;
+  } = {},
 ): Promise<LanRun> {
   const timeoutMs = opts.timeoutMs ?? 150_000;
   const ports = [...new Set([...members.flatMap((m) => m.attachment.ports), ...(opts.extraPorts ?? [])])];
@@ -130,7 +136,7 @@ export async function runLan(
   for (const m of early) {
     if (m.attachment.serverPort !== undefined) await ns.waitListening('tcp', m.attachment.serverPort, 30_000);
   }
-  const lanparty = await startLanparty({ ns, ports, label: opts.label });
+  const lanparty = await startLanparty({ ns, ports, label: opts.label, ...opts.lanparty });
   guests.push(...(await Promise.all(members.filter((m) => m.attachment.needsListeningLanparty).map(start))));
   const settled = await Promise.allSettled(guests.map((g) => g.result()));
   const results = new Map<string, GuestResult>();

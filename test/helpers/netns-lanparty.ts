@@ -4,7 +4,9 @@
  * control socket and lease file in a temp dir, so instances in several namespaces never share
  * state), waits for the `ready` line (printed once every port listens), and keeps stdout/stderr.
  * `stop()` sends SIGINT and waits for a clean exit. Registered for cleanup like everything else.
+ * `lanpartyStatus()` asks a running instance for `lanparty status --json` through its control socket.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killProcess, log, tempDir, type Netns } from './netns.js';
@@ -20,10 +22,16 @@ export interface LanpartyOptions {
   readyTimeoutMs?: number;
   /** Label for logs (default "lanparty"). */
   label?: string;
+  /** Lease file (default <dir>/leases.json); pass the same one to a second instance to restart. */
+  leaseFile?: string;
+  /** More TOML appended to the generated config, e.g. `[dhcp]\nkey_by = "client-id"`. */
+  configToml?: string;
 }
 
 export interface Lanparty {
   readonly dir: string;
+  readonly controlPath: string;
+  readonly leaseFile: string;
   readonly output: string[];
   /** SIGINT, then waits up to 10 s for exit (then SIGKILL); resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -54,13 +62,16 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
     '[switch]',
     `mac_age_seconds = ${opts.macAgeSeconds ?? 300}`,
     ...opts.ports.flatMap((url) => ['', '[[port]]', `url = ${tomlString(url)}`]),
+    ...(opts.configToml !== undefined ? ['', opts.configToml] : []),
     '',
   ].join('\n');
   writeFileSync(configPath, toml);
   log(`[${opts.ns.name}] cat ${configPath}\n${toml.replace(/^/gm, '    ')}`);
+  const controlPath = join(dir, 'control.sock');
+  const leaseFile = opts.leaseFile ?? join(dir, 'leases.json');
   const argv = [
     process.execPath, cliPath(), 'up', '--config', configPath,
-    '--control', join(dir, 'control.sock'), '--lease-file', join(dir, 'leases.json'),
+    '--control', controlPath, '--lease-file', leaseFile,
     ...(opts.extraArgs ?? []),
   ];
   const child = opts.ns.spawn(argv, label);
@@ -97,6 +108,8 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
   await ready;
   return {
     dir,
+    controlPath,
+    leaseFile,
     output,
     exited: () => exit,
     stop: async () => {
@@ -109,4 +122,16 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
       return code;
     },
   };
+}
+
+/** `lanparty status --json --control PATH` of a running instance (echoed), parsed. */
+export function lanpartyStatus<T = Record<string, unknown>>(lp: Pick<Lanparty, 'controlPath'>): Promise<T> {
+  const argv = [process.execPath, cliPath(), 'status', '--json', '--control', lp.controlPath];
+  log(`[host] lanparty status --json --control ${lp.controlPath}`);
+  return new Promise((resolve, reject) => {
+    execFile(argv[0], argv.slice(1), { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`lanparty status --json --control ${lp.controlPath}: ${err.message.trim()}\n${stderr}`, { cause: err }));
+      else resolve(JSON.parse(stdout) as T);
+    });
+  });
 }
