@@ -12,6 +12,8 @@ import { capture } from './capture.js';
 import { dump } from './dump.js';
 import { inject } from './inject.js';
 import { doctor } from './doctor.js';
+import { qemu } from './qemu.js';
+import { libvirt } from './libvirt.js';
 
 const HELP = `Usage: lanparty <command> [options]
 
@@ -22,7 +24,13 @@ Commands:
   dump          print one line per frame (ARP, IPv4/6, ICMP, UDP, TCP, DHCP, DNS)
   inject        put a frame onto the LAN (--hex, --file, arp-request, gratuitous-arp, broadcast-ping)
   doctor        find what stops guests from talking, with the fix (--json)
+  qemu NAME -- [QEMU ARGS]   run QEMU with a NIC on this LAN (stable MAC, best transport)
+  libvirt NAME  print the libvirt <interface> XML that joins a domain to this LAN
   mac NAME      print the stable MAC address for a guest name
+
+Every command takes --help. Exit codes: 0 ok, 1 failure reported by the command, 2 usage,
+3 config, 4 address or path in use, 5 permission, 6 no such device, 7 native addon needed,
+8 no lanparty running (control socket), 70 internal; lanparty qemu exits with QEMU's code.
 
 Options:
   -h, --help     this help
@@ -59,7 +67,15 @@ async function main(argv: string[]): Promise<number> {
       return inject(rest);
     case 'doctor':
       return doctor(rest);
+    case 'qemu':
+      return qemu(rest);
+    case 'libvirt':
+      return libvirt(rest);
     case 'mac':
+      if (rest[0] === '-h' || rest[0] === '--help') {
+        process.stdout.write('Usage: lanparty mac NAME\n\nPrint the stable, locally administered MAC address lanparty gives the guest NAME\n(the same in lanparty up, lanparty qemu and lanparty libvirt).\n');
+        return 0;
+      }
       if (rest.length !== 1) throw new LanpartyError('LP_ERR_USAGE', 'lanparty mac: expected one guest name, e.g. lanparty mac vm1');
       process.stdout.write(formatMac(macForName(rest[0])) + '\n');
       return 0;

@@ -1,0 +1,299 @@
+/**
+ * `lanparty qemu NAME -- [QEMU ARGS...]`: runs QEMU with a NIC on the running lanparty.
+ *
+ * Stages: ask lanparty for its transports (control command `transports`, with the -netdev value
+ * for NAME) → read `qemu-system-x86_64 --version` → choose the transport that suits that QEMU
+ * (and say why on stderr) → name the guest (`guest:add`, held open while QEMU runs, so `status`
+ * and the web view show the name) → spawn QEMU with `-netdev ... -device MODEL,netdev=lp0,mac=...`
+ * added → forward SIGINT/SIGTERM/SIGHUP → exit with QEMU's exit code (128+N if a signal killed it).
+ *
+ * The choice (QEMU-TRANSPORTS.md §5, §8): a 7.2 stream client never reconnects, so on 7.2 a
+ * datagram transport (unixgram, udp, mcast) is preferred: it survives a lanparty restart because
+ * nothing is connected. From 8.0 a stream client reconnects (reconnect=, reconnect-ms= from 9.2),
+ * and a stream is preferred for its backpressure and jumbo frames. Before 7.2 only `-netdev
+ * socket` exists (mcast, or udp rewritten as socket,udp=).
+ */
+import { parseArgs } from 'node:util';
+import { execFileSync, spawn } from 'node:child_process';
+import * as net from 'node:net';
+import { request, connectControl } from '../control/client.js';
+import { LanpartyError } from '../util/errors.js';
+import { formatMac, macForName } from '../wire/ethernet.js';
+import { defaultControlPath } from './status.js';
+
+export const QEMU_HELP = `Usage: lanparty qemu NAME [options] -- [QEMU ARGS...]
+
+Run QEMU with one NIC on the running lanparty: adds -netdev and -device with NAME's stable MAC
+(lanparty mac NAME), picks the transport that suits the installed QEMU and says which on stderr,
+and names the guest in lanparty status and the web view while it runs. Ctrl-C stops QEMU
+cleanly; lanparty qemu exits with QEMU's exit code.
+
+Options:
+      --model MODEL[,OPTS]  NIC device (default virtio-net-pci), e.g. e1000, rtl8139,
+                            or virtio-net-pci,romfile= (no iPXE ROM)
+  -t, --transport WHICH     use this lanparty transport: a kind (mcast, udp, unixgram, tcp, unix)
+                            or a URL as lanparty status shows it
+      --qemu BIN            the QEMU binary (default $LANPARTY_QEMU or qemu-system-x86_64)
+  -n, --dry-run             print the QEMU command line instead of running it
+      --control PATH        control socket (default $XDG_RUNTIME_DIR/lanparty/control.sock)
+  -h, --help                this help
+
+Exit codes: QEMU's own; 127 if QEMU cannot be started; otherwise as for every lanparty command
+(2 usage, 8 no lanparty running, ...).
+
+Example:
+  lanparty qemu alice -- -m 1G -nographic -drive file=alice.qcow2,if=virtio
+`;
+
+export const NETDEV_ID = 'lp0';
+
+export interface TransportInfo {
+  url: string;
+  kind: string;
+  state: string;
+  address: string;
+  netdev: string | null;
+}
+
+export interface QemuVersion {
+  major: number;
+  minor: number;
+  micro: number;
+  text: string;
+}
+
+/** Parses the first line of `qemu-system-x86_64 --version`. */
+export function parseQemuVersion(out: string): QemuVersion | null {
+  const m = /version (\d+)\.(\d+)(?:\.(\d+))?/.exec(out);
+  if (!m) return null;
+  return { major: Number(m[1]), minor: Number(m[2]), micro: Number(m[3] ?? 0), text: `${m[1]}.${m[2]}.${m[3] ?? 0}` };
+}
+
+function atLeast(v: QemuVersion, major: number, minor: number): boolean {
+  return v.major > major || (v.major === major && v.minor >= minor);
+}
+
+/** key=value pairs of a -netdev value (first item is the type). */
+function netdevFields(netdev: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of netdev.split(',').slice(1)) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  return out;
+}
+
+export interface Choice {
+  transport: TransportInfo;
+  /** The -netdev value to pass (possibly adapted to the QEMU version). */
+  netdev: string;
+  reason: string;
+}
+
+const WHY: Record<string, string> = {
+  unixgram: 'unix datagrams: nothing to reconnect, so the guest survives a lanparty restart; the socket directory is private to this user',
+  udp: 'UDP datagrams: nothing to reconnect, so the guest survives a lanparty restart',
+  mcast: 'the multicast group: nothing to reconnect, so the guest survives a lanparty restart (guests see their own broadcasts)',
+  unix: 'a unix stream: backpressure and jumbo frames, and this QEMU reconnects after a lanparty restart',
+  tcp: 'a TCP stream: backpressure and jumbo frames, and this QEMU reconnects after a lanparty restart',
+};
+
+/**
+ * Picks the transport for a QEMU version (null: unknown, treated like 7.2). `wanted` is a kind or
+ * a URL from the user. Throws LP_ERR_USAGE naming what there is when nothing fits.
+ */
+export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wanted?: string): Choice {
+  const version = v ?? { major: 7, minor: 2, micro: 0, text: 'unknown (assuming 7.2)' };
+  const hasDgram = atLeast(version, 7, 2);
+  const reconnect = atLeast(version, 9, 2) ? 'reconnect-ms=1000' : atLeast(version, 8, 0) ? 'reconnect=1' : null;
+  const list = all.map((t) => `${t.url} (${t.kind})`).join(', ') || '(none)';
+  // QEMU plays server on connect-out transports (server=on): each one belongs to one QEMU.
+  const joinable = all.filter((t) => t.netdev !== null && t.state !== 'closed');
+
+  const adapt = (t: TransportInfo): string | null => {
+    const nd = t.netdev!;
+    if (nd.startsWith('socket,')) return nd;
+    if (!hasDgram) {
+      if (t.kind !== 'udp') return null;
+      // Before 7.2: the same UDP wire format through -netdev socket,udp= (QEMU-TRANSPORTS.md §3).
+      const f = netdevFields(nd);
+      return `socket,id=${f.get('id')},udp=${f.get('remote.host')}:${f.get('remote.port')},localaddr=${f.get('local.host')}:${f.get('local.port')}`;
+    }
+    if (nd.startsWith('stream,') && nd.includes('server=off') && reconnect !== null) return `${nd},${reconnect}`;
+    return nd;
+  };
+
+  if (wanted !== undefined) {
+    const t = joinable.find((x) => x.url === wanted) ?? joinable.find((x) => x.kind === wanted);
+    if (!t) {
+      const closedOrTap = all.find((x) => x.url === wanted || x.kind === wanted);
+      throw new LanpartyError('LP_ERR_USAGE', closedOrTap
+        ? `--transport ${wanted}: guests cannot join ${closedOrTap.url} directly (state ${closedOrTap.state}); lanparty has: ${list}`
+        : `--transport ${wanted}: lanparty has no such transport; it has: ${list}`);
+    }
+    const nd = adapt(t);
+    if (nd === null) throw new LanpartyError('LP_ERR_USAGE', `--transport ${wanted}: QEMU ${version.text} has no -netdev ${t.netdev!.split(',')[0]} (added in 7.2); use mcast or udp`);
+    const stream = nd.startsWith('stream,') && nd.includes('server=off');
+    const note = stream && reconnect === null ? `; QEMU ${version.text} cannot reconnect a stream, so this guest loses the LAN if lanparty restarts` : '';
+    return { transport: t, netdev: nd, reason: `chosen with --transport${note}` };
+  }
+
+  const order = !hasDgram ? ['mcast', 'udp']
+    : reconnect !== null ? ['unix', 'tcp', 'unixgram', 'udp', 'mcast']
+      : ['unixgram', 'udp', 'mcast'];
+  for (const kind of order) {
+    const t = joinable.find((x) => x.kind === kind && !(x.netdev ?? '').includes('server=on'));
+    if (!t) continue;
+    const nd = adapt(t);
+    if (nd === null) continue;
+    const why = WHY[kind] ?? kind;
+    const ver = `QEMU ${version.text}`;
+    const lead = hasDgram && reconnect === null ? `${ver} cannot reconnect a stream client, so a datagram transport: ` : `${ver}: `;
+    return { transport: t, netdev: nd, reason: lead + why };
+  }
+  // On 7.2 with only stream listeners left: usable, with the caveat said out loud.
+  const stream = joinable.find((x) => (x.kind === 'unix' || x.kind === 'tcp') && (x.netdev ?? '').includes('server=off'));
+  if (stream && hasDgram) {
+    return { transport: stream, netdev: stream.netdev!, reason: `QEMU ${version.text}: only a stream listener is available; this QEMU cannot reconnect it, so the guest loses the LAN if lanparty restarts` };
+  }
+  throw new LanpartyError('LP_ERR_USAGE', `no lanparty transport suits QEMU ${version.text}: lanparty has ${list}; start lanparty up with a udp:// or mcast:// port`);
+}
+
+/** The NIC device argument: MODEL[,OPTS],netdev=lp0,mac=MAC. */
+export function nicDevice(model: string, mac: string): string {
+  return `${model},netdev=${NETDEV_ID},mac=${mac}`;
+}
+
+/** The QEMU argv (without the binary): the user's arguments, then the name, netdev and NIC. */
+export function qemuArgv(name: string, userArgs: string[], netdev: string, device: string): string[] {
+  const named = userArgs.includes('-name');
+  return [...userArgs, ...(named ? [] : ['-name', name]), '-netdev', netdev, '-device', device];
+}
+
+function shellQuote(a: string): string {
+  return /^[A-Za-z0-9_./:=,@+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The exit code for a process that ended with `code` or by `signal`. */
+export function exitCodeOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  const n = signal ? (({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15, SIGABRT: 6 } as Record<string, number>)[signal] ?? 0) : 0;
+  return 128 + n;
+}
+
+/**
+ * Keeps the guest's name registered while QEMU runs: a held control connection, re-registered
+ * every RETRY_MS after lanparty restarts. Returns a stopper.
+ */
+function holdRegistration(control: string, args: Record<string, unknown>): () => void {
+  const RETRY_MS = 2000;
+  let sock: net.Socket | null = null;
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+  const again = () => {
+    if (!stopped) timer = setTimeout(attempt, RETRY_MS);
+  };
+  const attempt = () => {
+    timer = null;
+    connectControl(control).then((s) => {
+      if (stopped) return s.destroy();
+      sock = s;
+      s.on('error', () => {});
+      s.on('close', again);
+      s.write(JSON.stringify({ id: 1, cmd: 'guest:add', args }) + '\n');
+    }, again);
+  };
+  attempt();
+  return () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    sock?.destroy();
+  };
+}
+
+export async function qemu(argv: string[]): Promise<number> {
+  const dash = argv.indexOf('--');
+  const own = dash < 0 ? argv : argv.slice(0, dash);
+  const userArgs = dash < 0 ? [] : argv.slice(dash + 1);
+  const { values, positionals } = parseArgs({
+    args: own,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      transport: { type: 'string', short: 't' },
+      qemu: { type: 'string' },
+      'dry-run': { type: 'boolean', short: 'n' },
+      control: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(QEMU_HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    throw new LanpartyError('LP_ERR_USAGE', positionals.length === 0
+      ? 'lanparty qemu: expected a guest name, e.g. lanparty qemu alice -- -m 1G disk.qcow2'
+      : `lanparty qemu: expected one guest name before --, got ${positionals.map((p) => JSON.stringify(p)).join(' ')}; QEMU's own arguments go after --`);
+  }
+  const name = positionals[0];
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) throw new LanpartyError('LP_ERR_USAGE', `guest name "${name}": use 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+  const model = values.model ?? 'virtio-net-pci';
+  if (!/^[A-Za-z0-9_.-]+(,[^\s]*)?$/.test(model) || /,(netdev|mac)=/.test(model)) {
+    throw new LanpartyError('LP_ERR_USAGE', `--model "${model}": expected a NIC device name with optional options, e.g. e1000 or virtio-net-pci,romfile= (lanparty adds netdev= and mac=)`);
+  }
+  if (userArgs.some((a) => a === '-nic' || a === '-net')) {
+    process.stderr.write(`lanparty qemu: note: your arguments add another NIC (${userArgs.includes('-nic') ? '-nic' : '-net'}); lanparty adds its own (${NETDEV_ID})\n`);
+  }
+  const bin = values.qemu ?? process.env.LANPARTY_QEMU ?? 'qemu-system-x86_64';
+  const control = values.control ?? defaultControlPath();
+
+  const transports = (await request(control, 'transports', { guest: name, netdevId: NETDEV_ID })) as TransportInfo[];
+  const running = (await request(control, 'guests')) as Array<{ name: string; state: string; pid: number | null }>;
+  const clash = running.find((g) => g.name === name && g.state === 'running');
+  if (clash && !values['dry-run']) {
+    throw new LanpartyError('LP_ERR_PATH_EXISTS', `guest ${name} is already running on this lanparty (QEMU pid ${clash.pid ?? '?'}); stop it or pick another name`);
+  }
+
+  let version: QemuVersion | null = null;
+  try {
+    version = parseQemuVersion(execFileSync(bin, ['--version'], { encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT' || e.code === 'EACCES') {
+      process.stderr.write(`lanparty: ${bin}: cannot run it (${e.code}); install QEMU (apt-get install qemu-system-x86) or pass --qemu BIN\n`);
+      return 127;
+    }
+  }
+  if (version === null) process.stderr.write(`lanparty qemu: could not read ${bin} --version; assuming QEMU 7.2\n`);
+  const choice = chooseTransport(transports, version, values.transport);
+  const mac = formatMac(macForName(name));
+  const args = qemuArgv(name, userArgs, choice.netdev, nicDevice(model, mac));
+  process.stderr.write(`lanparty qemu: ${name} (${mac}) joins via ${choice.transport.url}: ${choice.reason}\n`);
+
+  if (values['dry-run']) {
+    process.stdout.write([bin, ...args].map(shellQuote).join(' ') + '\n');
+    return 0;
+  }
+
+  const child = spawn(bin, args, { stdio: 'inherit' });
+  const started = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    child.once('spawn', () => resolve(null));
+    child.once('error', (err) => resolve(err));
+  });
+  if (started !== null) {
+    process.stderr.write(`lanparty: ${bin}: cannot start it (${started.code ?? started.message}); install QEMU or pass --qemu BIN\n`);
+    return 127;
+  }
+  const release = holdRegistration(control, { name, mac, transport: choice.transport.url, pid: child.pid });
+  const forward = (sig: NodeJS.Signals) => () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+  };
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, forward(sig)] as const);
+  for (const [sig, h] of handlers) process.on(sig, h);
+  const code = await new Promise<number>((resolve) => child.once('exit', (c, s) => resolve(exitCodeOf(c, s))));
+  for (const [sig, h] of handlers) process.off(sig, h);
+  release();
+  return code;
+}
