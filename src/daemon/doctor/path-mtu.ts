@@ -13,7 +13,7 @@ const IPV4_UDP_HEADERS = 28;
 export const pathMtu: Check = {
   name: 'path-mtu',
   description: 'frames larger than the MTU of the link an mcast/udp port sends over',
-  run({ d, facts }) {
+  async run({ d, facts }) {
     const findings: Finding[] = [];
     let largest = 0;
     let from = '';
@@ -26,7 +26,7 @@ export const pathMtu: Check = {
       const addr = p.scheme === 'mcast' ? p.localaddr : p.scheme === 'udp' ? p.host : undefined;
       if (addr === undefined) continue;
       const dev = interfaceOf(addr);
-      const mtu = dev === undefined ? undefined : interfaceMtu(dev);
+      const mtu = dev === undefined ? undefined : await interfaceMtu(dev);
       if (dev === undefined || mtu === undefined) continue;
       const fits = mtu - IPV4_UDP_HEADERS;
       if (largest > fits) {

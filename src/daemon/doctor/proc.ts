@@ -5,6 +5,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import * as os from 'node:os';
+import { execFile } from 'node:child_process';
 
 function read(path: string): string {
   try {
@@ -85,9 +86,19 @@ export function interfaceOf(ip: string): string | undefined {
   return undefined;
 }
 
-export function interfaceMtu(dev: string): number | undefined {
-  const t = read(`/sys/class/net/${dev}/mtu`).trim();
-  return t ? Number(t) : undefined;
+/**
+ * An interface's MTU from netlink (`ip -o link show dev`): /sys/class/net shows the namespace that
+ * mounted sysfs, which is not ours after `unshare --net` or `ip netns exec` without a remount.
+ */
+export function interfaceMtu(dev: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    execFile('ip', ['-o', 'link', 'show', 'dev', dev], { timeout: 5000 }, (err, stdout) => {
+      const m = err ? null : / mtu (\d+) /.exec(stdout);
+      if (m) return resolve(Number(m[1]));
+      const t = read(`/sys/class/net/${dev}/mtu`).trim();
+      resolve(t ? Number(t) : undefined);
+    });
+  });
 }
 
 export function sysctl(path: string): string | undefined {
