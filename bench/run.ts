@@ -455,6 +455,8 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
       base.trials++;
       return trial(topo, size, rate, countFor(size, rate));
     };
+    // Warm-up (discarded): a fresh lanparty JIT-compiles its data path during its first flood.
+    await run(0);
     const unpaced = await run(0);
     base.saturatedFps = unpaced.rxFps;
     base.saturatedLoss = unpaced.loss;
@@ -467,7 +469,10 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
       let hi = Math.max(unpaced.txFps, 1);
       let rate = Math.max(1000, Math.round(unpaced.rxFps * 0.9));
       for (let step = 0; step < SEARCH_STEPS; step++) {
-        const t = await run(rate);
+        // The machine is shared: outside interference only ever adds loss, so a failed step is
+        // tried once more before the search moves down (the confirming runs take the median).
+        let t = await run(rate);
+        if (t.loss >= LOSS_LIMIT) t = await run(rate);
         if (t.loss < LOSS_LIMIT) {
           good = rate;
           if ((hi - rate) / rate < 0.08) break;
@@ -509,10 +514,10 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
 // ---------------------------------------------------------------------------------------------
 // 2. Latency
 
-interface LatencyResult { transport: Transport; relay: Relay; skipped: string | null; p50: number; p99: number; lost: number; sent: number }
+interface LatencyResult { transport: Transport; relay: Relay; skipped: string | null; p50: number; p99: number; lost: number; sent: number; b2bP50: number; b2bP99: number }
 
 async function latency(transport: Transport, relay: Relay): Promise<LatencyResult> {
-  const res: LatencyResult = { transport, relay, skipped: null, p50: NaN, p99: NaN, lost: 0, sent: 0 };
+  const res: LatencyResult = { transport, relay, skipped: null, p50: NaN, p99: NaN, lost: 0, sent: 0, b2bP50: NaN, b2bP99: NaN };
   let topo: Topo;
   try {
     topo = await openTopo(transport, relay, true);
@@ -527,13 +532,21 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
     await waitEndpoint(topo.right);
     await topo.beforeSession();
     const count = SMOKE ? 500 : 2000;
-    const r = await runProc([LPPING, 'ping', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
-      '--count', String(count), '--warmup', '100', '--interval-us', '500', '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
+    // Two loads, both with one frame in flight: probes 500 µs apart (every process sleeps between
+    // probes, so wake-up latency on a busy machine counts), and back to back (nobody sleeps long:
+    // closer to the path's own cost).
+    const ping = async (intervalUs: number) => {
+      const r = await runProc([LPPING, 'ping', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
+        '--count', String(count), '--warmup', '200', '--interval-us', String(intervalUs), '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
+      const j = lastJson(r.out);
+      if (!j) throw new Error(`lpping ping ${topo.enter}: ${r.err}`);
+      return j;
+    };
+    const j = await ping(500);
+    const k = await ping(0);
     await echo.stop();
     await topo.afterSession();
-    const j = lastJson(r.out);
-    if (!j) throw new Error(`lpping ping ${topo.enter}: ${r.err}`);
-    Object.assign(res, { p50: j.p50_us, p99: j.p99_us, lost: j.lost, sent: j.sent });
+    Object.assign(res, { p50: j.p50_us, p99: j.p99_us, lost: j.lost + k.lost, sent: j.sent + k.sent, b2bP50: k.p50_us, b2bP99: k.p99_us });
   } finally {
     await topo.close();
   }
@@ -728,16 +741,20 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
-  out.push('| transport | relay | RTT p50 µs | RTT p99 µs | added p50 µs | added p99 µs | added p99 per crossing µs | lost |');
-  out.push('|---|---|---:|---:|---:|---:|---:|---:|');
+  out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
+    'the scheduler\'s wake-up latency on this busy machine is part of it); "back to back" sends the next probe as soon as the',
+    'echo returns (nothing sleeps long: closer to the path\'s own cost).', '');
+  out.push('| transport | relay | 2 kHz RTT p50 / p99 µs | added p50 / p99 µs | added p99 per crossing µs | back to back RTT p50 / p99 µs | added p50 / p99 µs | added p99 per crossing µs | lost |');
+  out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of LATENCY_TRANSPORTS) {
     const base = r.lat.find((x) => x.transport === t && x.relay === 'none');
     for (const x of r.lat.filter((y) => y.transport === t)) {
       if (x.skipped) continue;
-      const a50 = base && x.relay !== 'none' ? (x.p50 - base.p50).toFixed(1) : '–';
-      const a99 = base && x.relay !== 'none' ? (x.p99 - base.p99).toFixed(1) : '–';
-      const per = base && x.relay !== 'none' ? ((x.p99 - base.p99) / 2).toFixed(1) : '–';
-      out.push(`| ${t} | ${x.relay} | ${x.p50.toFixed(1)} | ${x.p99.toFixed(1)} | ${a50} | ${a99} | ${per} | ${x.lost}/${x.sent} |`);
+      const rel = base && x.relay !== 'none';
+      const add = (a: number, b: number) => (rel ? (a - b).toFixed(1) : '–');
+      const per = (a: number, b: number) => (rel ? ((a - b) / 2).toFixed(1) : '–');
+      out.push(`| ${t} | ${x.relay} | ${x.p50.toFixed(1)} / ${x.p99.toFixed(1)} | ${add(x.p50, base?.p50 ?? 0)} / ${add(x.p99, base?.p99 ?? 0)} | ${per(x.p99, base?.p99 ?? 0)} | ` +
+        `${x.b2bP50.toFixed(1)} / ${x.b2bP99.toFixed(1)} | ${add(x.b2bP50, base?.b2bP50 ?? 0)} / ${add(x.b2bP99, base?.b2bP99 ?? 0)} | ${per(x.b2bP99, base?.b2bP99 ?? 0)} | ${x.lost}/${x.sent} |`);
     }
   }
   out.push('');
@@ -785,7 +802,8 @@ function targets(r: AllResults): string[] {
     const base = r.lat.find((y) => y.transport === x.transport && y.relay === 'none');
     if (!base) continue;
     const add = (x.p99 - base.p99) / 2;
-    out.push(`- added latency p99 < 50 µs (${x.transport}, per crossing): ${mark(add < 50)} (${add.toFixed(1)} µs; round trip ${(x.p99 - base.p99).toFixed(1)} µs)`);
+    const addB = (x.b2bP99 - base.b2bP99) / 2;
+    out.push(`- added latency p99 < 50 µs (${x.transport}, per crossing): at 2 kHz ${mark(add < 50)} (${add.toFixed(1)} µs); back to back ${mark(addB < 50)} (${addB.toFixed(1)} µs)`);
   }
   if (r.mem) {
     const last = r.mem.steps[r.mem.steps.length - 1];
@@ -842,7 +860,7 @@ async function main(): Promise<void> {
         if (rl === 'vde' && SMOKE) continue;
         const r = await latency(t, rl);
         results.lat.push(r);
-        say(r.skipped ? `  ${t} ${rl}: skipped (${r.skipped})` : `  ${t} ${rl}: RTT p50 ${r.p50} µs p99 ${r.p99} µs, lost ${r.lost}/${r.sent}`);
+        say(r.skipped ? `  ${t} ${rl}: skipped (${r.skipped})` : `  ${t} ${rl}: RTT p50/p99 ${r.p50}/${r.p99} µs at 2 kHz, ${r.b2bP50}/${r.b2bP99} µs back to back, lost ${r.lost}/${r.sent}`);
       }
     }
   }
