@@ -11,6 +11,7 @@ import { parse as parseToml } from 'smol-toml';
 import { LanpartyError } from '../util/errors.js';
 import { parseMac } from '../wire/ethernet.js';
 import { parseLocator } from './locator.js';
+import { parseWgSection } from './wg.js';
 import type { Config, DhcpConfig, PortConfig } from './types.js';
 
 export function runtimeDir(): string {
@@ -123,7 +124,7 @@ export function readConfigFile(file: string): Table {
 
 /** Validates a parsed TOML document (or {}) plus flag overrides into a Config. */
 export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'defaults'): Config {
-  checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests']);
+  checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests', 'wg']);
   const sw = table(doc.switch, 'switch');
   checkKeys(sw, 'switch', ['mac_age_seconds', 'mac_table_size', 'max_frame_bytes', 'peer_idle_seconds']);
   const macAgeS = intIn(flags.macAgeSeconds ?? sw.mac_age_seconds, flags.macAgeSeconds !== undefined ? '--mac-age' : 'switch.mac_age_seconds', 1, 86400 * 7, 300);
@@ -146,9 +147,10 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   } else {
     ports = defaultPortUrls().map((u, i) => parseLocator(u, `default port #${i + 1}`));
   }
+  if (doc.wg !== undefined) ports.push(parseWgSection(doc.wg));
   const seen = new Map<string, number>();
   ports.forEach((p, i) => {
-    const key = 'path' in p ? p.path : p.scheme === 'tap' ? `tap ${p.name}` : p.scheme === 'mcast' ? `mcast ${p.group}:${p.port}` : `${p.scheme === 'udp' ? 'udp' : 'tcp'} ${p.host}:${p.port}`;
+    const key = p.scheme === 'wg' ? `udp ${p.listen.host}:${p.listen.port}` : 'path' in p ? p.path : p.scheme === 'tap' ? `tap ${p.name}` : p.scheme === 'mcast' ? `mcast ${p.group}:${p.port}` : `${p.scheme === 'udp' ? 'udp' : 'tcp'} ${p.host}:${p.port}`;
     if (seen.has(key)) fail(`port[${i}].url`, `"${p.url}" uses the same address as port[${seen.get(key)}]; give each port its own address`);
     seen.set(key, i);
   });

@@ -3,7 +3,30 @@
  * conf.go habit). Produced by `loadConfig` from a TOML file and/or CLI flags.
  */
 
+/** One `[[wg.peer]]`: a WireGuard peer link (see transports/wg). Keys are raw 32-byte values. */
+export interface WgPeerConfig {
+  publicKey: Buffer;
+  presharedKey: Buffer | null;
+  endpoint: { host: string; port: number } | null;
+  /** The peer's tunnel address (its wg0 address). */
+  address: string;
+  persistentKeepaliveS: number;
+}
+
+/** The `[wg]` section: encrypted peer links; becomes one port entry with scheme 'wg'. */
+export interface WgConfig {
+  scheme: 'wg';
+  url: string;
+  privateKey: Buffer;
+  listen: { host: string; port: number };
+  address: string;
+  vni: number;
+  mtuBytes: number;
+  peers: WgPeerConfig[];
+}
+
 export type PortConfig =
+  | WgConfig
   | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number }
   | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
   | { scheme: 'unixgram'; url: string; path: string; peers: string[] }

@@ -5,6 +5,7 @@ import { DgramTransport } from '../transports/dgram/index.js';
 import { McastTransport } from '../transports/mcast/index.js';
 import { openStream } from '../transports/stream/index.js';
 import { openVxlan } from '../transports/vxlan/index.js';
+import { WgTransport } from '../transports/wg/index.js';
 import { TapTransport } from '../transports/tap/index.js';
 
 export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
@@ -29,6 +30,8 @@ export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: 
       return openStream(p.url, { kind: 'unix', path: p.path }, p.connect, ctx);
     case 'tap':
       return new TapTransport(p.url, { name: p.name, create: p.create, address: p.address, prefixLength: p.prefixLength, mtuBytes: p.mtuBytes }, ctx);
+    case 'wg':
+      return new WgTransport(p.url, { privateKey: p.privateKey, listen: p.listen, address: p.address, vni: p.vni, mtuBytes: p.mtuBytes, peers: p.peers }, ctx);
     case 'vxlan':
       return openVxlan(p.url, { host: p.host, port: p.port }, {
         vni: p.vni, remotes: p.remotes, group: p.group === null ? null : { address: p.group, port: p.port },

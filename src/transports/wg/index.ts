@@ -1,0 +1,317 @@
+/**
+ * wg: encrypted peer links that speak the WireGuard protocol byte for byte (device.ts), carrying
+ * Ethernet as VXLAN in IPv4/UDP between tunnel addresses (inner.ts), one switch port per peer,
+ * with a spanning tree over the peer links (stp.ts) so any mesh of lanparty hosts forwards
+ * without loops. A stock Linux host joins with wireguard-go, a vxlan device and a bridge.
+ *
+ * Stages for one socket wakeup: BatchSocket.rx → WgDevice.receive (authenticate, decrypt) →
+ * onPacket: Decapsulator (IPv4 to our address from the peer's, fragments, UDP port) → VXLAN frame
+ * → sink.input when the link is forwarding; hello → SpanningTree. Sending: Port.send → blocked
+ * links drop → Encapsulator (IPv4/UDP/VXLAN, fragments above the tunnel MTU) → WgDevice.sendPacket.
+ * A 100 ms coarse tick drives the WireGuard timers; every HELLO_MS it sends hellos and recomputes
+ * the tree, adding forwarding links to the switch and removing blocked ones (which flushes their MACs).
+ */
+import { performance } from 'node:perf_hooks';
+import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { PortCounters, type Port } from '../../switch/port.js';
+import type { Transport, TransportContext, TransportStatus } from '../transport.js';
+import type { BatchSocket } from '../batch-io-types.js';
+import { openBatchSocket } from '../batch-io.js';
+import { keyText, publicKeyOf, shortKey } from '../../crypto/index.js';
+import { WgDevice, type Peer, type WgIo, type DeviceCounters } from './device.js';
+import { Decapsulator, Encapsulator, INNER_CONTROL, INNER_FRAME, INNER_OVERHEAD_BYTES, ipToNumber } from './inner.js';
+import { HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeHello, encodeHello, type LinkRole } from './stp.js';
+import { KEEPALIVE_TIMEOUT_MS, REKEY_TIMEOUT_MS } from './messages.js';
+
+export { WgDevice } from './device.js';
+
+export interface WgPeerSettings {
+  publicKey: Buffer;
+  presharedKey: Buffer | null;
+  endpoint: { host: string; port: number } | null;
+  /** The peer's tunnel address (its wg0 address on a stock host). */
+  address: string;
+  persistentKeepaliveS: number;
+}
+
+export interface WgSettings {
+  privateKey: Buffer;
+  listen: { host: string; port: number };
+  /** Our tunnel address. */
+  address: string;
+  vni: number;
+  /** Largest inner IP packet (the tunnel MTU); larger ones are fragmented. */
+  mtuBytes: number;
+  peers: WgPeerSettings[];
+  /** Handshakes per second above which cookies are required (tests lower it). */
+  underLoadPerSecond?: number;
+}
+
+export interface WgPeerStatus {
+  publicKey: string;
+  address: string;
+  endpoint: string;
+  /** ISO time of the last completed handshake, or null. */
+  lastHandshake: string | null;
+  lastHandshakeAgoS: number | null;
+  rxBytes: number;
+  txBytes: number;
+  reachable: boolean;
+  role: LinkRole;
+  forwarding: boolean;
+  portId: number;
+  counters: Record<string, number>;
+  inner: Record<string, number>;
+}
+
+export interface WgStatus {
+  publicKey: string;
+  listen: string;
+  address: string;
+  vni: number;
+  mtu: number;
+  bridgeId: string;
+  rootId: string;
+  rootCost: number;
+  underLoad: boolean;
+  counters: DeviceCounters;
+  peers: WgPeerStatus[];
+}
+
+const TICK_MS = 100;
+
+class WgPeerPort implements Port {
+  id = 0;
+  readonly kind = 'wg' as const;
+  readonly counters = new PortCounters();
+  readonly link: LinkState;
+  readonly encap: Encapsulator;
+  readonly decap: Decapsulator;
+  inSwitch = false;
+  private readonly sendPacketBound: (pkt: Buffer) => void;
+
+  constructor(readonly name: string, readonly maxFrameBytes: number, readonly peer: Peer, private readonly dev: WgDevice,
+    private readonly endpointText: () => string, local: number, remote: number, mtu: number, vni: number) {
+    this.link = new LinkState(name);
+    this.encap = new Encapsulator(local, remote, mtu, vni);
+    this.decap = new Decapsulator(local, remote, vni);
+    this.sendPacketBound = (pkt) => this.dev.sendPacket(this.peer, pkt, 0, pkt.length);
+  }
+
+  endpoint(): string { return this.endpointText(); }
+
+  send(buf: Buffer, off: number, len: number): void {
+    if (!this.link.forwarding) {
+      this.counters.drops['port-down']++;
+      return;
+    }
+    if (len > this.maxFrameBytes) {
+      this.counters.drops.oversize++;
+      return;
+    }
+    this.counters.txFrames++;
+    this.counters.txBytes += len;
+    this.encap.frame(buf, off, len, this.sendPacketBound);
+  }
+
+  sendControl(payload: Buffer): void {
+    this.encap.control(payload, this.sendPacketBound);
+  }
+
+  close(): void {}
+}
+
+export class WgTransport implements Transport {
+  readonly kind = 'wg' as const;
+  private sock: BatchSocket | null = null;
+  private device: WgDevice | null = null;
+  private ports: WgPeerPort[] = [];
+  private readonly stp: SpanningTree;
+  private timer: NodeJS.Timeout | null = null;
+  private lastHelloMs = -Infinity;
+  private readonly onBatchBound: (count: number) => void;
+  private readonly maxFrameBytes: number;
+  private readonly publicKey: Buffer;
+
+  constructor(readonly url: string, private readonly cfg: WgSettings, private readonly ctx: TransportContext) {
+    this.onBatchBound = this.onBatch.bind(this);
+    // Inner frames up to 65535 - IP/UDP/VXLAN; the switch maximum may be lower.
+    this.maxFrameBytes = Math.min(ctx.maxFrameBytes, 65535 - INNER_OVERHEAD_BYTES);
+    this.publicKey = publicKeyOf(cfg.privateKey);
+    this.stp = new SpanningTree(bridgeIdOf(this.publicKey));
+  }
+
+  private now(): number { return Math.floor(performance.now()); }
+
+  async start(): Promise<void> {
+    const l = this.cfg.listen;
+    try {
+      this.sock = await openBatchSocket({ kind: 'udp4', bind: { host: l.host, port: l.port }, reuseAddr: false, slotBytes: 65536, rcvbufBytes: 4 << 20, sndbufBytes: 4 << 20 });
+    } catch (err) {
+      if (err instanceof LanpartyError) throw new LanpartyError(err.code, `port ${this.url}: ${err.message}`, { cause: err });
+      throw socketSetupError(`port ${this.url}`, err as NodeJS.ErrnoException);
+    }
+    const sock = this.sock;
+    const log = this.ctx.log.child(`wg ${l.host}:${l.port}`);
+    const io: WgIo = {
+      send: (ep, buf, off, len) => { sock.send(ep, buf, off, len); },
+      addressBytes: (ep) => {
+        const a = sock.peerAddress(ep);
+        const b = Buffer.alloc(6);
+        if (a.kind === 'udp4') { b.writeUInt32BE(ipToNumber(a.host), 0); b.writeUInt16LE(a.port, 4); }
+        return b;
+      },
+      addressHost: (ep) => { const a = sock.peerAddress(ep); return a.kind === 'udp4' ? a.host : a.path; },
+      addressText: (ep) => { const a = sock.peerAddress(ep); return a.kind === 'udp4' ? `${a.host}:${a.port}` : a.path; },
+    };
+    const dev = new WgDevice({
+      privateKey: this.cfg.privateKey, io, log,
+      onPacket: (peer, buf, off, len) => this.onPacket(peer, buf, off, len),
+      onPeerEvent: (peer, ev) => {
+        const port = peer.owner as WgPeerPort;
+        if (ev === 'handshake' && port.link.sessionSinceMs === 0) port.link.sessionSinceMs = dev.now() || 1;
+      },
+      underLoadPerSecond: this.cfg.underLoadPerSecond,
+    });
+    this.device = dev;
+    const local = ipToNumber(this.cfg.address);
+    for (const p of this.cfg.peers) {
+      const peer = dev.addPeer({
+        publicKey: p.publicKey, presharedKey: p.presharedKey,
+        endpoint: p.endpoint ? sock.peerId({ kind: 'udp4', host: p.endpoint.host, port: p.endpoint.port }) : -1,
+        persistentKeepaliveMs: p.persistentKeepaliveS * 1000,
+      });
+      const text = () => (peer.endpoint >= 0 ? io.addressText(peer.endpoint) : '(none)');
+      const port = new WgPeerPort(`wg ${shortKey(p.publicKey)} ${p.address}`, this.maxFrameBytes, peer, dev, text, local, ipToNumber(p.address), this.cfg.mtuBytes, this.cfg.vni);
+      peer.owner = port;
+      this.ports.push(port);
+    }
+    sock.start(this.onBatchBound);
+    const now = this.now();
+    dev.tick(now);
+    dev.up(now);
+    log.info(`listening, public key ${keyText(this.publicKey)}, tunnel address ${this.cfg.address}, ${this.cfg.peers.length} peers`);
+    this.timer = setInterval(() => this.coarseTick(), TICK_MS);
+    this.timer.unref();
+    this.coarseTick();
+  }
+
+  private onBatch(count: number): void {
+    const rx = this.sock!.rx;
+    const dev = this.device!;
+    for (let i = 0; i < count; i++) dev.receive(rx.peers[i], rx.bufs[i], 0, rx.lengths[i]);
+  }
+
+  private onPacket(peer: Peer, buf: Buffer, off: number, len: number): void {
+    const port = peer.owner as WgPeerPort;
+    const kind = port.decap.packet(buf, off, len, this.device!.now());
+    const o = port.decap.out;
+    if (kind === INNER_FRAME) {
+      if (port.link.forwarding && port.inSwitch) this.ctx.sink.input(port, o.buf, o.off, o.len);
+      else { port.counters.rxFrames++; port.counters.drops['port-down']++; }
+    } else if (kind === INNER_CONTROL) {
+      const h = decodeHello(o.buf, o.off, o.len);
+      if (h !== null) this.stp.onHello(port.link, h, this.device!.now());
+    }
+  }
+
+  private coarseTick(): void {
+    const dev = this.device;
+    if (dev === null) return;
+    const now = this.now();
+    dev.tick(now);
+    for (const p of this.ports) if (p.link.sessionSinceMs === 0 && p.peer.lastRxMs > 0) p.link.sessionSinceMs = p.peer.lastRxMs;
+    if (now - this.lastHelloMs >= HELLO_MS) {
+      this.lastHelloMs = now;
+      const hello = encodeHello(this.stp.hello());
+      for (const p of this.ports) {
+        // Hellos go to stock peers too until they prove to be edges: a hello also starts the handshake.
+        if (p.peer.endpoint >= 0 && p.link.role !== 'edge') p.sendControl(hello);
+      }
+    }
+    const links = this.ports.map((p) => p.link);
+    this.stp.recompute(links, now);
+    for (const p of this.ports) {
+      if (p.link.forwarding && !p.inSwitch) {
+        p.inSwitch = true;
+        this.ctx.sink.addPort(p);
+      } else if (!p.link.forwarding && p.inSwitch) {
+        p.inSwitch = false;
+        this.ctx.sink.removePort(p);
+      }
+    }
+  }
+
+  tick(_nowMs: number): void {
+    // The WireGuard timers need finer steps than the daemon's 1 s tick: see coarseTick.
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const p of this.ports) {
+      if (p.inSwitch) this.ctx.sink.removePort(p);
+      p.inSwitch = false;
+    }
+    if (this.sock) this.sock.close();
+    this.sock = null;
+    this.device = null;
+  }
+
+  qemuNetdev(): string | null {
+    return null;
+  }
+
+  wgStatus(): WgStatus {
+    const dev = this.device;
+    const now = this.now();
+    const wall = Date.now();
+    return {
+      publicKey: keyText(this.publicKey),
+      listen: `${this.cfg.listen.host}:${this.cfg.listen.port}`,
+      address: this.cfg.address,
+      vni: this.cfg.vni,
+      mtu: this.cfg.mtuBytes,
+      bridgeId: this.stp.bridge.toString('hex'),
+      rootId: this.stp.root.toString('hex'),
+      rootCost: this.stp.rootCost,
+      underLoad: dev ? dev.underLoad() : false,
+      counters: dev ? { ...dev.counters } : ({} as DeviceCounters),
+      peers: this.ports.map((p) => {
+        const peer = p.peer;
+        const last = peer.lastHandshakeWallMs;
+        const freshMs = p.link.heardBridge ? 3 * HELLO_MS : KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS;
+        return {
+          publicKey: keyText(peer.publicKey),
+          address: this.peerAddress(p),
+          endpoint: p.endpoint(),
+          lastHandshake: last > 0 ? new Date(last).toISOString() : null,
+          lastHandshakeAgoS: last > 0 ? Math.round((wall - last) / 1000) : null,
+          rxBytes: peer.counters.rxBytes,
+          txBytes: peer.counters.txBytes,
+          reachable: peer.current !== null && peer.lastRxMs > 0 && now - peer.lastRxMs <= freshMs,
+          role: p.link.role,
+          forwarding: p.link.forwarding,
+          portId: p.inSwitch ? p.id : 0,
+          counters: { ...peer.counters, helloRx: p.link.helloRx },
+          inner: { ...(p.decap.counters as unknown as Record<string, number>) },
+        };
+      }),
+    };
+  }
+
+  private peerAddress(p: WgPeerPort): string {
+    const i = this.ports.indexOf(p);
+    return this.cfg.peers[i].address;
+  }
+
+  status(): TransportStatus & { wg: WgStatus } {
+    const forwarding = this.ports.filter((p) => p.inSwitch).length;
+    return {
+      url: this.url, kind: 'wg', state: this.sock ? 'listening' : 'closed',
+      address: `${this.cfg.listen.host}:${this.cfg.listen.port}`,
+      portCount: forwarding, native: this.sock ? this.sock.native : false,
+      wg: this.wgStatus(),
+    };
+  }
+}

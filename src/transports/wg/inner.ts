@@ -1,0 +1,235 @@
+/**
+ * What travels inside the tunnel (DESIGN.md "Encrypted links"): Ethernet frames as VXLAN
+ * (RFC 7348) in UDP in IPv4, from our tunnel address to the peer's, so a stock host runs
+ * `ip link add vx0 type vxlan id VNI local ITS_ADDR remote OUR_ADDR dstport 4789 dev wg0` on top
+ * of wireguard-go. Read RFC 791 §3.2 (fragmentation) and RFC 7348 §5 first.
+ *
+ *   [IPv4 20][UDP 8][VXLAN 8][Ethernet frame ...]       UDP checksum 0 (allowed for IPv4, RFC 768;
+ *                                                        the AEAD already authenticates every byte)
+ *
+ * MTU: the tunnel MTU (default 1420, wg-quick's) bounds each inner IP packet, so the outer UDP
+ * datagram stays within 1500 (1420 + 32 WireGuard + 28 IP/UDP = 1480). A 1514-byte frame makes a
+ * 1550-byte inner packet, which we split into IPv4 fragments; Linux does the same on its side
+ * when vx0's MTU is 1500 over a 1420 wg0, and reassembles ours. `Reassembler` keeps at most
+ * REASSEMBLY_MAX packets per peer for REASSEMBLY_TIMEOUT_MS (RFC 791 uses 15 s; frames are useless
+ * that late, so 2 s).
+ *
+ * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
+ * a stock host answers those with ICMP port unreachable, which we count and drop.
+ */
+import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
+
+export const IPV4_HEADER_BYTES = 20;
+export const UDP_HEADER_BYTES = 8;
+export const VXLAN_PORT = 4789;
+export const LINK_CONTROL_PORT = 47900;
+/** IPv4 + UDP + VXLAN in front of each frame. */
+export const INNER_OVERHEAD_BYTES = IPV4_HEADER_BYTES + UDP_HEADER_BYTES + VXLAN_HEADER_BYTES;
+const REASSEMBLY_MAX = 16;
+const REASSEMBLY_TIMEOUT_MS = 2000;
+const MAX_IP_BYTES = 65535;
+
+export function ipToNumber(ip: string): number {
+  return ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+}
+
+export function numberToIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+}
+
+function ipChecksum(buf: Buffer, off: number): number {
+  let sum = 0;
+  for (let i = 0; i < IPV4_HEADER_BYTES; i += 2) sum += buf.readUInt16BE(off + i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+function writeIpv4(buf: Buffer, off: number, totalBytes: number, id: number, fragField: number, src: number, dst: number): void {
+  buf[off] = 0x45;
+  buf[off + 1] = 0;
+  buf.writeUInt16BE(totalBytes, off + 2);
+  buf.writeUInt16BE(id, off + 4);
+  buf.writeUInt16BE(fragField, off + 6);
+  buf[off + 8] = 64;
+  buf[off + 9] = 17;
+  buf.writeUInt16BE(0, off + 10);
+  buf.writeUInt32BE(src, off + 12);
+  buf.writeUInt32BE(dst, off + 16);
+  buf.writeUInt16BE(ipChecksum(buf, off), off + 10);
+}
+
+/**
+ * Encapsulates one frame (or a control payload when `vni` < 0, sent to LINK_CONTROL_PORT) and
+ * calls `out(packet)` once per IP packet: one, or several fragments when it exceeds `mtuBytes`.
+ * The packets are new buffers the callee may keep.
+ */
+export class Encapsulator {
+  private ipId = 1;
+  constructor(private readonly src: number, private readonly dst: number, private readonly mtuBytes: number, private readonly vni: number) {}
+
+  frame(buf: Buffer, off: number, len: number, out: (pkt: Buffer) => void): void {
+    this.emit(VXLAN_PORT, buf, off, len, true, out);
+  }
+
+  control(payload: Buffer, out: (pkt: Buffer) => void): void {
+    this.emit(LINK_CONTROL_PORT, payload, 0, payload.length, false, out);
+  }
+
+  private emit(dstPort: number, buf: Buffer, off: number, len: number, vxlan: boolean, out: (pkt: Buffer) => void): void {
+    const udpBytes = UDP_HEADER_BYTES + (vxlan ? VXLAN_HEADER_BYTES : 0) + len;
+    const total = IPV4_HEADER_BYTES + udpBytes;
+    if (total > MAX_IP_BYTES) return;
+    const id = this.ipId;
+    this.ipId = (this.ipId + 1) & 0xffff;
+    // The UDP datagram (header + VXLAN + frame) as one buffer; IP fragments slice it.
+    const udp = Buffer.allocUnsafe(udpBytes);
+    // Source port from the inner MACs, as Linux picks it per flow (RFC 7348 §5: entropy for ECMP).
+    const h = vxlan && len >= 12 ? (buf.readUInt32BE(off) ^ buf.readUInt32BE(off + 4) ^ buf.readUInt32BE(off + 8)) >>> 0 : 0;
+    udp.writeUInt16BE(vxlan ? 49152 + (((h >>> 16) ^ h) & 0x3fff) : LINK_CONTROL_PORT, 0);
+    udp.writeUInt16BE(dstPort, 2);
+    udp.writeUInt16BE(udpBytes, 4);
+    udp.writeUInt16BE(0, 6);
+    let at = UDP_HEADER_BYTES;
+    if (vxlan) {
+      writeVxlanHeader(udp, at, this.vni);
+      at += VXLAN_HEADER_BYTES;
+    }
+    buf.copy(udp, at, off, off + len);
+    if (total <= this.mtuBytes) {
+      const pkt = Buffer.allocUnsafe(total);
+      writeIpv4(pkt, 0, total, id, 0, this.src, this.dst);
+      udp.copy(pkt, IPV4_HEADER_BYTES);
+      out(pkt);
+      return;
+    }
+    const chunk = Math.floor((this.mtuBytes - IPV4_HEADER_BYTES) / 8) * 8;
+    for (let fo = 0; fo < udpBytes; fo += chunk) {
+      const n = Math.min(chunk, udpBytes - fo);
+      const more = fo + n < udpBytes;
+      const pkt = Buffer.allocUnsafe(IPV4_HEADER_BYTES + n);
+      writeIpv4(pkt, 0, IPV4_HEADER_BYTES + n, id, (more ? 0x2000 : 0) | (fo / 8), this.src, this.dst);
+      udp.copy(pkt, IPV4_HEADER_BYTES, fo, fo + n);
+      out(pkt);
+    }
+  }
+}
+
+/** Why an inner packet was not delivered; counted per peer. */
+export type InnerDrop = 'not-ipv4' | 'bad-address' | 'not-udp' | 'other-port' | 'bad-vxlan' | 'fragment-dropped';
+
+export class InnerCounters {
+  'not-ipv4' = 0;
+  'bad-address' = 0;
+  'not-udp' = 0;
+  'other-port' = 0;
+  'bad-vxlan' = 0;
+  'fragment-dropped' = 0;
+  reassembled = 0;
+}
+
+class Partial {
+  readonly parts: Array<{ off: number; data: Buffer }> = [];
+  totalBytes = -1;
+  gotBytes = 0;
+  constructor(readonly key: number, readonly startedMs: number) {}
+}
+
+/** Result kinds of `Decapsulator.packet`. */
+export const INNER_NONE = 0;
+export const INNER_FRAME = 1;
+export const INNER_CONTROL = 2;
+
+/**
+ * Checks and unwraps inner packets from one peer. `packet` returns INNER_FRAME with the frame at
+ * `out.buf[out.off .. out.off + out.len)`, INNER_CONTROL with a control payload there, or
+ * INNER_NONE (dropped and counted, or a fragment kept for later).
+ */
+export class Decapsulator {
+  readonly counters = new InnerCounters();
+  readonly out: { buf: Buffer; off: number; len: number } = { buf: Buffer.alloc(0), off: 0, len: 0 };
+  private partials: Partial[] = [];
+
+  /** `local`: our tunnel address; `peer`: the only source we accept (WireGuard's allowed IPs). */
+  constructor(private readonly local: number, private readonly peer: number, private readonly vni: number) {}
+
+  packet(buf: Buffer, off: number, len: number, nowMs: number): number {
+    if (len < IPV4_HEADER_BYTES || buf[off] >> 4 !== 4) { this.counters['not-ipv4']++; return INNER_NONE; }
+    const ihl = (buf[off] & 15) * 4;
+    const total = buf.readUInt16BE(off + 2);
+    if (ihl < IPV4_HEADER_BYTES || total < ihl || total > len) { this.counters['not-ipv4']++; return INNER_NONE; }
+    if (buf.readUInt32BE(off + 12) !== this.peer || buf.readUInt32BE(off + 16) !== this.local) { this.counters['bad-address']++; return INNER_NONE; }
+    if (buf[off + 9] !== 17) { this.counters['not-udp']++; return INNER_NONE; }
+    const frag = buf.readUInt16BE(off + 6);
+    let data = buf;
+    let dOff = off + ihl;
+    let dLen = total - ihl;
+    if ((frag & 0x3fff) !== 0) {
+      const whole = this.reassemble(buf.readUInt16BE(off + 4), frag, buf.subarray(off + ihl, off + total), nowMs);
+      if (whole === null) return INNER_NONE;
+      data = whole;
+      dOff = 0;
+      dLen = whole.length;
+    }
+    if (dLen < UDP_HEADER_BYTES) { this.counters['not-udp']++; return INNER_NONE; }
+    const dstPort = data.readUInt16BE(dOff + 2);
+    const udpLen = Math.min(data.readUInt16BE(dOff + 4), dLen);
+    if (dstPort === VXLAN_PORT) {
+      const vOff = dOff + UDP_HEADER_BYTES;
+      const vLen = udpLen - UDP_HEADER_BYTES;
+      if (vxlanCheck(data, vOff, vLen, this.vni) !== VXLAN_OK) { this.counters['bad-vxlan']++; return INNER_NONE; }
+      this.out.buf = data;
+      this.out.off = vOff + VXLAN_HEADER_BYTES;
+      this.out.len = vLen - VXLAN_HEADER_BYTES;
+      return INNER_FRAME;
+    }
+    if (dstPort === LINK_CONTROL_PORT) {
+      this.out.buf = data;
+      this.out.off = dOff + UDP_HEADER_BYTES;
+      this.out.len = udpLen - UDP_HEADER_BYTES;
+      return INNER_CONTROL;
+    }
+    this.counters['other-port']++;
+    return INNER_NONE;
+  }
+
+  /** Keeps fragment data (copied: it outlives the call); returns the whole UDP datagram when complete. */
+  private reassemble(id: number, frag: number, payload: Buffer, nowMs: number): Buffer | null {
+    const offBytes = (frag & 0x1fff) * 8;
+    const more = (frag & 0x2000) !== 0;
+    let p: Partial | undefined;
+    for (let i = 0; i < this.partials.length; i++) {
+      const q = this.partials[i];
+      if (nowMs - q.startedMs > REASSEMBLY_TIMEOUT_MS) {
+        this.counters['fragment-dropped'] += q.parts.length;
+        this.partials.splice(i--, 1);
+      } else if (q.key === id) {
+        p = q;
+      }
+    }
+    if (p === undefined) {
+      if (this.partials.length >= REASSEMBLY_MAX) {
+        const oldest = this.partials.shift()!; // Full: the oldest incomplete packet goes.
+        this.counters['fragment-dropped'] += oldest.parts.length;
+      }
+      p = new Partial(id, nowMs);
+      this.partials.push(p);
+    }
+    if (offBytes + payload.length > MAX_IP_BYTES || (more && payload.length % 8 !== 0)) {
+      this.counters['fragment-dropped']++;
+      return null;
+    }
+    for (const q of p.parts) {
+      if (q.off === offBytes) { this.counters['fragment-dropped']++; return null; } // duplicate
+    }
+    p.parts.push({ off: offBytes, data: Buffer.from(payload) });
+    p.gotBytes += payload.length;
+    if (!more) p.totalBytes = offBytes + payload.length;
+    if (p.totalBytes < 0 || p.gotBytes < p.totalBytes) return null;
+    this.partials.splice(this.partials.indexOf(p), 1);
+    if (p.gotBytes !== p.totalBytes) { this.counters['fragment-dropped'] += p.parts.length; return null; } // overlaps
+    const whole = Buffer.alloc(p.totalBytes);
+    for (const q of p.parts) q.data.copy(whole, q.off);
+    this.counters.reassembled++;
+    return whole;
+  }
+}
