@@ -8,6 +8,7 @@ import { LanpartyError, exitCodeFor } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { up } from './up.js';
 import { status } from './status.js';
+import { genkey, pubkey, genpsk } from './genkey.js';
 import { capture } from './capture.js';
 import { dump } from './dump.js';
 import { inject } from './inject.js';
@@ -27,6 +28,9 @@ Commands:
   qemu NAME -- [QEMU ARGS]   run QEMU with a NIC on this LAN (stable MAC, best transport)
   libvirt NAME  print the libvirt <interface> XML that joins a domain to this LAN
   mac NAME      print the stable MAC address for a guest name
+  genkey        print a new WireGuard private key (base64) for the [wg] section
+  pubkey        read a private key on stdin, print its public key
+  genpsk        print a new preshared key
 
 Every command takes --help. Exit codes: 0 ok, 1 failure reported by the command, 2 usage,
 3 config, 4 address or path in use, 5 permission, 6 no such device, 7 native addon needed,
@@ -71,6 +75,12 @@ async function main(argv: string[]): Promise<number> {
       return qemu(rest);
     case 'libvirt':
       return libvirt(rest);
+    case 'genkey':
+      return genkey();
+    case 'pubkey':
+      return pubkey();
+    case 'genpsk':
+      return genpsk();
     case 'mac':
       if (rest[0] === '-h' || rest[0] === '--help') {
         process.stdout.write('Usage: lanparty mac NAME\n\nPrint the stable, locally administered MAC address lanparty gives the guest NAME\n(the same in lanparty up, lanparty qemu and lanparty libvirt).\n');
