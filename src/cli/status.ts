@@ -32,6 +32,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
 }
 
+/** The `wg` field a WireGuard transport adds to its transport row (transports/wg WgStatus). */
+interface WgSection {
+  listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; underLoad: boolean;
+  counters: Record<'rxBadMac1' | 'rxBadMac2' | 'rxRateLimited' | 'rxUnknownIndex' | 'rxHandshakeFailed' | 'rxDecryptFailed' | 'rxBadSize' | 'rxBadType' | 'txCookieReplies', number>;
+  peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; counters: Record<string, number> }>;
+}
+
 /** The `vxlan` field a VXLAN transport adds to its transport row (transports/vxlan VxlanStatus). */
 interface VxlanSection {
   vni: number;
@@ -65,6 +72,18 @@ export function formatStatus(s: StatusReport): string {
     out.push(`VXLAN vni ${vx.vni} on ${vx.underlay}: rx ${c.rxPackets} packets (dropped: other VNI ${c.rxOtherVni}, bad header ${c.rxShort + c.rxBadFlags + c.rxBadReserved}, unknown VTEP ${c.rxUnknownVtep}), tx ${c.txPackets} packets`);
     out.push(vx.vteps.length === 0 ? '(no VTEPs)' : table([['VTEP', 'KIND', 'LAST RX', 'RX', 'TX', 'MACS BEHIND'], ...vx.vteps.map((v) => [
       v.address, v.static ? 'static' : 'learned', v.lastRxS === null ? '-' : `${v.lastRxS}s`, String(v.rxPackets), String(v.txPackets), v.macs.map((m) => m.mac).join(' ') || '-',
+    ])]));
+  }
+  for (const t of s.transports) {
+    const wg = (t as { wg?: WgSection }).wg;
+    if (wg === undefined) continue;
+    out.push('');
+    const d = wg.counters;
+    out.push(`WireGuard ${wg.listen}, tunnel ${wg.address}, vni ${wg.vni}, mtu ${wg.mtu}, bridge ${wg.bridgeId} (root ${wg.rootId}, cost ${wg.rootCost})${wg.underLoad ? ', UNDER LOAD (cookies required)' : ''}`);
+    out.push(`  rejected: bad mac1 ${d.rxBadMac1}, bad mac2 ${d.rxBadMac2}, rate-limited ${d.rxRateLimited}, unknown index ${d.rxUnknownIndex}, handshake failed ${d.rxHandshakeFailed}, decrypt failed ${d.rxDecryptFailed}, bad size/type ${d.rxBadSize + d.rxBadType}; cookie replies sent ${d.txCookieReplies}`);
+    out.push(wg.peers.length === 0 ? '(no peers)' : table([['PEER', 'ADDRESS', 'ENDPOINT', 'LAST HANDSHAKE', 'RX', 'TX', 'REACHABLE', 'LINK', 'REPLAYED'], ...wg.peers.map((p) => [
+      p.publicKey, p.address, p.endpoint, p.lastHandshakeAgoS === null ? 'never' : `${p.lastHandshakeAgoS}s ago`, si(p.rxBytes, 'B'), si(p.txBytes, 'B'),
+      p.reachable ? 'yes' : 'no', `${p.role}${p.forwarding ? ' fwd' : ''}`, String(p.counters.rxReplayed ?? 0),
     ])]));
   }
   out.push('');
