@@ -45,6 +45,7 @@ export class Daemon {
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
   services: Services | null = null;
+  private readonly stopHooks: Array<() => void> = [];
   private readonly onPortUp = (m: unknown) => this.control.emit('port:up', this.portEvent((m as { port: Port }).port));
   private readonly onPortDown = (m: unknown) => this.control.emit('port:down', this.portEvent((m as { port: Port }).port));
   private readonly onMacMove = (m: unknown) => {
@@ -62,6 +63,11 @@ export class Daemon {
     this.control.register({ name: 'status', usage: 'status: ports, counters, rates, MAC table, services', handler: () => this.status() });
     for (const r of registrars) r(this);
     this.control.register({ name: 'ping', usage: 'ping: check that lanparty answers', handler: () => ({ pong: true, pid: process.pid }) });
+  }
+
+  /** Runs `fn` when the daemon stops (command modules unsubscribe from process-wide channels). */
+  onStop(fn: () => void): void {
+    this.stopHooks.push(fn);
   }
 
   private portEvent(p: Port): unknown {
@@ -98,6 +104,9 @@ export class Daemon {
       await this.control.start();
       for (const p of this.config.ports) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
+        // Give the transport the clock before its first frame, so a peer heard in the first
+        // second is not taken as idle since time zero.
+        t.tick(Date.now());
         try {
           await t.start();
         } catch (err) {
@@ -133,6 +142,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    for (const fn of this.stopHooks.splice(0)) fn();
     portUpChannel.unsubscribe(this.onPortUp);
     portDownChannel.unsubscribe(this.onPortDown);
     macMoveChannel.unsubscribe(this.onMacMove);

@@ -32,6 +32,8 @@ export class PortCounters {
   rxBytes = 0;
   txFrames = 0;
   txBytes = 0;
+  /** Largest frame received (bytes), for path-MTU diagnosis. */
+  rxLargestBytes = 0;
   drops: Record<DropReason, number> = {
     'runt': 0, 'oversize': 0, 'self-loop': 0, 'own-frame': 0, 'queue-full': 0,
     'send-error': 0, 'bad-length': 0, 'truncated': 0, 'port-down': 0, 'empty': 0,

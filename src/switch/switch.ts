@@ -108,6 +108,7 @@ export class Switch implements FrameSink {
     const c = port.counters;
     c.rxFrames++;
     c.rxBytes += len;
+    if (len > c.rxLargestBytes) c.rxLargestBytes = len;
     if (len < ETH_HEADER_BYTES) {
       c.drops.runt++;
       this.counters.runts++;

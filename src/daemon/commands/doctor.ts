@@ -1,7 +1,7 @@
 /**
- * The `doctor` control command and what it needs to watch while the daemon runs: a tap recording
- * the largest frame per ingress port (one WeakMap lookup per frame), and the MAC moves the switch
- * publishes (bounded to MAX_TRACKED_MACS MACs).
+ * The `doctor` control command and what it needs to watch while the daemon runs: the MAC moves the
+ * switch publishes (bounded to MAX_TRACKED_MACS MACs). The largest frame per port comes from the
+ * port counters (rxLargestBytes), so the doctor adds nothing to the per-frame path.
  */
 import type { Daemon } from '../daemon.js';
 import type { Port } from '../../switch/port.js';
@@ -12,14 +12,9 @@ const MAX_TRACKED_MACS = 1024;
 const MAX_PORT_HISTORY = 16;
 
 export function register(d: Daemon): void {
-  const facts: DoctorFacts = { largestFrame: new WeakMap(), macMoves: new Map() };
-  const largest = facts.largestFrame;
-  d.sw.addTap((port: Port, _buf: Buffer, _off: number, len: number) => {
-    const n = largest.get(port);
-    if (n === undefined || len > n) largest.set(port, len);
-  });
+  const facts: DoctorFacts = { macMoves: new Map() };
   // The channel is process-wide: keep only moves between this daemon's ports.
-  macMoveChannel.subscribe((m) => {
+  const onMove = (m: unknown) => {
     const { mac, from, to } = m as { mac: number; from: Port; to: Port };
     if (!d.sw.ports.includes(to)) return;
     let h: MacMoveHistory | undefined = facts.macMoves.get(mac);
@@ -34,7 +29,9 @@ export function register(d: Daemon): void {
     h.portNames.set(to.id, to.name);
     h.moves++;
     h.lastMs = Date.now();
-  });
+  };
+  macMoveChannel.subscribe(onMove);
+  d.onStop(() => macMoveChannel.unsubscribe(onMove));
   d.control.register({
     name: 'doctor',
     usage: 'doctor: run every check; findings with the fix for each',

@@ -18,7 +18,7 @@ export const pathMtu: Check = {
     let largest = 0;
     let from = '';
     for (const p of d.sw.ports) {
-      const n = facts.largestFrame.get(p) ?? 0;
+      const n = p.counters.rxLargestBytes;
       if (n > largest) { largest = n; from = `port ${p.id} (${p.name})`; }
     }
     if (largest === 0) return findings;

@@ -19,7 +19,6 @@ export interface Finding {
 /** What the doctor's taps and subscriptions collected while the daemon ran. */
 export interface DoctorFacts {
   /** Largest frame (bytes) that entered each port. */
-  largestFrame: WeakMap<Port, number>;
   /** MAC moves between ports, per MAC (bounded). */
   macMoves: Map<number, MacMoveHistory>;
 }
