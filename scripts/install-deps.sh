@@ -3,7 +3,7 @@
 # builds the TypeScript and the optional native addon. Safe to run again: it skips what is there.
 set -eu
 cd "$(dirname "$0")/.."
-PKGS="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static iperf3 iputils-ping iproute2 tshark tcpdump socat vde2 dnsmasq isc-dhcp-client cpio xz-utils kmod g++ make python3 chromium libvirt-clients libxml2-utils"
+PKGS="qemu-system-x86 qemu-utils linux-image-amd64 busybox-static iperf3 iputils-ping iproute2 tshark tcpdump socat vde2 dnsmasq isc-dhcp-client cpio xz-utils kmod g++ make python3 chromium libvirt-clients libxml2-utils nftables openvswitch-switch wireguard-go wireguard-tools util-linux"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=""
   for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
