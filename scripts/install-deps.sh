@@ -13,7 +13,14 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
     # tshark asks whether non-root users may capture; answer no.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    # Tests start the daemons they need (ovs-vswitchd, dnsmasq) in their own namespaces; keep
+    # apt from starting system-wide services, as Debian's container images do.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+    fi
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
   fi
 else
   echo "deps: not root (or no apt-get): skipping Debian packages; tests that need them will say so"
