@@ -1,0 +1,101 @@
+/**
+ * Seed inputs for the fuzz targets: the golden captures from real clients (test/unit/wire/golden.ts:
+ * busybox udhcpc and ISC dhclient DISCOVERs, busybox nslookup queries) plus frames built the way a
+ * Linux guest sends them (ARP who-has, ICMP echo, a VLAN-tagged frame, DHCP REQUEST/RELEASE/INFORM,
+ * DNS A/PTR/AAAA queries). Built with the plain (uninstrumented) modules: seeds are not the target.
+ */
+import { DHCLIENT_DISCOVER_HEX, NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX, UDHCPC_DISCOVER_HEX } from '../test/unit/wire/golden.js';
+import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, buildFrame } from '../src/wire/ethernet.js';
+import { emitIpv4, IP_PROTO_ICMP, IP_PROTO_UDP, IPV4_BROADCAST } from '../src/wire/ipv4.js';
+import { emitUdp } from '../src/wire/udp.js';
+import { emitArp, ARP_OP_REQUEST } from '../src/wire/arp.js';
+import { emitIcmpEcho, ICMP_ECHO_REQUEST } from '../src/wire/icmp.js';
+import { DHCPINFORM, DHCPRELEASE, DHCPREQUEST, DHCPDECLINE, emitDhcp, emptyDhcpRepr } from '../src/wire/dhcp.js';
+import { emitDns } from '../src/wire/dns.js';
+import { defaultHostMac } from '../src/services/resolve.js';
+
+export const GUEST_MAC = 0x525400123456;
+export const GUEST_IP = 0x0a4d000a;   // 10.77.0.10
+export const HOST_IP = 0x0a4d0001;    // 10.77.0.1
+export const HOST_MAC = defaultHostMac('10.77.0.0/24');
+
+export function udpFrame(ethDst: number, ethSrc: number, srcIp: number, dstIp: number, srcPort: number, dstPort: number, payload: Buffer): Buffer {
+  const ipUdp = Buffer.alloc(28 + payload.length);
+  payload.copy(ipUdp, 28);
+  emitIpv4({ src: srcIp, dst: dstIp, protocol: IP_PROTO_UDP, ttl: 64, ident: 0, dontFragment: true, payloadBytes: 8 + payload.length }, ipUdp, 0);
+  emitUdp({ srcPort, dstPort, payloadBytes: payload.length }, ipUdp, 20, srcIp, dstIp);
+  return buildFrame(ethDst, ethSrc, ETHERTYPE_IPV4, ipUdp);
+}
+
+export function arpWhoHas(src: number, srcIp: number, targetIp: number): Buffer {
+  const a = Buffer.alloc(28);
+  emitArp({ operation: ARP_OP_REQUEST, senderMac: src, senderIp: srcIp, targetMac: 0, targetIp }, a, 0);
+  return buildFrame(BROADCAST_MAC, src, ETHERTYPE_ARP, a);
+}
+
+export function icmpEcho(dst: number, src: number, srcIp: number, dstIp: number): Buffer {
+  const data = Buffer.from('lanparty fuzz seed 0123456789abcdef');
+  const p = Buffer.alloc(20 + 8 + data.length);
+  emitIpv4({ src: srcIp, dst: dstIp, protocol: IP_PROTO_ICMP, ttl: 64, ident: 7, dontFragment: true, payloadBytes: 8 + data.length }, p, 0);
+  emitIcmpEcho({ type: ICMP_ECHO_REQUEST, code: 0, ident: 0x1234, seq: 1, data }, p, 20);
+  return buildFrame(dst, src, ETHERTYPE_IPV4, p);
+}
+
+export function dhcpPayloads(): Buffer[] {
+  const req = emptyDhcpRepr();
+  req.chaddr = GUEST_MAC; req.xid = 0x11223344; req.messageType = DHCPREQUEST; req.serverId = HOST_IP; req.requestedIp = GUEST_IP;
+  req.hostname = 'guest1'; req.clientId = Buffer.from('01525400123456', 'hex'); req.parameterRequestList = [1, 3, 6, 12, 15, 28, 42];
+  const rel = emptyDhcpRepr();
+  rel.chaddr = GUEST_MAC; rel.xid = 5; rel.messageType = DHCPRELEASE; rel.ciaddr = GUEST_IP; rel.serverId = HOST_IP;
+  const inf = emptyDhcpRepr();
+  inf.chaddr = GUEST_MAC; inf.xid = 6; inf.messageType = DHCPINFORM; inf.ciaddr = GUEST_IP;
+  const dec = emptyDhcpRepr();
+  dec.chaddr = GUEST_MAC; dec.xid = 7; dec.messageType = DHCPDECLINE; dec.serverId = HOST_IP; dec.requestedIp = GUEST_IP;
+  const ovl = Buffer.from(emitDhcp(req));
+  // An overloaded message (option 52 = 3) with options in file and sname (RFC 2132 9.3).
+  const ovlOpts = Buffer.from('3501033401033204' + '0a4d000a' + 'ff', 'hex');
+  ovlOpts.copy(ovl, 240);
+  Buffer.from('0c0467756573ff', 'hex').copy(ovl, 108);
+  Buffer.from('3d0701525400123456ff', 'hex').copy(ovl, 44);
+  return [
+    udpPayload(Buffer.from(UDHCPC_DISCOVER_HEX, 'hex')),
+    udpPayload(Buffer.from(DHCLIENT_DISCOVER_HEX, 'hex')),
+    emitDhcp(req), emitDhcp(rel), emitDhcp(inf), emitDhcp(dec), ovl,
+  ];
+}
+
+/** The UDP payload of a whole IPv4/UDP Ethernet frame without options. */
+function udpPayload(frame: Buffer): Buffer {
+  const ihl = (frame[14] & 0x0f) * 4;
+  return frame.subarray(14 + ihl + 8);
+}
+
+export function dnsPayloads(): Buffer[] {
+  const aaaa = emitDns({
+    id: 0x4242, response: false, opcode: 0, authoritative: false, truncated: false, recursionDesired: true, recursionAvailable: false, rcode: 0,
+    questions: [{ name: 'vhost.lan', type: 28, class: 1 }], answers: [], authorities: [],
+    additionals: [{ name: '', type: 41, class: 1232, ttl: 0, data: Buffer.alloc(0) }],
+  });
+  // A response with a compressed answer (pointer to offset 12), as a resolver would send it.
+  const resp = Buffer.from('8a568180000100010000000006677565737431036c616e0000010001c00c000100010000003c00040a4d000a', 'hex');
+  return [Buffer.from(NSLOOKUP_A_QUERY_HEX, 'hex'), Buffer.from(NSLOOKUP_PTR_QUERY_HEX, 'hex'), aaaa, resp];
+}
+
+/** Whole Ethernet frames a guest on the LAN sends. */
+export function guestFrames(): Buffer[] {
+  const frames = [
+    Buffer.from(UDHCPC_DISCOVER_HEX, 'hex'),
+    Buffer.from(DHCLIENT_DISCOVER_HEX, 'hex'),
+    arpWhoHas(GUEST_MAC, GUEST_IP, HOST_IP),
+    arpWhoHas(GUEST_MAC, 0, GUEST_IP),   // RFC 5227 probe
+    icmpEcho(HOST_MAC, GUEST_MAC, GUEST_IP, HOST_IP),
+  ];
+  for (const p of dhcpPayloads().slice(2)) frames.push(udpFrame(BROADCAST_MAC, GUEST_MAC, 0, IPV4_BROADCAST, 68, 67, p));
+  for (const p of dnsPayloads()) frames.push(udpFrame(HOST_MAC, GUEST_MAC, GUEST_IP, HOST_IP, 40000, 53, p));
+  // 802.1Q-tagged ARP (VLAN 5) and a frame with an IPv4 option (IHL 6).
+  const arp = arpWhoHas(GUEST_MAC, GUEST_IP, HOST_IP);
+  frames.push(Buffer.concat([arp.subarray(0, 12), Buffer.from('81000005', 'hex'), arp.subarray(12)]));
+  const opt = Buffer.from(icmpEcho(HOST_MAC, GUEST_MAC, GUEST_IP, HOST_IP));
+  frames.push(opt.subarray(0, 20));
+  return frames;
+}
