@@ -1,0 +1,129 @@
+/*
+ * `lanparty qemu`: guests started the way a user starts them, on a real QEMU (7.2 on Debian 12).
+ *
+ *   netns lp<pid>-N-launcher (lo up)
+ *   ┌──────────────────────────────────────────────────────────────────────────────────────┐
+ *   │  lanparty qemu g1 -- ...  ──unixgram (its own choice)──┐                             │
+ *   │                                                        ├── lanparty up --config      │
+ *   │  lanparty qemu g2 -t udp -- ...  ──udp 127.0.0.1:33001─┘   DHCP 10.77.0.0/24:        │
+ *   │                                                            g1 → .51, g2 → .52 (MACs  │
+ *   │                                                            from the names)           │
+ *   └──────────────────────────────────────────────────────────────────────────────────────┘
+ * g1 and g2 ask DHCP for an address (lp.dhcp=1, hostname = the guest name) and ping each other;
+ * while they run, lanparty's status names them; when they power off, each launcher exits 0 and
+ * the names leave. Then: SIGINT to a launcher stops its QEMU, and a QEMU that fails exits the
+ * launcher with QEMU's own code.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cleanupAll, netnsSkipReason, Netns, waitFor } from '../helpers/netns.js';
+import { buildGuest, guestSkipReason, qemuVersion } from '../helpers/guest.js';
+import { lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { launch, startUp, type UpProcess } from '../helpers/launcher.js';
+import { request } from '../../src/control/client.js';
+import type { StatusReport } from '../../src/daemon/status.js';
+import { formatMac, macForName } from '../../src/wire/ethernet.js';
+
+const skip = netnsSkipReason() ?? guestSkipReason();
+const GUEST_TIMEOUT_MS = 150_000;
+
+after(cleanupAll);
+before(async () => {
+  if (!skip) await buildGuest();
+});
+
+function config(dir: string): string {
+  return [
+    '[[port]]', `url = "unixgram://${dir}/dgram.sock"`,
+    '[[port]]', 'url = "udp://127.0.0.1:33001"',
+    '[dhcp]', 'subnet = "10.77.0.0/24"',
+    '[[dhcp.static]]', `mac = "${formatMac(macForName('g1'))}"`, 'address = "10.77.0.51"',
+    '[[dhcp.static]]', `mac = "${formatMac(macForName('g2'))}"`, 'address = "10.77.0.52"',
+    '',
+  ].join('\n');
+}
+
+interface GuestsSection { name: string; mac: string; state: string; transport: string | null; pid: number | null }
+
+let ns: Netns;
+let up: UpProcess;
+
+test('two guests started with lanparty qemu get DHCP leases, ping each other and are named in status', { skip, timeout: 300_000 }, async (t) => {
+  const missing = lanpartyMissing();
+  assert.equal(missing, undefined, missing);
+  t.diagnostic(qemuVersion());
+  ns = await Netns.create('launcher');
+  up = await startUp(ns, config);
+  const cmd = (ip: string) => ({ dhcp: true, ping: ip, deadline: 100, wait: 25 });
+  const g1 = await launch({ ns, name: 'g1', control: up.control, cmdline: cmd('10.77.0.52') });
+  const g2 = await launch({ ns, name: 'g2', control: up.control, cmdline: cmd('10.77.0.51'), launcherArgs: ['--transport', 'udp'] });
+
+  const [r1, r2] = await Promise.all([g1.done(GUEST_TIMEOUT_MS), g2.done(GUEST_TIMEOUT_MS)]);
+  for (const [g, r] of [[g1, r1], [g2, r2]] as const) {
+    t.diagnostic(`${g.name}: ${g.stderr.join(' | ')}`);
+    for (const x of r.results) t.diagnostic(`  ${g.name}: ${x.line}`);
+  }
+  // The launcher said which transport it chose and why (QEMU 7.2: datagrams, unixgram first).
+  assert.match(g1.stderr.join('\n'), /g1 \(.+\) joins via unixgram:\/\/.*dgram\.sock: QEMU 7\.2\.\d+ cannot reconnect a stream client/);
+  assert.match(g2.stderr.join('\n'), /g2 \(.+\) joins via udp:\/\/127\.0\.0\.1:33001: chosen with --transport/);
+  for (const [name, r, ip, peer] of [['g1', r1, '10.77.0.51', '10.77.0.52'], ['g2', r2, '10.77.0.52', '10.77.0.51']] as const) {
+    assert.equal(r.done, 'ok', `${name}: LP-DONE ${r.done}`);
+    const dhcp = r.results.find((x) => x.kind === 'dhcp');
+    assert.ok(dhcp?.ok, `${name} got a DHCP lease`);
+    assert.equal(dhcp.fields.ip, ip, `${name}'s lease is its static address (by the MAC from its name)`);
+    assert.equal(dhcp.fields.server, '10.77.0.1', 'from lanparty\'s DHCP server');
+    const link = r.results.find((x) => x.kind === 'link')!;
+    assert.equal(link.fields.mac, formatMac(macForName(name)), `${name} has the stable MAC from its name`);
+    assert.ok(r.results.find((x) => x.kind === 'ping' && x.target === peer)?.ok, `${name} pinged ${peer}`);
+  }
+
+  // While they linger: status names them, with the transport each one uses and its QEMU pid.
+  const status = (await request(up.control, 'status')) as StatusReport;
+  const services = status.services as { guests: GuestsSection[]; lan: { dhcp: { leases: Array<{ mac: string; ip: string; hostname: string | null }> } } };
+  for (const [name, transport] of [['g1', /^unixgram:/], ['g2', /^udp:/]] as const) {
+    const row = services.guests.find((g) => g.name === name);
+    assert.ok(row, `status names ${name}: ${JSON.stringify(services.guests)}`);
+    assert.equal(row.state, 'running');
+    assert.equal(row.mac, formatMac(macForName(name)));
+    assert.match(row.transport ?? '', transport);
+    assert.ok(status.macs.some((m) => m.mac === row.mac), `${name}'s MAC is in the MAC table`);
+    const lease = services.lan.dhcp.leases.find((l) => l.mac === row.mac);
+    assert.equal(lease?.hostname, name, `the lease carries ${name}'s hostname (DNS answers ${name}.lan)`);
+  }
+  const guests = (await request(up.control, 'guests')) as Array<{ name: string; ips: string[] }>;
+  assert.deepEqual(guests.filter((g) => g.name === 'g1' || g.name === 'g2').map((g) => [g.name, g.ips.includes(g.name === 'g1' ? '10.77.0.51' : '10.77.0.52')]), [['g1', true], ['g2', true]]);
+
+  // The guests power off after lp.wait: QEMU exits 0, and so does each launcher.
+  assert.equal(await g1.exited(), 0, 'lanparty qemu g1 exits with QEMU\'s code');
+  assert.equal(await g2.exited(), 0, 'lanparty qemu g2 exits with QEMU\'s code');
+  await waitFor('g1 and g2 to leave status', async () => {
+    const s = (await request(up.control, 'status')) as StatusReport;
+    return !(s.services as { guests: GuestsSection[] }).guests.some((g) => g.state === 'running');
+  }, 5000);
+});
+
+test('SIGINT to lanparty qemu stops QEMU cleanly; a failing QEMU\'s exit code is the launcher\'s', { skip, timeout: 200_000 }, async () => {
+  assert.ok(up, 'the first test started lanparty');
+  const g3 = await launch({ ns, name: 'g3', control: up.control, cmdline: { wait: 600 } });
+  await g3.line(/LP-BOOT/, GUEST_TIMEOUT_MS);
+  const row = await waitFor('g3 in status', async () => {
+    const s = (await request(up.control, 'status')) as StatusReport;
+    return (s.services as { guests: GuestsSection[] }).guests.find((g) => g.name === 'g3' && g.pid !== null);
+  }, 5000);
+  g3.signal('SIGINT');
+  assert.equal(await g3.exited(), 0, `QEMU stops on SIGINT and exits 0; output:\n${g3.lines.slice(-10).join('\n')}`);
+  assert.throws(() => process.kill(row.pid!, 0), { code: 'ESRCH' }, 'the QEMU process is gone');
+
+  // A QEMU that refuses its arguments exits 1; the launcher passes that on.
+  const bad = await launch({ ns, name: 'g4', control: up.control, qemuArgs: ['-nodefaults', '-display', 'none', '-no-such-option'] });
+  assert.equal(await bad.exited(), 1, `QEMU's exit code; stderr:\n${bad.stderr.join('\n')}`);
+  assert.match(bad.lines.join('\n'), /no-such-option/);
+
+  // Without a lanparty the launcher fails before starting QEMU, with the control exit code.
+  const none = await launch({ ns, name: 'g5', control: `${up.dir}/nothing.sock`, qemuArgs: [] });
+  assert.equal(await none.exited(), 8);
+  assert.match(none.stderr.join('\n'), /no lanparty is running there/);
+
+  assert.equal(await up.stop(), 0);
+  await ns.destroy();
+});
