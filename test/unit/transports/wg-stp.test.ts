@@ -1,0 +1,103 @@
+/**
+ * Spanning tree over peer links, simulated: bridges exchange hellos every HELLO_MS over the links
+ * of a graph; after convergence the forwarding links must form a tree (no loop, nobody cut off).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HELLO_MS, LinkState, SpanningTree, decodeHello, encodeHello } from '../../../src/transports/wg/stp.js';
+
+function sim(n: number, edges: Array<[number, number]>) {
+  const trees = Array.from({ length: n }, (_, i) => new SpanningTree(Buffer.from([0, 0, 0, 0, 0, 0, 0, i + 1])));
+  const links = Array.from({ length: n }, () => new Map<number, LinkState>());
+  for (const [a, b] of edges) {
+    links[a].set(b, new LinkState(`${a}-${b}`));
+    links[b].set(a, new LinkState(`${b}-${a}`));
+  }
+  const down = new Set<string>();
+  let now = 0;
+  const step = () => {
+    now += HELLO_MS;
+    const hellos = trees.map((t) => encodeHello(t.hello()));
+    for (let a = 0; a < n; a++) {
+      for (const [b, l] of links[a]) {
+        if (down.has(`${a}-${b}`) || down.has(`${b}-${a}`)) continue;
+        void l;
+        trees[b].onHello(links[b].get(a)!, decodeHello(hellos[a], 0, hellos[a].length)!, now);
+      }
+    }
+    for (let a = 0; a < n; a++) trees[a].recompute([...links[a].values()], now);
+  };
+  /** Forwarding edges (both ends forwarding). */
+  const forwarding = (): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    for (const [a, b] of edges) if (links[a].get(b)!.forwarding && links[b].get(a)!.forwarding) out.push([a, b]);
+    return out;
+  };
+  /** A link forwarding at one end only would still let frames in: count those too. */
+  const halfOpen = () => edges.filter(([a, b]) => links[a].get(b)!.forwarding !== links[b].get(a)!.forwarding);
+  return { step, forwarding, halfOpen, down, trees, run: (k: number) => { for (let i = 0; i < k; i++) step(); } };
+}
+
+function connectedTree(n: number, fwd: Array<[number, number]>): boolean {
+  if (fwd.length !== n - 1) return false;
+  const seen = new Set([0]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [a, b] of fwd) {
+      if (seen.has(a) !== seen.has(b)) { seen.add(a); seen.add(b); grew = true; }
+    }
+  }
+  return seen.size === n;
+}
+
+test('partial mesh A-B, B-C (no A-C): both links forward, so A reaches C through B', () => {
+  const s = sim(3, [[0, 1], [1, 2]]);
+  s.run(6);
+  assert.deepEqual(s.forwarding(), [[0, 1], [1, 2]]);
+});
+
+test('redundant links (triangle and a 4-node full mesh) converge to a spanning tree', () => {
+  const tri = sim(3, [[0, 1], [1, 2], [0, 2]]);
+  tri.run(6);
+  assert.ok(connectedTree(3, tri.forwarding()), JSON.stringify(tri.forwarding()));
+  // A blocked link forwards at its designated end only; the blocked end drops what arrives, so
+  // nothing crosses it either way (802.1D's alternate port).
+  assert.equal(tri.halfOpen().length, 1);
+  const full = sim(4, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]);
+  full.run(6);
+  assert.ok(connectedTree(4, full.forwarding()), JSON.stringify(full.forwarding()));
+  assert.equal(full.halfOpen().length, 3);
+});
+
+test('a failed link heals within seconds, and a dead root is replaced without count-to-infinity', () => {
+  const s = sim(3, [[0, 1], [1, 2], [0, 2]]);
+  s.run(6);
+  const before = s.forwarding();
+  // Fail one forwarding link: the blocked one must take over.
+  s.down.add(`${before[0][0]}-${before[0][1]}`);
+  s.run(7); // 3 s max age + 2 s forward delay + hellos
+  const after = s.forwarding().filter(([a, b]) => !s.down.has(`${a}-${b}`));
+  assert.ok(connectedTree(3, after), JSON.stringify(after));
+  // Kill the root (bridge 0): the others elect bridge 1 and keep a tree between themselves.
+  const t = sim(3, [[0, 1], [1, 2], [0, 2]]);
+  t.run(6);
+  t.down.add('0-1');
+  t.down.add('0-2');
+  t.run(8);
+  assert.equal(t.trees[1].root.readUInt8(7), 2);
+  assert.equal(t.trees[2].root.readUInt8(7), 2);
+  assert.ok(t.trees[2].rootCost < 5);
+});
+
+test('a peer that never sends hellos (stock host) becomes an edge port after its session starts', () => {
+  const tree = new SpanningTree(Buffer.alloc(8, 1));
+  const l = new LinkState('stock');
+  tree.recompute([l], 1000);
+  assert.equal(l.role, 'pending');
+  assert.equal(l.forwarding, false);
+  l.sessionSinceMs = 1000;
+  tree.recompute([l], 4000);
+  assert.equal(l.role, 'edge');
+  assert.equal(l.forwarding, true);
+});
