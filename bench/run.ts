@@ -59,10 +59,14 @@ const LOSS_LIMIT = 0.001;
 
 type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast';
 type Relay = 'none' | 'socat' | 'vde' | 'lanparty';
-const TRANSPORTS: Transport[] = SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'];
-const SIZES = SMOKE ? [64, 1514] : [64, 1514, 9000];
-const RELAYS: Relay[] = ['none', 'socat', 'vde', 'lanparty'];
-const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : ['udp', 'unixgram', 'tcp', 'unix'];
+const listArg = (flag: string): string[] | null => {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv[i + 1].split(',') : null;
+};
+const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
+const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
+const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty']) as Relay[];
+const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : TRANSPORTS.filter((t) => t !== 'mcast');
 
 const ROOT = repoRoot();
 const LPGEN = join(ROOT, 'bench', 'tools', 'build', 'lpgen');
@@ -237,12 +241,24 @@ async function holdMembership(group: string): Promise<void> {
   mcastHolder.addMembership(group, '127.0.0.1');
 }
 
-async function prime(enter: string, rightBind: string): Promise<void> {
+/**
+ * Teaches the relay R's MAC: one broadcast frame from R's own address. `leftUdp` (udp:HOST:PORT)
+ * is held bound meanwhile, because the relay floods the frame towards L: vde_plug's udp module
+ * uses a connected socket and exits on the ECONNREFUSED that an unbound L would cause.
+ */
+async function prime(enter: string, rightBind: string, leftUdp: string | null = null): Promise<void> {
   unlinkEndpoint(rightBind);
+  let hold: Socket | null = null;
+  if (leftUdp) {
+    const [host, port] = leftUdp.slice(4).split(':');
+    hold = createSocket('udp4');
+    await new Promise<void>((r) => hold!.bind(Number(port), host, () => r()));
+  }
   const r = await runProc([LPGEN, 'send', enter, '--bind', rightBind, '--count', '1', '--src', R_MAC], 'lpgen prime', 5000);
+  await sleep(50);
+  hold?.close();
   if (r.code !== 0) throw new Error(`prime ${enter} from ${rightBind}: ${r.err}`);
   unlinkEndpoint(rightBind);
-  await sleep(30);
 }
 
 async function openTopo(transport: Transport, relay: Relay, bidirectional: boolean): Promise<Topo> {
@@ -283,7 +299,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
           procs.push(startProc(['vde_plug', `vde://${sw}`, `udp://127.0.0.1:${B}->127.0.0.1:${R}`], 'vde_plug B'));
           await waitEndpoint(`udp:127.0.0.1:${A}`);
           await waitEndpoint(`udp:127.0.0.1:${B}`);
-          await prime(`udp:127.0.0.1:${B}`, topo.right);
+          await prime(`udp:127.0.0.1:${B}`, topo.right, topo.leftBind);
         }
         break;
       }
