@@ -90,7 +90,19 @@ export function formatStatus(s: StatusReport): string {
   out.push('MAC table');
   out.push(s.macs.length === 0 ? '(empty)' : table([['MAC', 'VLAN', 'PORT', 'AGE', 'IPV4'], ...s.macs.map((m) => [m.mac, String(m.vlan || '-'), `${m.port} ${m.portName}`, `${m.ageS}s`, m.ips.join(',') || '-'])]));
   const svc = s.services as Record<string, unknown>;
+  // Guests named by lanparty qemu (running) or in the config (src/daemon/commands/guests.ts).
+  const guests = (Array.isArray(svc.guests) ? svc.guests : []) as Array<{ name: string; mac: string; state: string; transport: string | null; pid: number | null }>;
+  const named = guests.filter((g) => g.state === 'running' || s.macs.some((m) => m.mac === g.mac));
+  if (named.length > 0) {
+    out.push('');
+    out.push('Guests');
+    out.push(table([['NAME', 'MAC', 'PORT', 'IPV4', 'STATE', 'QEMU PID'], ...named.map((g) => {
+      const m = s.macs.find((x) => x.mac === g.mac);
+      return [g.name, g.mac, m ? `${m.port} ${m.portName}` : '-', m?.ips.join(',') || '-', g.state + (g.transport ? ` via ${g.transport}` : ''), g.pid === null ? '-' : String(g.pid)];
+    })]));
+  }
   for (const [name, section] of Object.entries(svc)) {
+    if (name === 'guests') continue;
     const sec = section as { hostAddress?: string; hostMac?: string; dhcp?: { leases?: Array<Record<string, unknown>>; pool?: { start: string; end: string; inUse: number; size: number } } | null };
     if (sec.hostAddress) {
       out.push('');
