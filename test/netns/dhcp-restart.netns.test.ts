@@ -114,3 +114,56 @@ test('leases survive a lanparty restart; a renewing and a rebooting guest keep t
   assert.equal(await lp2.stop(), 0);
   await ns.destroy();
 });
+
+/*
+ *   lease file lost: holder (02:..:54) gets .10 from lanparty #1 and stays up; lanparty #2 starts
+ *   with an empty lease file, so .10 looks never-used. newcomer (02:..:55) DISCOVERs: lanparty #2
+ *   ARP-probes .10, holder's kernel answers, and newcomer is offered .11 instead; .10 is held as
+ *   a conflict naming holder's MAC. Then holder renews (SIGUSR1, 70 s after binding): the address
+ *   is its own, so lanparty #2 ACKs it and the hold becomes holder's lease.
+ */
+test('with the lease file lost, the ARP probe keeps an address in use from a newcomer, and its holder renews it', { skip, timeout: 300_000 }, async (t) => {
+  const missing = lanpartyMissing();
+  assert.equal(missing, undefined, missing);
+  const ns = await Netns.create('dhcp-lost');
+  const dir = tempDir('dhcp-lost');
+  const ports = attach('udp', 0, dir).ports;
+  const lp1 = await startLanparty({ ns, ports, label: 'lanparty#1' });
+  const holder = await dhcpGuest(ns, dir, 0x54, 'holder', { renew: 1, pause: 70, wait: 30 }, 260_000);
+  assert.match(await waitConsole(holder, /LP-RESULT dhcp eth0/, 150_000), /ok ip=10\.77\.0\.10 /);
+  assert.equal(await lp1.stop(), 0);
+
+  const lp2 = await startLanparty({ ns, ports, label: 'lanparty#2' });   // its own, empty lease file
+  assert.deepEqual((await lanStatus(lp2)).dhcp!.leases, []);
+  const newcomer = await dhcpGuest(ns, dir, 0x55, 'newcomer', { ping: ['10.77.0.10'] });
+  const r = await newcomer.result();
+  summaryLines('newcomer', r).forEach((l) => t.diagnostic(l));
+  assert.equal(r.done, 'ok', r.reason);
+  assert.equal(resultOf('newcomer', r, 'dhcp', 'eth0').fields.ip, '10.77.0.11');
+  assert.ok(resultOf('newcomer', r, 'ping', '10.77.0.10').ok, 'holder still answers on its address');
+  const s = await lanStatus(lp2);
+  t.diagnostic(`leases: ${JSON.stringify(s.dhcp!.leases)}`);
+  assert.equal(s.dhcp!.counters.probeConflicts, 1);
+  assert.deepEqual(s.dhcp!.leases.map((l) => `${l.mac} ${l.ip} ${l.state}`), [
+    `${macForGuest(0x54)} 10.77.0.10 conflict`,
+    `${macForGuest(0x55)} 10.77.0.11 bound`,
+  ]);
+  assert.ok(lp2.output.some((l) => l.includes(`address 10.77.0.10 is already used by ${macForGuest(0x54)}`)), lp2.output.join('\n'));
+  assert.equal(holder.lines.some((l) => l.includes('LP-RESULT dhcp-renew')), false, 'holder renewed before the newcomer was done; lengthen its pause');
+
+  const rh = await holder.result();
+  summaryLines('holder', rh).forEach((l) => t.diagnostic(l));
+  assert.equal(resultOf('holder', rh, 'dhcp-renew', 'eth0').fields.ip, '10.77.0.10', 'the address the holder answered for is its own');
+  assert.equal(rh.done, 'ok', rh.reason);
+  const s2 = await lanStatus(lp2);
+  t.diagnostic(`leases after the renewal: ${JSON.stringify(s2.dhcp!.leases)}`);
+  assert.deepEqual(s2.dhcp!.leases.map((l) => `${l.mac} ${l.ip} ${l.state}`), [
+    `${macForGuest(0x54)} 10.77.0.10 bound`,
+    `${macForGuest(0x55)} 10.77.0.11 bound`,
+  ]);
+  assert.equal(s2.dhcp!.counters.tx.nak, 0);
+  for (const g of [holder, newcomer]) g.kill();
+  await Promise.all([holder, newcomer].map((g) => g.exited()));
+  assert.equal(await lp2.stop(), 0);
+  await ns.destroy();
+});

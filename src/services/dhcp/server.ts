@@ -334,7 +334,9 @@ export class DhcpServer {
   /**
    * True when `ip` may be given to this client: it is its static address, or a pool address that is
    * not another client's static address, not under probe for another client, and not held by a
-   * live record of another client (or a live decline/conflict hold).
+   * live record of another client (or a live decline hold, or a conflict hold for another MAC).
+   * A conflict hold names the MAC that answered our ARP probe: that MAC is using the address (it
+   * kept it across a lost lease file), so its renewal is confirmed instead of NAKed.
    */
   private availableTo(ip: number, key: string, req: DhcpRepr, now: number): boolean {
     if (ip === this.cfg.hostIp) return false;
@@ -344,6 +346,7 @@ export class DhcpServer {
     if (probe !== undefined && probe.key !== key) return false;
     const l = this.store.getByIp(ip);
     if (l === undefined || l.key === key) return true;
+    if (l.state === 'conflict' && l.mac === req.chaddr) return true;
     return l.expiresAtMs <= now;
   }
 

@@ -279,6 +279,47 @@ test('ARP probe: an answer marks the address in use and the next one is offered'
   assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.yiaddr, IP11);
 });
 
+test('ARP probe conflict: the MAC that answered for the address renews it and gets an ACK, not a NAK', async () => {
+  // After a lost lease file: MAC_C still uses .10 from before, answers the probe for MAC_A's
+  // DISCOVER, and later renews (seen with busybox udhcpc guests, test/netns/dhcp-restart).
+  const r = await rig({ probeMs: 300 });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  const probe = decodeArp(r.sink.take()[0]);
+  r.deliver(arpFrame(MAC_C, probe.senderMac, { operation: 2, senderMac: MAC_C, senderIp: IP10, targetMac: probe.senderMac, targetIp: 0 }));
+  r.timers.advance(300);
+  r.sink.take();
+  r.timers.advance(300);
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.yiaddr, IP11);
+  const hostMac = parseInt(r.services.status().hostMac.replace(/:/g, ''), 16);
+  r.deliver(dhcpFrame(clientMsg(MAC_C, DHCPREQUEST, { ciaddr: IP10 }), { dstIp: HOST_IP, ethDst: hostMac }));   // RENEWING
+  const ack = decodeDhcp(r.sink.take()[0]).dhcp;
+  assert.equal(ack.messageType, DHCPACK);
+  assert.equal(ack.yiaddr, IP10);
+  const rows = r.services.status().dhcp!.leases.map((l) => `${l.mac} ${l.ip} ${l.state}`);
+  assert.deepEqual(rows, ['52:54:00:00:00:03 10.77.0.10 bound', '52:54:00:00:00:01 10.77.0.11 offered']);   // the hold became C's lease
+  // A different MAC still cannot take the held address ...
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPREQUEST, { requestedIp: IP10 })));         // INIT-REBOOT
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPNAK);
+});
+
+test('ARP probe conflict: the MAC that answered may ask for the address in a DISCOVER and is offered it', async () => {
+  const r = await rig({ probeMs: 300 });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  const probe = decodeArp(r.sink.take()[0]);
+  r.deliver(arpFrame(MAC_C, probe.senderMac, { operation: 2, senderMac: MAC_C, senderIp: IP10, targetMac: probe.senderMac, targetIp: 0 }));
+  r.timers.advance(300);
+  r.sink.take();
+  r.timers.advance(300);
+  r.sink.take();
+  r.deliver(dhcpFrame(clientMsg(MAC_C, DHCPDISCOVER, { requestedIp: IP10 })));
+  const probe2 = decodeArp(r.sink.take()[0]);
+  assert.equal(probe2.targetIp, IP10);
+  // The client itself answering its own probe is not a conflict.
+  r.deliver(arpFrame(MAC_C, probe.senderMac, { operation: 2, senderMac: MAC_C, senderIp: IP10, targetMac: probe.senderMac, targetIp: 0 }));
+  r.timers.advance(300);
+  assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.yiaddr, IP10);
+});
+
 test('static leases by MAC and by name', async () => {
   const r = await rig({ staticLeases: [{ mac: MAC_B, address: '10.77.0.50' }, { name: 'DB', address: '10.77.0.60' }] });
   assert.equal(lease(r, MAC_B).yiaddr, 0x0a4d0032);
