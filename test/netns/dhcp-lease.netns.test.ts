@@ -46,7 +46,9 @@ test('udhcpc guests: lease granted, names resolved, renewed, released; counters 
   }, 240_000)));
 
   // Bound, as the host sees it, while the guests still hold their leases.
-  const bound = await Promise.all(members.map((m) => waitLeaseState(lp, macForGuest(m.n), 'bound', 200_000)));
+  const tails = () => guests.map((g) => g.lines.slice(-15).map((l) => `  ${g.name}| ${l}`).join('\n')).join('\n');
+  const bound = await Promise.all(members.map((m) => waitLeaseState(lp, macForGuest(m.n), 'bound', 200_000)))
+    .catch((err: Error) => { throw new Error(`${err.message}; console tails:\n${tails()}`); });
   for (const [i, m] of members.entries()) {
     t.diagnostic(`bound: ${JSON.stringify(bound[i])}`);
     assert.equal(bound[i].hostname, m.name);
@@ -96,9 +98,11 @@ test('udhcpc guests: lease granted, names resolved, renewed, released; counters 
   t.diagnostic(`vhost: ${JSON.stringify(end.vhost)}`);
   assert.equal(end.dhcp!.pool.inUse, 0, 'both released');
   assert.equal(end.dhcp!.leases.length, 2);
-  // Per guest: one REQUEST to select the offer and one to renew, each ACKed; one RELEASE.
-  assert.equal(c.rx.request, 4);
-  assert.equal(c.tx.ack, 4);
+  // Per guest: one REQUEST to select the offer and one to renew, every one ACKed; one RELEASE.
+  // udhcpc repeats a REQUEST whose ACK takes over 2 s (-T 2), which a loaded TCG guest can see,
+  // so the REQUEST count is a lower bound (4 on an idle machine).
+  assert.ok(c.rx.request >= 4, `rx.request ${c.rx.request}`);
+  assert.equal(c.tx.ack, c.rx.request);
   assert.equal(c.rx.release, 2);
   assert.equal(c.tx.nak, 0);
   // Every DISCOVER (udhcpc may repeat one under TCG) got an OFFER, or waited for its ARP probe.
