@@ -228,7 +228,7 @@ export class DhcpServer {
     this.warnedClonePairs.add(pair);
     const effect = this.cfg.keyBy === 'mac'
       ? 'leases are keyed by MAC, so each gets its own address'
-      : 'keyBy is client-id, so they share one address; give each clone its own /etc/machine-id or set keyBy to mac';
+      : '[dhcp] key_by is "client-id", so they share one address; give each clone its own /etc/machine-id or set key_by = "mac"';
     this.warnLog.write(this.clock.nowMs(), `warning: DHCP client identifier ${clientIdDisplay(clientId)} arrives from two MACs, ${formatMac(previous)} and ${formatMac(mac)} (guests cloned from one image?); ${effect}`);
   }
 
