@@ -80,6 +80,17 @@ export interface WgStatus {
 
 const TICK_MS = 100;
 
+/**
+ * Starts the link's edge clock (stp.ts EDGE_DETECT_MS) once the peer has a usable session, i.e. a
+ * current keypair. Not at the first authenticated packet: when both ends initiate at once, each
+ * answers the other's initiation and neither response completes (WireGuard retries after
+ * REKEY_TIMEOUT, 5 s), so a lanparty peer can be heard for seconds before any hello can cross;
+ * counted from then, it was taken for a stock host and forwarded at once, looping a triangle.
+ */
+export function noteSession(link: LinkState, peer: Peer, nowMs: number): void {
+  if (link.sessionSinceMs === 0 && peer.current !== null) link.sessionSinceMs = nowMs || 1;
+}
+
 class WgPeerPort implements Port {
   id = 0;
   readonly kind = 'wg' as const;
@@ -168,8 +179,7 @@ export class WgTransport implements Transport {
       privateKey: this.cfg.privateKey, io, log,
       onPacket: (peer, buf, off, len) => this.onPacket(peer, buf, off, len),
       onPeerEvent: (peer, ev) => {
-        const port = peer.owner as WgPeerPort;
-        if (ev === 'handshake' && port.link.sessionSinceMs === 0) port.link.sessionSinceMs = dev.now() || 1;
+        if (ev === 'handshake') noteSession((peer.owner as WgPeerPort).link, peer, dev.now());
       },
       underLoadPerSecond: this.cfg.underLoadPerSecond,
     });
@@ -220,7 +230,7 @@ export class WgTransport implements Transport {
     if (dev === null) return;
     const now = this.now();
     dev.tick(now);
-    for (const p of this.ports) if (p.link.sessionSinceMs === 0 && p.peer.lastRxMs > 0) p.link.sessionSinceMs = p.peer.lastRxMs;
+    for (const p of this.ports) noteSession(p.link, p.peer, now);
     if (now - this.lastHelloMs >= HELLO_MS) {
       this.lastHelloMs = now;
       const hello = encodeHello(this.stp.hello());

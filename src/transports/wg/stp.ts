@@ -69,7 +69,7 @@ export class LinkState {
   heardBridge = false;
   lastHelloMs = -Infinity;
   remote: Hello | null = null;
-  /** Device-clock ms of the first authenticated packet from the peer (0: none yet). */
+  /** Device-clock ms when the peer first had a usable session (a current keypair; 0: none yet). */
   sessionSinceMs = 0;
   helloRx = 0;
   constructor(readonly name: string) {}
