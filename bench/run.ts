@@ -552,6 +552,7 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
     // probes, so wake-up latency on a busy machine counts), and back to back (nobody sleeps long:
     // closer to the path's own cost).
     const ping = async (intervalUs: number) => {
+      unlinkEndpoint(topo.leftBind);
       const r = await runProc([LPPING, 'ping', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
         '--count', String(count), '--warmup', '200', '--interval-us', String(intervalUs), '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
       const j = lastJson(r.out);
@@ -747,9 +748,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
       out.push(`| ${t}${lp && !lp.learned ? '²' : ''} | ${s} | ${cell(n)} | ${cell(so)} | ${cell(v)} | ${cell(lp)} | ${ratio(lp?.fps ?? 0, so?.fps ?? 0)} | ${ratio(lp?.fps ?? 0, n?.fps ?? 0)} | ${v && !v.skipped ? ratio(lp?.fps ?? 0, v.fps) : '–'} |`);
     }
   }
-  const skips = [...new Set(r.rates.filter((x) => x.skipped).map((x) => `${x.transport}: ${x.skipped}`))];
+  const skips = [...new Set(r.rates.filter((x) => x.skipped).map((x) => `${x.transport}${x.skipped!.startsWith('error') ? ` ${x.size} B ${x.relay}` : ''}: ${x.skipped}`))];
   out.push('');
-  if (skips.length) out.push(`¹ vde_switch not measured: ${skips.join('; ')}.`, '');
+  if (skips.length) out.push(`¹ not measured: ${skips.join('; ')}.`, '');
   out.push('² Stream sinks only listen, so they never send a frame: lanparty floods their frames as unknown unicast to the one other', 'port (one send, the same work as a unicast forward). On the datagram transports the sink\'s MAC is learned first.', '');
   const hwm = r.rates.filter((x) => x.relay === 'lanparty' && x.hwmKb > 0).map((x) => x.hwmKb);
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
@@ -860,7 +861,10 @@ async function main(): Promise<void> {
       for (const s of SIZES) {
         for (const rl of RELAYS) {
           if (rl === 'vde' && SMOKE) continue;
-          const r = await findRate(t, s, rl);
+          const r = await findRate(t, s, rl).catch((err: Error): RateResult => ({
+            transport: t, size: s, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
+            saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
+          }));
           results.rates.push(r);
           say(r.skipped
             ? `  ${t} ${s} B ${rl}: skipped (${r.skipped})`
@@ -874,7 +878,9 @@ async function main(): Promise<void> {
     for (const t of LATENCY_TRANSPORTS) {
       for (const rl of RELAYS) {
         if (rl === 'vde' && SMOKE) continue;
-        const r = await latency(t, rl);
+        const r = await latency(t, rl).catch((err: Error): LatencyResult => ({
+          transport: t, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, p50: NaN, p99: NaN, lost: 0, sent: 0, b2bP50: NaN, b2bP99: NaN,
+        }));
         results.lat.push(r);
         say(r.skipped ? `  ${t} ${rl}: skipped (${r.skipped})` : `  ${t} ${rl}: RTT p50/p99 ${r.p50}/${r.p99} µs at 2 kHz, ${r.b2bP50}/${r.b2bP99} µs back to back, lost ${r.lost}/${r.sent}`);
       }
@@ -882,7 +888,10 @@ async function main(): Promise<void> {
   }
   if (want('memory')) {
     say('== 3. memory under a MAC flood');
-    results.mem = await memory();
+    results.mem = await memory().catch((err: Error) => {
+      say(`  memory: error: ${err.message}`);
+      return null;
+    });
   }
   if (GUESTS && want('guests')) {
     say('== 4. guests (iperf3)');
