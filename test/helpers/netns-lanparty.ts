@@ -35,7 +35,11 @@ export interface Lanparty {
   readonly output: string[];
   /** SIGINT, then waits up to 10 s for exit (then SIGKILL); resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (a crash: no goodbye to peers, sockets closed by the kernel); resolves on exit. */
+  kill(): Promise<number | null>;
   exited(): Promise<number | null>;
+  /** The process id (inside the namespace's pid space, which is the host's). */
+  readonly pid: number;
 }
 
 export function cliPath(): string {
@@ -111,7 +115,12 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
     controlPath,
     leaseFile,
     output,
+    pid: child.pid!,
     exited: () => exit,
+    kill: async () => {
+      killProcess(child, label);
+      return exit;
+    },
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return exit;
       log(`[${opts.ns.name}] kill -INT ${child.pid} (${label})`);
