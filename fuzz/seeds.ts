@@ -7,7 +7,8 @@
 import { DHCLIENT_DISCOVER_HEX, NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX, UDHCPC_DISCOVER_HEX } from '../test/unit/wire/golden.js';
 import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, buildFrame } from '../src/wire/ethernet.js';
 import { emitIpv4, IP_PROTO_ICMP, IP_PROTO_UDP, IPV4_BROADCAST } from '../src/wire/ipv4.js';
-import { emitUdp } from '../src/wire/udp.js';
+import { emitUdp, udpChecksum } from '../src/wire/udp.js';
+import { internetChecksum } from '../src/wire/checksum.js';
 import { emitArp, ARP_OP_REQUEST } from '../src/wire/arp.js';
 import { emitIcmpEcho, ICMP_ECHO_REQUEST } from '../src/wire/icmp.js';
 import { DHCPINFORM, DHCPRELEASE, DHCPREQUEST, DHCPDECLINE, emitDhcp, emptyDhcpRepr } from '../src/wire/dhcp.js';
@@ -98,4 +99,32 @@ export function guestFrames(): Buffer[] {
   const opt = Buffer.from(icmpEcho(HOST_MAC, GUEST_MAC, GUEST_IP, HOST_IP));
   frames.push(opt.subarray(0, 20));
   return frames;
+}
+
+/**
+ * Recomputes the IPv4 header checksum and the UDP or ICMP checksum of an Ethernet frame in place,
+ * where the lengths allow. Mutations nearly always break a checksum, and a checked parser stops
+ * there; targets call this for half their inputs (chosen by a control byte) so the fuzzer also
+ * reaches what lies behind the checksums. `off` is where the IPv4 header starts.
+ */
+export function fixChecksums(b: Buffer, off: number): void {
+  if (b.length < off + 20 || b[off] >> 4 !== 4) return;
+  const ihl = (b[off] & 0x0f) * 4;
+  if (ihl < 20 || b.length < off + ihl) return;
+  b.writeUInt16BE(0, off + 10);
+  b.writeUInt16BE(internetChecksum(b, off, ihl), off + 10);
+  const total = b.readUInt16BE(off + 2);
+  if (total < ihl || off + total > b.length) return;
+  const p = off + ihl;
+  const plen = total - ihl;
+  if (b[off + 9] === IP_PROTO_UDP && plen >= 8) {
+    const ulen = b.readUInt16BE(p + 4);
+    if (ulen < 8 || ulen > plen) return;
+    b.writeUInt16BE(0, p + 6);
+    const sum = udpChecksum(b, p, ulen, b.readUInt32BE(off + 12), b.readUInt32BE(off + 16));
+    b.writeUInt16BE(sum === 0 ? 0xffff : sum, p + 6);
+  } else if (b[off + 9] === IP_PROTO_ICMP && plen >= 8) {
+    b.writeUInt16BE(0, p + 2);
+    b.writeUInt16BE(internetChecksum(b, p, plen), p + 2);
+  }
 }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { FuzzTarget } from '../engine.js';
-import { dhcpPayloads, dnsPayloads, guestFrames } from '../seeds.js';
+import { dhcpPayloads, dnsPayloads, fixChecksums, guestFrames } from '../seeds.js';
 import type * as Ethernet from '../../src/wire/ethernet.js';
 import type * as Arp from '../../src/wire/arp.js';
 import type * as Ipv4 from '../../src/wire/ipv4.js';
@@ -66,17 +66,20 @@ export const arpTarget: FuzzTarget = {
 
 export const ipv4Target: FuzzTarget = {
   name: 'ipv4-udp-icmp',
-  description: 'parseIpv4 then parseUdp/parseIcmp on its payload: LP_ERR_WIRE, or lengths inside the input',
+  description: 'parseIpv4 then parseUdp/parseIcmp on its payload: LP_ERR_WIRE, or lengths inside the input (byte 0 odd: checksums fixed first)',
   allowedCodes: WIRE,
   maxInputBytes: 1600,
   dictionary: [Buffer.from('4500', 'hex'), Buffer.from('4600', 'hex'), Buffer.from('0011', 'hex'), Buffer.from('4000', 'hex'), Buffer.from('2000', 'hex')],
-  seeds: () => guestFrames().filter((f) => f.readUInt16BE(12) === 0x0800).map((f) => f.subarray(14)),
+  seeds: () => guestFrames().filter((f) => f.readUInt16BE(12) === 0x0800).map((f) => Buffer.concat([Buffer.from([1]), f.subarray(14)])),
   async setup(load) {
     const ip = await load<typeof Ipv4>('src/wire/ipv4.js');
     const udp = await load<typeof Udp>('src/wire/udp.js');
     const icmp = await load<typeof Icmp>('src/wire/icmp.js');
     return {
-      run(b) {
+      run(data) {
+        if (data.length < 1) return;
+        const b = data.subarray(1);
+        if ((data[0] & 1) === 1) fixChecksums(b, 0);
         const h = ip.parseIpv4(b, 0, b.length);
         assert.ok(h.headerBytes >= 20 && h.headerBytes + h.payloadBytes <= b.length, 'IPv4 lengths inside the input');
         const o = h.headerBytes;
