@@ -120,10 +120,11 @@ test('three sites: a QEMU guest on a pings TAP hosts on b and c over a partial m
   // And the other way, while the guest lingers: the TAP hosts ping the guest and each other.
   const pings: Array<[Netns, string]> = [[b.ns, '10.0.0.1'], [b.ns, '10.0.0.3'], [c.ns, '10.0.0.1'], [c.ns, '10.0.0.2']];
   for (const [ns, target] of pings) {
-    const out = (await ns.run(['ping', '-c', '10', '-i', '0.2', '-W', '2', target])).stdout;
+    // Up to four lossy crossings per round trip (about 19% lost): 20 tries, at least half answered.
+    const out = (await ns.run(['ping', '-c', '20', '-i', '0.2', '-W', '2', target])).stdout;
     const m = /(\d+) received/.exec(out)!;
     t.diagnostic(`${ns.name} → ${target}: ${out.trim().split('\n').slice(-2).join(' | ')}`);
-    assert.ok(Number(m[1]) >= 5, `${ns.name} → ${target}: ${m[1]}/10 replies (5% loss per crossing)`);
+    assert.ok(Number(m[1]) >= 10, `${ns.name} → ${target}: ${m[1]}/20 replies (5% loss per crossing)`);
   }
 
   // c has no link to a: the guest's MAC sits behind c's only peer port, b.
