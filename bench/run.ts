@@ -312,7 +312,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
         topo.enter = relay === 'none' ? topo.right : `unix:${a}`;
         if (relay === 'socat') {
           procs.push(startProc(bidirectional
-            ? [...socatBase, `UNIX-DGRAM:${L},bind=${a}`, `UNIX-DGRAM:${R},bind=${bb}`]
+            ? [...socatBase, `UNIX-SENDTO:${L},bind=${a}`, `UNIX-SENDTO:${R},bind=${bb}`]
             : [...socatBase, `UNIX-RECV:${a}`, `UNIX-SENDTO:${R}`], 'socat'));
           await waitEndpoint(topo.enter);
         } else if (relay === 'lanparty') {
@@ -548,27 +548,27 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
     throw err;
   }
   try {
-    unlinkEndpoint(topo.right);
-    unlinkEndpoint(topo.leftBind);
-    const echo = startProc([LPPING, 'echo', topo.right], 'lpping echo');
-    await waitEndpoint(topo.right);
-    await topo.beforeSession();
     const count = SMOKE ? 500 : 2000;
     // Two loads, both with one frame in flight: probes 500 µs apart (every process sleeps between
     // probes, so wake-up latency on a busy machine counts), and back to back (nobody sleeps long:
-    // closer to the path's own cost).
+    // closer to the path's own cost). Each is its own session: a stream echo (and a stream socat)
+    // serves one connection.
     const ping = async (intervalUs: number) => {
+      unlinkEndpoint(topo.right);
       unlinkEndpoint(topo.leftBind);
+      const echo = startProc([LPPING, 'echo', topo.right], 'lpping echo');
+      await waitEndpoint(topo.right);
+      await topo.beforeSession();
       const r = await runProc([LPPING, 'ping', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
         '--count', String(count), '--warmup', '200', '--interval-us', String(intervalUs), '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
+      await echo.stop();
+      await topo.afterSession();
       const j = lastJson(r.out);
       if (!j) throw new Error(`lpping ping ${topo.enter}: ${r.err}`);
       return j;
     };
     const j = await ping(500);
     const k = await ping(0);
-    await echo.stop();
-    await topo.afterSession();
     Object.assign(res, { p50: j.p50_us, p99: j.p99_us, lost: j.lost + k.lost, sent: j.sent + k.sent, b2bP50: k.p50_us, b2bP99: k.p99_us });
   } finally {
     await topo.close();
