@@ -311,10 +311,20 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
         const R = topo.right.slice(5), L = topo.leftBind.slice(5);
         topo.enter = relay === 'none' ? topo.right : `unix:${a}`;
         if (relay === 'socat') {
-          procs.push(startProc(bidirectional
-            ? [...socatBase, `UNIX-SENDTO:${L},bind=${a}`, `UNIX-SENDTO:${R},bind=${bb}`]
-            : [...socatBase, `UNIX-RECV:${a}`, `UNIX-SENDTO:${R}`], 'socat'));
-          await waitEndpoint(topo.enter);
+          // socat exits when a sendto fails (ECONNREFUSED once a sink has gone): one per session.
+          let sp: Proc | null = null;
+          topo.beforeSession = async () => {
+            rmSync(a, { force: true });
+            rmSync(bb, { force: true });
+            sp = startProc(bidirectional
+              ? [...socatBase, `UNIX-SENDTO:${L},bind=${a}`, `UNIX-SENDTO:${R},bind=${bb}`]
+              : [...socatBase, `UNIX-RECV:${a}`, `UNIX-SENDTO:${R}`], 'socat');
+            await waitEndpoint(topo.enter);
+          };
+          topo.afterSession = async () => {
+            await sleep(100);
+            await sp?.stop();
+          };
         } else if (relay === 'lanparty') {
           topo.lanparty = await startLanpartyHere([`unixgram://${a}?peer=${R}`], d);
           await prime(topo.enter, topo.right);
