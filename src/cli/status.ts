@@ -51,6 +51,12 @@ export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
   out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}`);
   out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}`);
+  const gone = s.switch.retired;
+  if (gone && gone.ports > 0) {
+    const drops = Object.entries(gone.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
+    out.push(`Ports gone: ${gone.ports} (rx ${gone.rxFrames} frames, tx ${gone.txFrames} frames, drops: ${drops})`);
+  }
+  if (s.switch.table.pinnedRefused > 0) out.push(`Frames claiming lanparty's own MAC from another port (not learned): ${s.switch.table.pinnedRefused}`);
   out.push('');
   out.push('Transports');
   out.push(table([['URL', 'STATE', 'ADDRESS', 'PORTS'], ...s.transports.map((t) => [t.url, t.state, t.address, String(t.portCount)])]));

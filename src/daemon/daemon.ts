@@ -86,6 +86,12 @@ export class Daemon {
       switch: {
         counters: { ...this.sw.counters },
         table: { size: this.sw.table.size, capacity: this.sw.table.capacity, ...this.sw.table.counters },
+        retired: {
+          ports: this.sw.retiredPorts,
+          rxFrames: this.sw.retired.rxFrames, rxBytes: this.sw.retired.rxBytes,
+          txFrames: this.sw.retired.txFrames, txBytes: this.sw.retired.txBytes,
+          drops: { ...this.sw.retired.drops },
+        },
       },
       transports: transportRows(this.transports),
       ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
@@ -122,6 +128,8 @@ export class Daemon {
       if (svc.subnet !== null) {
         this.services = await startServices({ subnet: svc.subnet, hostAddress: svc.hostAddress, dhcp: svc.dhcp, dnsEnabled: svc.dnsEnabled }, this.sw, this.log.child('lan'));
         this.sw.addPort(this.services.port);
+        // The virtual host's MAC is ours: a guest sending with it as source must not take it over.
+        this.sw.table.pin(this.services.hostMac, 0, this.services.port, this.sw.now());
         const services = this.services;
         this.statusSections.set('lan', () => services.status());
       }

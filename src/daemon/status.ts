@@ -47,7 +47,7 @@ export interface PortStatus {
   drops: Record<string, number>;
 }
 
-export interface MacStatus { mac: string; vlan: number; port: number; portName: string; ageS: number; ips: string[] }
+export interface MacStatus { mac: string; vlan: number; port: number; portName: string; ageS: number; ips: string[]; pinned: boolean }
 
 export interface StatusReport {
   version: string;
@@ -55,7 +55,12 @@ export interface StatusReport {
   uptimeS: number;
   config: string;
   native: boolean;
-  switch: { counters: Record<string, number>; table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number } };
+  switch: {
+    counters: Record<string, number>;
+    table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number; pinnedRefused: number };
+    /** Totals of ports that have gone (closed connections, idle peers), drops included. */
+    retired: { ports: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> };
+  };
   transports: TransportStatus[];
   ports: PortStatus[];
   macs: MacStatus[];
@@ -74,7 +79,7 @@ export function portStatus(p: Port, rates: RateTracker): PortStatus {
 export function macRows(sw: Switch, ipsOf: (mac: number) => string[]): MacStatus[] {
   const now = sw.now();
   return sw.table.entries(now)
-    .map((e) => ({ mac: formatMac(e.mac), vlan: e.vlan, port: e.port.id, portName: e.port.name, ageS: Math.round(e.ageMs / 100) / 10, ips: ipsOf(e.mac) }))
+    .map((e) => ({ mac: formatMac(e.mac), vlan: e.vlan, port: e.port.id, portName: e.port.name, ageS: Math.round(e.ageMs / 100) / 10, ips: ipsOf(e.mac), pinned: e.pinned }))
     .sort((a, b) => a.port - b.port || a.mac.localeCompare(b.mac));
 }
 

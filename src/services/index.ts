@@ -26,6 +26,8 @@ export { DnsResponder, VHOST_DNS_LABEL } from './dns/index.js';
 export interface Services {
   /** Add to the switch with `addPort` after `startServices` resolves. */
   port: Port;
+  /** The virtual host's MAC (48-bit number), for the switch to pin to `port`. */
+  hostMac: number;
   status(): ServicesStatus;
   /** Stops timers and writes pending lease changes. Remove the port from the switch first. */
   close(): Promise<void>;
@@ -65,6 +67,7 @@ export async function startServices(
 
   return {
     port: vhost,
+    hostMac: r.hostMac,
     status(): ServicesStatus {
       const now = clock.nowMs();
       let dhcpStatus: ServicesStatus['dhcp'] = null;

@@ -14,6 +14,8 @@ import type { Port } from './port.js';
 export class MacEntry {
   port: Port;
   lastSeenMs: number;
+  /** A static entry (802.1Q's static filtering entry): never moves, never ages. */
+  pinned = false;
   constructor(port: Port, nowMs: number) {
     this.port = port;
     this.lastSeenMs = nowMs;
@@ -25,6 +27,8 @@ export class MacTableCounters {
   moved = 0;
   expired = 0;
   tableFull = 0;
+  /** Frames whose source is a pinned MAC seen on another port (spoofing); not learned. */
+  pinnedRefused = 0;
 }
 
 export type MoveListener = (mac: number, vlan: number, from: Port, to: Port) => void;
@@ -55,6 +59,10 @@ export class MacTable {
     const t = this.tableFor(vlan, true)!;
     const e = t.get(mac);
     if (e !== undefined) {
+      if (e.pinned) {
+        if (e.port !== port) this.counters.pinnedRefused++;
+        return;
+      }
       if (e.port !== port) {
         const from = e.port;
         e.port = port;
@@ -73,6 +81,25 @@ export class MacTable {
     this.counters.learned++;
   }
 
+  /**
+   * Pins `mac` to `port`: a MAC that belongs to lanparty itself (the virtual host) cannot be
+   * taken over by a guest sending frames with it as source. Pinned entries do not count against
+   * the capacity and are removed only by `flushPort`.
+   */
+  pin(mac: number, vlan: number, port: Port, nowMs: number): void {
+    const t = this.tableFor(vlan, true)!;
+    const e = t.get(mac);
+    if (e === undefined) {
+      const n = new MacEntry(port, nowMs);
+      n.pinned = true;
+      t.set(mac, n);
+      return;
+    }
+    if (!e.pinned) this.size--;
+    e.port = port;
+    e.pinned = true;
+  }
+
   /** The port `mac` was last seen on, or undefined. Does not check age: the sweep does. */
   lookup(mac: number, vlan: number): Port | undefined {
     const t = vlan === 0 ? this.untagged : this.vlans.get(vlan);
@@ -86,7 +113,7 @@ export class MacTable {
     let removed = 0;
     for (const [vlan, t] of this.vlans) {
       for (const [mac, e] of t) {
-        if (nowMs - e.lastSeenMs >= this.ageMs) {
+        if (!e.pinned && nowMs - e.lastSeenMs >= this.ageMs) {
           t.delete(mac);
           removed++;
         }
@@ -105,7 +132,7 @@ export class MacTable {
       for (const [mac, e] of t) {
         if (e.port === port) {
           t.delete(mac);
-          removed++;
+          if (!e.pinned) removed++;
         }
       }
     }
@@ -114,10 +141,10 @@ export class MacTable {
   }
 
   /** Snapshot for status: one row per entry. Allocates; control plane only. */
-  entries(nowMs: number): Array<{ mac: number; vlan: number; port: Port; ageMs: number }> {
-    const rows: Array<{ mac: number; vlan: number; port: Port; ageMs: number }> = [];
+  entries(nowMs: number): Array<{ mac: number; vlan: number; port: Port; ageMs: number; pinned: boolean }> {
+    const rows: Array<{ mac: number; vlan: number; port: Port; ageMs: number; pinned: boolean }> = [];
     for (const [vlan, t] of this.vlans) {
-      for (const [mac, e] of t) rows.push({ mac, vlan, port: e.port, ageMs: nowMs - e.lastSeenMs });
+      for (const [mac, e] of t) rows.push({ mac, vlan, port: e.port, ageMs: e.pinned ? 0 : nowMs - e.lastSeenMs, pinned: e.pinned });
     }
     return rows;
   }

@@ -18,7 +18,7 @@ import { ETH_HEADER_BYTES, dstMac, srcMac, vlanId, formatMac } from '../wire/eth
 import type { Logger } from '../util/logger.js';
 import { RateLimitedLog, silentLogger } from '../util/logger.js';
 import { MacTable } from './mac-table.js';
-import type { FrameSink, Port } from './port.js';
+import { PortCounters, DROP_REASONS, type FrameSink, type Port } from './port.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 
 /** Published on port changes and MAC moves; cost nothing without subscribers. */
@@ -58,6 +58,12 @@ export class Switch implements FrameSink {
   readonly counters = new SwitchCounters();
   readonly opts: SwitchOptions;
   ports: Port[] = [];
+  /**
+   * Totals of the ports that have gone (closed stream connections, idle datagram peers), so their
+   * frames and drops (bad-length, truncated ...) stay visible after the port is removed.
+   */
+  readonly retired = new PortCounters();
+  retiredPorts = 0;
   private nextPortId = 1;
   private nowMs = 0;
   private taps: Tap[] = [];
@@ -89,6 +95,12 @@ export class Switch implements FrameSink {
     // Copy-on-write so a flood in progress keeps iterating the old array.
     this.ports = this.ports.slice(0, i).concat(this.ports.slice(i + 1));
     this.table.flushPort(port);
+    const r = this.retired;
+    const c = port.counters;
+    r.rxFrames += c.rxFrames; r.rxBytes += c.rxBytes; r.txFrames += c.txFrames; r.txBytes += c.txBytes;
+    if (c.rxLargestBytes > r.rxLargestBytes) r.rxLargestBytes = c.rxLargestBytes;
+    for (const reason of DROP_REASONS) r.drops[reason] += c.drops[reason];
+    this.retiredPorts++;
     this.log.info(`port ${port.id} down: ${port.name}`);
     if (portDownChannel.hasSubscribers) portDownChannel.publish({ port });
   }

@@ -4,6 +4,7 @@
  * status, sample its memory from /proc, and speak QEMU's wire formats (udp datagrams, 4-byte
  * length-prefixed streams) with frames that carry what a test wants.
  */
+import type { StatusReport } from '../../src/daemon/status.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
@@ -35,10 +36,10 @@ export interface PortRow {
   rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
   drops: Record<string, number>;
 }
-export interface MacRow { mac: string; vlan: number; port: number }
+export interface MacRow { mac: string; vlan: number; port: number; pinned: boolean }
 export interface StatusJson {
   pid: number;
-  switch: { counters: Record<string, number>; table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number } };
+  switch: StatusReport['switch'];
   transports: Array<{ url: string; kind: string; state: string; portCount: number }>;
   ports: PortRow[];
   macs: MacRow[];

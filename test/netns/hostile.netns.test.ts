@@ -163,6 +163,15 @@ if (inFreshNetns(import.meta.url, 'hostile peers and users against lanparty up (
     const hostRow = s2.macs.find((m) => m.mac === macText(hostMac));
     const servicePort = s2.ports.find((p) => p.kind === 'service')!;
     t.diagnostic(`virtual host MAC ${macText(hostMac)} is on port ${hostRow?.port} (services port ${servicePort.id})`);
+    // The virtual host's MAC is pinned: spoofed frames neither move it nor get learned.
+    assert.equal(hostRow?.port, servicePort.id, 'the virtual host MAC stays on the services port');
+    assert.equal(hostRow?.pinned, true);
+    assert.ok(s2.switch.table.pinnedRefused > 0, 'spoofed frames claiming the host MAC were counted');
+    // Stream connections that died on a bad length or mid-frame stay counted after they close.
+    await waitFor('closed stream drops in the retired totals', async () => {
+      const r = (await status(lp)).switch.retired;
+      return r.drops['bad-length'] >= badLengthConns && r.drops.truncated > 0;
+    }, 10_000, 100);
 
     // 3. Still serving: a fresh client gets a DHCP OFFER (the spoofed host MAC must not divert it).
     const c = await udpClient(UDP_PORT);

@@ -86,6 +86,7 @@ export function register(d: Daemon): void {
     },
   });
 
+  const namesOf = new WeakMap<object, Map<string, Registration>>();
   d.control.register({
     name: 'guest:add',
     usage: 'guest:add {name, mac?, transport?, pid?}: name a guest while this connection stays open',
@@ -110,12 +111,22 @@ export function register(d: Daemon): void {
       registered.set(name, r);
       d.log.info(`guest ${name} (${formatMac(mac)}) joined` + (r.transport ? ` via ${r.transport}` : ''));
       d.control.emit('guest:up', { name, mac: formatMac(mac), transport: r.transport, pid: r.pid });
-      conn.socket.once('close', () => {
-        if (registered.get(name) !== r) return; // Re-registered by a newer launcher.
-        registered.delete(name);
-        d.log.info(`guest ${name} left`);
-        d.control.emit('guest:down', { name, mac: formatMac(mac) });
-      });
+      // One close listener per connection, however many names it registers.
+      let names = namesOf.get(conn);
+      if (names === undefined) {
+        const mine = new Map<string, Registration>();
+        names = mine;
+        namesOf.set(conn, mine);
+        conn.socket.once('close', () => {
+          for (const [n, reg] of mine) {
+            if (registered.get(n) !== reg) continue; // Re-registered by a newer launcher.
+            registered.delete(n);
+            d.log.info(`guest ${n} left`);
+            d.control.emit('guest:down', { name: n, mac: formatMac(reg.mac) });
+          }
+        });
+      }
+      names.set(name, r);
       return { name, mac: formatMac(mac) };
     },
   });

@@ -7,9 +7,15 @@
  *                                            reconnects (backoff 100 ms .. 2 s) when that QEMU restarts.
  *
  * Stages for a received chunk: socket 'data' → StreamFramer (views, copies only split frames) →
- * sink.input. Sending: one buffer holding length + frame, copied because the socket may keep it
- * queued after send() returns; when more than `queueLimitBytes` is already queued (a stalled VM:
- * QEMU stops reading when its NIC is full) the frame is dropped as `queue-full`, newest first.
+ * sink.input. Sending, per port:
+ *   1. send() copies length + frame into the port's output slab (64 KiB, reused until full),
+ *      because the caller's buffer is only ours for the call;
+ *   2. the first send of a tick schedules one flush (queueMicrotask, bound once);
+ *   3. flush() hands everything copied since the last flush to the socket in one write, so a
+ *      batch of frames from one wakeup costs one system call, not one per frame.
+ * When more than QUEUE_LIMIT_BYTES is already queued (a stalled VM: QEMU stops reading when its
+ * NIC is full) the frame is dropped as `queue-full`, newest first. Measured with bench/ (tcp,
+ * 1514 B): one write per frame spent two thirds of lanparty's busy time in the socket write.
  */
 import * as net from 'node:net';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
@@ -21,14 +27,22 @@ import { prepareUnixPath, removeUnixPath } from '../unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
-/** Frames queued per connection before dropping: about 40 full 1514-byte frames... or 16 jumbo. */
+/** Bytes queued per connection before dropping: about 690 frames of 1514 bytes, or 16 jumbo. */
 const QUEUE_LIMIT_BYTES = 1 << 20;
+/** Output slab size; a frame larger than this gets a slab of its own. */
+const SLAB_BYTES = 64 * 1024;
 
 class StreamPort implements Port {
   id = 0;
   readonly counters = new PortCounters();
   readonly framer: StreamFramer;
   open = true;
+  /** Output slab: bytes [flushedTo, used) are copied frames not yet handed to the socket. */
+  private slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
+  private used = 0;
+  private flushedTo = 0;
+  private flushScheduled = false;
+  private readonly flushBound: () => void;
   constructor(
     readonly name: string,
     readonly kind: PortKind,
@@ -38,6 +52,7 @@ class StreamPort implements Port {
     sink: TransportContext['sink'],
   ) {
     this.framer = new StreamFramer(maxFrameBytes, (buf, off, len) => sink.input(this, buf, off, len));
+    this.flushBound = this.flush.bind(this);
   }
   endpoint(): string { return this.remote; }
   send(buf: Buffer, off: number, len: number): void {
@@ -49,18 +64,36 @@ class StreamPort implements Port {
       this.counters.drops.oversize++;
       return;
     }
-    if (this.socket.writableLength > QUEUE_LIMIT_BYTES) {
+    if (this.socket.writableLength + (this.used - this.flushedTo) > QUEUE_LIMIT_BYTES) {
       this.counters.drops['queue-full']++;
       return;
     }
-    // One copy: the socket may hold the bytes after write() returns, and the caller's buffer is
-    // only ours for this call. QEMU's NIC model pads short frames itself where it needs to.
-    const out = Buffer.allocUnsafe(4 + len);
-    out.writeUInt32BE(len, 0);
-    buf.copy(out, 4, off, off + len);
-    this.socket.write(out);
+    const need = 4 + len;
+    if (this.slab.length - this.used < need) {
+      // The socket keeps views of what was flushed, so a full slab is replaced, never rewritten.
+      this.flush();
+      this.slab = Buffer.allocUnsafe(need > SLAB_BYTES ? need : SLAB_BYTES);
+      this.used = 0;
+      this.flushedTo = 0;
+    }
+    const slab = this.slab;
+    slab.writeUInt32BE(len, this.used);
+    buf.copy(slab, this.used + 4, off, off + len);
+    this.used += need;
     this.counters.txFrames++;
     this.counters.txBytes += len;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushBound);
+    }
+  }
+
+  /** Hands the frames copied since the last flush to the socket in one write. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.used === this.flushedTo || !this.open) return;
+    this.socket.write(this.slab.subarray(this.flushedTo, this.used));
+    this.flushedTo = this.used;
   }
   close(): void {
     this.open = false;

@@ -137,3 +137,34 @@ test('removing a port forgets its MACs', () => {
   assert.equal(ports[2].frames.length, 2);
   assert.equal(ports[1].frames.length, 0);
 });
+
+test('a pinned MAC never moves, never ages, and spoofing it is counted', () => {
+  const sw = new Switch({ macAgeMs: 1000 }, undefined, 0);
+  const [svc, guest, other] = [new MemoryPort('svc'), new MemoryPort('guest'), new MemoryPort('other')];
+  for (const p of [svc, guest, other]) sw.addPort(p);
+  const hostMac = 0x02000000aaaa;
+  sw.table.pin(hostMac, 0, svc, 0);
+  inject(sw, guest, frame(BCAST, '02:00:00:00:aa:aa')); // a guest claims the host's MAC
+  assert.equal(sw.table.lookup(hostMac, 0), svc);
+  assert.equal(sw.table.counters.pinnedRefused, 1);
+  assert.equal(sw.table.counters.moved, 0);
+  inject(sw, other, frame('02:00:00:00:aa:aa', B));      // unicast to the host still reaches it
+  assert.equal(svc.frames.length, 2);
+  assert.equal(guest.frames.length, 0);
+  assert.equal(sw.table.size, 1, 'only B was learned; the pinned entry does not count');
+  sw.tick(10_000);
+  assert.equal(sw.table.lookup(hostMac, 0), svc, 'pinned entries do not age');
+  assert.equal(sw.table.size, 0, 'B aged out');
+});
+
+test('counters of removed ports stay in the retired totals', () => {
+  const { sw, ports } = setup(2, { maxFrameBytes: 100 });
+  inject(sw, ports[0], frame(BCAST, A));
+  sw.input(ports[0], Buffer.alloc(5), 0, 5);
+  ports[0].counters.drops.truncated++;
+  sw.removePort(ports[0]);
+  assert.equal(sw.retiredPorts, 1);
+  assert.equal(sw.retired.rxFrames, 2);
+  assert.equal(sw.retired.drops.runt, 1);
+  assert.equal(sw.retired.drops.truncated, 1);
+});
