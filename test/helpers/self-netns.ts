@@ -26,10 +26,15 @@ export function inFreshNetns(fileUrl: string, title: string): boolean {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    // A timed-out or interrupted outer test must not leave the inner run behind.
+    const killInner = () => { if (child.exitCode === null) child.kill('SIGKILL'); };
+    t.signal.addEventListener('abort', killInner);
+    process.once('exit', killInner);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    process.removeListener('exit', killInner);
     for (const line of out.split('\n')) if (line.trim()) t.diagnostic(line);
     assert.equal(code, 0, `inner tests failed (exit ${code}):\n${out.split('\n').slice(-60).join('\n')}`);
   });
