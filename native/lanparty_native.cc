@@ -21,8 +21,32 @@
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id) in typed
 //      arrays shared with this file.
 //   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec and
-//      one mmsghdr per datagram, then sendmmsg until everything is sent or dropped. EAGAIN is a
-//      counted drop (Ethernet is lossy); the socket never blocks.
+//      one mmsghdr per datagram, then sendmmsg until everything is sent, dropped or backlogged.
+//      The socket never blocks.
+//   3. UDP: EAGAIN/ENOBUFS means our own send buffer is full; the rest is a counted drop (Ethernet
+//      is lossy). Unix: EAGAIN usually means that one receiver's queue is full, and Linux lets a unix
+//      datagram receiver queue only net.unix.max_dgram_qlen (default 10) datagrams, so a burst of
+//      more than 10 frames to one QEMU guest would lose the rest. QEMU itself queues on EAGAIN and
+//      waits, and so do we (PeerBacklog below): that peer's remaining datagrams go into a bounded
+//      per-peer ring (kBacklogDatagrams datagrams or kBacklogBytes bytes, whichever first; when it
+//      is full the NEWEST datagram is dropped and counted in kSendDropped, so memory never grows
+//      without bound). Once a peer has a backlog, later datagrams to it join the backlog, so order
+//      per peer is kept.
+//   4. Wakeup for a backlogged peer: an unconnected AF_UNIX SOCK_DGRAM socket's POLLOUT reflects
+//      only our own send buffer, never the receiver's queue. A socket *connected* to the peer's
+//      path does: Linux's unix_dgram_poll reports it not writable while the peer's queue is full
+//      and wakes it (unix_dgram_peer_wake_relay) when the peer reads. So each backlogged peer gets
+//      (lazily, once) a non-blocking, unbound socket connected to its path, used ONLY as a doorbell
+//      (uv_poll UV_WRITABLE, never sent on): the datagrams still leave through the bound main socket
+//      with sendmmsg(peer path), so the receiver sees the usual source address (a lanparty receiver
+//      drops unbound senders as unaddressable, and QEMU replies to remote.path anyway).
+//      If the doorbell says "writable" yet the send still gets EAGAIN, the full buffer is our own
+//      (every datagram sitting in a receiver's queue is charged to the sender's SO_SNDBUF): the peer
+//      then waits for the main socket's own UV_WRITABLE instead.
+//   5. A peer whose path vanished (ENOENT/ECONNREFUSED on connect or send: the guest exited) loses
+//      its backlog, counted in kSendErrors; its next datagram is tried afresh (a restarted QEMU
+//      rebinds the path; a doorbell still connected to the old socket is reconnected on suspicion).
+//   close() drops every backlog (counted in kSendDropped) and closes the doorbells.
 //
 // Errors at setup are thrown as JS errors shaped like Node's: `.code` is the errno name
 // (EADDRINUSE, ENOENT, ...), `.errno` is the negative errno, `.syscall` and `.address` are set, and
@@ -50,7 +74,10 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 
+#include <poll.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,6 +90,13 @@ constexpr int kMaxBatchesPerWakeup = 8;
 constexpr int kMaxPeers = 65536;
 // Largest batch accepted for either direction (the kernel's UIO_MAXIOV).
 constexpr int kMaxBatch = 1024;
+// Per-peer unix send backlog bounds (see the header): whichever is reached first. The byte ring is
+// allocated when a backlog starts and freed when it drains, so memory is at most kBacklogBytes per
+// peer that is backlogged right now.
+constexpr int kBacklogDatagrams = 256;
+constexpr size_t kBacklogBytes = 1u << 20;
+// Datagrams handed to one sendmmsg call when draining a backlog.
+constexpr int kBacklogSendBatch = 64;
 
 // Slots of the shared counters Float64Array; batch-io.ts reads them by the same indexes.
 enum CounterIndex {
@@ -71,7 +105,8 @@ enum CounterIndex {
   kTruncated = 2,
   kSendDropped = 3,  // the EAGAIN/ENOBUFS subset of kSendErrors (a full queue, not a fault)
   kUnaddressable = 4,  // received from an unbound unix socket, or with the peer table full
-  kCounterCount = 5,
+  kSendQueued = 5,     // gauge: datagrams waiting in unix peer backlogs right now
+  kCounterCount = 6,
 };
 
 enum class Kind { kInet, kUnix };
@@ -186,6 +221,73 @@ class PeerTable {
   std::vector<PeerAddr> peers_;
 };
 
+class BatchSocket;
+
+// One unix peer's send backlog: a FIFO of datagrams in a byte ring (each datagram contiguous; a
+// datagram that does not fit before the end starts again at 0), plus the doorbell socket connected
+// to the peer's path and its poll handle. Never allocates per datagram.
+struct PeerBacklog {
+  BatchSocket* owner = nullptr;
+  int peer = -1;
+  int doorbell = -1;         // connected to the peer's path, only polled, never sent on
+  uv_poll_t* poll = nullptr; // on doorbell; active only while waiting for the peer's queue
+  bool pollActive = false;
+  bool waitingOnSelf = false;  // waiting for the main socket's own send buffer instead
+  std::unique_ptr<uint8_t[]> buf;
+  uint32_t off[kBacklogDatagrams];
+  uint32_t len[kBacklogDatagrams];
+  int head = 0;
+  int count = 0;
+  size_t wr = 0;  // where the newest datagram ends
+
+  // Appends a copy; false (nothing stored) when the ring is full by count or by bytes.
+  bool Push(const uint8_t* data, size_t n) {
+    if (count == kBacklogDatagrams || n > kBacklogBytes) return false;
+    size_t at = 0;
+    if (count > 0) {
+      size_t first = off[head];
+      if (wr >= first) {
+        // Not wrapped: free space is [wr, end) then [0, first). Strictly below first, so that
+        // wr == first keeps meaning "not wrapped".
+        if (wr + n <= kBacklogBytes) {
+          at = wr;
+        } else if (n < first) {
+          at = 0;
+        } else {
+          return false;
+        }
+      } else {
+        // Wrapped: free space is [wr, first).
+        if (wr + n < first) at = wr; else return false;
+      }
+    }
+    if (!buf) buf.reset(new uint8_t[kBacklogBytes]);
+    if (n > 0) memcpy(buf.get() + at, data, n);
+    int slot = (head + count) % kBacklogDatagrams;
+    off[slot] = static_cast<uint32_t>(at);
+    len[slot] = static_cast<uint32_t>(n);
+    count++;
+    wr = at + n;
+    return true;
+  }
+
+  void Pop(int n) {
+    head = (head + n) % kBacklogDatagrams;
+    count -= n;
+    if (count == 0) {
+      head = 0;
+      wr = 0;
+    }
+  }
+
+  void Clear() {
+    head = 0;
+    count = 0;
+    wr = 0;
+    buf.reset();
+  }
+};
+
 class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -268,6 +370,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       h.msg_iov = &txIov_[i];
       h.msg_iovlen = 1;
     }
+    txIds_.resize(txCap_);
+    for (int i = 0; i < kBacklogSendBatch; i++) {
+      msghdr& h = blHdrs_[i].msg_hdr;
+      memset(&h, 0, sizeof(h));
+      h.msg_iov = &blIov_[i];
+      h.msg_iovlen = 1;
+    }
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok) loop_ = nullptr;
     asyncContext_ = new Napi::AsyncContext(env, "lanparty:batch-socket");
   }
 
@@ -446,34 +556,54 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   // start(callback): callback(count) runs once per received batch until close().
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (fd_ < 0 || poll_ || !info[0].IsFunction()) {
+    if (fd_ < 0 || started_ || !info[0].IsFunction()) {
       Napi::Error::New(env, "BatchSocket: start() needs an open socket, a callback, and may run once").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+    if (!loop_) {
       Napi::Error::New(env, "BatchSocket: no libuv loop").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(loop, poll_, fd_);
-    if (r == 0) {
-      poll_->data = this;
-      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-    } else {
-      delete poll_;
-    }
+    started_ = true;
+    int r = UpdateMainPoll();
     if (r != 0) {
-      poll_ = nullptr;
+      started_ = false;
       ErrnoError(env, -r, "uv_poll_start", "").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-    // While polling, the loop holds a raw pointer to this object: keep it from being collected.
+    HoldSelf();
+    return env.Undefined();
+  }
+
+  // While a poll handle holds a raw pointer to this object (receiving, or a backlog waiting),
+  // keep the JS object from being collected; released by close().
+  void HoldSelf() {
+    if (referenced_) return;
     Ref();
     referenced_ = true;
-    return env.Undefined();
+  }
+
+  // The main socket's poll: UV_READABLE once started, UV_WRITABLE while some backlog waits for
+  // our own send buffer. Returns 0 or a libuv error.
+  int UpdateMainPoll() {
+    int events = (started_ ? UV_READABLE : 0) | (selfWaiters_ > 0 ? UV_WRITABLE : 0);
+    if (events == 0) {
+      if (poll_) uv_poll_stop(poll_);
+      return 0;
+    }
+    if (!poll_) {
+      if (!loop_ || fd_ < 0) return UV_EBADF;
+      poll_ = new uv_poll_t;
+      int r = uv_poll_init(loop_, poll_, fd_);
+      if (r != 0) {
+        delete poll_;
+        poll_ = nullptr;
+        return r;
+      }
+      poll_->data = this;
+    }
+    return uv_poll_start(poll_, events, OnPoll);
   }
 
   // copyIn(buf, off, len, at): copies buf[off, off+len) to txSlab[at]. Buffer.prototype.copy of a
@@ -495,20 +625,28 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     return Napi::Boolean::New(env, true);
   }
 
-  // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab. Returns datagrams sent.
+  // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab. Returns datagrams sent
+  // now (backlogged ones are not counted).
   Napi::Value Flush(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int count = info[0].As<Napi::Number>().Int32Value();
     if (count > txCap_) count = txCap_;
     if (fd_ < 0 || count <= 0) return Napi::Number::New(env, 0);
-    // Stage 1: one mmsghdr per valid queued datagram.
+    // Stage 1: one mmsghdr per valid queued datagram. A unix peer with a backlog gets the
+    // datagram appended there instead, behind the ones already waiting.
     int k = 0;
     for (int i = 0; i < count; i++) {
-      const PeerAddr* p = table_.Get(txPeers_[i]);
+      int id = txPeers_[i];
+      const PeerAddr* p = table_.Get(id);
       int32_t off = txOffs_[i];
       int32_t len = txLens_[i];
       if (!p || off < 0 || len < 0 || static_cast<size_t>(off) + static_cast<size_t>(len) > txBytes_) {
         counters_[kSendErrors] += 1;
+        continue;
+      }
+      PeerBacklog* b = ActiveBacklog(id);
+      if (b) {
+        Backlog(b, txBase_ + off, static_cast<size_t>(len));
         continue;
       }
       txIov_[k].iov_base = txBase_ + off;
@@ -516,9 +654,10 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       msghdr& h = txHdrs_[k].msg_hdr;
       h.msg_name = const_cast<sockaddr_storage*>(&p->addr);
       h.msg_namelen = p->len;
+      txIds_[k] = id;
       k++;
     }
-    // Stage 2: sendmmsg until all are sent or dropped.
+    // Stage 2: sendmmsg until all are sent, dropped or backlogged.
     int sent = 0;
     int i = 0;
     while (i < k) {
@@ -532,15 +671,38 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       if (err == EINTR) continue;
       if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
         if (kind_ == Kind::kInet) {
-          // Our own send buffer is full: every remaining datagram would fail the same way.
+          // Our own send buffer is full (ours to drop): every remaining datagram would fail the
+          // same way.
           counters_[kSendDropped] += k - i;
           counters_[kSendErrors] += k - i;
           break;
         }
-        // Unix: EAGAIN means that one receiver's queue is full; others may still take theirs.
-        counters_[kSendDropped] += 1;
-        counters_[kSendErrors] += 1;
-        i++;
+        // Unix: that receiver's queue (or our buffer) is full. Its datagram i and every later one
+        // to the same peer in this flush go to its backlog, in order; the others carry on.
+        int id = txIds_[i];
+        PeerBacklog* b = BacklogFor(id);
+        if (!b) {
+          counters_[kSendDropped] += 1;
+          counters_[kSendErrors] += 1;
+          i++;
+          continue;
+        }
+        int w = i;
+        for (int j = i; j < k; j++) {
+          if (txIds_[j] == id) {
+            Backlog(b, static_cast<uint8_t*>(txIov_[j].iov_base), txIov_[j].iov_len);
+          } else if (w != j) {
+            txIov_[w] = txIov_[j];
+            txHdrs_[w].msg_hdr.msg_name = txHdrs_[j].msg_hdr.msg_name;
+            txHdrs_[w].msg_hdr.msg_namelen = txHdrs_[j].msg_hdr.msg_namelen;
+            txIds_[w] = txIds_[j];
+            w++;
+          } else {
+            w++;
+          }
+        }
+        k = w;
+        if (b->count > 0) Service(b, true);
         continue;
       }
       // Any other error (ENOENT/ECONNREFUSED for a vanished unix peer, EMSGSIZE, ...) belongs to
@@ -551,6 +713,210 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     return Napi::Number::New(env, sent);
   }
 
+  // ---- Unix peer backlogs (header, send stages 3-5) ----
+
+  // The peer's backlog if it has datagrams waiting, else null.
+  PeerBacklog* ActiveBacklog(int id) {
+    if (kind_ != Kind::kUnix || id < 0 || id >= static_cast<int>(backlogs_.size())) return nullptr;
+    PeerBacklog* b = backlogs_[id].get();
+    return b && b->count > 0 ? b : nullptr;
+  }
+
+  // The peer's backlog, created on first use (null without a loop).
+  PeerBacklog* BacklogFor(int id) {
+    if (kind_ != Kind::kUnix || id < 0 || !loop_ || closed_) return nullptr;
+    if (id >= static_cast<int>(backlogs_.size())) backlogs_.resize(id + 1);
+    if (!backlogs_[id]) {
+      backlogs_[id].reset(new PeerBacklog);
+      backlogs_[id]->owner = this;
+      backlogs_[id]->peer = id;
+    }
+    HoldSelf();  // Its poll handles will hold raw pointers to us.
+    return backlogs_[id].get();
+  }
+
+  // Appends one datagram; when the backlog is full the NEWEST (this one) is dropped and counted
+  // as a full-queue drop, so a peer that never reads costs at most kBacklogBytes.
+  void Backlog(PeerBacklog* b, const uint8_t* data, size_t len) {
+    if (b->Push(data, len)) {
+      counters_[kSendQueued] += 1;
+    } else {
+      counters_[kSendDropped] += 1;
+      counters_[kSendErrors] += 1;
+    }
+  }
+
+  static bool PeerGone(int err) { return err == ENOENT || err == ECONNREFUSED || err == ENOTDIR; }
+
+  // Sends from the backlog through the main socket until it is empty (returns 0) or a send is
+  // refused: EAGAIN/ENOBUFS (blocked) or a vanished peer (ENOENT/ECONNREFUSED) is returned.
+  // Other errors belong to one datagram, which is counted and skipped.
+  int SendBacklog(PeerBacklog* b) {
+    const PeerAddr* p = table_.Get(b->peer);
+    while (b->count > 0) {
+      int n = b->count < kBacklogSendBatch ? b->count : kBacklogSendBatch;
+      for (int j = 0; j < n; j++) {
+        int slot = (b->head + j) % kBacklogDatagrams;
+        blIov_[j].iov_base = b->buf.get() + b->off[slot];
+        blIov_[j].iov_len = b->len[slot];
+        blHdrs_[j].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&p->addr);
+        blHdrs_[j].msg_hdr.msg_namelen = p->len;
+      }
+      int r = sendmmsg(fd_, blHdrs_, static_cast<unsigned>(n), MSG_DONTWAIT);
+      if (r > 0) {
+        b->Pop(r);
+        counters_[kSendQueued] -= r;
+        continue;
+      }
+      int err = r < 0 ? errno : EIO;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS || PeerGone(err)) return err;
+      b->Pop(1);
+      counters_[kSendQueued] -= 1;
+      counters_[kSendErrors] += 1;
+    }
+    return 0;
+  }
+
+  // (Re)connects the doorbell to the peer's path, creating it if needed. 0 or an errno.
+  int ConnectDoorbell(PeerBacklog* b) {
+    const PeerAddr* p = table_.Get(b->peer);
+    if (b->doorbell < 0) {
+      int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) return errno;
+      b->doorbell = fd;
+    }
+    int r;
+    do {
+      r = ::connect(b->doorbell, reinterpret_cast<const sockaddr*>(&p->addr), p->len);
+    } while (r != 0 && errno == EINTR);
+    return r == 0 ? 0 : errno;
+  }
+
+  // True when the doorbell reports writable now: the peer's queue has room.
+  static bool PeerHasRoom(PeerBacklog* b) {
+    pollfd pfd;
+    pfd.fd = b->doorbell;
+    pfd.events = POLLOUT;
+    pfd.revents = 0;
+    return ::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT);
+  }
+
+  // Makes progress on a backlog and arranges its next wakeup: sends until empty or blocked; when
+  // blocked, waits on the doorbell if the peer's queue is full, else on our own send buffer.
+  // `blocked`: the caller just got EAGAIN for this peer (skip the first send attempt).
+  void Service(PeerBacklog* b, bool blocked) {
+    if (closed_ || fd_ < 0) return;
+    SetWaitingOnSelf(b, false);
+    for (int attempt = 0; attempt < 2; attempt++) {
+      int err = blocked && attempt == 0 ? EAGAIN : SendBacklog(b);
+      if (err == 0) {
+        // Drained: stop watching, free the ring, keep the doorbell for the next burst.
+        StopDoorbellPoll(b);
+        b->Clear();
+        return;
+      }
+      if (PeerGone(err)) {
+        DropBacklog(b);
+        return;
+      }
+      // Blocked. A new doorbell is connected once; an existing one is reconnected when it claims
+      // room that the send did not find (its old peer may be dead, e.g. QEMU restarted and
+      // rebound the path).
+      if (b->doorbell < 0 || attempt > 0) {
+        int c = ConnectDoorbell(b);
+        if (c != 0) {
+          // ENOENT/ECONNREFUSED: the peer is gone. Anything else (EMFILE, ...): no way to wait.
+          DropBacklog(b);
+          return;
+        }
+      }
+      if (!PeerHasRoom(b)) {
+        if (StartDoorbellPoll(b) != 0) DropBacklog(b);
+        return;
+      }
+      // The peer has room: it read just now (send again), or the full buffer is our own.
+    }
+    StopDoorbellPoll(b);
+    SetWaitingOnSelf(b, true);
+    if (UpdateMainPoll() != 0) {
+      SetWaitingOnSelf(b, false);
+      DropBacklog(b);
+    }
+  }
+
+  void SetWaitingOnSelf(PeerBacklog* b, bool on) {
+    if (b->waitingOnSelf == on) return;
+    b->waitingOnSelf = on;
+    selfWaiters_ += on ? 1 : -1;
+  }
+
+  int StartDoorbellPoll(PeerBacklog* b) {
+    if (!b->poll) {
+      b->poll = new uv_poll_t;
+      int r = uv_poll_init(loop_, b->poll, b->doorbell);
+      if (r != 0) {
+        delete b->poll;
+        b->poll = nullptr;
+        return r;
+      }
+      b->poll->data = b;
+    }
+    if (b->pollActive) return 0;
+    int r = uv_poll_start(b->poll, UV_WRITABLE, OnDoorbell);
+    if (r == 0) b->pollActive = true;
+    return r;
+  }
+
+  static void StopDoorbellPoll(PeerBacklog* b) {
+    if (b->poll && b->pollActive) uv_poll_stop(b->poll);
+    b->pollActive = false;
+  }
+
+  // Closes the doorbell (poll handle first: libuv must not watch a closed fd).
+  static void CloseDoorbell(PeerBacklog* b) {
+    StopDoorbellPoll(b);
+    if (b->poll) {
+      uv_close(reinterpret_cast<uv_handle_t*>(b->poll), FreePoll);
+      b->poll = nullptr;
+    }
+    if (b->doorbell >= 0) {
+      ::close(b->doorbell);
+      b->doorbell = -1;
+    }
+  }
+
+  // The peer is gone (or cannot be waited for): its backlog is a counted loss, its doorbell is
+  // closed, and its next datagram is sent afresh.
+  void DropBacklog(PeerBacklog* b) {
+    counters_[kSendErrors] += b->count;
+    counters_[kSendQueued] -= b->count;
+    SetWaitingOnSelf(b, false);
+    CloseDoorbell(b);
+    b->Clear();
+  }
+
+  static void OnDoorbell(uv_poll_t* handle, int status, int events) {
+    PeerBacklog* b = static_cast<PeerBacklog*>(handle->data);
+    BatchSocket* self = b->owner;
+    if (self->closed_ || self->fd_ < 0) return;
+    if (status < 0) {
+      // The doorbell failed (EBADF, ...): treat the peer as unreachable.
+      self->DropBacklog(b);
+      return;
+    }
+    self->Service(b, false);
+  }
+
+  // The main socket's send buffer has room again: retry every backlog that waited for it.
+  void OnSelfWritable() {
+    for (size_t id = 0; id < backlogs_.size() && selfWaiters_ > 0 && !closed_; id++) {
+      PeerBacklog* b = backlogs_[id].get();
+      if (b && b->waitingOnSelf) Service(b, false);
+    }
+    if (!closed_) UpdateMainPoll();
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseNow();
     return info.Env().Undefined();
@@ -559,6 +925,17 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
+    // Backlogs: whatever still waits is dropped (a full-queue loss), doorbells closed.
+    for (auto& b : backlogs_) {
+      if (!b) continue;
+      counters_[kSendDropped] += b->count;
+      counters_[kSendErrors] += b->count;
+      counters_[kSendQueued] -= b->count;
+      CloseDoorbell(b.get());
+      b->Clear();
+    }
+    backlogs_.clear();
+    selfWaiters_ = 0;
     if (poll_) {
       // The fd must not be closed while libuv still watches it: stop, then close the fd.
       uv_poll_stop(poll_);
@@ -585,7 +962,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       self->counters_[kRecvErrors] += 1;
       return;
     }
-    if (events & UV_READABLE) self->Receive();
+    if ((events & UV_WRITABLE) && self->selfWaiters_ > 0) self->OnSelfWritable();
+    if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0) self->Receive();
   }
 
   void Receive() {
@@ -666,7 +1044,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   Kind kind_ = Kind::kInet;
   int fd_ = -1;
   bool closed_ = false;
+  bool started_ = false;
   bool referenced_ = false;
+  uv_loop_t* loop_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* asyncContext_ = nullptr;
@@ -689,6 +1069,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   int32_t* txPeers_ = nullptr;
   std::vector<mmsghdr> txHdrs_;
   std::vector<iovec> txIov_;
+  std::vector<int> txIds_;  // peer id of txHdrs_[i]
+
+  // Unix peer backlogs, indexed by peer id (created on a peer's first EAGAIN, kept until close).
+  std::vector<std::unique_ptr<PeerBacklog>> backlogs_;
+  int selfWaiters_ = 0;  // backlogs waiting for the main socket's own UV_WRITABLE
+  mmsghdr blHdrs_[kBacklogSendBatch];
+  iovec blIov_[kBacklogSendBatch];
 
   double* counters_ = nullptr;
   PeerTable table_;

@@ -67,7 +67,9 @@ export interface BatchSocket {
    * Queues one datagram to a peer. The bytes are copied (or handed to the kernel) before return,
    * so the caller keeps ownership of buf. Queued datagrams go out in one sendmmsg at the end of the
    * current tick (microtask) or when the queue fills. Returns false when the datagram was dropped
-   * (queue full or an immediate send error).
+   * (queue full or an immediate send error). Native unix sockets never drop on a receiver's full
+   * queue right away: such datagrams wait in a bounded per-peer backlog (in order) and are sent when
+   * the receiver reads; only a full backlog drops (the newest datagram, counted in sendDropped).
    */
   send(peer: number, buf: Buffer, off: number, len: number): boolean;
   /** Sends everything queued now. */

@@ -11,6 +11,11 @@
  *      (offset, length, peer) in typed arrays.
  *   2. The first send of a tick schedules one flush with queueMicrotask (flush bound once).
  *   3. flush() hands the count to the addon: one sendmmsg for the lot; a full queue flushes early.
+ *   4. Unix datagram sockets only: a datagram refused with EAGAIN (that receiver's queue is full;
+ *      Linux queues only net.unix.max_dgram_qlen = 10 per receiver) waits in a bounded per-peer
+ *      backlog in the addon, sent in order when the receiver has room (as QEMU itself does). A full
+ *      backlog (256 datagrams or 1 MiB) drops the newest, counted in stats.sendDropped;
+ *      stats.sendQueued is how many wait right now. UDP keeps dropping on EAGAIN.
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
 import { createRequire } from 'node:module';
@@ -40,7 +45,8 @@ const C_RECV_ERRORS = 1;
 const C_TRUNCATED = 2;
 const C_SEND_DROPPED = 3;
 const C_UNADDRESSABLE = 4;
-const COUNTER_COUNT = 5;
+const C_SEND_QUEUED = 5;
+const COUNTER_COUNT = 6;
 
 // ---------------------------------------------------------------------------------------------
 // Loading the addon
@@ -147,7 +153,9 @@ export function nativeLoadError(): string | null {
  * Every peer id in rx.peers is valid (>= 0, peerAddress works). Datagrams whose source cannot be
  * given one (an unbound unix sender, or more than 65536 distinct sources) are dropped and counted
  * in `stats.unaddressable`. Beyond the BatchSocket interface, `stats` also has `sendDropped`: the
- * part of `sendErrors` lost to a full queue (EAGAIN/ENOBUFS) rather than a fault.
+ * part of `sendErrors` lost to a full queue (EAGAIN/ENOBUFS) rather than a fault, and (native)
+ * `sendQueued`: unix datagrams waiting in per-peer backlogs for a slow receiver (see step 4 above).
+ * A unix socket with backlogged datagrams keeps the event loop alive until they leave or close().
  * The socket path of a unix socket is never unlinked here; its owner removes it.
  */
 export function openBatchSocket(opts: BatchSocketOptions): Promise<BatchSocket> {
@@ -242,6 +250,8 @@ class NativeStats {
   get sendDropped(): number { return this.c[C_SEND_DROPPED]; }
   /** Datagrams dropped on receive because their source has no peer id (see openBatchSocket). */
   get unaddressable(): number { return this.c[C_UNADDRESSABLE]; }
+  /** Unix only: datagrams waiting right now in per-peer backlogs for a receiver's queue to drain. */
+  get sendQueued(): number { return this.c[C_SEND_QUEUED]; }
 }
 
 class NativeBatchSocket implements BatchSocket {
