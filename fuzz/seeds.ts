@@ -128,3 +128,91 @@ export function fixChecksums(b: Buffer, off: number): void {
     b.writeUInt16BE(internetChecksum(b, p, plen), p + 2);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// WireGuard (src/transports/wg): fixed keys, so messages built here with the plain modules
+// authenticate at the devices the wg targets build with the instrumented ones.
+
+import { createHash } from 'node:crypto';
+import { clamp, staticKey, tai64n, type StaticKey } from '../src/crypto/index.js';
+import { WgDevice, type WgIo } from '../src/transports/wg/device.js';
+import { CookieChecker, CookieGenerator } from '../src/transports/wg/cookie.js';
+import { Handshake, ZERO_PSK, consumeInitiation, createInitiation, createResponse, type Ephemeral } from '../src/transports/wg/noise.js';
+import { silentLogger } from '../src/util/logger.js';
+
+/** A fixed, clamped private key named by `label`. */
+export function wgKey(label: string): StaticKey {
+  return staticKey(clamp(createHash('sha256').update(`lanparty fuzz wg ${label}`).digest()));
+}
+/** An ephemeral from a fixed key: handshakes built with it are reproducible. */
+export function wgEphemeral(label: string): Ephemeral {
+  const k = wgKey(`ephemeral ${label}`);
+  return { key: k.keyObject, pub: k.publicKey };
+}
+/** Initiator A, responder B, a stranger S (unknown to B); the wg targets fuzz B. */
+export const WG_A = 'a';
+export const WG_B = 'b';
+export const WG_S = 's';
+export const WG_INIT_INDEX = 0x11223344;
+export const WG_RESP_INDEX = 0x55667788;
+export const WG_TIMESTAMP = tai64n(1.7e12);
+/** Source address bytes (IPv4, port) of endpoint id e, as the wg targets' io gives them. */
+export const wgAddressBytes = (e: number): Buffer => Buffer.from([10, 0, 0, e, 0xca, 0x6c]);
+
+/**
+ * Deterministic handshake messages A → B with fixed ephemerals: the initiation (MACs added for
+ * B), B's response (MACs for A), and a cookie reply from B to the initiation.
+ */
+export function wgHandshakeMessages(): { initiation: Buffer; response: Buffer; cookieReply: Buffer; strangerInitiation: Buffer } {
+  const a = wgKey(WG_A), b = wgKey(WG_B), s = wgKey(WG_S);
+  const hsA = new Handshake(a, b.publicKey, ZERO_PSK);
+  const initiation = createInitiation(hsA, WG_INIT_INDEX, WG_TIMESTAMP, wgEphemeral(WG_A))!;
+  new CookieGenerator(b.publicKey).addMacs(initiation, 0);
+  const hsB = new Handshake(b, a.publicKey, ZERO_PSK);
+  const r = consumeInitiation(b, initiation, 0, (pub) => (pub.equals(a.publicKey) ? hsB : undefined))!;
+  r.commit(0, 0);
+  const response = createResponse(hsB, WG_RESP_INDEX, wgEphemeral(WG_B))!;
+  new CookieGenerator(a.publicKey).addMacs(response, 0);
+  const cookieReply = new CookieChecker(b.publicKey).createReply(initiation, 0, initiation.length, wgAddressBytes(1), 0);
+  const strangerInitiation = createInitiation(new Handshake(s, b.publicKey, ZERO_PSK), 7, WG_TIMESTAMP, wgEphemeral(WG_S))!;
+  new CookieGenerator(b.publicKey).addMacs(strangerInitiation, 0);
+  return { initiation, response, cookieReply, strangerInitiation };
+}
+
+/**
+ * Real traffic between two in-memory devices with keys A and B (as test/unit/transports/
+ * wg-device.test.ts builds them): the handshake, data both ways, keepalives, a cookie reply under
+ * load. Every datagram either side sent, in order, with who sent it.
+ */
+export function wgTraffic(): { from: 'a' | 'b'; data: Buffer }[] {
+  const log: { from: 'a' | 'b'; data: Buffer }[] = [];
+  const queue: { from: 'a' | 'b'; data: Buffer }[] = [];
+  let now = 1000;
+  const io = (self: 'a' | 'b'): WgIo => ({
+    send: (_to, buf, off, len) => { const s = { from: self, data: Buffer.from(buf.subarray(off, off + len)) }; log.push(s); queue.push(s); },
+    addressBytes: wgAddressBytes, addressHost: (e) => `10.0.0.${e}`, addressText: (e) => `10.0.0.${e}:51820`,
+  });
+  const mk = (self: 'a' | 'b', key: StaticKey, underLoad: number) => new WgDevice({
+    privateKey: key.privateKey, io: io(self), log: silentLogger, onPacket: () => {}, random: () => 0.5,
+    underLoadPerSecond: underLoad, wallMs: () => 1.7e12 + now,
+  });
+  const a = mk('a', wgKey(WG_A), 256);
+  const b = mk('b', wgKey(WG_B), 2);
+  const pa = a.addPeer({ publicKey: wgKey(WG_B).publicKey, presharedKey: null, endpoint: 2, persistentKeepaliveMs: 0 });
+  const pb = b.addPeer({ publicKey: wgKey(WG_A).publicKey, presharedKey: null, endpoint: -1, persistentKeepaliveMs: 0 });
+  const pump = () => { while (queue.length > 0) { const s = queue.shift()!; (s.from === 'a' ? b : a).receive(s.from === 'a' ? 1 : 2, s.data, 0, s.data.length); } };
+  a.tick(now); b.tick(now);
+  a.sendPacket(pa, Buffer.alloc(60, 1), 0, 60);
+  pump();
+  b.sendPacket(pb, Buffer.alloc(33, 2), 0, 33);
+  a.sendKeepalive(pa);
+  a.sendPacket(pa, Buffer.alloc(1400, 3), 0, 1400);
+  pump();
+  // Rekey under load: B answers the retried initiations with cookie replies until A has a cookie.
+  now += 121_000; a.tick(now); b.tick(now);
+  for (let i = 0; i < 4; i++) a.sendPacket(pa, Buffer.alloc(20, 4 + i), 0, 20);
+  const init = log.filter((s) => s.from === 'a' && s.data.length === 148).pop()!;
+  for (let i = 0; i < 3; i++) b.receive(1, init.data, 0, init.data.length);
+  pump();
+  return log;
+}
