@@ -25,11 +25,16 @@
 #   lp.dns=IP           DNS server for lp.resolve and lp.refused when DHCP gave none
 #   lp.iperf=server     one iperf3 test, then report what it received
 #   lp.iperf=client:IP:SECONDS
+#   lp.pingloop=IP[,IP..]:SECONDS  for SECONDS seconds, once a second, one ping (-W 1) to every
+#                       target at once; one line per second:
+#                       LP-TICK t=<s since the loop began> <ip>=ok|fail ...
+#                       then per target LP-RESULT pingloop IP ok|fail ok=N fail=M last=ok|fail
+#                       (ok when the last tick reached it). For watching a LAN across an outage.
 #   lp.deadline=S       seconds after boot by which retries give up (default 90)
 #   lp.wait=S           after LP-DONE, keep running S seconds (to answer peers), then power off
 #
 # Stages: mount, modules, link, address (static or DHCP), ping, resolve, renew, release, iperf,
-# report, linger, power off.
+# pingloop, report, linger, power off.
 
 PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PATH
@@ -57,6 +62,7 @@ finish() {
 
 lp_hostname="" lp_mtu="" lp_ip="" lp_dhcp="" lp_ping="" lp_iperf="" lp_wait="" lp_deadline=90
 lp_clientid="" lp_request="" lp_renew="" lp_release="" lp_pause=3 lp_resolve="" lp_refused="" lp_dns=""
+lp_pingloop=""
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         lp.hostname=*) lp_hostname=${arg#*=} ;;
@@ -75,6 +81,7 @@ for arg in $(cat /proc/cmdline); do
         lp.resolve=*) lp_resolve=${arg#*=} ;;
         lp.refused=*) lp_refused=${arg#*=} ;;
         lp.dns=*) lp_dns=${arg#*=} ;;
+        lp.pingloop=*) lp_pingloop=${arg#*=} ;;
     esac
 done
 deadline=$(( ${lp_deadline} + $(up_s | cut -d. -f1) ))
@@ -247,5 +254,42 @@ case "$lp_iperf" in
         ;;
     *) echo "LP-RESULT iperf $lp_iperf fail unknown-mode"; fail iperf-mode ;;
 esac
+
+# Ping loop: every second, one probe to each target in parallel (so a dead target costs the tick
+# one second, not one per target), one LP-TICK line, then sleep to the next whole second.
+if [ -n "$lp_pingloop" ]; then
+    pl_targets=$(echo "${lp_pingloop%:*}" | tr ',' ' ')
+    pl_seconds=${lp_pingloop##*:}
+    [ "$pl_seconds" = "$lp_pingloop" ] && pl_seconds=30
+    mkdir -p /tmp/pl
+    for target in $pl_targets; do echo "0 0 -" >"/tmp/pl/$target.sum"; done
+    pl_start=$(up_s)
+    tick=0
+    while [ "$tick" -lt "$pl_seconds" ]; do
+        pl_pids=""
+        for target in $pl_targets; do
+            ( if ping -c 1 -W 1 "$target" >/dev/null 2>&1; then echo ok; else echo fail; fi >"/tmp/pl/$target" ) &
+            pl_pids="$pl_pids $!"
+        done
+        wait $pl_pids
+        line="LP-TICK t=$tick"
+        for target in $pl_targets; do
+            r=$(cat "/tmp/pl/$target")
+            line="$line $target=$r"
+            read -r n_ok n_fail _ <"/tmp/pl/$target.sum"
+            if [ "$r" = ok ]; then n_ok=$((n_ok + 1)); else n_fail=$((n_fail + 1)); fi
+            echo "$n_ok $n_fail $r" >"/tmp/pl/$target.sum"
+        done
+        echo "$line"
+        tick=$((tick + 1))
+        left=$(awk -v s="$pl_start" -v n="$tick" -v now="$(up_s)" 'BEGIN { d = s + n - now; if (d > 0) printf "%.2f", d; else print 0 }')
+        [ "$left" != 0 ] && sleep "$left"
+    done
+    for target in $pl_targets; do
+        read -r n_ok n_fail last <"/tmp/pl/$target.sum"
+        if [ "$last" = ok ]; then echo "LP-RESULT pingloop $target ok ok=$n_ok fail=$n_fail last=$last"
+        else echo "LP-RESULT pingloop $target fail ok=$n_ok fail=$n_fail last=$last"; fail "pingloop-$target"; fi
+    done
+fi
 
 finish
