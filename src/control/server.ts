@@ -6,8 +6,8 @@
  */
 import * as net from 'node:net';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { LanpartyError, socketSetupError } from '../util/errors.js';
+import { prepareUnixPath } from '../util/unix-path.js';
 import type { Logger } from '../util/logger.js';
 import { MAX_REQUEST_BYTES, type ControlEvent, type ControlReply, type ControlRequest } from './protocol.js';
 
@@ -59,21 +59,7 @@ export class ControlServer {
   }
 
   async start(): Promise<void> {
-    const dir = path.dirname(this.socketPath);
-    try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    } catch (err) {
-      throw socketSetupError(`control socket ${this.socketPath}`, err as NodeJS.ErrnoException);
-    }
-    if (fs.existsSync(this.socketPath)) {
-      const live = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ path: this.socketPath });
-        s.once('connect', () => { s.destroy(); resolve(true); });
-        s.once('error', () => resolve(false));
-      });
-      if (live) throw new LanpartyError('LP_ERR_PATH_EXISTS', `control socket ${this.socketPath}: another lanparty is running there; stop it (lanparty status shows it) or pass --control PATH`);
-      fs.unlinkSync(this.socketPath);
-    }
+    await prepareUnixPath(this.socketPath, `control socket ${this.socketPath}`, 'stop it (lanparty status shows it) or pass --control PATH');
     const server = net.createServer((sock) => this.accept(sock));
     const oldMask = process.umask(0o177);
     try {

@@ -14,7 +14,7 @@ import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket, DgramAddress } from '../batch-io-types.js';
 import { openBatchSocket } from '../batch-io.js';
-import { prepareUnixPath, removeUnixPath } from '../unix-path.js';
+import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 /** Largest UDP payload over IPv4. */
 export const UDP_MAX_PAYLOAD = 65507;

@@ -6,9 +6,10 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from './errors.js';
 
-export async function prepareUnixPath(p: string, what: string): Promise<void> {
+/** `inUseHint` is the fix to print when the path is live (default: stop it or choose another path). */
+export async function prepareUnixPath(p: string, what: string, inUseHint = 'stop it or choose another path'): Promise<void> {
   const dir = path.dirname(p);
   if (!fs.existsSync(dir)) {
     try {
@@ -33,7 +34,7 @@ export async function prepareUnixPath(p: string, what: string): Promise<void> {
     s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code !== 'ECONNREFUSED'));
   });
   if (live) {
-    throw new LanpartyError('LP_ERR_PATH_EXISTS', `${what}: ${p} is in use by another program (another lanparty?); stop it or choose another path`);
+    throw new LanpartyError('LP_ERR_PATH_EXISTS', `${what}: ${p} is in use by another program (another lanparty?); ${inUseHint}`);
   }
   fs.unlinkSync(p);
 }
