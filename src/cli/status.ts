@@ -50,6 +50,7 @@ interface VxlanSection {
 export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
   out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}`);
+  if (s.memory) out.push(`memory: RSS ${si(s.memory.rssBytes, 'B')}, JS heap ${si(s.memory.heapUsedBytes, 'B')}, buffers ${si(s.memory.externalBytes, 'B')}`);
   out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}`);
   const gone = s.switch.retired;
   if (gone && gone.ports > 0) {

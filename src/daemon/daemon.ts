@@ -19,6 +19,11 @@ import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
 
+function memoryNow(): StatusReport['memory'] {
+  const m = process.memoryUsage();
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external };
+}
+
 /** Whether the native batched data path loaded, and why not. */
 export function nativeDataPath(): { available: boolean; error: string | null } {
   return { available: nativeAvailable(), error: nativeLoadError() };
@@ -81,6 +86,7 @@ export class Daemon {
       version: lanpartyVersion(),
       pid: process.pid,
       uptimeS: Math.round((Date.now() - this.startedAtMs) / 1000),
+      memory: memoryNow(),
       config: this.config.source,
       native: nativeAvailable(),
       switch: {

@@ -53,6 +53,8 @@ export interface StatusReport {
   version: string;
   pid: number;
   uptimeS: number;
+  /** Memory of the lanparty process (process.memoryUsage), for soak tests and people. */
+  memory: { rssBytes: number; heapUsedBytes: number; externalBytes: number };
   config: string;
   native: boolean;
   switch: {

@@ -39,6 +39,7 @@ export interface PortRow {
 export interface MacRow { mac: string; vlan: number; port: number; pinned: boolean }
 export interface StatusJson {
   pid: number;
+  memory: StatusReport['memory'];
   switch: StatusReport['switch'];
   transports: Array<{ url: string; kind: string; state: string; portCount: number }>;
   ports: PortRow[];

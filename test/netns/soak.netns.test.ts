@@ -12,7 +12,7 @@
  *   └───────────────────────────────────────────────────────────────────────────────────┘
  *
  * Reports (diagnostics, and JSON to $LP_RELIABILITY_OUT/soak-figures.json when set): frames in and
- * out, drops by reason, VmRSS over time (status has no heap figure, so RSS only), guest runs.
+ * out, drops by reason, VmRSS over time, and the JS heap at the end (status.memory), guest runs.
  * Asserts: VmRSS stays under SOAK_RSS_BOUND_MIB once warm (after the first 30 s), B receives each
  * of A's sequence numbers at most once, every transport is listening at the end, every guest run
  * ended LP-DONE ok, and the pid never changed. TAP and WireGuard-style peers are not part of it
@@ -143,6 +143,7 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
       guestRuns: guestRuns.ok, guestFailures: guestRuns.fail, floodFrames, seqSent, seqReceived: seen.size, duplicates, streamConns,
       rssMiB: { first: rss[0]?.kib / 1024, maxWarm: maxWarmMiB, last: rss[rss.length - 1]?.kib / 1024, bound: SOAK_RSS_BOUND_MIB },
       rssSeries: rss,
+      heapUsedMiBAtEnd: st.memory.heapUsedBytes / 1048576,
     };
     t.diagnostic(JSON.stringify({ ...figures, rssSeries: undefined }));
     t.diagnostic(`VmRSS over time (s:MiB): ${rss.map((r) => `${r.s}:${(r.kib / 1024).toFixed(0)}`).join(' ')}`);
