@@ -294,6 +294,15 @@ export class WgDevice {
     return true;
   }
 
+  /** A handshake message from `peer` passed authentication: count it, follow the peer (roaming), run the timers. */
+  private authenticatedHandshake(peer: Peer, endpoint: number, len: number): void {
+    peer.counters.rxBytes += len;
+    this.setEndpoint(peer, endpoint);
+    timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
+    timersAnyAuthenticatedPacketReceived(peer);
+    peer.lastRxMs = this.nowMs;
+  }
+
   private receiveInitiation(endpoint: number, buf: Buffer, off: number, len: number): void {
     const r = consumeInitiation(this.local, buf, off, this.findHandshake);
     if (r === null) {
@@ -305,11 +314,7 @@ export class WgDevice {
       peer.counters.rxInitiationReplayed++;
       return;
     }
-    peer.counters.rxBytes += len;
-    this.setEndpoint(peer, endpoint);
-    timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
-    timersAnyAuthenticatedPacketReceived(peer);
-    peer.lastRxMs = this.nowMs;
+    this.authenticatedHandshake(peer, endpoint, len);
     this.sendHandshakeResponse(peer);
   }
 
@@ -324,11 +329,7 @@ export class WgDevice {
       this.counters.rxHandshakeFailed++;
       return;
     }
-    peer.counters.rxBytes += len;
-    this.setEndpoint(peer, endpoint);
-    timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
-    timersAnyAuthenticatedPacketReceived(peer);
-    peer.lastRxMs = this.nowMs;
+    this.authenticatedHandshake(peer, endpoint, len);
     if (!this.beginSession(peer)) return;
     timersSessionDerived(peer, this.nowMs);
     timersHandshakeComplete(peer, this.wallMs());
