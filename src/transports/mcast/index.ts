@@ -12,6 +12,12 @@
  * Our own frames come back through multicast loopback; they are recognised by their source, which
  * is exactly the send socket's address, and dropped as `own-frame`. The switch never sends a frame
  * back to its ingress port, so nothing heard on the group is sent to the group again (split horizon).
+ *
+ * The group is also a shared segment of the spanning tree when this lanparty has peer links
+ * (../segment.ts, wg/stp.ts): other lanparty instances may be on the same group. Then tree frames
+ * heard on the group go to the tree, never to the switch; tree frames from other ports are not sent
+ * onto the group; and when the tree blocks the group, its port leaves the switch (frames heard on
+ * it are counted as `port-down`). Without peer links none of this happens.
  */
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';
@@ -19,6 +25,7 @@ import type { Transport, TransportContext, TransportStatus } from '../transport.
 import type { BatchSocket } from '../batch-io-types.js';
 import { openBatchSocket } from '../batch-io.js';
 import { UDP_MAX_PAYLOAD, addressText } from '../dgram/index.js';
+import { SharedSegment, isTreeFrame, segmentsOf, type SegmentRole } from '../segment.js';
 
 export interface McastConfig {
   group: string;
@@ -28,18 +35,36 @@ export interface McastConfig {
   ttl: number;
 }
 
+/** The group's place in the spanning tree (null in status when there is no tree: no peer links). */
+export interface McastSegmentStatus {
+  role: SegmentRole;
+  forwarding: boolean;
+  bridgesHeard: number;
+  designatedBridge: string;
+  treeRx: number;
+  treeTx: number;
+  treeFiltered: number;
+}
+
 class McastPort implements Port {
   id = 0;
   readonly counters = new PortCounters();
   readonly kind = 'mcast' as const;
   sendSock: BatchSocket | null = null;
   groupPeer = 0;
+  /** Set by the transport right after construction. */
+  segment: SharedSegment | null = null;
   constructor(readonly name: string, readonly maxFrameBytes: number, private readonly group: string) {}
   endpoint(): string { return this.group; }
   send(buf: Buffer, off: number, len: number): void {
     const s = this.sendSock;
     if (s === null) {
       this.counters.drops['port-down']++;
+      return;
+    }
+    // An 802.1D bridge never forwards tree frames: one from elsewhere must not reach this group.
+    if (buf[off] === 0x01 && this.segment!.tree !== null && isTreeFrame(buf, off, len)) {
+      this.segment!.treeFiltered++;
       return;
     }
     if (len > this.maxFrameBytes) {
@@ -66,10 +91,28 @@ export class McastTransport implements Transport {
   private ownHost = '';
   private ownPort = 0;
   private readonly onBatchBound: (count: number) => void;
+  private readonly segment: SharedSegment;
+  /** Whether the port is in the switch (open, and not blocked by the tree). */
+  private inSwitch = false;
 
   constructor(readonly url: string, private readonly cfg: McastConfig, private readonly ctx: TransportContext) {
     this.port = new McastPort(`mcast ${cfg.group}:${cfg.port}`, Math.min(ctx.maxFrameBytes, UDP_MAX_PAYLOAD), `${cfg.group}:${cfg.port} via ${cfg.localaddr}`);
     this.onBatchBound = this.onBatch.bind(this);
+    this.segment = new SharedSegment(this.port.name, {
+      sendFrame: (frame) => {
+        const s = this.sendSock;
+        if (s !== null) s.send(this.port.groupPeer, frame, 0, frame.length);
+      },
+      setForwarding: (forwarding) => this.setInSwitch(forwarding && this.sendSock !== null),
+    });
+    this.port.segment = this.segment;
+  }
+
+  private setInSwitch(on: boolean): void {
+    if (on === this.inSwitch) return;
+    this.inSwitch = on;
+    if (on) this.ctx.sink.addPort(this.port);
+    else this.ctx.sink.removePort(this.port);
   }
 
   async start(): Promise<void> {
@@ -101,7 +144,8 @@ export class McastTransport implements Transport {
     }
     this.port.groupPeer = this.sendSock.peerId({ kind: 'udp4', host: c.group, port: c.port });
     this.port.sendSock = this.sendSock;
-    this.ctx.sink.addPort(this.port);
+    this.setInSwitch(this.segment.forwarding);
+    segmentsOf(this.ctx.sink).add(this.segment);
     this.recvSock.start(this.onBatchBound);
   }
 
@@ -125,25 +169,37 @@ export class McastTransport implements Transport {
     const rx = this.recvSock!.rx;
     const port = this.port;
     const sink = this.ctx.sink;
+    const seg = this.segment;
     for (let i = 0; i < count; i++) {
       if (this.isOwn(rx.peers[i])) {
         port.counters.drops['own-frame']++;
         continue;
       }
       const len = rx.lengths[i];
+      const buf = rx.bufs[i];
       if (len === 0) {
         port.counters.rxFrames++;
         port.counters.drops.empty++;
         continue;
       }
-      sink.input(port, rx.bufs[i], 0, len);
+      if (buf[0] === 0x01 && seg.tree !== null && isTreeFrame(buf, 0, len)) {
+        seg.deliver(buf, 0, len);
+        continue;
+      }
+      if (!this.inSwitch) {
+        port.counters.rxFrames++;
+        port.counters.drops['port-down']++;
+        continue;
+      }
+      sink.input(port, buf, 0, len);
     }
   }
 
   tick(_nowMs: number): void {}
 
   async close(): Promise<void> {
-    if (this.port.sendSock !== null) this.ctx.sink.removePort(this.port);
+    segmentsOf(this.ctx.sink).remove(this.segment);
+    this.setInSwitch(false);
     this.port.sendSock = null;
     this.recvSock?.close();
     this.sendSock?.close();
@@ -155,8 +211,14 @@ export class McastTransport implements Transport {
     return `socket,id=${id},mcast=${this.cfg.group}:${this.cfg.port},localaddr=${this.cfg.localaddr}`;
   }
 
-  status(): TransportStatus {
+  status(): TransportStatus & { segment: McastSegmentStatus | null } {
     const addr = `${this.cfg.group}:${this.cfg.port} on ${this.cfg.localaddr} ttl ${this.cfg.ttl}` + (this.sendSock ? ` (sending from ${addressText(this.sendSock.localAddress())})` : '');
-    return { url: this.url, kind: 'mcast', state: this.recvSock ? 'joined' : 'closed', address: addr, portCount: this.recvSock ? 1 : 0, native: this.recvSock ? this.recvSock.native : false };
+    const g = this.segment;
+    const segment = g.tree === null ? null : {
+      role: g.role, forwarding: g.forwarding, bridgesHeard: g.bridgesHeard, designatedBridge: g.designatedBridge,
+      treeRx: g.treeRx, treeTx: g.treeTx, treeFiltered: g.treeFiltered,
+    };
+    const state = !this.recvSock ? 'closed' : g.tree !== null && !g.forwarding ? `joined, ${g.role} (spanning tree)` : 'joined';
+    return { url: this.url, kind: 'mcast', state, address: addr, portCount: this.inSwitch ? 1 : 0, native: this.recvSock ? this.recvSock.native : false, segment };
   }
 }

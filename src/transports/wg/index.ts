@@ -10,6 +10,8 @@
  * links drop → Encapsulator (IPv4/UDP/VXLAN, fragments above the tunnel MTU) → WgDevice.sendPacket.
  * A 100 ms coarse tick drives the WireGuard timers; every HELLO_MS it sends hellos and recomputes
  * the tree, adding forwarding links to the switch and removing blocked ones (which flushes their MACs).
+ * Multicast groups on the same switch are shared segments of the same tree (../segment.ts): their
+ * hellos are Ethernet frames on the group, and their transport follows the forwarding state we set.
  */
 import { performance } from 'node:perf_hooks';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
@@ -20,7 +22,8 @@ import { openBatchSocket } from '../batch-io.js';
 import { keyText, publicKeyOf, shortKey } from '../../crypto/index.js';
 import { WgDevice, type Peer, type WgIo, type DeviceCounters } from './device.js';
 import { Decapsulator, Encapsulator, INNER_CONTROL, INNER_FRAME, INNER_OVERHEAD_BYTES, ipToNumber } from './inner.js';
-import { HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeHello, encodeHello, type LinkRole } from './stp.js';
+import { HELLO_BYTES, HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeHello, encodeHello, type LinkRole } from './stp.js';
+import { segmentsOf, treeFrame, type SegmentListener, type SegmentRole, type SegmentTree, type SharedSegment } from '../segment.js';
 import { KEEPALIVE_TIMEOUT_MS, REKEY_TIMEOUT_MS } from './messages.js';
 
 export { WgDevice } from './device.js';
@@ -64,6 +67,18 @@ export interface WgPeerStatus {
   inner: Record<string, number>;
 }
 
+/** A multicast group in the tree (a shared segment). */
+export interface WgSegmentStatus {
+  name: string;
+  role: SegmentRole;
+  forwarding: boolean;
+  /** Other bridge ports heard on the group now: "bridgeid:port". */
+  bridges: string[];
+  helloRx: number;
+  /** Hellos ignored because too many bridges were heard (forged ones, most likely). */
+  heardFull: number;
+}
+
 export interface WgStatus {
   publicKey: string;
   listen: string;
@@ -76,6 +91,7 @@ export interface WgStatus {
   underLoad: boolean;
   counters: DeviceCounters;
   peers: WgPeerStatus[];
+  segments: WgSegmentStatus[];
 }
 
 const TICK_MS = 100;
@@ -132,11 +148,16 @@ class WgPeerPort implements Port {
   close(): void {}
 }
 
-export class WgTransport implements Transport {
+export class WgTransport implements Transport, SegmentListener, SegmentTree {
   readonly kind = 'wg' as const;
   private sock: BatchSocket | null = null;
   private device: WgDevice | null = null;
   private ports: WgPeerPort[] = [];
+  /** Shared segments (multicast groups on our switch) and their tree ports; numbered from 1. */
+  private readonly segments = new Map<SharedSegment, LinkState>();
+  private nextSegmentPort = 1;
+  /** Source MAC of our tree frames: locally administered, from the bridge id. */
+  private readonly treeMac: Buffer;
   private readonly stp: SpanningTree;
   private timer: NodeJS.Timeout | null = null;
   private lastHelloMs = -Infinity;
@@ -150,6 +171,27 @@ export class WgTransport implements Transport {
     this.maxFrameBytes = Math.min(ctx.maxFrameBytes, 65535 - INNER_OVERHEAD_BYTES);
     this.publicKey = publicKeyOf(cfg.privateKey);
     this.stp = new SpanningTree(bridgeIdOf(this.publicKey));
+    this.treeMac = Buffer.from(this.stp.bridge.subarray(0, 6));
+    this.treeMac[0] = (this.treeMac[0] & 0xfc) | 0x02;
+  }
+
+  segmentAdded(seg: SharedSegment): void {
+    const link = new LinkState(seg.name, this.nextSegmentPort++);
+    link.upSinceMs = this.now();
+    this.segments.set(seg, link);
+    seg.tree = this;
+  }
+
+  segmentRemoved(seg: SharedSegment): void {
+    this.segments.delete(seg);
+    seg.tree = null;
+  }
+
+  onTreeFrame(seg: SharedSegment, buf: Buffer, off: number, len: number): void {
+    const link = this.segments.get(seg);
+    // The 32-byte hello, then the padding of a minimum-size frame.
+    const h = link === undefined || len < HELLO_BYTES ? null : decodeHello(buf, off, HELLO_BYTES);
+    if (h !== null) this.stp.onHello(link!, h, this.now());
   }
 
   private now(): number { return Math.floor(performance.now()); }
@@ -203,6 +245,7 @@ export class WgTransport implements Transport {
     log.info(`listening, public key ${keyText(this.publicKey)}, tunnel address ${this.cfg.address}, ${this.cfg.peers.length} peers`);
     this.timer = setInterval(() => this.coarseTick(), TICK_MS);
     this.timer.unref();
+    segmentsOf(this.ctx.sink).listen(this);
     this.coarseTick();
   }
 
@@ -233,14 +276,24 @@ export class WgTransport implements Transport {
     for (const p of this.ports) noteSession(p.link, p.peer, now);
     if (now - this.lastHelloMs >= HELLO_MS) {
       this.lastHelloMs = now;
-      const hello = encodeHello(this.stp.hello());
+      const h = this.stp.hello();
+      const hello = encodeHello(h);
       for (const p of this.ports) {
         // Hellos go to stock peers too until they prove to be edges: a hello also starts the handshake.
         if (p.peer.endpoint >= 0 && p.link.role !== 'edge') p.sendControl(hello);
       }
+      // On a segment every bridge sends, blocked or not, so each sees all the others.
+      for (const [seg, link] of this.segments) seg.send(treeFrame(this.treeMac, encodeHello({ ...h, port: link.segmentPort })));
     }
     const links = this.ports.map((p) => p.link);
+    for (const link of this.segments.values()) links.push(link);
     this.stp.recompute(links, now);
+    for (const [seg, link] of this.segments) {
+      seg.role = link.role === 'root' || link.role === 'designated' ? link.role : 'blocked';
+      seg.bridgesHeard = link.heard.size;
+      seg.designatedBridge = (link.role === 'designated' || link.remote === null ? this.stp.bridge : link.remote.bridge).toString('hex');
+      seg.setForwarding(link.forwarding);
+    }
     for (const p of this.ports) {
       if (p.link.forwarding && !p.inSwitch) {
         p.inSwitch = true;
@@ -259,6 +312,9 @@ export class WgTransport implements Transport {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    segmentsOf(this.ctx.sink).listen(null);
+    for (const seg of this.segments.keys()) seg.tree = null;
+    this.segments.clear();
     for (const p of this.ports) {
       if (p.inSwitch) this.ctx.sink.removePort(p);
       p.inSwitch = false;
@@ -307,6 +363,10 @@ export class WgTransport implements Transport {
           inner: { ...(p.decap.counters as unknown as Record<string, number>) },
         };
       }),
+      segments: [...this.segments].map(([seg, link]) => ({
+        name: seg.name, role: seg.role, forwarding: link.forwarding,
+        bridges: [...link.heard.keys()], helloRx: link.helloRx, heardFull: link.heardFull,
+      })),
     };
   }
 

@@ -1,6 +1,7 @@
 /**
- * Loop prevention across peer links: a small spanning tree (802.1D's election, RSTP-like timers).
- * Read IEEE 802.1D-2004 §17.4-17.6 (priority vectors) for the idea; the messages are our own.
+ * Loop prevention across peer links and shared segments: a small spanning tree (802.1D's election,
+ * RSTP-like timers). Read IEEE 802.1D-2004 §17.4-17.6 (priority vectors) for the idea; the
+ * messages are our own.
  *
  * Why a spanning tree: split horizon over a full mesh (never forward peer → peer) is the simplest
  * loop-free rule, but it cannot relay, so a partial mesh (A-B, B-C, no A-C) would leave A and C
@@ -9,9 +10,10 @@
  * switch port; a port the tree blocks is taken out of the switch (its MACs flushed), so the switch
  * itself stays loop-unaware.
  *
- *   hello (every HELLO_MS, inside the tunnel to LINK_CONTROL_PORT):
- *     "LPST" ver(1)=1 flags(1) reserved(2) root(8) cost(4) bridge(8) rootSeq(4) = 32 bytes
- *   bridge id = first 8 bytes of BLAKE2s(public key); lowest id is the root.
+ *   hello (every HELLO_MS, inside the tunnel to LINK_CONTROL_PORT, or on a shared segment):
+ *     "LPST" ver(1)=1 flags(1) port(2) root(8) cost(4) bridge(8) rootSeq(4) = 32 bytes
+ *   bridge id = first 8 bytes of BLAKE2s(public key); lowest id is the root. `port` is the
+ *   sender's segment port number (0 on peer links; older senders wrote 0 there as "reserved").
  *   Port roles: root (best path to the root), designated (we are the better way onto that link),
  *   blocked (neither), edge (a peer that never sends hellos: a stock WireGuard host; forwarding).
  *
@@ -21,6 +23,36 @@
  * down. A port becomes forwarding only after FORWARD_DELAY_MS in a forwarding role, so the other
  * end has heard the change first (no transient loop); blocking is immediate. Worst-case healing:
  * MAX_AGE_MS + FORWARD_DELAY_MS + one hello, about 6 s.
+ *
+ * Shared segments (issue 9): several lanparty instances on one site may join the same QEMU
+ * multicast group and each have peer links; the path A1 ↔ group ↔ A2 is then a loop the peer links
+ * alone cannot see. The group takes part in the tree as 802.1D's shared LAN segment: every bridge
+ * sends its hello onto the group as an Ethernet frame (transports/segment.ts: destination
+ * 01:80:C2:00:00:00, the STP group address that 802.1D bridges never forward and an STP-less
+ * bridge floods like a hub would, ethertype 0x88B6, IEEE local experimental). A segment port keeps
+ * the latest hello of every bridge (and port) heard on it, each aged by MAX_AGE_MS; the best of
+ * them is the segment's designated bridge. Our segment port is the root port if that is our best
+ * way to the root, designated if our vector (root, cost, bridge, port) beats every one heard,
+ * else blocked. A blocked segment port leaves the switch entirely, local QEMU guests on the group
+ * included: as in 802.1D the segment is reached through its designated bridge, so A2's other
+ * ports still reach the group through B and A1.
+ *   Who takes part: the tree belongs to the wg transport; without peer links there is no tree,
+ * no hello on the group, and tree frames from the group are ordinary frames (an STP-less bridge
+ * is transparent to them, as 802.1D expects). A lone lanparty must forward from the first frame:
+ * a segment port on which no other bridge was ever heard forwards at once; the forward delay
+ * applies only after some bridge was heard there (it guards the blocked → forwarding change when
+ * the designated bridge goes silent but might be alive). The transient loop this allows (A2 joins
+ * while A1 forwards between the group and its links) needs A2's peer links forwarding too, so
+ * peer links do not start forwarding until every segment has been listened to for
+ * SEGMENT_LISTEN_MS (= MAX_AGE_MS: a bridge silent that long is gone anyway). Peer links need a
+ * handshake, hellos and FORWARD_DELAY_MS anyway, so this rarely delays them. Left open: two halves
+ * of a partitioned group that rejoin while both forward loop until the next hello (≤ HELLO_MS),
+ * as two 802.1D segments joined by a hub would.
+ *   Trust: hellos on the group are not authenticated (any guest can send one, as with real STP
+ * BPDUs). A forged hello can make the tree suboptimal or flap it (an outage), not make it loop,
+ * while each bridge's information is consistent; a guest that can send frames can flood the LAN
+ * anyway. Tree frames arriving from any other port are never sent onto a group (we are an 802.1D
+ * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group.
  */
 import { hash } from '../../crypto/index.js';
 
@@ -30,6 +62,8 @@ export const FORWARD_DELAY_MS = 2000;
 /** A peer with a session that sent no hello for this long is a stock host: an edge port. */
 export const EDGE_DETECT_MS = 3000;
 export const HELLO_BYTES = 32;
+/** How long a new segment port listens for other bridges before peer links may forward. */
+export const SEGMENT_LISTEN_MS = MAX_AGE_MS;
 const MAGIC = 0x4c505354; // "LPST"
 
 export type LinkRole = 'pending' | 'edge' | 'root' | 'designated' | 'blocked' | 'down';
@@ -38,12 +72,14 @@ export function bridgeIdOf(publicKey: Uint8Array): Buffer {
   return hash(publicKey).subarray(0, 8);
 }
 
-export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number }
+/** `port`: the sender's segment port number (0 on peer links); breaks ties between one bridge's ports. */
+export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number; port: number }
 
 export function encodeHello(h: Hello): Buffer {
   const b = Buffer.alloc(HELLO_BYTES);
   b.writeUInt32BE(MAGIC, 0);
   b[4] = 1;
+  b.writeUInt16BE(h.port, 6);
   h.root.copy(b, 8);
   b.writeUInt32BE(h.cost, 16);
   h.bridge.copy(b, 20);
@@ -58,25 +94,53 @@ export function decodeHello(buf: Buffer, off: number, len: number): Hello | null
     cost: buf.readUInt32BE(off + 16),
     bridge: Buffer.from(buf.subarray(off + 20, off + 28)),
     rootSeq: buf.readUInt32BE(off + 28),
+    port: buf.readUInt16BE(off + 6),
   };
 }
 
+/** What one remote bridge port last said on a shared segment, and when (device-clock ms). */
+export interface SegmentEntry { hello: Hello; atMs: number }
+
+/** Most bridge ports remembered per shared segment: forged hellos from a guest cannot grow it. */
+export const SEGMENT_MAX_BRIDGES = 64;
+
+/**
+ * One port of the tree: a peer link (`segmentPort` 0: one remote bridge, point to point) or a
+ * shared segment (`segmentPort` ≥ 1: any number of bridges heard, a multicast group).
+ */
 export class LinkState {
   role: LinkRole = 'pending';
   forwarding = false;
   /** When the link first entered a forwarding role without forwarding yet (-1: not waiting). */
   wantForwardSinceMs = -1;
+  /** A bridge was heard on this link (ever: on a segment, from then on the forward delay applies). */
   heardBridge = false;
   lastHelloMs = -Infinity;
+  /** The remote bridge's last hello; on a segment, the best one heard (the designated bridge's, or ours when null). */
   remote: Hello | null = null;
   /** Device-clock ms when the peer first had a usable session (a current keypair; 0: none yet). */
   sessionSinceMs = 0;
   helloRx = 0;
-  constructor(readonly name: string) {}
+  /** Segments: the latest hello per remote bridge and port, key "bridgehex:port". */
+  readonly heard = new Map<string, SegmentEntry>();
+  /** Segments: hellos ignored because `heard` was full. */
+  heardFull = 0;
+  /** Segments: when the port joined the tree (device-clock ms). */
+  upSinceMs = 0;
+
+  constructor(readonly name: string, readonly segmentPort = 0) {
+    if (segmentPort > 0) {
+      // A segment forwards from the start (a lone lanparty on a group must): see the header.
+      this.role = 'designated';
+      this.forwarding = true;
+    }
+  }
+
+  get shared(): boolean { return this.segmentPort > 0; }
 }
 
-function cmpVector(rootA: Buffer, costA: number, bridgeA: Buffer, rootB: Buffer, costB: number, bridgeB: Buffer): number {
-  return Buffer.compare(rootA, rootB) || costA - costB || Buffer.compare(bridgeA, bridgeB);
+function cmpVector(rootA: Buffer, costA: number, bridgeA: Buffer, portA: number, rootB: Buffer, costB: number, bridgeB: Buffer, portB: number): number {
+  return Buffer.compare(rootA, rootB) || costA - costB || Buffer.compare(bridgeA, bridgeB) || portA - portB;
 }
 
 export class SpanningTree {
@@ -91,11 +155,22 @@ export class SpanningTree {
     this.root = bridge;
   }
 
-  /** Records a hello heard on `link` (already authenticated by the tunnel). */
+  /** Records a hello heard on `link` (authenticated by the tunnel on peer links; not on segments). */
   onHello(link: LinkState, h: Hello, nowMs: number): void {
+    if (link.shared) {
+      // Our own hello, reflected (a hub, a guest bridge): not another bridge.
+      if (h.port === link.segmentPort && h.bridge.equals(this.bridge)) return;
+      const key = h.bridge.toString('hex') + ':' + h.port;
+      if (!link.heard.has(key) && link.heard.size >= SEGMENT_MAX_BRIDGES) {
+        link.heardFull++;
+        return;
+      }
+      link.heard.set(key, { hello: h, atMs: nowMs });
+    } else {
+      link.remote = h;
+    }
     link.heardBridge = true;
     link.lastHelloMs = nowMs;
-    link.remote = h;
     link.helloRx++;
     const k = h.root.toString('hex');
     const s = this.seqSeen.get(k);
@@ -108,10 +183,15 @@ export class SpanningTree {
     return s !== undefined && nowMs - s.atMs <= MAX_AGE_MS;
   }
 
-  /** The hello to send now on every link. */
+  /** The hello to send now on every link (segments set `port` to their own number). */
   hello(): Hello {
     if (this.rootLink === null) this.rootSeq = (this.rootSeq + 1) >>> 0;
-    return { root: this.root, cost: this.rootCost, bridge: this.bridge, rootSeq: this.rootSeq };
+    return { root: this.root, cost: this.rootCost, bridge: this.bridge, rootSeq: this.rootSeq, port: 0 };
+  }
+
+  /** Whether a hello offers a path to a live root other than through ourselves. */
+  private offersRoot(h: Hello, nowMs: number): boolean {
+    return !h.root.equals(this.bridge) && !h.bridge.equals(this.bridge) && this.rootAlive(h.root, nowMs);
   }
 
   /**
@@ -122,16 +202,40 @@ export class SpanningTree {
     let bestRoot = this.bridge;
     let bestCost = 0;
     let bestBridge = this.bridge;
+    let bestPort = 0;
+    let segmentListening = false;
     for (const l of links) {
+      if (l.shared) {
+        if (nowMs - l.upSinceMs < SEGMENT_LISTEN_MS) segmentListening = true;
+        let best: Hello | null = null;
+        for (const [k, e] of l.heard) {
+          if (nowMs - e.atMs > MAX_AGE_MS) {
+            l.heard.delete(k);
+            continue;
+          }
+          const r = e.hello;
+          if (best === null || cmpVector(r.root, r.cost, r.bridge, r.port, best.root, best.cost, best.bridge, best.port) < 0) best = r;
+          if (!this.offersRoot(r, nowMs)) continue;
+          if (cmpVector(r.root, r.cost + 1, r.bridge, r.port, bestRoot, bestCost, bestBridge, bestPort) < 0) {
+            bestLink = l;
+            bestRoot = r.root;
+            bestCost = r.cost + 1;
+            bestBridge = r.bridge;
+            bestPort = r.port;
+          }
+        }
+        l.remote = best;
+        continue;
+      }
       if (!l.heardBridge || nowMs - l.lastHelloMs > MAX_AGE_MS || l.remote === null) continue;
       const r = l.remote;
-      if (!r.root.equals(this.bridge) && !this.rootAlive(r.root, nowMs)) continue;
-      if (r.root.equals(this.bridge)) continue; // A path back to ourselves is no path to the root.
-      if (cmpVector(r.root, r.cost + 1, r.bridge, bestRoot, bestCost, bestBridge) < 0) {
+      if (!this.offersRoot(r, nowMs)) continue;
+      if (cmpVector(r.root, r.cost + 1, r.bridge, r.port, bestRoot, bestCost, bestBridge, bestPort) < 0) {
         bestLink = l;
         bestRoot = r.root;
         bestCost = r.cost + 1;
         bestBridge = r.bridge;
+        bestPort = r.port;
       }
     }
     this.rootLink = bestLink;
@@ -144,7 +248,9 @@ export class SpanningTree {
     let changed = false;
     for (const l of links) {
       let role: LinkRole;
-      if (!l.heardBridge) {
+      if (l.shared) {
+        role = l === bestLink ? 'root' : this.designatedOnSegment(l, nowMs) ? 'designated' : 'blocked';
+      } else if (!l.heardBridge) {
         role = l.sessionSinceMs > 0 && nowMs - l.sessionSinceMs >= EDGE_DETECT_MS ? 'edge' : 'pending';
       } else if (nowMs - l.lastHelloMs > MAX_AGE_MS || l.remote === null) {
         role = 'down';
@@ -152,9 +258,8 @@ export class SpanningTree {
         role = 'root';
       } else {
         const r = l.remote;
-        const remoteRootOk = r.root.equals(this.bridge) || r.root.equals(this.root) || this.rootAlive(r.root, nowMs);
-        const ours = cmpVector(this.root, this.rootCost, this.bridge, r.root, r.cost, r.bridge) < 0;
-        role = ours || !remoteRootOk ? 'designated' : 'blocked';
+        const ours = cmpVector(this.root, this.rootCost, this.bridge, 0, r.root, r.cost, r.bridge, 0) < 0;
+        role = ours || !this.remoteRootOk(r, nowMs) ? 'designated' : 'blocked';
       }
       l.role = role;
       const want = role === 'root' || role === 'designated' || role === 'edge';
@@ -164,8 +269,16 @@ export class SpanningTree {
         l.wantForwardSinceMs = -1;
       } else if (!fwd) {
         if (l.wantForwardSinceMs < 0) l.wantForwardSinceMs = nowMs;
-        // Edge ports face a host that cannot loop back into us: no delay.
-        if (role === 'edge' || nowMs - l.wantForwardSinceMs >= FORWARD_DELAY_MS) fwd = true;
+        if (role === 'edge') {
+          // Edge ports face a host that cannot loop back into us: no delay.
+          fwd = true;
+        } else if (l.shared && !l.heardBridge) {
+          // A segment where no other bridge was ever heard: nothing to wait for.
+          fwd = true;
+        } else if (nowMs - l.wantForwardSinceMs >= FORWARD_DELAY_MS) {
+          // A peer link also waits until every segment has been listened to (see the header).
+          fwd = l.shared || !segmentListening;
+        }
       }
       if (fwd !== l.forwarding) {
         l.forwarding = fwd;
@@ -173,5 +286,19 @@ export class SpanningTree {
       }
     }
     return changed;
+  }
+
+  private remoteRootOk(r: Hello, nowMs: number): boolean {
+    return r.root.equals(this.bridge) || r.root.equals(this.root) || this.rootAlive(r.root, nowMs);
+  }
+
+  /** 802.1D on a shared medium: designated when our vector beats every bridge port heard there. */
+  private designatedOnSegment(l: LinkState, nowMs: number): boolean {
+    for (const e of l.heard.values()) {
+      const r = e.hello;
+      if (!this.remoteRootOk(r, nowMs)) continue;
+      if (cmpVector(this.root, this.rootCost, this.bridge, l.segmentPort, r.root, r.cost, r.bridge, r.port) >= 0) return false;
+    }
+    return true;
   }
 }
