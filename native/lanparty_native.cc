@@ -20,9 +20,15 @@
 // Send stages:
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id) in typed
 //      arrays shared with this file.
-//   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec and
-//      one mmsghdr per datagram, then sendmmsg until everything is sent, dropped or backlogged.
-//      The socket never blocks.
+//   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec per
+//      datagram and one mmsghdr per message, then sendmmsg until everything is sent, dropped or
+//      backlogged. The socket never blocks. On UDP, consecutive datagrams to the same peer with the
+//      same length (the last may be shorter) share one message with UDP GSO (a UDP_SEGMENT cmsg,
+//      Linux >= 4.18): the kernel walks routing, netfilter and the device once per message instead
+//      of once per datagram and cuts the datagrams apart on the way out, so the receiver (QEMU,
+//      another lanparty) still gets one datagram per frame, byte for byte what it got without GSO.
+//      A message the path refuses (EINVAL: segment larger than the path MTU; EIO: no checksum
+//      offload) is resent one datagram per message, and GSO stays off for segments that large.
 //   3. UDP: EAGAIN/ENOBUFS means our own send buffer is full; the rest is a counted drop (Ethernet
 //      is lossy). Unix: EAGAIN usually means that one receiver's queue is full, and Linux lets a unix
 //      datagram receiver queue only net.unix.max_dgram_qlen (default 10) datagrams, so a burst of
@@ -63,6 +69,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,8 +102,21 @@ constexpr int kMaxBatch = 1024;
 // peer that is backlogged right now.
 constexpr int kBacklogDatagrams = 256;
 constexpr size_t kBacklogBytes = 1u << 20;
-// Datagrams handed to one sendmmsg call when draining a backlog.
+// Datagrams handed to one sendmmsg call when draining a backlog (also the scratch size used to
+// resend a refused GSO message one datagram at a time, so it must be >= kGsoMaxSegments).
 constexpr int kBacklogSendBatch = 64;
+// UDP GSO (send stage 2): at most this many datagrams, and this many payload bytes, per message.
+// Linux accepts 64 segments (UDP_MAX_SEGMENTS, 128 on newer kernels) and one IPv4 datagram's worth
+// of payload (65507 bytes).
+constexpr int kGsoMaxSegments = 64;
+constexpr size_t kGsoMaxBytes = 65000;
+static_assert(kBacklogSendBatch >= kGsoMaxSegments, "SendOneByOne reuses the backlog scratch headers");
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 
 // Slots of the shared counters Float64Array; batch-io.ts reads them by the same indexes.
 enum CounterIndex {
@@ -106,7 +126,9 @@ enum CounterIndex {
   kSendDropped = 3,  // the EAGAIN/ENOBUFS subset of kSendErrors (a full queue, not a fault)
   kUnaddressable = 4,  // received from an unbound unix socket, or with the peer table full
   kSendQueued = 5,     // gauge: datagrams waiting in unix peer backlogs right now
-  kCounterCount = 6,
+  kGsoMessages = 6,    // UDP GSO messages sent (each carried 2..kGsoMaxSegments datagrams)
+  kGsoDatagrams = 7,   // datagrams those messages carried
+  kCounterCount = 8,
 };
 
 enum class Kind { kInet, kUnix };
@@ -371,6 +393,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       h.msg_iovlen = 1;
     }
     txIds_.resize(txCap_);
+    txSegs_.resize(txCap_);
+    txMsgBytes_.resize(txCap_);
+    txCtl_.assign(static_cast<size_t>(txCap_) * CMSG_SPACE(sizeof(uint16_t)), 0);
     for (int i = 0; i < kBacklogSendBatch; i++) {
       msghdr& h = blHdrs_[i].msg_hdr;
       memset(&h, 0, sizeof(h));
@@ -459,6 +484,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       failed = "setsockopt(SO_NO_CHECK)";
     }
     if (!failed && ::bind(fd, reinterpret_cast<sockaddr*>(&bindAddr), bindLen) != 0) failed = "bind";
+    // UDP GSO (send stage 2): probe with UDP_SEGMENT = 0 (per-message size comes in a cmsg);
+    // ENOPROTOOPT on kernels without it. Never with SO_NO_CHECK (the kernel refuses that pair).
+    if (!failed && kind_ == Kind::kInet && o.Get("udpGso").ToBoolean().Value() &&
+        !o.Get("noUdpChecksum").ToBoolean().Value()) {
+      int zero = 0;
+      gso_ = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &zero, sizeof(zero)) == 0;
+    }
     Napi::Value group = o.Get("mcastGroup");
     if (!failed && kind_ == Kind::kInet && group.IsString()) {
       std::string g = group.As<Napi::String>().Utf8Value();
@@ -632,9 +664,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     int count = info[0].As<Napi::Number>().Int32Value();
     if (count > txCap_) count = txCap_;
     if (fd_ < 0 || count <= 0) return Napi::Number::New(env, 0);
-    // Stage 1: one mmsghdr per valid queued datagram. A unix peer with a backlog gets the
-    // datagram appended there instead, behind the ones already waiting.
-    int k = 0;
+    // Stage 1: one iovec per valid queued datagram, one mmsghdr per message. A unix peer with a
+    // backlog gets the datagram appended there instead, behind the ones already waiting. On UDP
+    // with GSO, a datagram joins the previous message when it goes to the same peer, the message
+    // so far is all one length and this one is no longer (the kernel's GSO rule), and the message
+    // stays within kGsoMaxSegments / kGsoMaxBytes.
+    int k = 0;  // messages
+    int v = 0;  // iovecs
     for (int i = 0; i < count; i++) {
       int id = txPeers_[i];
       const PeerAddr* p = table_.Get(id);
@@ -649,13 +685,49 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
         Backlog(b, txBase_ + off, static_cast<size_t>(len));
         continue;
       }
-      txIov_[k].iov_base = txBase_ + off;
-      txIov_[k].iov_len = static_cast<size_t>(len);
+      txIov_[v].iov_base = txBase_ + off;
+      txIov_[v].iov_len = static_cast<size_t>(len);
+      if (gso_ && k > 0 && txIds_[k - 1] == id && len > 0) {
+        msghdr& prev = txHdrs_[k - 1].msg_hdr;
+        size_t seg = prev.msg_iov[0].iov_len;
+        if (prev.msg_iov[prev.msg_iovlen - 1].iov_len == seg && static_cast<size_t>(len) <= seg &&
+            seg <= gsoMaxSeg_ && txSegs_[k - 1] < kGsoMaxSegments &&
+            txMsgBytes_[k - 1] + static_cast<size_t>(len) <= kGsoMaxBytes) {
+          prev.msg_iovlen++;
+          txSegs_[k - 1]++;
+          txMsgBytes_[k - 1] += static_cast<size_t>(len);
+          v++;
+          continue;
+        }
+      }
       msghdr& h = txHdrs_[k].msg_hdr;
       h.msg_name = const_cast<sockaddr_storage*>(&p->addr);
       h.msg_namelen = p->len;
+      h.msg_iov = &txIov_[v];
+      h.msg_iovlen = 1;
+      h.msg_control = nullptr;
+      h.msg_controllen = 0;
       txIds_[k] = id;
+      txSegs_[k] = 1;
+      txMsgBytes_[k] = static_cast<size_t>(len);
+      v++;
       k++;
+    }
+    // The UDP_SEGMENT cmsg of each GSO message: the segment size is its first datagram's length.
+    if (gso_) {
+      for (int m = 0; m < k; m++) {
+        if (txSegs_[m] < 2) continue;
+        msghdr& h = txHdrs_[m].msg_hdr;
+        uint8_t* ctl = txCtl_.data() + static_cast<size_t>(m) * CMSG_SPACE(sizeof(uint16_t));
+        h.msg_control = ctl;
+        h.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        cmsghdr* c = CMSG_FIRSTHDR(&h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = static_cast<uint16_t>(h.msg_iov[0].iov_len);
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+      }
     }
     // Stage 2: sendmmsg until all are sent, dropped or backlogged.
     int sent = 0;
@@ -663,8 +735,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     while (i < k) {
       int r = sendmmsg(fd_, &txHdrs_[i], static_cast<unsigned>(k - i), MSG_DONTWAIT);
       if (r > 0) {
+        for (int m = i; m < i + r; m++) {
+          sent += txSegs_[m];
+          if (txSegs_[m] > 1) {
+            counters_[kGsoMessages] += 1;
+            counters_[kGsoDatagrams] += txSegs_[m];
+          }
+        }
         i += r;
-        sent += r;
         continue;
       }
       int err = r < 0 ? errno : EIO;
@@ -673,12 +751,15 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
         if (kind_ == Kind::kInet) {
           // Our own send buffer is full (ours to drop): every remaining datagram would fail the
           // same way.
-          counters_[kSendDropped] += k - i;
-          counters_[kSendErrors] += k - i;
+          int rest = 0;
+          for (int m = i; m < k; m++) rest += txSegs_[m];
+          counters_[kSendDropped] += rest;
+          counters_[kSendErrors] += rest;
           break;
         }
         // Unix: that receiver's queue (or our buffer) is full. Its datagram i and every later one
         // to the same peer in this flush go to its backlog, in order; the others carry on.
+        // (Unix messages are always one datagram each: no GSO.)
         int id = txIds_[i];
         PeerBacklog* b = BacklogFor(id);
         if (!b) {
@@ -690,12 +771,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
         int w = i;
         for (int j = i; j < k; j++) {
           if (txIds_[j] == id) {
-            Backlog(b, static_cast<uint8_t*>(txIov_[j].iov_base), txIov_[j].iov_len);
+            Backlog(b, static_cast<uint8_t*>(txHdrs_[j].msg_hdr.msg_iov[0].iov_base), txHdrs_[j].msg_hdr.msg_iov[0].iov_len);
           } else if (w != j) {
-            txIov_[w] = txIov_[j];
+            txHdrs_[w].msg_hdr.msg_iov = txHdrs_[j].msg_hdr.msg_iov;
             txHdrs_[w].msg_hdr.msg_name = txHdrs_[j].msg_hdr.msg_name;
             txHdrs_[w].msg_hdr.msg_namelen = txHdrs_[j].msg_hdr.msg_namelen;
             txIds_[w] = txIds_[j];
+            txSegs_[w] = 1;
             w++;
           } else {
             w++;
@@ -705,12 +787,55 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
         if (b->count > 0) Service(b, true);
         continue;
       }
+      if (txSegs_[i] > 1 && (err == EINVAL || err == EIO || err == EMSGSIZE)) {
+        // The path refused the GSO message (segment above its MTU, no checksum offload): no more
+        // GSO for segments this large on this socket, and this message's datagrams go one by one.
+        // EIO: the route's device cannot checksum for us, so GSO can never work here.
+        size_t seg = txHdrs_[i].msg_hdr.msg_iov[0].iov_len;
+        if (err == EIO) gso_ = false;
+        if (seg <= gsoMaxSeg_) gsoMaxSeg_ = seg - 1;
+        sent += SendOneByOne(txHdrs_[i].msg_hdr);
+        i++;
+        continue;
+      }
       // Any other error (ENOENT/ECONNREFUSED for a vanished unix peer, EMSGSIZE, ...) belongs to
-      // datagram i alone: count it and go on with the rest.
-      counters_[kSendErrors] += 1;
+      // message i alone: count its datagrams and go on with the rest.
+      counters_[kSendErrors] += txSegs_[i];
       i++;
     }
     return Napi::Number::New(env, sent);
+  }
+
+  // Sends each datagram of a GSO message as a message of its own (the scratch headers of the
+  // backlog path; it is idle here, Flush runs to completion). Returns datagrams sent; the rest are
+  // counted as errors or drops.
+  int SendOneByOne(const msghdr& m) {
+    int n = static_cast<int>(m.msg_iovlen);
+    for (int j = 0; j < n; j++) {
+      blIov_[j] = m.msg_iov[j];
+      blHdrs_[j].msg_hdr.msg_name = m.msg_name;
+      blHdrs_[j].msg_hdr.msg_namelen = m.msg_namelen;
+    }
+    int sent = 0;
+    int j = 0;
+    while (j < n) {
+      int r = sendmmsg(fd_, &blHdrs_[j], static_cast<unsigned>(n - j), MSG_DONTWAIT);
+      if (r > 0) {
+        j += r;
+        sent += r;
+        continue;
+      }
+      int err = r < 0 ? errno : EIO;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+        counters_[kSendDropped] += n - j;
+        counters_[kSendErrors] += n - j;
+        break;
+      }
+      counters_[kSendErrors] += 1;
+      j++;
+    }
+    return sent;
   }
 
   // ---- Unix peer backlogs (header, send stages 3-5) ----
@@ -1070,6 +1195,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   std::vector<mmsghdr> txHdrs_;
   std::vector<iovec> txIov_;
   std::vector<int> txIds_;  // peer id of txHdrs_[i]
+  std::vector<int> txSegs_;  // datagrams in txHdrs_[i] (> 1: a GSO message)
+  std::vector<size_t> txMsgBytes_;  // payload bytes in txHdrs_[i]
+  std::vector<uint8_t> txCtl_;  // one UDP_SEGMENT cmsg per message
+  // UDP GSO: on for udp4 sockets that checksum (SO_NO_CHECK forbids it) when the kernel has it;
+  // segments longer than gsoMaxSeg_ are never coalesced (lowered when a path refuses one).
+  bool gso_ = false;
+  size_t gsoMaxSeg_ = 65535;
 
   // Unix peer backlogs, indexed by peer id (created on a peer's first EAGAIN, kept until close).
   std::vector<std::unique_ptr<PeerBacklog>> backlogs_;

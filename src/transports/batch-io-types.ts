@@ -41,6 +41,12 @@ export interface BatchSocketOptions {
    * unfinished). Native path only; the node:dgram fallback always sends checksums. Default true.
    */
   udpChecksum?: boolean;
+  /**
+   * udp4: send runs of same-length datagrams to one peer as one UDP GSO message (the receiver
+   * still gets one datagram per frame). Native path, checksummed sockets only; default true.
+   * The environment variable LANPARTY_UDP_GSO=0 turns it off everywhere (for measuring).
+   */
+  udpGso?: boolean;
 }
 
 /** Receive side of one wakeup. Valid only during the onBatch call; slots are reused. */

@@ -46,7 +46,9 @@ const C_TRUNCATED = 2;
 const C_SEND_DROPPED = 3;
 const C_UNADDRESSABLE = 4;
 const C_SEND_QUEUED = 5;
-const COUNTER_COUNT = 6;
+const C_GSO_MESSAGES = 6;
+const C_GSO_DATAGRAMS = 7;
+const COUNTER_COUNT = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Loading the addon
@@ -94,6 +96,7 @@ interface NativeOpenOptions {
   mcastLoop: boolean;
   mcastJoin: boolean;
   noUdpChecksum: boolean;
+  udpGso: boolean;
 }
 
 // Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
@@ -232,6 +235,7 @@ function normalise(opts: BatchSocketOptions): Normalised {
       mcastLoop: m ? m.loop : false,
       mcastJoin: m ? m.join : false,
       noUdpChecksum: opts.kind === 'udp4' && opts.udpChecksum === false,
+      udpGso: opts.kind === 'udp4' && opts.udpGso !== false && process.env.LANPARTY_UDP_GSO !== '0',
     },
   };
 }
@@ -252,6 +256,9 @@ class NativeStats {
   get unaddressable(): number { return this.c[C_UNADDRESSABLE]; }
   /** Unix only: datagrams waiting right now in per-peer backlogs for a receiver's queue to drain. */
   get sendQueued(): number { return this.c[C_SEND_QUEUED]; }
+  /** UDP GSO: messages sent with a UDP_SEGMENT cmsg, and the datagrams they carried. */
+  get gsoMessages(): number { return this.c[C_GSO_MESSAGES]; }
+  get gsoDatagrams(): number { return this.c[C_GSO_DATAGRAMS]; }
 }
 
 class NativeBatchSocket implements BatchSocket {

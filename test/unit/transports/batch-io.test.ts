@@ -251,6 +251,52 @@ function suite(impl: BatchImplementation): void {
     assert.equal(b.stats.recvErrors, 0);
   });
 
+  // UDP GSO is native only (the node:dgram fallback sends one datagram per call).
+  if (impl === 'native') it('udp GSO: runs of equal-length datagrams to one peer leave as few messages and arrive one datagram per frame, byte for byte', async () => {
+    const a = await udp();
+    const b = await udp();
+    const c = await udp();
+    const rxB = new Collector(b);
+    const rxC = new Collector(c);
+    const toB = a.peerId(b.localAddress());
+    const toC = a.peerId(c.localAddress());
+    const stats = a.stats as unknown as { gsoMessages: number; gsoDatagrams: number };
+    // One flush: 40 x 1000 B to b with a shorter tail (joins the run), then 3 to c, then 5 to b
+    // (a new message: the run before it ended with a shorter datagram).
+    const expectB: Buffer[] = [];
+    const expectC: Buffer[] = [];
+    for (let i = 0; i < 40; i++) { const f = frameOf(i, 1000); expectB.push(f); a.send(toB, f, 0, f.length); }
+    { const f = frameOf(40, 300); expectB.push(f); a.send(toB, f, 0, f.length); }
+    for (let i = 0; i < 3; i++) { const f = frameOf(100 + i, 64); expectC.push(f); a.send(toC, f, 0, f.length); }
+    for (let i = 0; i < 5; i++) { const f = frameOf(200 + i, 1000); expectB.push(f); a.send(toB, f, 0, f.length); }
+    await rxB.until(expectB.length);
+    await rxC.until(expectC.length);
+    await settle();
+    assert.deepEqual(rxB.frames.map((f) => f.data), expectB);
+    assert.deepEqual(rxC.frames.map((f) => f.data), expectC);
+    assert.equal(stats.gsoMessages, 3, 'b: 41 datagrams, c: 3, b: 5 -> three GSO messages');
+    assert.equal(stats.gsoDatagrams, 49);
+    assert.equal(a.stats.sendErrors, 0);
+    // Growing lengths never coalesce (a GSO message's segments are all its first one's length,
+    // bar the last): the receiver still sees each length exactly.
+    rxB.frames.length = 0;
+    for (let i = 0; i < 20; i++) a.send(toB, frameOf(i, 100 + i), 0, 100 + i);
+    await rxB.until(20);
+    assert.deepEqual(rxB.frames.map((f) => f.data.length), Array.from({ length: 20 }, (_, i) => 100 + i));
+    assert.equal(stats.gsoMessages, 3);
+  });
+
+  if (impl === 'native') it('udp GSO off (udpGso: false): every datagram is its own message', async () => {
+    const a = await udp(0, { udpGso: false });
+    const b = await udp();
+    const rx = new Collector(b);
+    const to = a.peerId(b.localAddress());
+    for (let i = 0; i < 30; i++) a.send(to, frameOf(i, 500), 0, 500);
+    await rx.until(30);
+    assert.deepEqual(rx.frames.map((f) => f.data), Array.from({ length: 30 }, (_, i) => frameOf(i, 500)));
+    assert.equal((a.stats as unknown as { gsoMessages: number }).gsoMessages, 0);
+  });
+
   it('close is idempotent and a send after close is a counted failure', async () => {
     const a = await udp();
     const b = await udp();
