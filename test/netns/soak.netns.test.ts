@@ -1,22 +1,36 @@
 /**
  * Soak: lanparty up for LP_SOAK_SECONDS (default 120 s; `npm run soak` runs 1800 s) under mixed
- * real traffic, in a network namespace of its own:
+ * real traffic and topology changes, in a network namespace of its own:
  *
- *   netns (unshare --net), lo only
- *   ┌───────────────────────────────────────────────────────────────────────────────────┐
- *   │ guest g1 (QEMU, dgram udp)      ─┐  boot, DHCP, ping 10.77.0.1, power off, again   │
- *   │ guest g2 (QEMU, dgram unixgram) ─┤                                                  │
- *   │ flood client (udp)              ─┤  random source MACs, ~2000 frames/s              │
- *   │ seq pair A → B (udp, udp)       ─┼─► lanparty up ── services (DHCP, DNS)           │
- *   │ stream clients (tcp, unix)      ─┘  connect, send, vanish mid-frame                 │
- *   └───────────────────────────────────────────────────────────────────────────────────┘
+ *   netns (unshare --net), lo only                                          netns …-soak-remote
+ *   ┌──────────────────────────────────────────────────────────────────┐    ┌──────────────────┐
+ *   │ guest g1 (QEMU, dgram udp)      ─┐  boot, DHCP, ping 10.77.0.1,   │    │                  │
+ *   │ guest g2 (QEMU, dgram unixgram) ─┤  power off, again              │    │                  │
+ *   │ flood client (udp)              ─┤  random source MACs            │    │                  │
+ *   │ seq pair A → B (udp, udp)       ─┤                                │    │                  │
+ *   │ stream clients (tcp, unix)      ─┼─► lanparty up ── wg ── veth ───┼────┼─ lanparty remote │
+ *   │ ping 10.77.0.1 via TAP lpsoak0  ─┤   (DHCP, DNS)  10.60.0.1       │    │  10.60.0.2, .3,… │
+ *   │ link client (udp) ◄─ seq both ways through the wg link ──────────┼────┼─► link client    │
+ *   └──────────────────────────────────────────────────────────────────┘    └──────────────────┘
+ *
+ * Topology changes (test/helpers/soak-churn.ts): every LP_SOAK_TAP_PERIOD_S (default 15 s) the
+ * TAP is deleted, stays gone 2 s (frames to it count as port-down) and is recreated; lanparty
+ * reattaches. Every LP_SOAK_ROAM_PERIOD_S (default 20 s) the remote moves to a new underlay address
+ * (roaming), and the seq tickers through the link (every 50 ms, both ways) say when traffic
+ * resumed. Both stop scheduling 10 s before the end, so at 120 s the TAP goes 7 times and the peer
+ * roams 5 times.
  *
  * Reports (diagnostics, and JSON to $LP_RELIABILITY_OUT/soak-figures.json when set): frames in and
- * out, drops by reason, VmRSS over time, and the JS heap at the end (status.memory), guest runs.
+ * out, drops by reason, VmRSS over time, and the JS heap at the end (status.memory), guest runs,
+ * TAP recreations with each lifetime's ping replies and the TAP port's port-down drops, roams with
+ * each resume time, the link tickers (sent, received, duplicates, longest gap).
  * Asserts: VmRSS stays under SOAK_RSS_BOUND_MIB once warm (after the first 30 s), B receives each
- * of A's sequence numbers at most once, every transport is listening at the end, every guest run
- * ended LP-DONE ok, and the pid never changed. TAP and WireGuard-style peers are not part of it
- * yet (see RELIABILITY.md).
+ * of A's sequence numbers at most once, every transport is up at the end (listening; the TAP
+ * attached and up), every guest run ended LP-DONE ok, the pid never changed; the TAP was recreated
+ * at least twice and every lifetime of it carried ping replies, none duplicated; the peer roamed at
+ * least twice, traffic resumed both ways within LP_SOAK_ROAM_RESUME_MS (default 5000) of each
+ * move, no link frame arrived twice, and at the end the peer is reachable and forwarding at its
+ * latest address.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,21 +42,40 @@ import { lanpartyMissing } from '../helpers/netns-lanparty.js';
 import { guestSkipReason, macForGuest, startGuest } from '../helpers/guest.js';
 import { attach } from '../helpers/guest-lan.js';
 import { connectStream, frameFrom, framed, randomMac, rssKiB, selfNs, sleep, startSelf, status, udpClient } from './hostile-lib.js';
+import {
+  judgeLifetimes, makeTap, RemoteSite, roamLoop, startLinkTicker, startPinger, tapChurn, tapTransport, TAP_NAME, VIRTUAL_HOST_IP,
+  waitLinkForwarding, wgPeers,
+} from '../helpers/soak-churn.js';
 
 const SECONDS = Number(process.env.LP_SOAK_SECONDS ?? 120);
 const SOAK_RSS_BOUND_MIB = Number(process.env.LP_SOAK_RSS_MIB ?? 128);
 const WARM_MS = 30_000;
 const MAC_A = 0x02000000a00a;
 const MAC_B = 0x02000000b00b;
+const TAP_PERIOD_MS = Number(process.env.LP_SOAK_TAP_PERIOD_S ?? 15) * 1000;
+const ROAM_PERIOD_MS = Number(process.env.LP_SOAK_ROAM_PERIOD_S ?? 20) * 1000;
+const ROAM_RESUME_BOUND_MS = Number(process.env.LP_SOAK_ROAM_RESUME_MS ?? 5000);
+/** No TAP deletion or roam in the last QUIET_MS: the last lifetime and the last move get time to show traffic. */
+const QUIET_MS = 10_000;
 
 if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixed traffic (own netns)`)) {
   after(cleanupAll);
   const skip = lanpartyMissing() ?? netnsSkipReason() ?? guestSkipReason();
 
-  test(`soak ${SECONDS} s: guests restarting, MAC flood, seq pair, vanishing streams`, { skip, timeout: (SECONDS + 300) * 1000 }, async (t) => {
+  test(`soak ${SECONDS} s: guests restarting, MAC flood, seq pair, vanishing streams, TAP going and coming back, roaming wg peer`, { skip, timeout: (SECONDS + 300) * 1000 }, async (t) => {
     const dir = tempDir('soak');
-    const lp = await startSelf({ ports: ['udp://127.0.0.1:33001', `unixgram://${dir}/dgram.sock`, 'tcp://127.0.0.1:33002', `unix://${dir}/stream.sock`] });
+    await makeTap();
+    const remote = new RemoteSite();
+    await remote.underlay();
+    const lp = await startSelf({
+      ports: ['udp://127.0.0.1:33001', `unixgram://${dir}/dgram.sock`, 'tcp://127.0.0.1:33002', `unix://${dir}/stream.sock`, `tap://${TAP_NAME}`],
+      configToml: remote.localToml(),
+    });
     const pid = (await status(lp)).pid;
+    await remote.start();
+    const linkAtStart = await waitLinkForwarding(lp);
+    const link = await startLinkTicker(remote, 33001, 50);
+    const pinger = startPinger(VIRTUAL_HOST_IP);
     const started = Date.now();
     const end = started + SECONDS * 1000;
     const running = () => Date.now() < end;
@@ -123,9 +156,17 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
       }
     };
 
-    await Promise.all([guestLoop(1, 'udp'), guestLoop(2, 'unixgram'), flood(), pair(), streams()]);
+    // The TAP going away and coming back; the remote peer roaming.
+    const churnTap = tapChurn(lp, { startedMs: started, endMs: end, firstMs: 10_000, periodMs: TAP_PERIOD_MS, goneMs: 2000, quietMs: QUIET_MS });
+    const roams = roamLoop(remote, link, { startedMs: started, endMs: end, firstMs: 15_000, periodMs: ROAM_PERIOD_MS, quietMs: QUIET_MS, boundMs: ROAM_RESUME_BOUND_MS });
+
+    const [tapLife, roamList] = await Promise.all([churnTap, roams, guestLoop(1, 'udp'), guestLoop(2, 'unixgram'), flood(), pair(), streams()]);
     clearInterval(sampler);
+    await sleep(1000);
+    link.stop();
+    pinger.stop();
     await sleep(500);
+    judgeLifetimes(tapLife, pinger.replies);
 
     const st = await status(lp);
     const totals = { rxFrames: 0, txFrames: 0 };
@@ -138,14 +179,32 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
     const warm = rss.filter((r) => r.s * 1000 >= WARM_MS && r.kib > 0);
     const maxWarmMiB = Math.max(...warm.map((r) => r.kib)) / 1024;
     const duplicates = [...seen.values()].filter((n) => n > 1).length;
+    const tapRow = st.ports.find((p) => p.kind === 'tap');
+    const peer = wgPeers(st)[0];
+    const resumes = roamList.map((r) => r.resumeMs ?? Infinity);
+    const tap = {
+      recreations: tapLife.deletions, portDownDrops: tapRow?.drops['port-down'] ?? null, txFrames: tapRow?.txFrames ?? null, rxFrames: tapRow?.rxFrames ?? null,
+      stateAtEnd: tapTransport(st)?.state ?? null, pingReplies: pinger.replies.filter((r) => !r.dup).length,
+      pingDuplicates: pinger.replies.filter((r) => r.dup).length, pingUnanswered: pinger.unanswered, lifetimes: tapLife.lifetimes,
+    };
+    const wg = {
+      roams: roamList.length, maxResumeMs: roamList.length ? Math.max(...resumes) : null, resumeBoundMs: ROAM_RESUME_BOUND_MS, roamList,
+      toRemote: { sent: link.sent.toRemote.length, received: link.toRemote.counts.size, duplicates: link.toRemote.duplicates(), maxGapMs: link.toRemote.maxGapMs() },
+      toLocal: { sent: link.sent.toLocal.length, received: link.toLocal.counts.size, duplicates: link.toLocal.duplicates(), maxGapMs: link.toLocal.maxGapMs() },
+      peerAtEnd: peer ? { endpoint: peer.endpoint, reachable: peer.reachable, role: peer.role, forwarding: peer.forwarding, handshakes: peer.counters.handshakes } : null,
+      handshakesAtStart: linkAtStart.counters.handshakes,
+    };
     const figures = {
       seconds: SECONDS, pid, frames: totals, drops, switch: st.switch, services: st.services.lan?.dhcp?.counters.drops ?? {},
       guestRuns: guestRuns.ok, guestFailures: guestRuns.fail, floodFrames, seqSent, seqReceived: seen.size, duplicates, streamConns,
       rssMiB: { first: rss[0]?.kib / 1024, maxWarm: maxWarmMiB, last: rss[rss.length - 1]?.kib / 1024, bound: SOAK_RSS_BOUND_MIB },
       rssSeries: rss,
       heapUsedMiBAtEnd: st.memory.heapUsedBytes / 1048576,
+      tap, wg,
     };
     t.diagnostic(JSON.stringify({ ...figures, rssSeries: undefined }));
+    t.diagnostic(`TAP ${TAP_NAME}: ${tap.recreations} recreations, ${tap.portDownDrops} port-down drops; per lifetime (created at s: reattach ms, first ping reply ms, replies): ${tap.lifetimes.map((l) => `${l.createdAtS}: ${l.reattachMs}, ${l.firstReplyMs}, ${l.replies}`).join('; ')}`);
+    t.diagnostic(`wg peer: ${wg.roams} roams, resumed both ways after (ms) ${roamList.map((r) => `${r.from}→${r.to} ${r.resumeMs}`).join(', ')}; link seq soak→remote ${wg.toRemote.received}/${wg.toRemote.sent} (longest gap ${wg.toRemote.maxGapMs} ms), remote→soak ${wg.toLocal.received}/${wg.toLocal.sent} (longest gap ${wg.toLocal.maxGapMs} ms), duplicates ${wg.toRemote.duplicates + wg.toLocal.duplicates}`);
     t.diagnostic(`VmRSS over time (s:MiB): ${rss.map((r) => `${r.s}:${(r.kib / 1024).toFixed(0)}`).join(' ')}`);
     if (process.env.LP_RELIABILITY_OUT) fs.writeFileSync(path.join(process.env.LP_RELIABILITY_OUT, 'soak-figures.json'), JSON.stringify(figures, null, 2));
 
@@ -153,11 +212,25 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
     assert.ok(maxWarmMiB < SOAK_RSS_BOUND_MIB, `VmRSS ${maxWarmMiB.toFixed(0)} MiB once warm, bound ${SOAK_RSS_BOUND_MIB} MiB`);
     assert.equal(duplicates, 0, 'no frame delivered twice');
     assert.ok(seen.size > 0, 'B received A\'s frames');
-    for (const tr of st.transports) assert.equal(tr.state, 'listening', `${tr.url} is up at the end`);
+    for (const tr of st.transports) assert.equal(tr.state, tr.kind === 'tap' ? 'up' : 'listening', `${tr.url} is up at the end`);
     assert.deepEqual(guestRuns.fail, [], 'every guest run ended LP-DONE ok');
     assert.ok(guestRuns.ok >= 2, `guests ran (${guestRuns.ok} runs)`);
+    // The TAP that went away and came back.
+    assert.equal(tap.stateAtEnd, 'up', `${TAP_NAME} attached and up at the end`);
+    assert.ok(tap.recreations >= 2, `the TAP was recreated (${tap.recreations} times)`);
+    assert.ok((tap.portDownDrops ?? 0) > 0, 'frames to the TAP while it was gone count as port-down');
+    assert.deepEqual(tap.lifetimes.filter((l) => l.replies === 0), [], 'every lifetime of the TAP carried ping replies from 10.77.0.1');
+    assert.equal(tap.pingDuplicates, 0, 'no ping reply through the TAP arrived twice');
+    // The roaming peer.
+    assert.ok(wg.roams >= 2, `the peer roamed (${wg.roams} times)`);
+    assert.deepEqual(roamList.filter((r) => r.resumeMs === null || r.resumeMs > ROAM_RESUME_BOUND_MS), [], `traffic resumed both ways within ${ROAM_RESUME_BOUND_MS} ms of every move`);
+    assert.equal(wg.toRemote.duplicates, 0, 'no link frame delivered twice (soak → remote)');
+    assert.equal(wg.toLocal.duplicates, 0, 'no link frame delivered twice (remote → soak)');
+    assert.ok(peer?.reachable && peer.forwarding, `the peer is reachable and forwarding at the end (${JSON.stringify(wg.peerAtEnd)})`);
+    assert.equal(peer.endpoint, remote.endpoint, 'the soak follows the peer to its latest address');
     a.close();
     b.close();
     assert.equal(await lp.stop(), 0);
+    assert.equal(await remote.stop(), 0);
   });
 }
