@@ -37,6 +37,8 @@ interface WgSection {
   listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; underLoad: boolean;
   counters: Record<'rxBadMac1' | 'rxBadMac2' | 'rxRateLimited' | 'rxUnknownIndex' | 'rxHandshakeFailed' | 'rxDecryptFailed' | 'rxBadSize' | 'rxBadType' | 'txCookieReplies', number>;
   peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; counters: Record<string, number> }>;
+  /** Multicast groups in the tree (absent from older daemons). */
+  segments?: Array<{ name: string; role: string; forwarding: boolean; bridges: string[]; helloRx: number }>;
 }
 
 /** The `vxlan` field a VXLAN transport adds to its transport row (transports/vxlan VxlanStatus). */
@@ -92,6 +94,12 @@ export function formatStatus(s: StatusReport): string {
       p.publicKey, p.address, p.endpoint, p.lastHandshakeAgoS === null ? 'never' : `${p.lastHandshakeAgoS}s ago`, si(p.rxBytes, 'B'), si(p.txBytes, 'B'),
       p.reachable ? 'yes' : 'no', `${p.role}${p.forwarding ? ' fwd' : ''}`, String(p.counters.rxReplayed ?? 0),
     ])]));
+    const segs = wg.segments ?? [];
+    if (segs.length > 0) {
+      out.push(table([['SHARED SEGMENT', 'LINK', 'OTHER BRIDGES HEARD', 'HELLOS RX'], ...segs.map((g) => [
+        g.name, `${g.role}${g.forwarding ? ' fwd' : ''}`, g.bridges.join(' ') || 'none', String(g.helloRx),
+      ])]));
+    }
   }
   out.push('');
   out.push('MAC table');

@@ -14,8 +14,9 @@
  *
  * What the test process uses on each site: a `unix://DIR/s.sock` stream port (unix sockets are not
  * namespaced, so a QEMU-stream-format client in this process is a guest on that site's LAN), and
- * optional TAP ports. Also here: the relay and a UDP sender as small Node scripts run inside a
- * namespace, and a pcap reader for tcpdump's output (replays).
+ * optional TAP or multicast ports. Also here: the relay, a UDP sender and a guest on a multicast
+ * group (relayed to this process over a unix socket) as small Node scripts run inside a namespace,
+ * and a pcap reader for tcpdump's output (replays).
  */
 import * as net from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -33,11 +34,12 @@ export const ETHERTYPE_TEST = 0x88b5; // IEEE local experimental: nothing else o
 // Topology
 
 export class Site {
-  readonly key = generatePrivateKey();
-  readonly publicKey = publicKeyOf(this.key);
+  readonly publicKey: Buffer;
   readonly dir: string;
   lp: Lanparty | null = null;
-  constructor(readonly tag: string, readonly n: number, readonly ns: Netns) {
+  /** `key`: the WireGuard private key (default: a new one), chosen when a test needs a bridge-id order. */
+  constructor(readonly tag: string, readonly n: number, readonly ns: Netns, readonly key: Buffer = generatePrivateKey()) {
+    this.publicKey = publicKeyOf(key);
     this.dir = tempDir(`site-${tag}`);
   }
   /** Underlay address on the link to the router. */
@@ -56,13 +58,16 @@ export interface Topology {
   sites: Site[];
 }
 
-/** Creates the router and one namespace per tag (sites numbered 1..n), routed, nftables ready. */
-export async function createTopology(tags: string[]): Promise<Topology> {
+/**
+ * Creates the router and one namespace per tag (sites numbered 1..n), routed, nftables ready.
+ * `keys[i]`, when given, is site i's WireGuard private key.
+ */
+export async function createTopology(tags: string[], keys: Buffer[] = []): Promise<Topology> {
   const router = await Netns.create('r');
   const sites: Site[] = [];
   for (const [i, tag] of tags.entries()) {
     const ns = await Netns.create(tag);
-    const s = new Site(tag, i + 1, ns);
+    const s = new Site(tag, i + 1, ns, keys[i]);
     await vethPair(ns, `v${tag}`, `${s.underlay}/24`, router, `r${tag}`, `${s.gateway}/24`);
     // Roaming tests move the underlay address: keep the route when the old one goes.
     await ns.run(['sysctl', '-qw', `net.ipv4.conf.v${tag}.promote_secondaries=1`]);
@@ -119,12 +124,12 @@ export function wgToml(site: Site, peers: PeerLink[], extraPeers: Array<{ public
   return lines.join('\n');
 }
 
-/** Starts lanparty on a site: its stream port, optional TAP ports, [wg] with `peers`; no DHCP. */
-export async function startSite(site: Site, peers: PeerLink[], opts: { taps?: string[]; ns?: Netns } = {}): Promise<Lanparty> {
+/** Starts lanparty on a site: its stream port, optional TAP (or other) ports, [wg] with `peers`; no DHCP. */
+export async function startSite(site: Site, peers: PeerLink[], opts: { taps?: string[]; ports?: string[]; ns?: Netns } = {}): Promise<Lanparty> {
   site.lp = await startLanparty({
     ns: opts.ns ?? site.ns,
     label: `lanparty ${site.tag}`,
-    ports: [`unix://${site.streamPath}`, ...(opts.taps ?? [])],
+    ports: [`unix://${site.streamPath}`, ...(opts.taps ?? []), ...(opts.ports ?? [])],
     extraArgs: ['--no-dhcp'],
     configToml: wgToml(site, peers),
   });
@@ -143,19 +148,26 @@ export interface WgPeerRow {
   reachable: boolean; role: string; forwarding: boolean; portId: number;
   counters: Record<string, number>; inner: Record<string, number>;
 }
-export interface WgSection { bridgeId: string; rootId: string; rootCost: number; counters: Record<string, number>; peers: WgPeerRow[] }
+/** A multicast group in the tree (transports/wg WgSegmentStatus). */
+export interface WgSegmentRow { name: string; role: string; forwarding: boolean; bridges: string[]; helloRx: number; heardFull: number }
+export interface WgSection { bridgeId: string; rootId: string; rootCost: number; counters: Record<string, number>; peers: WgPeerRow[]; segments: WgSegmentRow[] }
+/** The tree fields of an mcast transport row (transports/mcast McastSegmentStatus). */
+export interface McastSegment { role: string; forwarding: boolean; bridgesHeard: number; designatedBridge: string; treeRx: number; treeTx: number; treeFiltered: number }
 export interface SiteStatus {
   wg: WgSection;
+  /** The mcast transports' tree fields (null: no tree), in config order. */
+  mcast: Array<McastSegment | null>;
   ports: Array<{ id: number; name: string; kind: string; rxFrames: number; txFrames: number; drops: Record<string, number> }>;
   macs: Array<{ mac: string; port: number; portName: string }>;
 }
 
 /** `lanparty status --json` of a site, reduced to what these tests read. */
 export async function siteStatus(site: Site): Promise<SiteStatus> {
-  const s = await lanpartyStatus<{ transports: Array<{ wg?: WgSection }>; ports: SiteStatus['ports']; macs: SiteStatus['macs'] }>(site.lp!);
+  const s = await lanpartyStatus<{ transports: Array<{ kind: string; wg?: WgSection; segment?: McastSegment | null }>; ports: SiteStatus['ports']; macs: SiteStatus['macs'] }>(site.lp!);
   const wg = s.transports.find((t) => t.wg !== undefined)?.wg;
   if (wg === undefined) throw new Error(`site ${site.tag}: no wg transport in status`);
-  return { wg, ports: s.ports, macs: s.macs };
+  const mcast = s.transports.filter((t) => t.kind === 'mcast').map((t) => t.segment ?? null);
+  return { wg, mcast, ports: s.ports, macs: s.macs };
 }
 
 /** The status row for `peer` as seen from `site`. */
@@ -315,6 +327,65 @@ const next = () => {
 };
 s.bind(0, next);
 `;
+
+const GROUP_CLIENT_JS = `
+// A guest on a QEMU multicast group: one UDP socket bound to GROUP:PORT (as QEMU's
+// -netdev socket,mcast= binds it), member on LOCALADDR, loop on, TTL 1. Each datagram from anyone
+// else is one frame, written to the unix-socket client in QEMU's stream format (4-byte length);
+// each frame the client writes goes to the group.
+import dgram from 'node:dgram';
+import net from 'node:net';
+const [group, port, localaddr, path] = process.argv.slice(2);
+const s = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+let conn = null;
+let rx = 0;
+let tx = 0;
+s.on('message', (m, r) => {
+  if (r.address === localaddr && r.port === Number(port)) return; // our own, looped back
+  rx++;
+  if (conn) { const h = Buffer.alloc(4); h.writeUInt32BE(m.length); conn.write(Buffer.concat([h, m])); }
+});
+s.bind(Number(port), group, () => {
+  s.addMembership(group, localaddr);
+  s.setMulticastInterface(localaddr);
+  s.setMulticastLoopback(true);
+  s.setMulticastTTL(1);
+  const server = net.createServer((c) => {
+    conn = c;
+    let buf = Buffer.alloc(0);
+    c.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const n = buf.readUInt32BE(0);
+        s.send(Buffer.from(buf.subarray(4, 4 + n)), Number(port), group);
+        tx++;
+        buf = buf.subarray(4 + n);
+      }
+    });
+    c.on('error', () => {});
+  });
+  server.listen(path, () => console.log('group client ready on ' + group + ':' + port + ' via ' + localaddr));
+});
+process.on('SIGTERM', () => { console.log('group client rx ' + rx + ' tx ' + tx); process.exit(0); });
+`;
+
+/**
+ * A guest on a multicast group inside `ns` (a QEMU-format datagram socket joined to the group),
+ * seen from this process as a FrameClient with MAC `mac`. `stop()` ends it.
+ */
+export async function startGroupClient(ns: Netns, opts: { group: string; port: number; localaddr: string; name: string; mac: string }): Promise<{ client: FrameClient; stop(): void }> {
+  const path = join(tempDir('group-client'), 'g.sock');
+  const child = ns.spawn([process.execPath, script('group-client.mjs', GROUP_CLIENT_JS), opts.group, String(opts.port), opts.localaddr, path], `group client ${opts.name}`);
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => log(`  ${opts.name}| ${d.trim()}`));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => log(`  ${opts.name}| ${d.trim()}`));
+  await ns.waitPath(path);
+  const sock = net.connect({ path });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.once('connect', () => resolve());
+  });
+  return { client: new FrameClient(opts.name, opts.mac, sock), stop: () => { sock.destroy(); child.kill('SIGTERM'); } };
+}
 
 function script(name: string, text: string): string {
   const dir = tempDir('scripts');
