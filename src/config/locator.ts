@@ -2,7 +2,8 @@
  * Port locators (after vdeplug4's URL-like endpoints): one string names a transport and its
  * parameters, with safe defaults so a bare scheme works.
  *
- *   mcast://GROUP:PORT?localaddr=IP&ttl=N     QEMU multicast group (default localaddr 127.0.0.1, ttl 1)
+ *   mcast://GROUP:PORT?localaddr=IP&ttl=N&stp=0|1   QEMU multicast group (default localaddr 127.0.0.1,
+ *                                             ttl 1; stp=0 keeps it out of the peer links' spanning tree)
  *   udp://HOST:PORT?peer=HOST:PORT            QEMU dgram inet / socket,udp= (lanparty listens)
  *   unixgram:///PATH?peer=/PATH               QEMU dgram unix (lanparty listens)
  *   tcp://HOST:PORT, unix:///PATH             QEMU stream client (server=off) connects here
@@ -53,7 +54,7 @@ export function parseLocator(text: string, field: string): PortConfig {
     rest = rest.slice(0, q);
   }
   const params = new URLSearchParams(query);
-  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'], vxlan: ['vni', 'remote', 'group', 'dev', 'ttl', 'accept', 'age'] };
+  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl', 'stp'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'], vxlan: ['vni', 'remote', 'group', 'dev', 'ttl', 'accept', 'age'] };
   for (const key of params.keys()) {
     if (!(allowed[scheme] ?? []).includes(key)) {
       fail(field, `"${text}": unknown parameter "${key}" for ${scheme}${allowed[scheme] ? ` (expected ${allowed[scheme].join(', ')})` : ' (it takes none)'}`);
@@ -68,7 +69,9 @@ export function parseLocator(text: string, field: string): PortConfig {
       const ttlText = params.get('ttl') ?? '1';
       const ttl = Number(ttlText);
       if (!Number.isInteger(ttl) || ttl < 0 || ttl > 255) fail(field, `"${text}": ttl ${ttlText} is out of range (0-255)`);
-      return { scheme: 'mcast', url: text, group: host, port, localaddr, ttl };
+      const stpText = params.get('stp') ?? '1';
+      if (stpText !== '0' && stpText !== '1') fail(field, `"${text}": stp=${stpText} must be 0 or 1 (0: no spanning tree hellos on this group, e.g. with untrusted guests and no other lanparty on it)`);
+      return { scheme: 'mcast', url: text, group: host, port, localaddr, ttl, stp: stpText === '1' };
     }
     case 'udp': {
       const { host, port } = parseHostPort(field, text, rest, true);

@@ -27,7 +27,7 @@ export interface WgConfig {
 
 export type PortConfig =
   | WgConfig
-  | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number }
+  | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number; stp: boolean }
   | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
   | { scheme: 'unixgram'; url: string; path: string; peers: string[] }
   | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }

@@ -11,7 +11,7 @@ import { TapTransport } from '../transports/tap/index.js';
 export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
   switch (p.scheme) {
     case 'mcast':
-      return new McastTransport(p.url, { group: p.group, port: p.port, localaddr: p.localaddr, ttl: p.ttl }, ctx);
+      return new McastTransport(p.url, { group: p.group, port: p.port, localaddr: p.localaddr, ttl: p.ttl, stp: p.stp }, ctx);
     case 'udp':
       return new DgramTransport(p.url, {
         bind: { kind: 'udp4', host: p.host, port: p.port },

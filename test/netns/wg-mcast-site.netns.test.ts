@@ -252,7 +252,7 @@ test('one group shared by a1 and a2, both peered with b: a2 blocks the group, ev
   }
 });
 
-test('without peer links nothing changes: a lone lanparty on the group forwards from the first frame, no tree on the group', { skip, timeout: 60_000 }, async (t) => {
+test('without peer links (or with stp=0) nothing changes: a lone lanparty on the group forwards from the first frame, no tree on the group', { skip, timeout: 60_000 }, async (t) => {
   a2.lp = await startLanparty({ ns: a2.ns, label: 'lanparty a2 (no wg)', ports: [`unix://${a2.streamPath}`, groupUrl('10.60.0.2')], extraArgs: ['--no-dhcp'] });
   const g = await startGroupGuest();
   const ca2 = await connectClient(a2);
@@ -265,4 +265,19 @@ test('without peer links nothing changes: a lone lanparty on the group forwards 
   t.diagnostic(`first frames crossed in ${Date.now() - t0} ms`);
   const st = await lanpartyStatus<{ transports: Array<{ kind: string; segment?: unknown }> }>(a2.lp);
   assert.equal(st.transports.find((x) => x.kind === 'mcast')!.segment, null, 'no tree on the group');
+  await a2.lp.stop();
+  a2.lp = null;
+
+  // With peer links but the group kept out of the tree (stp=0): the same, and no hellos on it.
+  await startSite(a2, [{ site: b }], { ports: [`${groupUrl('10.60.0.2')}&stp=0`] });
+  const ca2b = await connectClient(a2);
+  clients.push(ca2b);
+  const t1 = Date.now();
+  g.send(BROADCAST, 'l-2');
+  await waitFor('a frame from the group across a2 (stp=0)', () => ca2b.counts('l-2').size === 1, 5000, 20);
+  t.diagnostic(`stp=0: first frame crossed in ${Date.now() - t1} ms`);
+  await sleep(2500);
+  const st2 = await siteStatus(a2);
+  assert.deepEqual(st2.wg.segments, [], 'the group is not in the tree');
+  assert.equal(st2.mcast[0], null);
 });

@@ -33,6 +33,12 @@ export interface McastConfig {
   /** Interface address for membership and sending; 127.0.0.1 keeps the LAN on this host. */
   localaddr: string;
   ttl: number;
+  /**
+   * Whether the group takes part in the spanning tree when there is one (peer links). Off: no
+   * hellos on it and tree frames are ordinary frames, for a group with untrusted guests and no
+   * other lanparty (nothing then protects against a loop through it).
+   */
+  stp: boolean;
 }
 
 /** The group's place in the spanning tree (null in status when there is no tree: no peer links). */
@@ -145,7 +151,7 @@ export class McastTransport implements Transport {
     this.port.groupPeer = this.sendSock.peerId({ kind: 'udp4', host: c.group, port: c.port });
     this.port.sendSock = this.sendSock;
     this.setInSwitch(this.segment.forwarding);
-    segmentsOf(this.ctx.sink).add(this.segment);
+    if (c.stp) segmentsOf(this.ctx.sink).add(this.segment);
     this.recvSock.start(this.onBatchBound);
   }
 

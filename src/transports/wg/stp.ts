@@ -52,7 +52,9 @@
  * BPDUs). A forged hello can make the tree suboptimal or flap it (an outage), not make it loop,
  * while each bridge's information is consistent; a guest that can send frames can flood the LAN
  * anyway. Tree frames arriving from any other port are never sent onto a group (we are an 802.1D
- * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group.
+ * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group. A group with
+ * untrusted guests and no other lanparty on it can be kept out of the tree (`mcast://…?stp=0`);
+ * then nothing guards against a loop through it, which is why it is not the default.
  */
 import { hash } from '../../crypto/index.js';
 

@@ -21,7 +21,7 @@ test('defaults listen on this host only', () => {
 
 test('locators parse with parameters', () => {
   assert.deepEqual(parseLocator('mcast://239.1.2.3:5555?localaddr=10.0.0.1&ttl=2', 'f'),
-    { scheme: 'mcast', url: 'mcast://239.1.2.3:5555?localaddr=10.0.0.1&ttl=2', group: '239.1.2.3', port: 5555, localaddr: '10.0.0.1', ttl: 2 });
+    { scheme: 'mcast', url: 'mcast://239.1.2.3:5555?localaddr=10.0.0.1&ttl=2', group: '239.1.2.3', port: 5555, localaddr: '10.0.0.1', ttl: 2, stp: true });
   assert.deepEqual(parseLocator('udp://127.0.0.1:1?peer=127.0.0.1:2', 'f'),
     { scheme: 'udp', url: 'udp://127.0.0.1:1?peer=127.0.0.1:2', host: '127.0.0.1', port: 1, peers: [{ host: '127.0.0.1', port: 2 }] });
   assert.equal((parseLocator('tcp+connect://127.0.0.1:5', 'f') as { connect: boolean }).connect, true);
@@ -35,6 +35,8 @@ test('bad locators name the field and the fix', () => {
   configError(() => parseLocator('tcp://127.0.0.1:5?ttl=1', 'x'), /unknown parameter "ttl"/);
   configError(() => parseLocator('unix://relative', 'x'), /absolute path/);
   configError(() => parseLocator('mcast://239.0.0.1:5?ttl=300', 'x'), /ttl 300 is out of range/);
+  configError(() => parseLocator('mcast://239.0.0.1:5?stp=no', 'x'), /stp=no must be 0 or 1/);
+  assert.equal((parseLocator('mcast://239.0.0.1:5?stp=0', 'x') as { stp: boolean }).stp, false);
 });
 
 test('TOML config: fields validated with their path', () => {
