@@ -73,6 +73,9 @@ interface NativeModule {
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
   interfaceState(name: string): InterfaceState | null;
+  /** Present when the addon was built with OpenSSL's headers (Node ships them). */
+  aeadSeal?: NativeAead['seal'];
+  aeadOpen?: NativeAead['open'];
 }
 
 interface NativeTapHandle {
@@ -137,6 +140,26 @@ function loadNative(): NativeModule | null {
 /** True when the native recvmmsg/sendmmsg addon is loaded (and not disabled by LANPARTY_NO_NATIVE=1). */
 export function nativeAvailable(): boolean {
   return loadNative() !== null;
+}
+
+/**
+ * ChaCha20-Poly1305 with WireGuard's nonce (32 zero bits, then the 64-bit little-endian counter
+ * as lo/hi halves), done in the addon with one reused OpenSSL context per direction: no object
+ * and no Buffer per packet (node:crypto builds a Cipheriv per packet, which costs more than the
+ * cipher). Both return bytes written, or -1 (a bad tag on open, or arguments out of range).
+ */
+export interface NativeAead {
+  /** Seals src[srcOff, +srcLen) plus (padded - srcLen) zero bytes into dst at dstOff, tag after: padded + 16. */
+  seal(key: Buffer, ctrLo: number, ctrHi: number, src: Buffer, srcOff: number, srcLen: number, padded: number, dst: Buffer, dstOff: number): number;
+  /** Opens ciphertext + tag src[srcOff, +srcLen) into dst at dstOff: srcLen - 16. */
+  open(key: Buffer, ctrLo: number, ctrHi: number, src: Buffer, srcOff: number, srcLen: number, dst: Buffer, dstOff: number): number;
+}
+
+/** The addon's AEAD, or null (no addon, built without OpenSSL headers, or LANPARTY_NATIVE_AEAD=0). */
+export function nativeAead(): NativeAead | null {
+  const m = loadNative();
+  if (m === null || !m.aeadSeal || !m.aeadOpen || process.env.LANPARTY_NATIVE_AEAD === '0') return null;
+  return { seal: m.aeadSeal, open: m.aeadOpen };
 }
 
 /** Why the native addon is not in use, or null when it is. */

@@ -22,6 +22,7 @@
  * STAGED_MAX, the oldest dropped).
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { nativeAead, type NativeAead } from '../batch-io.js';
 import { ReplayWindow, staticKey, shortKey, tai64n, type StaticKey } from '../../crypto/index.js';
 import type { Logger } from '../../util/logger.js';
 import { RateLimitedLog } from '../../util/logger.js';
@@ -520,6 +521,20 @@ export class WgDevice {
    * packet waits in the staged queue (oldest dropped beyond STAGED_MAX) while a handshake runs.
    */
   sendPacket(peer: Peer, buf: Buffer, off: number, len: number): void {
+    // Fast path: a usable session and nothing waiting, so sealed straight from the caller's bytes.
+    const kp = peer.current;
+    if (peer.staged.length === 0 && kp !== null && this.nowMs - kp.createdMs < REJECT_AFTER_TIME_MS &&
+        kp.sendCounter < REJECT_AFTER_MESSAGES && peer.endpoint !== NO_ENDPOINT) {
+      const msg = encrypt(kp, kp.sendCounter++, buf, off, len);
+      this.io.send(peer.endpoint, msg, 0, msg.length);
+      peer.counters.txBytes += msg.length;
+      peer.counters.txData++;
+      timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
+      timersAnyAuthenticatedPacketSent(peer);
+      timersDataSent(this, peer, this.nowMs);
+      this.keepKeyFreshSending(peer);
+      return;
+    }
     if (peer.staged.length >= STAGED_MAX) {
       peer.staged.shift();
       peer.counters.stagedDropped++;
@@ -546,7 +561,7 @@ export class WgDevice {
     for (let i = 0; i < staged.length; i++) {
       const p = staged[i];
       const counter = kp.sendCounter++;
-      const msg = encrypt(kp, counter, p);
+      const msg = encrypt(kp, counter, p, 0, p.length);
       this.io.send(peer.endpoint, msg, 0, msg.length);
       peer.counters.txBytes += msg.length;
       if (p.length === 0) peer.counters.txKeepalives++;
@@ -564,21 +579,27 @@ export class WgDevice {
   }
 }
 
-/** Builds a type-4 message: header, then the plaintext padded to 16 bytes and sealed. */
-function encrypt(kp: Keypair, counter: number, plain: Buffer): Buffer {
-  const padded = Math.ceil(plain.length / PADDING_MULTIPLE) * PADDING_MULTIPLE;
-  const out = Buffer.alloc(TRANSPORT_HEADER_BYTES + padded + TAG_BYTES);
+/** The addon's ChaCha20-Poly1305 when built (no object or Buffer per packet), else node:crypto. */
+const AEAD: NativeAead | null = nativeAead();
+
+/** Builds a type-4 message: header, then the plaintext src[off, +len) padded to 16 bytes and sealed. */
+function encrypt(kp: Keypair, counter: number, src: Buffer, off: number, len: number): Buffer {
+  const padded = Math.ceil(len / PADDING_MULTIPLE) * PADDING_MULTIPLE;
+  const out = Buffer.allocUnsafe(TRANSPORT_HEADER_BYTES + padded + TAG_BYTES);
   out.writeUInt32LE(MSG_TRANSPORT, 0);
   out.writeUInt32LE(kp.remoteIndex, OFF_DATA_RECEIVER);
-  out.writeUInt32LE(counter >>> 0, OFF_DATA_COUNTER);
-  out.writeUInt32LE(Math.floor(counter / 0x100000000), OFF_DATA_COUNTER + 4);
+  const lo = counter >>> 0;
+  const hi = Math.floor(counter / 0x100000000);
+  out.writeUInt32LE(lo, OFF_DATA_COUNTER);
+  out.writeUInt32LE(hi, OFF_DATA_COUNTER + 4);
+  if (AEAD !== null && AEAD.seal(kp.sendKey, lo, hi, src, off, len, padded, out, TRANSPORT_HEADER_BYTES) === padded + TAG_BYTES) return out;
   const nonce = Buffer.alloc(12);
-  nonce.writeUInt32LE(counter >>> 0, 4);
-  nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
+  nonce.writeUInt32LE(lo, 4);
+  nonce.writeUInt32LE(hi, 8);
   const c = createCipheriv('chacha20-poly1305', kp.sendKey, nonce, { authTagLength: TAG_BYTES });
   let at = TRANSPORT_HEADER_BYTES;
-  at += c.update(plain).copy(out, at);
-  if (padded > plain.length) at += c.update(Buffer.alloc(padded - plain.length)).copy(out, at);
+  at += c.update(src.subarray(off, off + len)).copy(out, at);
+  if (padded > len) at += c.update(Buffer.alloc(padded - len)).copy(out, at);
   c.final();
   c.getAuthTag().copy(out, at);
   return out;
@@ -586,9 +607,15 @@ function encrypt(kp: Keypair, counter: number, plain: Buffer): Buffer {
 
 /** Opens a sealed packet at buf[off..off+len); null when authentication fails. */
 function decrypt(key: Buffer, counter: number, buf: Buffer, off: number, len: number): Buffer | null {
+  const lo = counter >>> 0;
+  const hi = Math.floor(counter / 0x100000000);
+  if (AEAD !== null) {
+    const plain = Buffer.allocUnsafe(len - TAG_BYTES);
+    return AEAD.open(key, lo, hi, buf, off, len, plain, 0) === len - TAG_BYTES ? plain : null;
+  }
   const nonce = Buffer.alloc(12);
-  nonce.writeUInt32LE(counter >>> 0, 4);
-  nonce.writeUInt32LE(Math.floor(counter / 0x100000000), 8);
+  nonce.writeUInt32LE(lo, 4);
+  nonce.writeUInt32LE(hi, 8);
   const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: TAG_BYTES });
   d.setAuthTag(buf.subarray(off + len - TAG_BYTES, off + len));
   const plain = d.update(buf.subarray(off, off + len - TAG_BYTES));
