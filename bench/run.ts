@@ -57,7 +57,9 @@ const SEARCH_STEPS = SMOKE ? 3 : 5;
 const IPERF_SECONDS = Number(process.env.LP_BENCH_IPERF_SECONDS ?? 20);
 const LOSS_LIMIT = 0.001;
 
-type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast';
+type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
+/** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
+type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
 type Relay = 'none' | 'socat' | 'vde' | 'lanparty';
 const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
@@ -66,6 +68,8 @@ const listArg = (flag: string): string[] | null => {
 const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
 const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty']) as Relay[];
+const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
+const LINK_SIZES = (listArg('--link-sizes') ?? (SMOKE ? ['1514'] : ['64', '1514'])).map(Number);
 const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : TRANSPORTS.filter((t) => t !== 'mcast');
 
 const ROOT = repoRoot();
@@ -177,10 +181,15 @@ interface LanpartyProc {
 }
 
 let lpSerial = 0;
-async function startLanpartyHere(ports: string[], dir: string, nodeFlags: string[] = []): Promise<LanpartyProc> {
+async function startLanpartyHere(ports: string[], dir: string, nodeFlags: string[] = [], configToml: string | null = null): Promise<LanpartyProc> {
   const n = ++lpSerial;
   const control = join(dir, `lp${n}.ctl`);
   const cmd = [process.execPath, ...nodeFlags, CLI, 'up', '--no-dhcp', '--control', control, '--lease-file', join(dir, `lp${n}.leases`)];
+  if (configToml !== null) {
+    const file = join(dir, `lp${n}.toml`);
+    writeFileSync(file, configToml);
+    cmd.push('--config', file);
+  }
   for (const p of ports) cmd.push('--port', p);
   const proc = startProc(cmd, `lanparty ${n}`);
   await waitFor(`lanparty ${ports.join(' ')} ready`, () => {
@@ -220,6 +229,8 @@ interface Topo {
   afterSession(): Promise<void>;
   close(): Promise<void>;
   lanparty: LanpartyProc | null;
+  /** Links (stage 5): the second lanparty, on R's side. */
+  lanparty2?: LanpartyProc | null;
   /** Whether the relay knows R's MAC (unicast) rather than flooding. */
   learned: boolean;
 }
@@ -261,6 +272,60 @@ async function prime(enter: string, rightBind: string, leftUdp: string | null = 
   unlinkEndpoint(rightBind);
 }
 
+function cliOut(args: string[], input?: string): string {
+  return execFileSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input }).trim();
+}
+
+/**
+ * Stage 5 topology: L ──► :A lanparty 1 ══ link ══ lanparty 2 :B ──► R. Both instances have a
+ * udp port for their end host (lanparty 2's with R as a fixed peer) and the link between them:
+ *   link-udp    raw frames over UDP (QEMU's dgram format, as the seed's socat UDP link), unencrypted
+ *   link-vxlan  VXLAN (RFC 7348), unencrypted
+ *   link-wg     the encrypted peer link ([wg]: WireGuard's Noise IK + ChaCha20-Poly1305, VXLAN
+ *               inside the tunnel, default tunnel MTU 1420: a 1514-byte frame is two packets)
+ * Before measuring, the path must carry frames (the wg link's handshake and spanning tree take a
+ * few seconds); then R's MAC is taught to both instances.
+ */
+async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promise<void> {
+  const L = b, R = b + 1, A = b + 2, B = b + 3, X = b + 4, Y = b + 5;
+  topo.leftBind = `udp:127.0.0.1:${L}`;
+  topo.right = `udp:127.0.0.1:${R}`;
+  topo.enter = `udp:127.0.0.1:${A}`;
+  let ports1: string[], ports2: string[];
+  let toml1: string | null = null, toml2: string | null = null;
+  if (kind === 'link-udp') {
+    ports1 = [`udp://127.0.0.1:${A}`, `udp://127.0.0.1:${X}?peer=127.0.0.1:${Y}`];
+    ports2 = [`udp://127.0.0.1:${B}?peer=127.0.0.1:${R}`, `udp://127.0.0.1:${Y}?peer=127.0.0.1:${X}`];
+  } else if (kind === 'link-vxlan') {
+    ports1 = [`udp://127.0.0.1:${A}`, `vxlan://127.0.0.1:${X}?vni=42&remote=127.0.0.1:${Y}`];
+    ports2 = [`udp://127.0.0.1:${B}?peer=127.0.0.1:${R}`, `vxlan://127.0.0.1:${Y}?vni=42&remote=127.0.0.1:${X}`];
+  } else {
+    const k1 = cliOut(['genkey']), k2 = cliOut(['genkey']);
+    const p1 = cliOut(['pubkey'], k1 + '\n'), p2 = cliOut(['pubkey'], k2 + '\n');
+    const wg = (key: string, listen: number, addr: string, peerPub: string, peerPort: number, peerAddr: string) => [
+      '[wg]', `private_key = "${key}"`, `listen = "127.0.0.1:${listen}"`, `address = "${addr}"`, '',
+      '[[wg.peer]]', `public_key = "${peerPub}"`, `endpoint = "127.0.0.1:${peerPort}"`, `address = "${peerAddr}"`, '',
+    ].join('\n');
+    ports1 = [`udp://127.0.0.1:${A}`];
+    ports2 = [`udp://127.0.0.1:${B}?peer=127.0.0.1:${R}`];
+    toml1 = wg(k1, X, '10.99.0.1', p2, Y, '10.99.0.2');
+    toml2 = wg(k2, Y, '10.99.0.2', p1, X, '10.99.0.1');
+  }
+  // LP_BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to both instances' node.
+  const flags = (process.env.LP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  topo.lanparty = await startLanpartyHere(ports1, d, flags, toml1);
+  topo.lanparty2 = await startLanpartyHere(ports2, d, flags, toml2);
+  // The path is up once frames flooded from L reach R (unknown unicast: nothing learned yet).
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const t = await trial(topo, 64, 2000, 200);
+    if (t.received >= 190) break;
+    if (Date.now() > deadline) throw new Error(`${kind}: the link carried ${t.received}/200 frames after 30 s`);
+    await sleep(500);
+  }
+  await prime(`udp:127.0.0.1:${B}`, topo.right, topo.leftBind);
+}
+
 async function openTopo(transport: Transport, relay: Relay, bidirectional: boolean): Promise<Topo> {
   const b = (portBase += 10);
   const n = ++topoSerial;
@@ -271,6 +336,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
   topo.close = async () => {
     for (const p of procs.reverse()) await p.stop();
     if (topo.lanparty) await topo.lanparty.stop();
+    if (topo.lanparty2) await topo.lanparty2.stop();
   };
   const socatBase = ['socat', '-b', '65536', ...(bidirectional ? [] : ['-u'])];
   const A = b + 2;
@@ -381,6 +447,13 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
         } else if (relay === 'vde') {
           throw new Skip("vde_plug's stdio stream uses a 2-byte length, not QEMU's 4-byte one; no adapter");
         }
+        break;
+      }
+      case 'link-udp':
+      case 'link-vxlan':
+      case 'link-wg': {
+        if (relay !== 'lanparty') throw new Skip('a link joins two lanparty instances');
+        await openLink(topo, transport, b, d);
         break;
       }
       case 'mcast': {
@@ -732,6 +805,7 @@ function machineLines(started: Date, loadStart: number[], loadEnd: number[]): st
 
 interface AllResults {
   rates: RateResult[];
+  links: RateResult[];
   lat: LatencyResult[];
   mem: MemoryResult | null;
   iperf: IperfResult[];
@@ -813,6 +887,27 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
     }
     out.push('');
   }
+  if (r.links.length) {
+    out.push('## 5. Links between two lanparty instances (gen → lanparty 1 ══ link ══ lanparty 2 → sink)', '');
+    out.push('Two lanparty processes on this host, each with a udp port for its end host, joined by one link: raw frames over UDP',
+      '(QEMU\'s dgram format, what the seed did with socat; unencrypted), VXLAN (unencrypted), or the encrypted peer link',
+      '(`[wg]`: WireGuard\'s handshake and ChaCha20-Poly1305, with VXLAN inside the tunnel; default tunnel MTU 1420, so a',
+      '1514-byte frame crosses as two packets). Same lossless-rate search as section 1; each frame is handled by both',
+      'instances. "÷ vxlan" compares the encrypted link with the same encapsulation unencrypted.', '');
+    out.push('| link | size B | lossless f/s | Mb/s | saturated f/s (loss) | ÷ udp link | ÷ vxlan link |');
+    out.push('|---|---:|---:|---:|---|---:|---:|');
+    for (const x of r.links) {
+      const u = r.links.find((y) => y.transport === 'link-udp' && y.size === x.size);
+      const v = r.links.find((y) => y.transport === 'link-vxlan' && y.size === x.size);
+      if (x.skipped) {
+        out.push(`| ${x.transport.slice(5)} | ${x.size} | ${x.skipped} | | | | |`);
+        continue;
+      }
+      out.push(`| ${x.transport.slice(5)} | ${x.size} | ${x.fps > 0 ? fmtFps(x.fps) : 'none lossless'} | ${mbit(x.fps, x.size)} | ${fmtFps(x.saturatedFps)} (${(x.saturatedLoss * 100).toFixed(1)}%) | ` +
+        `${u && u !== x ? ratio(x.fps, u.fps) : '–'} | ${v && v !== x ? ratio(x.fps, v.fps) : '–'} |`);
+    }
+    out.push('');
+  }
   out.push(...targets(r), '');
   return out.join('\n');
 }
@@ -843,6 +938,12 @@ function targets(r: AllResults): string[] {
     const first = r.mem.steps[0];
     out.push(`- memory bounded under a MAC flood: table capped at ${last.tableSize}/${r.mem.tableCapacity} entries after ${last.macsSent} random MACs; RSS ${first.rssKb} → ${last.rssKb} kB (peak ${last.hwmKb} kB)`);
   }
+  for (const x of r.links.filter((y) => y.transport === 'link-wg')) {
+    const v = r.links.find((y) => y.transport === 'link-vxlan' && y.size === x.size);
+    const u = r.links.find((y) => y.transport === 'link-udp' && y.size === x.size);
+    if (!v || v.fps <= 0) continue;
+    out.push(`- encrypted link ≥ 0.5x unencrypted, ${x.size} B: ÷ vxlan link ${mark(x.fps / v.fps >= 0.5)} (${ratio(x.fps, v.fps)}); ÷ raw udp link ${u ? ratio(x.fps, u.fps) : '–'}`);
+  }
   const ip = (setup: string, mtu: number) => r.iperf.find((x) => x.setup === setup && x.mtu === mtu)?.mbps ?? NaN;
   if (r.iperf.length) {
     const lpU = ip('lanparty udp', 1500), mc = ip('plain mcast', 1500), so = ip('socat udp', 1500), vde = ip('vde udp', 1500);
@@ -868,7 +969,7 @@ async function main(): Promise<void> {
   const loadStart = loadavg();
   benchDir = tempDir('bench');
   mkdirSync(benchDir, { recursive: true });
-  const results: AllResults = { rates: [], lat: [], mem: null, iperf: [] };
+  const results: AllResults = { rates: [], links: [], lat: [], mem: null, iperf: [] };
   const want = (stage: string) => ONLY === null || ONLY.includes(stage);
 
   if (want('rate')) {
@@ -886,6 +987,21 @@ async function main(): Promise<void> {
             ? `  ${t} ${s} B ${rl}: skipped (${r.skipped})`
             : `  ${t} ${s} B ${rl}: ${fmtFps(r.fps)} f/s lossless${r.offered === 0 && r.fps > 0 ? ' (unpaced)' : ''} (loss ${(r.loss * 100).toFixed(3)}%), saturated ${fmtFps(r.saturatedFps)} f/s at ${(r.saturatedLoss * 100).toFixed(1)}% loss, ${r.trials} trials`);
         }
+      }
+    }
+  }
+  if (want('links')) {
+    say(`== 5. links between two lanparty instances (${LINKS.join(', ')}; sizes ${LINK_SIZES.join(', ')})`);
+    for (const k of LINKS) {
+      for (const s of LINK_SIZES) {
+        const r = await findRate(k, s, 'lanparty').catch((err: Error): RateResult => ({
+          transport: k, size: s, relay: 'lanparty', skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
+          saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
+        }));
+        results.links.push(r);
+        say(r.skipped
+          ? `  ${k} ${s} B: skipped (${r.skipped})`
+          : `  ${k} ${s} B: ${fmtFps(r.fps)} f/s lossless (loss ${(r.loss * 100).toFixed(3)}%), saturated ${fmtFps(r.saturatedFps)} f/s at ${(r.saturatedLoss * 100).toFixed(1)}% loss, ${r.trials} trials`);
       }
     }
   }

@@ -1,8 +1,9 @@
 #!/bin/sh
 # npm run bench [-- OPTIONS]       full benchmark, writes bench/RESULTS.md (about 15-20 minutes)
 # npm run bench:smoke              short version for CI: udp and tcp, no guests, prints only
-# Options (bench/run.ts): --smoke, --no-guests, --only rate,latency,memory,guests, --out FILE,
+# Options (bench/run.ts): --smoke, --no-guests, --only rate,latency,memory,guests,links, --out FILE,
 #   --transports udp,unixgram,tcp,unix,mcast  --sizes 64,1514,9000  --relays none,socat,vde,lanparty
+#   --links link-udp,link-vxlan,link-wg  --link-sizes 64,1514
 # Environment: LP_BENCH_TRIAL_MS, LP_BENCH_REPEATS, LP_BENCH_IPERF_SECONDS, LP_BENCH_GUESTS=0.
 #
 # Builds lanparty (tsc), its native addon, and the C tools (lpgen, lpping), then runs
