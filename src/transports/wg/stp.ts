@@ -33,7 +33,10 @@
  * the latest hello of every bridge (and port) heard on it, each aged by MAX_AGE_MS; the best of
  * them is the segment's designated bridge. Our segment port is the root port if that is our best
  * way to the root, designated if our vector (root, cost, bridge, port) beats every one heard,
- * else blocked. A blocked segment port leaves the switch entirely, local QEMU guests on the group
+ * else blocked. Unlike 802.1D, where only designated ports send, every bridge sends on every
+ * segment, blocked or not (as on peer links): each sees all the others, a blocked bridge's path is
+ * known before the designated one fails, and stale paths through ourselves age out with rootSeq.
+ * A blocked segment port leaves the switch entirely, local QEMU guests on the group
  * included: as in 802.1D the segment is reached through its designated bridge, so A2's other
  * ports still reach the group through B and A1.
  *   Who takes part: the tree belongs to the wg transport; without peer links there is no tree,
@@ -49,9 +52,9 @@
  * of a partitioned group that rejoin while both forward loop until the next hello (≤ HELLO_MS),
  * as two 802.1D segments joined by a hub would.
  *   Trust: hellos on the group are not authenticated (any guest can send one, as with real STP
- * BPDUs). A forged hello can make the tree suboptimal or flap it (an outage), not make it loop,
- * while each bridge's information is consistent; a guest that can send frames can flood the LAN
- * anyway. Tree frames arriving from any other port are never sent onto a group (we are an 802.1D
+ * BPDUs). A forged hello acts as one more bridge on the group: it can make the tree suboptimal or,
+ * changed often, flap it (outages of up to MAX_AGE_MS + FORWARD_DELAY_MS); a guest that can send
+ * frames can flood the LAN anyway. Tree frames arriving from any other port are never sent onto a group (we are an 802.1D
  * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group. A group with
  * untrusted guests and no other lanparty on it can be kept out of the tree (`mcast://…?stp=0`);
  * then nothing guards against a loop through it, which is why it is not the default.
