@@ -69,6 +69,8 @@ const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp',
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
 const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty']) as Relay[];
 const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
+/** Path MTU of the links stage (lo's MTU while it runs): what a link between hosts crosses. */
+const LINK_PATH_MTU = 1500;
 const LINK_SIZES = (listArg('--link-sizes') ?? (SMOKE ? ['1514'] : ['64', '1514'])).map(Number);
 const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : TRANSPORTS.filter((t) => t !== 'mcast');
 
@@ -889,7 +891,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   }
   if (r.links.length) {
     out.push('## 5. Links between two lanparty instances (gen → lanparty 1 ══ link ══ lanparty 2 → sink)', '');
-    out.push('Two lanparty processes on this host, each with a udp port for its end host, joined by one link: raw frames over UDP',
+    out.push(`Two lanparty processes on this host, each with a udp port for its end host, joined by one link over a path with MTU ${LINK_PATH_MTU}`,
+      '(lo\'s MTU is set to that for this stage, as between real hosts; so every leg of a 1514-byte frame is two IP packets:',
+      'the kernel fragments on the raw and VXLAN links, lanparty fragments inside the tunnel on the encrypted one). The link is raw frames over UDP',
       '(QEMU\'s dgram format, what the seed did with socat; unencrypted), VXLAN (unencrypted), or the encrypted peer link',
       '(`[wg]`: WireGuard\'s handshake and ChaCha20-Poly1305, with VXLAN inside the tunnel; default tunnel MTU 1420, so a',
       '1514-byte frame crosses as two packets). Same lossless-rate search as section 1; each frame is handled by both',
@@ -991,7 +995,13 @@ async function main(): Promise<void> {
     }
   }
   if (want('links')) {
-    say(`== 5. links between two lanparty instances (${LINKS.join(', ')}; sizes ${LINK_SIZES.join(', ')})`);
+    say(`== 5. links between two lanparty instances (${LINKS.join(', ')}; sizes ${LINK_SIZES.join(', ')}; lo MTU ${LINK_PATH_MTU})`);
+    // A link joins hosts over a real network: the path MTU is 1500, not loopback's 65536, so a
+    // 1514-byte frame is two IP packets on every kind of link (fragmented by the kernel on the raw
+    // UDP and VXLAN links, by lanparty inside the tunnel on the encrypted one).
+    execFileSync('ip', ['link', 'set', 'lo', 'mtu', String(LINK_PATH_MTU)]);
+    const restoreMtu = () => { execFileSync('ip', ['link', 'set', 'lo', 'mtu', '65536']); };
+    const mtuHandle = registerCleanup('lo mtu', restoreMtu);
     for (const k of LINKS) {
       for (const s of LINK_SIZES) {
         const r = await findRate(k, s, 'lanparty').catch((err: Error): RateResult => ({
@@ -1004,6 +1014,8 @@ async function main(): Promise<void> {
           : `  ${k} ${s} B: ${fmtFps(r.fps)} f/s lossless (loss ${(r.loss * 100).toFixed(3)}%), saturated ${fmtFps(r.saturatedFps)} f/s at ${(r.saturatedLoss * 100).toFixed(1)}% loss, ${r.trials} trials`);
       }
     }
+    restoreMtu();
+    mtuHandle.forget();
   }
   if (want('latency')) {
     say('== 2. latency');
