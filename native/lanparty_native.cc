@@ -82,6 +82,7 @@
 #include <sys/ioctl.h>
 
 #include <poll.h>
+#include <linux/filter.h>
 
 // Node ships OpenSSL's headers with its own (include/node/openssl); the peer links' AEAD uses them.
 #if __has_include(<openssl/evp.h>)
@@ -324,6 +325,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     Napi::Function ctor = DefineClass(env, "BatchSocket", {
       InstanceMethod<&BatchSocket::Open>("open"),
       InstanceMethod<&BatchSocket::LocalAddress>("localAddress"),
+      InstanceMethod<&BatchSocket::IgnoreSource>("ignoreSource"),
       InstanceMethod<&BatchSocket::PeerIdInet>("peerIdInet"),
       InstanceMethod<&BatchSocket::PeerIdUnix>("peerIdUnix"),
       InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
@@ -533,6 +535,48 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     }
     fd_ = fd;
     return env.Undefined();
+  }
+
+  // ignoreSource(host, port): attaches a classic BPF socket filter that drops, in the kernel,
+  // every UDP datagram from host:port (host "0.0.0.0": from that port on any address). For the
+  // mcast port: its own frames come back through multicast loopback to the socket bound to the
+  // group, and without the filter each one is copied out, looked at and dropped in JS (half of the
+  // receive work of a busy group). UDP runs socket filters with skb->data at the UDP header, so
+  // the source port is at offset 0 and the source address at SKF_NET_OFF + 12 (the IPv4 header).
+  // Returns true when attached (udp4 only).
+  Napi::Value IgnoreSource(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || kind_ != Kind::kInet || info.Length() != 2 || !info[0].IsString() || !info[1].IsNumber()) {
+      return Napi::Boolean::New(env, false);
+    }
+    std::string host = info[0].As<Napi::String>().Utf8Value();
+    uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+    in_addr a;
+    if (inet_pton(AF_INET, host.c_str(), &a) != 1 || port == 0 || port > 65535) return Napi::Boolean::New(env, false);
+    uint32_t ip = ntohl(a.s_addr);
+    sock_filter anyAddr[] = {
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),                         // A = UDP source port
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 1),               // ours? drop : accept
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    sock_filter oneAddr[] = {
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),                         // A = UDP source port
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 3),               // not ours: accept
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, static_cast<uint32_t>(SKF_NET_OFF + 12)),  // A = IPv4 source
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 1),                 // ours? drop : accept
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    sock_fprog prog;
+    if (ip == 0) {
+      prog.len = sizeof(anyAddr) / sizeof(anyAddr[0]);
+      prog.filter = anyAddr;
+    } else {
+      prog.len = sizeof(oneAddr) / sizeof(oneAddr[0]);
+      prog.filter = oneAddr;
+    }
+    return Napi::Boolean::New(env, setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0);
   }
 
   // Returns {kind:'udp4', host, port} or {kind:'unix', path} for the bound address.

@@ -64,6 +64,12 @@ export interface BatchSocket {
   readonly rx: RxBatch;
   /** Bound address (ephemeral port resolved). */
   localAddress(): DgramAddress;
+  /**
+   * udp4, native only: drop every datagram from host:port in the kernel (a socket filter), before
+   * it is copied out; host "0.0.0.0" matches the port from any address. Returns false when not
+   * possible (JS fallback, unix socket): the caller must then recognise such datagrams itself.
+   */
+  ignoreSource(host: string, port: number): boolean;
   /** A small integer id for a peer address, created on first use; the same address gives the same id. */
   peerId(addr: DgramAddress): number;
   peerAddress(id: number): DgramAddress;

@@ -56,6 +56,7 @@ const COUNTER_COUNT = 8;
 interface NativeHandle {
   open(o: NativeOpenOptions): void;
   localAddress(): DgramAddress;
+  ignoreSource(host: string, port: number): boolean;
   peerIdInet(host: string, port: number): number;
   peerIdUnix(path: string): number;
   peerAddress(id: number): DgramAddress | null;
@@ -334,6 +335,10 @@ class NativeBatchSocket implements BatchSocket {
     return this.handle.localAddress();
   }
 
+  ignoreSource(host: string, port: number): boolean {
+    return this.handle.ignoreSource(host, port);
+  }
+
   peerId(addr: DgramAddress): number {
     return addr.kind === 'udp4' ? this.handle.peerIdInet(addr.host, addr.port) : this.handle.peerIdUnix(addr.path);
   }
@@ -469,6 +474,11 @@ class JsBatchSocket implements BatchSocket {
   localAddress(): DgramAddress {
     const a = this.socket.address();
     return { kind: 'udp4', host: a.address, port: a.port };
+  }
+
+  /** node:dgram has no socket filters: the caller recognises such datagrams itself. */
+  ignoreSource(_host: string, _port: number): boolean {
+    return false;
   }
 
   peerId(addr: DgramAddress): number {

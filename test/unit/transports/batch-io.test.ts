@@ -286,6 +286,38 @@ function suite(impl: BatchImplementation): void {
     assert.equal(stats.gsoMessages, 3);
   });
 
+  if (impl === 'native') it('ignoreSource drops one source in the kernel (socket filter); other sources and the same port elsewhere still arrive', async () => {
+    const a = await udp();
+    const c = await udp();
+    const group = randomGroup();
+    const mc = (port: number) => ({ kind: 'udp4' as const, bind: { host: group, port }, reuseAddr: true, multicast: { group, interfaceAddr: '127.0.0.1', ttl: 0, loop: true, join: true } });
+    const b = await open(mc(0));
+    const rx = new Collector(b);
+    const bPort = (b.localAddress() as { port: number }).port;
+    const aAddr = a.localAddress() as { host: string; port: number };
+    assert.equal(b.ignoreSource(aAddr.host, aAddr.port), true);
+    const to = (s: BatchSocket) => s.peerId({ kind: 'udp4', host: group, port: bPort });
+    for (let i = 0; i < 20; i++) {
+      a.send(to(a), Buffer.from(`a${i}`), 0, i < 10 ? 2 : 3);
+      c.send(to(c), Buffer.from(`c${i}`), 0, i < 10 ? 2 : 3);
+    }
+    await rx.until(20);
+    await settle(100);
+    assert.deepEqual(rx.frames.map((f) => f.data.toString()), Array.from({ length: 20 }, (_, i) => `c${i}`));
+    // "0.0.0.0" matches the port from any address.
+    const d = await udp();
+    const rx2 = new Collector(await open(mc(bPort)));
+    const dAddr = d.localAddress() as { port: number };
+    const e = await udp();
+    assert.equal(rx2.sock.ignoreSource('0.0.0.0', dAddr.port), true);
+    d.send(to(d), Buffer.from('d'), 0, 1);
+    e.send(to(e), Buffer.from('e'), 0, 1);
+    await rx2.until(1);
+    await settle(100);
+    assert.deepEqual(rx2.frames.map((f) => f.data.toString()), ['e']);
+    assert.equal(b.ignoreSource('not an address', 1), false);
+  });
+
   if (impl === 'native') it('udp GSO off (udpGso: false): every datagram is its own message', async () => {
     const a = await udp(0, { udpGso: false });
     const b = await udp();
