@@ -26,6 +26,8 @@ export interface LanpartyOptions {
   leaseFile?: string;
   /** More TOML appended to the generated config, e.g. `[dhcp]\nkey_by = "client-id"`. */
   configToml?: string;
+  /** Extra environment for the lanparty process (e.g. LANPARTY_UDP_GSO=0). */
+  env?: Record<string, string>;
 }
 
 export interface Lanparty {
@@ -78,7 +80,7 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
     '--control', controlPath, '--lease-file', leaseFile,
     ...(opts.extraArgs ?? []),
   ];
-  const child = opts.ns.spawn(argv, label);
+  const child = opts.ns.spawn(argv, label, opts.env ? { env: { ...process.env, ...opts.env } } : {});
   const output: string[] = [];
   let readySeen = false;
   const exit = new Promise<number | null>((res) => child.once('exit', (code, signal) => res(code ?? (signal ? 128 : null))));

@@ -125,13 +125,14 @@ export function wgToml(site: Site, peers: PeerLink[], extraPeers: Array<{ public
 }
 
 /** Starts lanparty on a site: its stream port, optional TAP (or other) ports, [wg] with `peers`; no DHCP. */
-export async function startSite(site: Site, peers: PeerLink[], opts: { taps?: string[]; ports?: string[]; ns?: Netns } = {}): Promise<Lanparty> {
+export async function startSite(site: Site, peers: PeerLink[], opts: { taps?: string[]; ports?: string[]; ns?: Netns; env?: Record<string, string> } = {}): Promise<Lanparty> {
   site.lp = await startLanparty({
     ns: opts.ns ?? site.ns,
     label: `lanparty ${site.tag}`,
     ports: [`unix://${site.streamPath}`, ...(opts.taps ?? []), ...(opts.ports ?? [])],
     extraArgs: ['--no-dhcp'],
     configToml: wgToml(site, peers),
+    env: opts.env,
   });
   return site.lp;
 }

@@ -10,7 +10,8 @@
  *   send:    bound to localaddr:ephemeral, IP_MULTICAST_IF=localaddr, loop on (local QEMUs must
  *            hear us), TTL from the config.
  * Our own frames come back through multicast loopback; they are recognised by their source, which
- * is exactly the send socket's address, and dropped as `own-frame`. The switch never sends a frame
+ * is exactly the send socket's address, and dropped: in the kernel by a socket filter on the
+ * receive socket (native path; never copied out, not counted), else in onBatch as `own-frame`. The switch never sends a frame
  * back to its ingress port, so nothing heard on the group is sent to the group again (split horizon).
  *
  * The group is also a shared segment of the spanning tree when this lanparty has peer links
@@ -60,6 +61,11 @@ class McastPort implements Port {
   groupPeer = 0;
   /** Set by the transport right after construction. */
   segment: SharedSegment | null = null;
+  /**
+   * True when our own looped-back frames are dropped in the kernel (a socket filter on the receive
+   * socket, native path): they are then never copied out, and never counted as `own-frame`.
+   */
+  ownDroppedInKernel = false;
   constructor(readonly name: string, readonly maxFrameBytes: number, private readonly group: string) {}
   endpoint(): string { return this.group; }
   send(buf: Buffer, off: number, len: number): void {
@@ -147,6 +153,9 @@ export class McastTransport implements Transport {
     if (local.kind === 'udp4') {
       this.ownHost = local.host;
       this.ownPort = local.port;
+      // Half of a busy group's receive work is our own frames coming back: drop them in the
+      // kernel. The check in onBatch stays for the JS fallback (and costs one array read).
+      this.port.ownDroppedInKernel = this.recvSock.ignoreSource(local.host, local.port);
     }
     this.port.groupPeer = this.sendSock.peerId({ kind: 'udp4', host: c.group, port: c.port });
     this.port.sendSock = this.sendSock;
