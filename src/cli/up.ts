@@ -20,11 +20,13 @@ prints the QEMU arguments for each transport, then "ready".
 Options:
   -c, --config FILE        TOML config file (see README, "Configuration")
   -p, --port URL           a port locator; repeat for several (replaces the defaults):
-                             mcast://GROUP:PORT?localaddr=IP&ttl=N
+                             mcast://GROUP:PORT?localaddr=IP&ttl=N[&stp=0]   (stp=0: keep the group
+                               out of the peer links' spanning tree)
                              udp://HOST:PORT[?peer=HOST:PORT]   unixgram:///PATH[?peer=/PATH]
                              tcp://HOST:PORT   unix:///PATH   (QEMU stream clients connect here)
                              tcp+connect://HOST:PORT   unix+connect:///PATH   (QEMU server=on)
                              tap://NAME[?create=1&address=IP/LEN&mtu=N]   (the host joins via a TAP)
+                             vxlan://BIND[:PORT]?vni=N&remote=IP[:PORT]|group=IP   (RFC 7348)
       --tap NAME|URL       also join the host through TAP device NAME (tap://NAME), added to the
                            other ports; rootless: an administrator runs once
                            ip tuntap add mode tap user $USER name NAME
@@ -40,6 +42,11 @@ Options:
                            a free port); the printed URL carries a random token
       --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)
   -h, --help               this help
+
+Environment (for measuring and troubleshooting the data path; see README, "Speed"):
+  LANPARTY_NO_NATIVE=1      use node:dgram instead of the native addon (slower; no unix datagrams)
+  LANPARTY_UDP_GSO=0        send one UDP datagram per message (no UDP GSO)
+  LANPARTY_NATIVE_AEAD=0    encrypt peer-link packets with node:crypto instead of the addon
 `;
 
 /** The default for a bare `--web`: loopback, a free port. */
