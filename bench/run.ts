@@ -926,7 +926,13 @@ function targets(r: AllResults): string[] {
       if (!lp || !so || !n) continue;
       const rs = so.fps > 0 ? lp.fps / so.fps : NaN;
       const rn = n.fps > 0 ? lp.fps / n.fps : NaN;
-      out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
+      // Where socat already runs near the no-relay rate (it copies stream bytes in 64 KiB chunks
+      // without framing; unix datagram senders block), 4x socat is above what the path itself
+      // carries: no relay could meet it. Say so rather than just "NOT met".
+      const ceiling = so.fps > 0 && n.fps > 0 && 4 * so.fps > n.fps
+        ? ` — unreachable for any relay here: 4x socat = ${fmtFps(4 * so.fps)} f/s > no relay ${fmtFps(n.fps)} f/s`
+        : '';
+      out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
     }
   }
   const lpLat = r.lat.filter((x) => x.relay === 'lanparty' && !x.skipped);
