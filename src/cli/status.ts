@@ -63,6 +63,13 @@ export function formatStatus(s: StatusReport): string {
   out.push('');
   out.push('Transports');
   out.push(table([['URL', 'STATE', 'ADDRESS', 'PORTS'], ...s.transports.map((t) => [t.url, t.state, t.address, String(t.portCount)])]));
+  // Drops below the ports (at flush time, or before a datagram has a port): only when there are any.
+  for (const t of s.transports) {
+    const k = t.socket;
+    if (!k || k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable === 0) continue;
+    out.push(`  ${t.url} socket: send dropped ${k.sendDropped} (queue full), other send errors ${k.sendErrors - k.sendDropped}, ` +
+      `queued for slow receivers ${k.sendQueued}, receive errors ${k.recvErrors}, truncated ${k.truncated}, no reply address ${k.unaddressable}`);
+  }
   out.push('');
   out.push('Ports');
   out.push(table([

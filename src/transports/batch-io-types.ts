@@ -58,6 +58,24 @@ export interface RxBatch {
   peers: Int32Array;
 }
 
+/**
+ * Counters of one datagram socket, kept below the switch ports: drops that happen when the batch
+ * is flushed (after the port counted the frame as sent) land here, not in any port's counters.
+ */
+export interface SocketStats {
+  /** Every datagram not sent (full queues included). */
+  readonly sendErrors: number;
+  /** The part of sendErrors dropped because a queue was full: ours (UDP) or a unix receiver's backlog. */
+  readonly sendDropped: number;
+  /** Unix: datagrams waiting right now in per-peer backlogs for a slow receiver. */
+  readonly sendQueued: number;
+  readonly recvErrors: number;
+  /** Datagrams larger than the receive slot, dropped. */
+  readonly truncated: number;
+  /** Datagrams from a source with no reply address (an unbound unix sender, a full peer table). */
+  readonly unaddressable: number;
+}
+
 export interface BatchSocket {
   /** True when the native recvmmsg/sendmmsg path is in use. */
   readonly native: boolean;
@@ -87,6 +105,6 @@ export interface BatchSocket {
   /** Sends everything queued now. */
   flush(): void;
   /** Counters of the socket itself. */
-  readonly stats: { sendErrors: number; recvErrors: number; truncated: number };
+  readonly stats: SocketStats;
   close(): void;
 }

@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import dgram from 'node:dgram';
 import { LanpartyError } from '../util/index.js';
-import type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch } from './batch-io-types.js';
+import type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, SocketStats } from './batch-io-types.js';
 
 export type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, MulticastOptions } from './batch-io-types.js';
 
@@ -408,6 +408,19 @@ class JsStats {
   sendDropped = 0;
   /** Always 0 here: every udp4 source has an address. */
   unaddressable = 0;
+  /** Always 0 here: no unix datagrams, so no per-peer backlogs. */
+  sendQueued = 0;
+}
+
+/** A plain copy of a socket's counters for status (null: no socket open). */
+export function socketStatsOf(...socks: Array<BatchSocket | null>): SocketStats | null {
+  const open = socks.filter((x): x is BatchSocket => x !== null);
+  if (open.length === 0) return null;
+  const sum = (k: keyof SocketStats) => open.reduce((a, x) => a + x.stats[k], 0);
+  return {
+    sendErrors: sum('sendErrors'), sendDropped: sum('sendDropped'), sendQueued: sum('sendQueued'),
+    recvErrors: sum('recvErrors'), truncated: sum('truncated'), unaddressable: sum('unaddressable'),
+  };
 }
 
 class JsBatchSocket implements BatchSocket {

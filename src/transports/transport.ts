@@ -5,6 +5,7 @@
  */
 import type { FrameSink, PortKind } from '../switch/port.js';
 import type { Logger } from '../util/logger.js';
+import type { SocketStats } from './batch-io-types.js';
 
 export interface TransportContext {
   sink: FrameSink;
@@ -23,6 +24,11 @@ export interface TransportStatus {
   /** Number of switch ports it has now. */
   portCount: number;
   native: boolean;
+  /**
+   * Datagram transports: the counters of their socket(s), where drops at flush time land (a full
+   * send queue, a unix receiver's full backlog), plus what was refused before reaching a port.
+   */
+  socket?: SocketStats | null;
 }
 
 export interface Transport {

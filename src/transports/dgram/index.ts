@@ -13,7 +13,7 @@ import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket, DgramAddress } from '../batch-io-types.js';
-import { openBatchSocket } from '../batch-io.js';
+import { openBatchSocket, socketStatsOf } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 /** Largest UDP payload over IPv4. */
@@ -183,7 +183,10 @@ export class DgramTransport implements Transport {
 
   status(): TransportStatus {
     const addr = this.sock ? addressText(this.sock.localAddress()) : addressText(this.cfg.bind);
-    return { url: this.url, kind: this.kind, state: this.sock ? 'listening' : 'closed', address: addr, portCount: this.portCount, native: this.sock ? this.sock.native : false };
+    return {
+      url: this.url, kind: this.kind, state: this.sock ? 'listening' : 'closed', address: addr, portCount: this.portCount,
+      native: this.sock ? this.sock.native : false, socket: socketStatsOf(this.sock),
+    };
   }
 
   /** Datagrams from new sources refused because `maxPeers` was reached. */

@@ -24,7 +24,7 @@ import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket } from '../batch-io-types.js';
-import { openBatchSocket } from '../batch-io.js';
+import { openBatchSocket, socketStatsOf } from '../batch-io.js';
 import { UDP_MAX_PAYLOAD, addressText } from '../dgram/index.js';
 import { SharedSegment, isTreeFrame, segmentsOf, type SegmentRole } from '../segment.js';
 
@@ -234,6 +234,9 @@ export class McastTransport implements Transport {
       treeRx: g.treeRx, treeTx: g.treeTx, treeFiltered: g.treeFiltered,
     };
     const state = !this.recvSock ? 'closed' : g.tree !== null && !g.forwarding ? `joined, ${g.role} (spanning tree)` : 'joined';
-    return { url: this.url, kind: 'mcast', state, address: addr, portCount: this.inSwitch ? 1 : 0, native: this.recvSock ? this.recvSock.native : false, segment };
+    return {
+      url: this.url, kind: 'mcast', state, address: addr, portCount: this.inSwitch ? 1 : 0,
+      native: this.recvSock ? this.recvSock.native : false, socket: socketStatsOf(this.recvSock, this.sendSock), segment,
+    };
   }
 }
