@@ -87,6 +87,8 @@ export interface TapLifetime {
   /** Replies from 10.77.0.1 through this device, and the first one after it was created (ms). */
   replies: number;
   firstReplyMs: number | null;
+  /** lanparty's external (Buffer) memory once reattached, MiB: each attach allocates a new receive slab. */
+  externalMiB: number;
 }
 
 export interface TapChurn {
@@ -103,7 +105,7 @@ export interface TapChurn {
  */
 export async function tapChurn(lp: Pick<Lanparty, 'controlPath'>, o: { startedMs: number; endMs: number; firstMs: number; periodMs: number; goneMs: number; quietMs: number }): Promise<TapChurn> {
   const churn: TapChurn = { deletions: 0, lifetimes: [], bounds: [{ createdMs: o.startedMs, endedMs: o.endMs }] };
-  churn.lifetimes.push({ createdAtS: 0, reattachMs: 0, replies: 0, firstReplyMs: null });
+  churn.lifetimes.push({ createdAtS: 0, reattachMs: 0, replies: 0, firstReplyMs: null, externalMiB: (await status(lp)).memory.externalBytes / 1048576 });
   let next = o.startedMs + o.firstMs;
   for (;;) {
     if (next + o.goneMs + o.quietMs > o.endMs) break;
@@ -115,8 +117,11 @@ export async function tapChurn(lp: Pick<Lanparty, 'controlPath'>, o: { startedMs
     await makeTap();
     const createdMs = Date.now();
     churn.bounds.push({ createdMs, endedMs: o.endMs });
-    await waitFor(`lanparty to reattach ${TAP_NAME}`, async () => tapTransport(await status(lp))?.state === 'up', 15_000, 250);
-    churn.lifetimes.push({ createdAtS: Math.round((createdMs - o.startedMs) / 1000), reattachMs: Date.now() - createdMs, replies: 0, firstReplyMs: null });
+    const st = await waitFor(`lanparty to reattach ${TAP_NAME}`, async () => {
+      const x = await status(lp);
+      return tapTransport(x)?.state === 'up' ? x : undefined;
+    }, 15_000, 250);
+    churn.lifetimes.push({ createdAtS: Math.round((createdMs - o.startedMs) / 1000), reattachMs: Date.now() - createdMs, replies: 0, firstReplyMs: null, externalMiB: st.memory.externalBytes / 1048576 });
     next += o.periodMs;
   }
   return churn;
@@ -301,7 +306,12 @@ export async function startLinkTicker(site: RemoteSite, soakUdpPort: number, int
     sock.write(framed(linkFrame(MAC_LINK_LOCAL, MAC_LINK_REMOTE, 2, sent.toLocal.length)));
     sent.toLocal.push(now);
   }, intervalMs);
-  const c = registerCleanup('link ticker', () => clearInterval(timer));
+  // Also on failure: open sockets would keep the test process (and the netns run) alive.
+  const c = registerCleanup('link ticker', () => {
+    clearInterval(timer);
+    local.close();
+    sock.destroy();
+  });
   return {
     sent, toRemote, toLocal,
     /** ms from `sinceMs` until a frame sent after it had arrived in both directions, or undefined. */
@@ -312,8 +322,6 @@ export async function startLinkTicker(site: RemoteSite, soakUdpPort: number, int
     },
     stop(): void {
       c.runNow();
-      local.close();
-      sock.destroy();
     },
   };
 }
