@@ -12,6 +12,8 @@
  * the tree, adding forwarding links to the switch and removing blocked ones (which flushes their MACs).
  * Multicast groups on the same switch are shared segments of the same tree (../segment.ts): their
  * hellos are Ethernet frames on the group, and their transport follows the forwarding state we set.
+ * Every HELLO_MS also: our claims (the stock peers we have a live session with) on every tree
+ * port, an ICMP echo probe to each peer that never sent a hello; claims heard are relayed once.
  */
 import { performance } from 'node:perf_hooks';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
@@ -22,7 +24,10 @@ import { openBatchSocket } from '../batch-io.js';
 import { keyText, publicKeyOf, shortKey } from '../../crypto/index.js';
 import { WgDevice, type Peer, type WgIo, type DeviceCounters } from './device.js';
 import { Decapsulator, Encapsulator, INNER_CONTROL, INNER_FRAME, INNER_OVERHEAD_BYTES, ipToNumber } from './inner.js';
-import { HELLO_BYTES, HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeHello, encodeHello, type LinkRole } from './stp.js';
+import {
+  HELLO_BYTES, HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeEdgeClaims, decodeHello, encodeEdgeClaims, encodeHello, isEdgeRole,
+  type EdgeClaims, type LinkRole,
+} from './stp.js';
 import { segmentsOf, treeFrame, type SegmentListener, type SegmentRole, type SegmentTree, type SharedSegment } from '../segment.js';
 import { KEEPALIVE_TIMEOUT_MS, REKEY_TIMEOUT_MS } from './messages.js';
 
@@ -62,6 +67,8 @@ export interface WgPeerStatus {
   reachable: boolean;
   role: LinkRole;
   forwarding: boolean;
+  /** Stock peers (edge roles): the other bridges (ids) that claim a live session with it now. */
+  claimedBy: string[];
   portId: number;
   counters: Record<string, number>;
   inner: Record<string, number>;
@@ -90,6 +97,8 @@ export interface WgStatus {
   rootCost: number;
   underLoad: boolean;
   counters: DeviceCounters;
+  /** Claims (stp.ts "Stock hosts"): bridges heard claiming stock peers, and messages ignored or cut short. */
+  claims: { origins: number; rx: number; relayed: number; full: number; truncated: number };
   peers: WgPeerStatus[];
   segments: WgSegmentStatus[];
 }
@@ -115,11 +124,13 @@ class WgPeerPort implements Port {
   readonly encap: Encapsulator;
   readonly decap: Decapsulator;
   inSwitch = false;
+  echoSeq = 0;
   private readonly sendPacketBound: (pkt: Buffer) => void;
 
   constructor(readonly name: string, readonly maxFrameBytes: number, readonly peer: Peer, private readonly dev: WgDevice,
     private readonly endpointText: () => string, local: number, remote: number, mtu: number, vni: number) {
     this.link = new LinkState(name);
+    this.link.edgeId = bridgeIdOf(peer.publicKey);
     this.encap = new Encapsulator(local, remote, mtu, vni);
     this.decap = new Decapsulator(local, remote, vni);
     this.sendPacketBound = (pkt) => this.dev.sendPacket(this.peer, pkt, 0, pkt.length);
@@ -145,6 +156,15 @@ class WgPeerPort implements Port {
     this.encap.control(payload, this.sendPacketBound);
   }
 
+  sendEcho(): void {
+    this.encap.echo(this.echoSeq++, this.sendPacketBound);
+  }
+
+  /** Whether tree messages (hellos, claims) go to this peer: not to a known stock host. */
+  get speaksTree(): boolean {
+    return this.peer.endpoint >= 0 && !isEdgeRole(this.link.role);
+  }
+
   close(): void {}
 }
 
@@ -164,6 +184,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
   private readonly onBatchBound: (count: number) => void;
   private readonly maxFrameBytes: number;
   private readonly publicKey: Buffer;
+  private claimsRx = 0;
+  private claimsRelayed = 0;
 
   constructor(readonly url: string, private readonly cfg: WgSettings, private readonly ctx: TransportContext) {
     this.onBatchBound = this.onBatch.bind(this);
@@ -190,8 +212,29 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
   onTreeFrame(seg: SharedSegment, buf: Buffer, off: number, len: number): void {
     const link = this.segments.get(seg);
     // The 32-byte hello, then the padding of a minimum-size frame.
-    const h = link === undefined || len < HELLO_BYTES ? null : decodeHello(buf, off, HELLO_BYTES);
-    if (h !== null) this.stp.onHello(link!, h, this.now());
+    if (link === undefined || len < HELLO_BYTES) return;
+    const h = decodeHello(buf, off, HELLO_BYTES);
+    if (h !== null) {
+      this.stp.onHello(link, h, this.now());
+      return;
+    }
+    const c = decodeEdgeClaims(buf, off, len, true);
+    if (c !== null) this.onClaims(c, null, seg);
+  }
+
+  /** Claims heard on a peer link (`from`) or a segment (`fromSeg`): kept, and relayed once on every other tree port. */
+  private onClaims(c: EdgeClaims, from: WgPeerPort | null, fromSeg: SharedSegment | null): void {
+    this.claimsRx++;
+    if (!this.stp.onEdgeClaims(c, this.now())) return;
+    this.claimsRelayed++;
+    this.sendClaims(encodeEdgeClaims(c), from, fromSeg);
+  }
+
+  private sendClaims(msg: Buffer, exceptPort: WgPeerPort | null, exceptSeg: SharedSegment | null): void {
+    for (const p of this.ports) if (p !== exceptPort && p.speaksTree) p.sendControl(msg);
+    if (this.segments.size === 0) return;
+    const frame = treeFrame(this.treeMac, msg);
+    for (const seg of this.segments.keys()) if (seg !== exceptSeg) seg.send(frame);
   }
 
   private now(): number { return Math.floor(performance.now()); }
@@ -264,7 +307,12 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       else { port.counters.rxFrames++; port.counters.drops['port-down']++; }
     } else if (kind === INNER_CONTROL) {
       const h = decodeHello(o.buf, o.off, o.len);
-      if (h !== null) this.stp.onHello(port.link, h, this.device!.now());
+      if (h !== null) {
+        this.stp.onHello(port.link, h, this.device!.now());
+        return;
+      }
+      const c = decodeEdgeClaims(o.buf, o.off, o.len);
+      if (c !== null) this.onClaims(c, port, null);
     }
   }
 
@@ -273,20 +321,27 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     if (dev === null) return;
     const now = this.now();
     dev.tick(now);
-    for (const p of this.ports) noteSession(p.link, p.peer, now);
+    for (const p of this.ports) {
+      noteSession(p.link, p.peer, now);
+      p.link.peerRxMs = p.peer.lastRxMs;
+    }
+    const links = this.ports.map((p) => p.link);
+    for (const link of this.segments.values()) links.push(link);
     if (now - this.lastHelloMs >= HELLO_MS) {
       this.lastHelloMs = now;
       const h = this.stp.hello();
       const hello = encodeHello(h);
       for (const p of this.ports) {
         // Hellos go to stock peers too until they prove to be edges: a hello also starts the handshake.
-        if (p.peer.endpoint >= 0 && p.link.role !== 'edge') p.sendControl(hello);
+        if (p.speaksTree) p.sendControl(hello);
+        // A peer that never sent a hello may be a stock host: its echo reply keeps it live (stp.ts).
+        if (!p.link.heardBridge && p.peer.endpoint >= 0) p.sendEcho();
       }
       // On a segment every bridge sends, blocked or not, so each sees all the others.
       for (const [seg, link] of this.segments) seg.send(treeFrame(this.treeMac, encodeHello({ ...h, port: link.segmentPort })));
+      const claims = this.stp.edgeClaims(links, now);
+      if (claims !== null) this.sendClaims(encodeEdgeClaims(claims), null, null);
     }
-    const links = this.ports.map((p) => p.link);
-    for (const link of this.segments.values()) links.push(link);
     this.stp.recompute(links, now);
     for (const [seg, link] of this.segments) {
       seg.role = link.role === 'root' || link.role === 'designated' ? link.role : 'blocked';
@@ -343,6 +398,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       rootCost: this.stp.rootCost,
       underLoad: dev ? dev.underLoad() : false,
       counters: dev ? { ...dev.counters } : ({} as DeviceCounters),
+      claims: { origins: this.stp.claims.size, rx: this.claimsRx, relayed: this.claimsRelayed, full: this.stp.claimsFull, truncated: this.stp.claimsTruncated },
       peers: this.ports.map((p) => {
         const peer = p.peer;
         const last = peer.lastHandshakeWallMs;
@@ -358,6 +414,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
           reachable: peer.current !== null && peer.lastRxMs > 0 && now - peer.lastRxMs <= freshMs,
           role: p.link.role,
           forwarding: p.link.forwarding,
+          claimedBy: isEdgeRole(p.link.role) ? [...p.link.edgeClaimedBy] : [],
           portId: p.inSwitch ? p.id : 0,
           counters: { ...peer.counters, helloRx: p.link.helloRx },
           inner: { ...(p.decap.counters as unknown as Record<string, number>) },

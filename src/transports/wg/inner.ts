@@ -15,7 +15,9 @@
  * that late, so 2 s).
  *
  * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
- * a stock host answers those with ICMP port unreachable, which we count and drop.
+ * a stock host answers those with ICMP port unreachable, which we count and drop. A peer that
+ * sends no hellos gets an ICMP echo request (RFC 792) to its tunnel address every second: its
+ * kernel's echo reply proves the session live (stp.ts "Stock hosts"); replies are counted.
  */
 import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
 
@@ -25,6 +27,9 @@ export const VXLAN_PORT = 4789;
 export const LINK_CONTROL_PORT = 47900;
 /** IPv4 + UDP + VXLAN in front of each frame. */
 export const INNER_OVERHEAD_BYTES = IPV4_HEADER_BYTES + UDP_HEADER_BYTES + VXLAN_HEADER_BYTES;
+/** ICMP echo probes: 8-byte header + 8 bytes of data; the identifier ("lp"). */
+const ECHO_BYTES = 16;
+export const ECHO_ID = 0x6c70;
 const REASSEMBLY_MAX = 16;
 const REASSEMBLY_TIMEOUT_MS = 2000;
 const MAX_IP_BYTES = 65535;
@@ -44,14 +49,14 @@ function ipChecksum(buf: Buffer, off: number): number {
   return ~sum & 0xffff;
 }
 
-function writeIpv4(buf: Buffer, off: number, totalBytes: number, id: number, fragField: number, src: number, dst: number): void {
+function writeIpv4(buf: Buffer, off: number, totalBytes: number, id: number, fragField: number, src: number, dst: number, protocol = 17): void {
   buf[off] = 0x45;
   buf[off + 1] = 0;
   buf.writeUInt16BE(totalBytes, off + 2);
   buf.writeUInt16BE(id, off + 4);
   buf.writeUInt16BE(fragField, off + 6);
   buf[off + 8] = 64;
-  buf[off + 9] = 17;
+  buf[off + 9] = protocol;
   buf.writeUInt16BE(0, off + 10);
   buf.writeUInt32BE(src, off + 12);
   buf.writeUInt32BE(dst, off + 16);
@@ -69,6 +74,24 @@ export class Encapsulator {
 
   frame(buf: Buffer, off: number, len: number, out: (pkt: Buffer) => void): void {
     this.emit(VXLAN_PORT, buf, off, len, true, out);
+  }
+
+  /** An ICMP echo request (identifier `ECHO_ID`, sequence `seq`, 8 bytes "lanparty") to the peer. */
+  echo(seq: number, out: (pkt: Buffer) => void): void {
+    const total = IPV4_HEADER_BYTES + ECHO_BYTES;
+    const pkt = Buffer.alloc(total);
+    writeIpv4(pkt, 0, total, this.ipId, 0, this.src, this.dst, 1);
+    this.ipId = (this.ipId + 1) & 0xffff;
+    const o = IPV4_HEADER_BYTES;
+    pkt[o] = 8; // echo request, code 0
+    pkt.writeUInt16BE(ECHO_ID, o + 4);
+    pkt.writeUInt16BE(seq & 0xffff, o + 6);
+    pkt.write('lanparty', o + 8, 'latin1');
+    let sum = 0;
+    for (let i = 0; i < ECHO_BYTES; i += 2) sum += pkt.readUInt16BE(o + i);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    pkt.writeUInt16BE(~sum & 0xffff, o + 2);
+    out(pkt);
   }
 
   control(payload: Buffer, out: (pkt: Buffer) => void): void {
@@ -125,6 +148,8 @@ export class InnerCounters {
   'bad-vxlan' = 0;
   'fragment-dropped' = 0;
   reassembled = 0;
+  /** Echo replies to our probes (they count as proof of life through the device, nothing more). */
+  'echo-reply' = 0;
 }
 
 class Partial {
@@ -158,6 +183,10 @@ export class Decapsulator {
     const total = buf.readUInt16BE(off + 2);
     if (ihl < IPV4_HEADER_BYTES || total < ihl || total > len) { this.counters['not-ipv4']++; return INNER_NONE; }
     if (buf.readUInt32BE(off + 12) !== this.peer || buf.readUInt32BE(off + 16) !== this.local) { this.counters['bad-address']++; return INNER_NONE; }
+    if (buf[off + 9] === 1 && total - ihl >= 8 && buf[off + ihl] === 0 && buf.readUInt16BE(off + ihl + 4) === ECHO_ID) {
+      this.counters['echo-reply']++;
+      return INNER_NONE;
+    }
     if (buf[off + 9] !== 17) { this.counters['not-udp']++; return INNER_NONE; }
     const frag = buf.readUInt16BE(off + 6);
     let data = buf;

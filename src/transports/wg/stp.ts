@@ -15,7 +15,8 @@
  *   bridge id = first 8 bytes of BLAKE2s(public key); lowest id is the root. `port` is the
  *   sender's segment port number (0 on peer links; older senders wrote 0 there as "reserved").
  *   Port roles: root (best path to the root), designated (we are the better way onto that link),
- *   blocked (neither), edge (a peer that never sends hellos: a stock WireGuard host; forwarding).
+ *   blocked (neither), edge (a peer that never sends hellos: a stock WireGuard host; forwarding),
+ *   edge-blocked (such a peer that another lanparty serves: see "Stock hosts" below).
  *
  * Failure and healing: the root counts `rootSeq` up on each hello and every bridge relays the
  * count it heard on its root port; a root whose count stops advancing for MAX_AGE_MS is dead and
@@ -58,6 +59,60 @@
  * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group. A group with
  * untrusted guests and no other lanparty on it can be kept out of the tree (`mcast://…?stp=0`);
  * then nothing guards against a loop through it, which is why it is not the default.
+ *
+ * Stock hosts on several lanparty instances (issue 9): a stock host S (wireguard-go or kernel
+ * WireGuard, one vxlan device with head-end replication to each lanparty's tunnel address, a
+ * bridge) sends no hellos, so each lanparty it peers with sees an edge port. Peered with A and B
+ * that are also linked, both forwarded: a broadcast from S arrived at A directly and again through
+ * B, and A's frames reached S twice (via A, and via B), flapping S's and our MAC tables. S's vxlan
+ * device never relays between its remotes (a frame from one VTEP goes up to its bridge, which
+ * never sends it back out the port it came in on), so this duplicates rather than storms; but a
+ * host whose bridge has one vxlan device per remote, or that routes between them, would loop.
+ *   S is, for the tree, one more shared segment, whose members are the lanparty instances with a
+ * session to it, and 802.1D's answer holds: exactly one bridge, the designated one (best root
+ * vector: root, root path cost, bridge id), forwards onto the segment, the others block their
+ * port. The difference is that the members cannot hear one another on it (S relays nothing, and
+ * speaks no protocol of ours), so what 802.1D learns from BPDUs on the segment travels through the
+ * tree instead: every bridge sends, each HELLO_MS, a claims message
+ *     "LPSE" ver(1)=1 count(1) reserved(2) origin(8) seq(4) root(8) cost(4) edge id(8) × count
+ * (at most CLAIMS_MAX_EDGES ids; 32 + 8 × count bytes) listing the stock peers it has a live
+ * session with, each by its edge id (the first 8 bytes of BLAKE2s of its public key, like a bridge
+ * id: public keys are not secret, the hash only keeps it short). Every bridge keeps the latest
+ * claims per origin (at most CLAIMS_MAX_ORIGINS, aged by MAX_AGE_MS) and relays a message it had
+ * not seen (its origin's seq advanced) on every other tree port, blocked ones included, as hellos
+ * go: so claims cross any path of lanparty links and segments, and the flood ends because nobody
+ * relays a seq twice. An edge port is then 'edge' (forwarding) when no other bridge claims its
+ * peer or ours is the best vector among the claimants, else 'edge-blocked': out of the switch as a
+ * blocked port is, both ways. S keeps its WireGuard sessions with every lanparty; only frames are
+ * suppressed, so B drops what S's head-end replication sends it, and S learns every MAC behind
+ * the LAN at the forwarding bridge's tunnel address.
+ *   Live session: an authenticated packet from S within EDGE_LIVE_MS (= MAX_AGE_MS, the loss a
+ * peer link's hellos may have). S answers nothing of ours by itself, so lanparty sends each peer
+ * that never sent a hello an ICMP echo request to its tunnel address every HELLO_MS (inner.ts);
+ * its kernel's reply keeps the session live. A bridge with no live session withdraws its claim
+ * (empty claims go out for MAX_AGE_MS after the last one, then nothing) and blocks as soon as
+ * anyone else claims the peer; if nobody claims it, every edge port to it forwards as before, so
+ * a stock host that answers no ping is duplicated rather than cut off.
+ *   Healing: when the forwarding bridge dies its claims age out (MAX_AGE_MS), when it loses S
+ * they are withdrawn (within a HELLO_MS); the next best claimant then forwards after
+ * FORWARD_DELAY_MS, as a blocked port becoming designated does, because the old forwarder may
+ * still be forwarding (claims lost, not withdrawn) and must hear of the change first. Blocking is
+ * immediate. Worst case MAX_AGE_MS + FORWARD_DELAY_MS + one hello, as for peer links; S itself
+ * moves each MAC to the new bridge's address when a frame from it arrives (its vxlan learns).
+ * Claims are sent while the peer is still 'pending', so when two bridges detect S at once each
+ * already knows the other's claim. A lone lanparty with a stock peer forwards at once, as before:
+ * the forward delay applies only to an edge whose peer another bridge has ever claimed. If A and B
+ * lose their link (and every other path), each stops hearing the other's claims and both forward:
+ * right, since S is then the only thing both reach. Left open: vectors in claims are up to a hello
+ * old, so during a reconvergence two bridges may briefly disagree on the best; the forward delay
+ * covers that as it covers 802.1D's. Claims relayed from a multicast group are not authenticated:
+ * a guest there who knows S's public key could claim S with a better vector and cut S off (an
+ * outage, as a forged hello can cause); `stp=0` keeps such a group out of the tree.
+ *   Compatibility: the hello is unchanged; claims are a separate message, because the 32-byte
+ * hello decoder of earlier versions refuses any other length, and a hello with claims appended
+ * would make such a peer drop all our hellos and take us for a stock host (an edge, forwarding: a
+ * loop). Earlier versions drop claims as an unknown control message (and on a group, read the
+ * first 32 bytes, whose magic differs), and keep forwarding their edges as before.
  */
 import { hash } from '../../crypto/index.js';
 
@@ -71,7 +126,63 @@ export const HELLO_BYTES = 32;
 export const SEGMENT_LISTEN_MS = MAX_AGE_MS;
 const MAGIC = 0x4c505354; // "LPST"
 
-export type LinkRole = 'pending' | 'edge' | 'root' | 'designated' | 'blocked' | 'down';
+/** `edge-blocked`: a stock peer that another lanparty in the tree serves (see "Stock hosts" above). */
+export type LinkRole = 'pending' | 'edge' | 'edge-blocked' | 'root' | 'designated' | 'blocked' | 'down';
+
+export function isEdgeRole(role: LinkRole): boolean {
+  return role === 'edge' || role === 'edge-blocked';
+}
+
+/** A stock peer is live while an authenticated packet (a probe's echo reply at least) came within this. */
+export const EDGE_LIVE_MS = MAX_AGE_MS;
+/** Most stock peers one claims message lists (the rest are left out and counted). */
+export const CLAIMS_MAX_EDGES = 32;
+/** Most claiming bridges remembered: forged claims on a group cannot grow the table. */
+export const CLAIMS_MAX_ORIGINS = 64;
+export const CLAIMS_HEADER_BYTES = 32;
+const CLAIMS_MAGIC = 0x4c505345; // "LPSE"
+
+/**
+ * One bridge's claims: the stock peers it has a live session with (edge ids: the first 8 bytes of
+ * BLAKE2s of each peer's public key, as bridge ids are made), with its root vector when it said so.
+ * `seq` counts up per message from `origin`; relays pass it on unchanged.
+ */
+export interface EdgeClaims { origin: Buffer; seq: number; root: Buffer; cost: number; edges: Buffer[] }
+
+/** "LPSE" ver(1)=1 count(1) reserved(2) origin(8) seq(4) root(8) cost(4), then count × edge id(8). */
+export function encodeEdgeClaims(c: EdgeClaims): Buffer {
+  const n = Math.min(c.edges.length, CLAIMS_MAX_EDGES);
+  const b = Buffer.alloc(CLAIMS_HEADER_BYTES + 8 * n);
+  b.writeUInt32BE(CLAIMS_MAGIC, 0);
+  b[4] = 1;
+  b[5] = n;
+  c.origin.copy(b, 8);
+  b.writeUInt32BE(c.seq >>> 0, 16);
+  c.root.copy(b, 20);
+  b.writeUInt32BE(c.cost, 28);
+  for (let i = 0; i < n; i++) c.edges[i].copy(b, CLAIMS_HEADER_BYTES + 8 * i);
+  return b;
+}
+
+/**
+ * Checked decode. Inside the tunnel the length must be exact; on a segment (`padded`) the frame's
+ * zero padding may follow. Anything else (another magic, a hello, a later version) is null.
+ */
+export function decodeEdgeClaims(buf: Buffer, off: number, len: number, padded = false): EdgeClaims | null {
+  if (len < CLAIMS_HEADER_BYTES || buf.readUInt32BE(off) !== CLAIMS_MAGIC || buf[off + 4] !== 1) return null;
+  const n = buf[off + 5];
+  const need = CLAIMS_HEADER_BYTES + 8 * n;
+  if (n > CLAIMS_MAX_EDGES || (padded ? len < need : len !== need)) return null;
+  const edges: Buffer[] = [];
+  for (let i = 0; i < n; i++) edges.push(Buffer.from(buf.subarray(off + CLAIMS_HEADER_BYTES + 8 * i, off + CLAIMS_HEADER_BYTES + 8 * i + 8)));
+  return {
+    origin: Buffer.from(buf.subarray(off + 8, off + 16)),
+    seq: buf.readUInt32BE(off + 16),
+    root: Buffer.from(buf.subarray(off + 20, off + 28)),
+    cost: buf.readUInt32BE(off + 28),
+    edges,
+  };
+}
 
 export function bridgeIdOf(publicKey: Uint8Array): Buffer {
   return hash(publicKey).subarray(0, 8);
@@ -132,6 +243,14 @@ export class LinkState {
   heardFull = 0;
   /** Segments: when the port joined the tree (device-clock ms). */
   upSinceMs = 0;
+  /** Peer links: the peer's edge id (bridgeIdOf its public key), for claims; null: none (tests). */
+  edgeId: Buffer | null = null;
+  /** Peer links: device-clock ms of the peer's last authenticated packet (0: never), set by the transport. */
+  peerRxMs = 0;
+  /** Edge ports: another bridge was heard claiming this stock peer (ever: from then on the forward delay applies). */
+  edgeContested = false;
+  /** Edge ports: the other bridges claiming this stock peer now (hex ids), for status. */
+  edgeClaimedBy: string[] = [];
 
   constructor(readonly name: string, readonly segmentPort = 0) {
     if (segmentPort > 0) {
@@ -155,6 +274,14 @@ export class SpanningTree {
   rootLink: LinkState | null = null;
   /** Per root id (hex): the highest rootSeq heard and when it last advanced. */
   private readonly seqSeen = new Map<string, { seq: number; atMs: number }>();
+  /** Other bridges' latest claims (origin id hex), each aged by MAX_AGE_MS from when its seq last advanced. */
+  readonly claims = new Map<string, { c: EdgeClaims; atMs: number }>();
+  /** Claims ignored because `claims` was full; stock peers left out of our own claims (over CLAIMS_MAX_EDGES). */
+  claimsFull = 0;
+  claimsTruncated = 0;
+  private claimSeq = 0;
+  /** When we last claimed a stock peer (device-clock ms): empty claims go out for MAX_AGE_MS after, as a withdrawal. */
+  private lastClaimMs = -Infinity;
 
   constructor(readonly bridge: Buffer) {
     this.root = bridge;
@@ -183,6 +310,69 @@ export class SpanningTree {
     if (s === undefined || ((h.rootSeq - s.seq) | 0) > 0) this.seqSeen.set(k, { seq: h.rootSeq, atMs: nowMs });
   }
 
+  /**
+   * Records another bridge's claims (from a peer link or a segment). Returns true when they are
+   * new (the origin's seq advanced, or it was unknown or aged out): the caller relays them on every
+   * other link. Our own claims, flooded back, and repeats return false, which ends the flood.
+   */
+  onEdgeClaims(c: EdgeClaims, nowMs: number): boolean {
+    if (c.origin.equals(this.bridge)) return false;
+    const key = c.origin.toString('hex');
+    const had = this.claims.get(key);
+    if (had !== undefined && nowMs - had.atMs <= MAX_AGE_MS && ((c.seq - had.c.seq) | 0) <= 0) return false;
+    if (had === undefined && this.claims.size >= CLAIMS_MAX_ORIGINS) {
+      this.claimsFull++;
+      return false;
+    }
+    this.claims.set(key, { c, atMs: nowMs });
+    return true;
+  }
+
+  /**
+   * Our claims to send now (every HELLO_MS): the peers that never sent a hello (stock hosts, and
+   * peers not yet known to be either) with a session and a live peer, pending ones included so the
+   * others know before our edge detection ends. Null when there is nothing to say: no claim now
+   * and none within MAX_AGE_MS (an empty list is sent that long, so a withdrawal is heard at once).
+   */
+  edgeClaims(links: readonly LinkState[], nowMs: number): EdgeClaims | null {
+    const edges: Buffer[] = [];
+    for (const l of links) {
+      if (l.shared || l.heardBridge || l.edgeId === null || !this.edgeLive(l, nowMs)) continue;
+      if (edges.length < CLAIMS_MAX_EDGES) edges.push(l.edgeId);
+      else this.claimsTruncated++;
+    }
+    if (edges.length > 0) this.lastClaimMs = nowMs;
+    else if (nowMs - this.lastClaimMs > MAX_AGE_MS) return null;
+    this.claimSeq = (this.claimSeq + 1) >>> 0;
+    return { origin: this.bridge, seq: this.claimSeq, root: this.root, cost: this.rootCost, edges };
+  }
+
+  private edgeLive(l: LinkState, nowMs: number): boolean {
+    return l.sessionSinceMs > 0 && l.peerRxMs > 0 && nowMs - l.peerRxMs <= EDGE_LIVE_MS;
+  }
+
+  /**
+   * Whether a better bridge serves the stock peer behind edge link `l`: one that claims it with a
+   * better vector (root, cost, bridge), or any claimant when we have no live session with it
+   * ourselves. Records who claims it (status) and that it was ever contested (forward delay).
+   */
+  private edgeServedElsewhere(l: LinkState, nowMs: number): boolean {
+    l.edgeClaimedBy = [];
+    if (l.edgeId === null) return false;
+    const live = this.edgeLive(l, nowMs);
+    let better = false;
+    for (const [key, e] of this.claims) {
+      const c = e.c;
+      let claims = false;
+      for (const id of c.edges) if (id.equals(l.edgeId)) { claims = true; break; }
+      if (!claims) continue;
+      l.edgeClaimedBy.push(key);
+      l.edgeContested = true;
+      if (!live || cmpVector(c.root, c.cost, c.origin, 0, this.root, this.rootCost, this.bridge, 0) < 0) better = true;
+    }
+    return better;
+  }
+
   private rootAlive(root: Buffer, nowMs: number): boolean {
     const s = this.seqSeen.get(root.toString('hex'));
     return s !== undefined && nowMs - s.atMs <= MAX_AGE_MS;
@@ -209,6 +399,7 @@ export class SpanningTree {
     let bestBridge = this.bridge;
     let bestPort = 0;
     let segmentListening = false;
+    for (const [k, e] of this.claims) if (nowMs - e.atMs > MAX_AGE_MS) this.claims.delete(k);
     for (const l of links) {
       if (l.shared) {
         if (nowMs - l.upSinceMs < SEGMENT_LISTEN_MS) segmentListening = true;
@@ -256,7 +447,8 @@ export class SpanningTree {
       if (l.shared) {
         role = l === bestLink ? 'root' : this.designatedOnSegment(l, nowMs) ? 'designated' : 'blocked';
       } else if (!l.heardBridge) {
-        role = l.sessionSinceMs > 0 && nowMs - l.sessionSinceMs >= EDGE_DETECT_MS ? 'edge' : 'pending';
+        if (l.sessionSinceMs > 0 && nowMs - l.sessionSinceMs >= EDGE_DETECT_MS) role = this.edgeServedElsewhere(l, nowMs) ? 'edge-blocked' : 'edge';
+        else role = 'pending';
       } else if (nowMs - l.lastHelloMs > MAX_AGE_MS || l.remote === null) {
         role = 'down';
       } else if (l === bestLink) {
@@ -274,8 +466,8 @@ export class SpanningTree {
         l.wantForwardSinceMs = -1;
       } else if (!fwd) {
         if (l.wantForwardSinceMs < 0) l.wantForwardSinceMs = nowMs;
-        if (role === 'edge') {
-          // Edge ports face a host that cannot loop back into us: no delay.
+        if (role === 'edge' && !l.edgeContested) {
+          // A stock peer no other bridge ever claimed: it cannot loop back into us, no delay.
           fwd = true;
         } else if (l.shared && !l.heardBridge) {
           // A segment where no other bridge was ever heard: nothing to wait for.
