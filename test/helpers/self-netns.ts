@@ -12,11 +12,14 @@ import assert from 'node:assert/strict';
 
 export const INSIDE = process.env.LP_SELF_NETNS === '1';
 
-/** Call at the top of a test file. Returns true when the caller should define its tests (inside). */
-export function inFreshNetns(fileUrl: string, title: string): boolean {
+/**
+ * Call at the top of a test file. Returns true when the caller should define its tests (inside).
+ * `timeoutMs` bounds the whole inner run (longer runs, such as a long soak, pass their own).
+ */
+export function inFreshNetns(fileUrl: string, title: string, timeoutMs = 600_000): boolean {
   if (INSIDE) return true;
   const reason = process.getuid && process.getuid() !== 0 ? 'needs root for a network namespace (run the suite as root: npm test)' : '';
-  test(title, { skip: reason || false, timeout: 600_000 }, async (t) => {
+  test(title, { skip: reason || false, timeout: timeoutMs }, async (t) => {
     const file = fileURLToPath(fileUrl);
     // The runner marks its children with NODE_TEST_CONTEXT (binary reporting); the inner run is
     // a plain run with a readable report.

@@ -61,7 +61,7 @@ const ROAM_RESUME_BOUND_MS = Number(process.env.LP_SOAK_ROAM_RESUME_MS ?? 5000);
 /** No TAP deletion or roam in the last QUIET_MS: the last lifetime and the last move get time to show traffic. */
 const QUIET_MS = 10_000;
 
-if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixed traffic (own netns)`)) {
+if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixed traffic (own netns)`, (SECONDS + 400) * 1000)) {
   after(cleanupAll);
   const skip = lanpartyMissing() ?? netnsSkipReason() ?? guestSkipReason();
 
