@@ -147,6 +147,8 @@ export async function stopSites(sites: Site[]): Promise<void> {
 export interface WgPeerRow {
   publicKey: string; address: string; endpoint: string; lastHandshake: string | null;
   reachable: boolean; role: string; forwarding: boolean; portId: number;
+  /** Stock peers: the other bridges claiming it (transports/wg WgPeerStatus). */
+  claimedBy?: string[];
   counters: Record<string, number>; inner: Record<string, number>;
 }
 /** A multicast group in the tree (transports/wg WgSegmentStatus). */
@@ -182,14 +184,17 @@ export function peerRow(st: SiteStatus, peer: Site): WgPeerRow {
  * Polls until every site's peer links are settled: each has a session and a final role (root,
  * designated or blocked), forwarding exactly when not blocked. Returns the statuses.
  */
-export async function waitConverged(sites: Site[], timeoutMs = 20_000): Promise<Map<Site, SiteStatus>> {
+export async function waitConverged(sites: Site[], timeoutMs = 20_000, opts: { stockPeers?: boolean } = {}): Promise<Map<Site, SiteStatus>> {
   let last = '';
   try {
     return await waitFor('spanning tree converged on every site', async () => {
       const out = new Map<Site, SiteStatus>();
       for (const s of sites) out.set(s, await siteStatus(s));
       last = [...out].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`).join(' ')}`).join('; ');
-      const ok = [...out.values()].every((st) => st.wg.peers.every((p) => p.reachable && (p.role === 'blocked' ? !p.forwarding : (p.role === 'root' || p.role === 'designated') && p.forwarding)));
+      // With `stockPeers`, a peer may also be a stock host: 'edge' (forwarding) or 'edge-blocked' (not).
+      const settled = (p: WgPeerRow) => (p.role === 'blocked' || (opts.stockPeers === true && p.role === 'edge-blocked') ? !p.forwarding
+        : (p.role === 'root' || p.role === 'designated' || (opts.stockPeers === true && p.role === 'edge')) && p.forwarding);
+      const ok = [...out.values()].every((st) => st.wg.peers.every((p) => p.reachable && settled(p)));
       return ok ? out : undefined;
     }, timeoutMs, 250);
   } finally {
@@ -209,11 +214,16 @@ export interface Reception { tag: string; src: string; atMs: number }
 
 export class FrameClient {
   readonly received: Reception[] = [];
+  /** Called with every frame that is not a tagged test frame (a view valid for the call only). */
+  onOther: ((b: Buffer, o: number, l: number) => void) | null = null;
   private readonly sock: net.Socket;
   constructor(readonly name: string, readonly mac: string, sock: net.Socket) {
     this.sock = sock;
     const framer = new StreamFramer(69632, (b, o, l) => {
-      if (l < 14 + 4 || b.readUInt16BE(o + 12) !== ETHERTYPE_TEST) return;
+      if (l < 14 + 4 || b.readUInt16BE(o + 12) !== ETHERTYPE_TEST) {
+        if (this.onOther !== null) this.onOther(b, o, l);
+        return;
+      }
       const tag = b.subarray(o + 14, o + l).toString('latin1').replace(/\0+$/, '');
       this.received.push({ tag, src: b.subarray(o + 6, o + 12).toString('hex'), atMs: Date.now() });
     });
@@ -466,4 +476,35 @@ export async function startCapture(ns: Netns, ifname: string, filter: string): P
       log(`  tcpdump| ${err.trim().split('\n').slice(-3).join(' / ')}`);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// pcap (tcpdump -w) reading: Ethernet frames
+
+export interface CapturedFrame { atMs: number; frame: Buffer }
+
+/** Every Ethernet frame (link type 1) of a little-endian pcap file, with its capture time. */
+export function readPcapFrames(path: string): CapturedFrame[] {
+  const b = readFileSync(path);
+  if (b.length < 24) return [];
+  const magic = b.readUInt32LE(0);
+  if (magic !== 0xa1b2c3d4 && magic !== 0xa1b23c4d) throw new Error(`${path}: not a little-endian pcap file`);
+  if (b.readUInt32LE(20) !== 1) throw new Error(`${path}: link type ${b.readUInt32LE(20)}, expected Ethernet (1)`);
+  const nano = magic === 0xa1b23c4d;
+  const out: CapturedFrame[] = [];
+  for (let o = 24; o + 16 <= b.length;) {
+    const atMs = b.readUInt32LE(o) * 1000 + b.readUInt32LE(o + 4) / (nano ? 1e6 : 1e3);
+    const incl = b.readUInt32LE(o + 8);
+    const rec = o + 16;
+    o = rec + incl;
+    if (o > b.length) break;
+    out.push({ atMs, frame: Buffer.from(b.subarray(rec, o)) });
+  }
+  return out;
+}
+
+/** The tag of a tagged test frame (FrameClient.send), or null. */
+export function frameTag(f: Buffer): string | null {
+  if (f.length < 18 || f.readUInt16BE(12) !== ETHERTYPE_TEST) return null;
+  return f.subarray(14).toString('latin1').replace(/\0+$/, '');
 }
