@@ -604,6 +604,17 @@ export interface TapDeviceOptions {
   maxFrameBytes: number;
   /** Most frames read per JS call. Default 64. */
   batchSize?: number;
+  /**
+   * Receive memory to read into, at least tapRxSlabBytes(maxFrameBytes, batchSize) bytes. An owner
+   * that reopens a device that comes and goes passes the same one every time, so no attempt
+   * allocates (one open device at a time may use it). Default: a new one.
+   */
+  rxSlab?: Buffer;
+}
+
+/** Bytes of receive memory a TAP device needs: batchSize slots of maxFrameBytes + 1. */
+export function tapRxSlabBytes(maxFrameBytes: number, batchSize = DEFAULT_BATCH_SIZE): number {
+  return batchSize * (maxFrameBytes + 1);
 }
 
 /** Receive side of one wakeup. Valid only during the onBatch call; slots are reused. */
@@ -662,7 +673,10 @@ class NativeTapDevice implements TapDevice {
     }
     // One byte more than the largest frame, so a frame that fills the slot is known to be too long.
     const slotBytes = opts.maxFrameBytes + 1;
-    const rxSlab = Buffer.alloc(batchSize * slotBytes);
+    if (opts.rxSlab !== undefined && opts.rxSlab.length < batchSize * slotBytes) {
+      throw new RangeError(`tap ${opts.name}: rxSlab is ${opts.rxSlab.length} bytes, needs ${batchSize * slotBytes}`);
+    }
+    const rxSlab = opts.rxSlab ?? Buffer.alloc(batchSize * slotBytes);
     const bufs: Buffer[] = [];
     for (let i = 0; i < batchSize; i++) bufs.push(rxSlab.subarray(i * slotBytes, (i + 1) * slotBytes));
     this.rx = { bufs, lengths: new Int32Array(batchSize) };

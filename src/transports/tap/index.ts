@@ -31,7 +31,7 @@ import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Logger } from '../../util/logger.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import {
-  openTapDevice, configureInterface, interfaceState, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,
+  openTapDevice, tapRxSlabBytes, configureInterface, interfaceState, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,
 } from '../batch-io.js';
 
 export interface TapConfig {
@@ -158,6 +158,8 @@ export class TapTransport implements Transport {
   private state: TapState = 'absent';
   private ifindex = 0;
   private started = false;
+  /** Receive memory shared by every attach of this device (see attach). */
+  private rxSlab: Buffer | null = null;
   /** The last reattach failure logged, so a retry every second logs only changes. */
   private lastRetryError = '';
 
@@ -182,7 +184,9 @@ export class TapTransport implements Transport {
 
   /** Opens the device, configures it in create mode, and starts reading. Throws errno errors. */
   private attach(): void {
-    const dev = openTapDevice({ name: this.cfg.name, create: this.cfg.create, maxFrameBytes: this.ctx.maxFrameBytes });
+    // One receive slab for every attach: a device that is gone is retried each second.
+    this.rxSlab ??= Buffer.alloc(tapRxSlabBytes(this.ctx.maxFrameBytes));
+    const dev = openTapDevice({ name: this.cfg.name, create: this.cfg.create, maxFrameBytes: this.ctx.maxFrameBytes, rxSlab: this.rxSlab });
     try {
       if (this.cfg.create) {
         configureInterface(dev.name, { address: this.cfg.address, prefixLength: this.cfg.prefixLength, mtuBytes: this.cfg.mtuBytes, up: true });
