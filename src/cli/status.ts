@@ -36,7 +36,7 @@ function table(rows: string[][]): string {
 interface WgSection {
   listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; underLoad: boolean;
   counters: Record<'rxBadMac1' | 'rxBadMac2' | 'rxRateLimited' | 'rxUnknownIndex' | 'rxHandshakeFailed' | 'rxDecryptFailed' | 'rxBadSize' | 'rxBadType' | 'txCookieReplies', number>;
-  peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; counters: Record<string, number> }>;
+  peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; claimedBy?: string[]; counters: Record<string, number> }>;
   /** Multicast groups in the tree (absent from older daemons). */
   segments?: Array<{ name: string; role: string; forwarding: boolean; bridges: string[]; helloRx: number }>;
 }
@@ -99,7 +99,7 @@ export function formatStatus(s: StatusReport): string {
     out.push(`  rejected: bad mac1 ${d.rxBadMac1}, bad mac2 ${d.rxBadMac2}, rate-limited ${d.rxRateLimited}, unknown index ${d.rxUnknownIndex}, handshake failed ${d.rxHandshakeFailed}, decrypt failed ${d.rxDecryptFailed}, bad size/type ${d.rxBadSize + d.rxBadType}; cookie replies sent ${d.txCookieReplies}`);
     out.push(wg.peers.length === 0 ? '(no peers)' : table([['PEER', 'ADDRESS', 'ENDPOINT', 'LAST HANDSHAKE', 'RX', 'TX', 'REACHABLE', 'LINK', 'REPLAYED'], ...wg.peers.map((p) => [
       p.publicKey, p.address, p.endpoint, p.lastHandshakeAgoS === null ? 'never' : `${p.lastHandshakeAgoS}s ago`, si(p.rxBytes, 'B'), si(p.txBytes, 'B'),
-      p.reachable ? 'yes' : 'no', `${p.role}${p.forwarding ? ' fwd' : ''}`, String(p.counters.rxReplayed ?? 0),
+      p.reachable ? 'yes' : 'no', linkText(p), String(p.counters.rxReplayed ?? 0),
     ])]));
     const segs = wg.segments ?? [];
     if (segs.length > 0) {
@@ -148,4 +148,10 @@ export async function status(argv: string[]): Promise<number> {
   const s = (await request(values.control ?? defaultControlPath(), 'status')) as StatusReport;
   process.stdout.write(values.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s));
   return 0;
+}
+
+/** A peer's link role; a stock peer served by another lanparty names it ("edge-blocked (claimed by 3f2a…)"). */
+function linkText(p: { role: string; forwarding: boolean; claimedBy?: string[] }): string {
+  const via = p.role === 'edge-blocked' && p.claimedBy !== undefined && p.claimedBy.length > 0 ? ` (claimed by ${p.claimedBy.map((b) => b.slice(0, 8) + '…').join(' ')})` : '';
+  return `${p.role}${p.forwarding ? ' fwd' : ''}${via}`;
 }

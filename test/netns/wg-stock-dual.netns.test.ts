@@ -30,9 +30,9 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanupAll, log, netnsSkipReason, registerCleanup, tempDir, waitFor } from '../helpers/netns.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { cliPath, lanpartyMissing } from '../helpers/netns-lanparty.js';
 import {
-  BROADCAST, connectClient, createTopology, cut, frameTag, nft, peerRow, readPcapFrames, rolesText, siteStatus, sleep, startCapture,
+  BROADCAST, connectClient, createTopology, cut, frameTag, peerRow, readPcapFrames, rolesText, siteStatus, sleep, startCapture,
   startSite, stopAllTickers, stopSites, ticker, uncutAll, waitConverged, type FrameClient, type Site, type SiteStatus, type Topology,
 } from '../helpers/wg-sites.js';
 import { keyText } from '../../src/crypto/index.js';
@@ -184,6 +184,11 @@ test('s peered with a and b (linked): one forwards for s, every frame crosses on
   t.diagnostic(`roles: ${rolesText(conv)}`);
   const { fwd, other } = roles(conv, a, b, s);
   t.diagnostic(`forwarding for s: ${fwd.tag}; edge-blocked: ${other.tag}`);
+  // What a user reads: `lanparty status` names the stock peer's role and who else claims it.
+  const text = execFileSync(process.execPath, [cliPath(), 'status', '--control', other.lp!.controlPath], { encoding: 'utf8' });
+  const line = text.split('\n').find((l) => l.includes(s.tunnel)) ?? '';
+  log(`  status ${other.tag}| ${line.trim()}`);
+  assert.match(line, new RegExp(`edge-blocked \\(claimed by ${conv.get(fwd)!.wg.bridgeId.slice(0, 8)}…\\)`));
   const cFwd = fwd === a ? ca : cb;
   const cOther = fwd === a ? cb : ca;
 
@@ -290,5 +295,4 @@ test('the forwarding one loses s (its underlay to s cut): it blocks, the other t
   assert.deepEqual(dupes(seenOther), [], `no duplicates behind ${other.tag}`);
   assert.ok(gapToS.gapMs <= HEAL_BOUND_MS, `${other.tag}→s: silence ${gapToS.gapMs} ms`);
   assert.ok(gapFromS.gapMs <= HEAL_BOUND_MS, `s→${other.tag}: silence ${gapFromS.gapMs} ms`);
-  void nft;
 });
