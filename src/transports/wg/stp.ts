@@ -97,8 +97,15 @@
  * they are withdrawn (within a HELLO_MS); the next best claimant then forwards after
  * FORWARD_DELAY_MS, as a blocked port becoming designated does, because the old forwarder may
  * still be forwarding (claims lost, not withdrawn) and must hear of the change first. Blocking is
- * immediate. Worst case MAX_AGE_MS + FORWARD_DELAY_MS + one hello, as for peer links; S itself
- * moves each MAC to the new bridge's address when a frame from it arrives (its vxlan learns).
+ * immediate. Worst case MAX_AGE_MS + FORWARD_DELAY_MS + one hello, as for peer links. S's own
+ * table is S's: its vxlan device learns each MAC at the tunnel address its frames came from, so
+ * after a takeover it moves a MAC to the new bridge when a frame from that MAC arrives; until then
+ * S's unicast to it goes to the old bridge (dropped there, or lost with it), which for a host that
+ * never sends lasts until S's fdb entry ages (300 s by default). Broadcasts are unaffected (head-end
+ * replication reaches every bridge). A stock host that cannot accept that runs its vxlan device
+ * with `nolearning`: every frame then goes to every bridge and the forwarding one alone takes it.
+ * Announcing the MACs to S on a takeover (frames from each learned MAC, as a bond sends gratuitous
+ * ARPs) would close this, but needs the switch's MAC table in the transport: left open.
  * Claims are sent while the peer is still 'pending', so when two bridges detect S at once each
  * already knows the other's claim. A lone lanparty with a stock peer forwards at once, as before:
  * the forward delay applies only to an edge whose peer another bridge has ever claimed. If A and B
