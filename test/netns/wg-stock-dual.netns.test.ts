@@ -255,6 +255,24 @@ test('s peered with a and b (linked): one forwards for s, every frame crosses on
   // The last frames arrived after the takeover: it is not a gap at the end.
   const lastToS = Math.max(...[...toS.values()].flat());
   assert.ok(lastToS > took, 'frames reached s after the takeover');
+
+  // Unicast from s now reaches the survivor's client: s's vxlan moved the client's MAC to the
+  // survivor's tunnel address when the client's frames arrived from there (stp.ts "Stock hosts").
+  await s.ns.run(['ip', 'neigh', 'replace', '192.168.77.200', 'lladdr', cOther.mac, 'dev', 'br0', 'nud', 'permanent']);
+  const fdb = await s.ns.run(['bridge', 'fdb', 'show', 'dev', 'vx0']);
+  const entry = fdb.stdout.split('\n').find((l) => l.startsWith(cOther.mac) && l.includes(' dst ')) ?? ''; // the vxlan's own entry, not the bridge's
+  assert.match(entry, new RegExp(`dst ${other.tunnel.replace(/\./g, '\\.')}\\b`), `s's vxlan has ${cOther.mac} at ${other.tag}'s tunnel address: ${entry}`);
+  const unicast = new Map<number, number>();
+  cOther.onOther = (buf, o, l) => {
+    if (l < 42 || buf.subarray(o, o + 6).toString('hex') !== cOther.mac.replace(/:/g, '') || buf[o + 23] !== 1 || buf[o + 34] !== 8) return;
+    const seq = buf.readUInt16BE(o + 40);
+    unicast.set(seq, (unicast.get(seq) ?? 0) + 1);
+  };
+  await s.ns.run(['ping', '-n', '-q', '-c', '10', '-i', '0.05', '-W', '1', '192.168.77.200']).catch(() => undefined); // nobody answers
+  await sleep(300);
+  assert.deepEqual([...unicast.keys()].sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], `unicast pings from s reached ${other.tag}'s client`);
+  assert.deepEqual([...unicast.values()].filter((k) => k !== 1), [], 'each once');
+  await s.ns.run(['ip', 'neigh', 'del', '192.168.77.200', 'dev', 'br0']);
 });
 
 test('the forwarding one loses s (its underlay to s cut): it blocks, the other takes over; s back: the first returns, never both', { skip, timeout: 180_000 }, async (t) => {
