@@ -121,7 +121,8 @@ export function tempDir(tag: string): string {
   return dir;
 }
 
-function which(cmd: string): boolean {
+/** True when `cmd` is an executable file on PATH. */
+export function commandExists(cmd: string): boolean {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
     if (dir && existsSync(join(dir, cmd))) return true;
   }
@@ -136,7 +137,7 @@ export function netnsSkipReason(needs: string[] = ['ip', 'ss']): string | undefi
   if (process.platform !== 'linux') return 'netns tests need Linux';
   if (process.getuid?.() !== 0) return 'netns tests need root (network namespaces); run as root, e.g. in CI';
   for (const cmd of needs) {
-    if (!which(cmd)) return `netns tests need ${cmd}; install it (see scripts/install-deps.sh)`;
+    if (!commandExists(cmd)) return `netns tests need ${cmd}; install it (see scripts/install-deps.sh)`;
   }
   return undefined;
 }

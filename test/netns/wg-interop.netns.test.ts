@@ -18,20 +18,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cleanupAll, netnsSkipReason, Netns, registerCleanup, vethPair, waitFor, log } from '../helpers/netns.js';
+import { cleanupAll, netnsSkipReason, Netns, registerCleanup, vethPair, waitFor, log, commandExists } from '../helpers/netns.js';
 import { lanpartyMissing, lanpartyStatus, startLanparty } from '../helpers/netns-lanparty.js';
 import { generatePrivateKey, keyText, publicKeyOf } from '../../src/crypto/index.js';
 
-function which(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const skip = netnsSkipReason(['ip', 'ss', 'ping']) ?? (which('wireguard-go') && which('wg') ? undefined : 'needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)');
+const skip = netnsSkipReason(['ip', 'ss', 'ping']) ?? (commandExists('wireguard-go') && commandExists('wg') ? undefined : 'needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)');
 
 after(cleanupAll);
 

@@ -29,7 +29,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, log, netnsSkipReason, registerCleanup, tempDir, waitFor } from '../helpers/netns.js';
+import { cleanupAll, log, netnsSkipReason, registerCleanup, tempDir, waitFor, commandExists } from '../helpers/netns.js';
 import { cliPath, lanpartyMissing } from '../helpers/netns-lanparty.js';
 import {
   BROADCAST, connectClient, createTopology, cut, frameTag, peerRow, readPcapFrames, rolesText, siteStatus, sleep, startCapture,
@@ -38,17 +38,8 @@ import {
 import { keyText } from '../../src/crypto/index.js';
 import { FORWARD_DELAY_MS, HELLO_MS, MAX_AGE_MS } from '../../src/transports/wg/stp.js';
 
-function which(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const skip = netnsSkipReason(['ip', 'ss', 'nft', 'tcpdump', 'ping', 'bridge']) ??
-  (which('wireguard-go') && which('wg') ? undefined : 'needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)');
+  (commandExists('wireguard-go') && commandExists('wg') ? undefined : 'needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)');
 
 /** The worst case stp.ts promises for a takeover, plus a second for the poll and the tickers. */
 const HEAL_BOUND_MS = MAX_AGE_MS + FORWARD_DELAY_MS + HELLO_MS + 1000;

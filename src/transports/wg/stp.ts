@@ -405,6 +405,17 @@ export class SpanningTree {
     let bestCost = 0;
     let bestBridge = this.bridge;
     let bestPort = 0;
+    // A hello heard on `l` is a candidate root path when it leads to a live root not through us.
+    const consider = (l: LinkState, r: Hello): void => {
+      if (!this.offersRoot(r, nowMs)) return;
+      if (cmpVector(r.root, r.cost + 1, r.bridge, r.port, bestRoot, bestCost, bestBridge, bestPort) < 0) {
+        bestLink = l;
+        bestRoot = r.root;
+        bestCost = r.cost + 1;
+        bestBridge = r.bridge;
+        bestPort = r.port;
+      }
+    };
     let segmentListening = false;
     for (const [k, e] of this.claims) if (nowMs - e.atMs > MAX_AGE_MS) this.claims.delete(k);
     for (const l of links) {
@@ -418,28 +429,13 @@ export class SpanningTree {
           }
           const r = e.hello;
           if (best === null || cmpVector(r.root, r.cost, r.bridge, r.port, best.root, best.cost, best.bridge, best.port) < 0) best = r;
-          if (!this.offersRoot(r, nowMs)) continue;
-          if (cmpVector(r.root, r.cost + 1, r.bridge, r.port, bestRoot, bestCost, bestBridge, bestPort) < 0) {
-            bestLink = l;
-            bestRoot = r.root;
-            bestCost = r.cost + 1;
-            bestBridge = r.bridge;
-            bestPort = r.port;
-          }
+          consider(l, r);
         }
         l.remote = best;
         continue;
       }
       if (!l.heardBridge || nowMs - l.lastHelloMs > MAX_AGE_MS || l.remote === null) continue;
-      const r = l.remote;
-      if (!this.offersRoot(r, nowMs)) continue;
-      if (cmpVector(r.root, r.cost + 1, r.bridge, r.port, bestRoot, bestCost, bestBridge, bestPort) < 0) {
-        bestLink = l;
-        bestRoot = r.root;
-        bestCost = r.cost + 1;
-        bestBridge = r.bridge;
-        bestPort = r.port;
-      }
+      consider(l, l.remote);
     }
     this.rootLink = bestLink;
     this.root = bestRoot;
