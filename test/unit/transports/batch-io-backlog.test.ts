@@ -16,38 +16,8 @@ import {
   openBatchSocketWith, nativeAvailable, nativeLoadError,
   type BatchSocket, type BatchSocketOptions,
 } from '../../../src/transports/batch-io.js';
+import { Collector } from '../../helpers/batch-collector.js';
 
-interface Stats { sendErrors: number; sendDropped: number; sendQueued: number }
-const statsOf = (s: BatchSocket): Stats => s.stats as unknown as Stats;
-
-/** Starts a socket and keeps a copy of every datagram it receives. */
-class Collector {
-  readonly frames: { data: Buffer; peer: number }[] = [];
-  private waiter: { n: number; resolve: () => void } | null = null;
-  constructor(readonly sock: BatchSocket) {
-    sock.start((count) => {
-      for (let i = 0; i < count; i++) {
-        this.frames.push({ data: Buffer.from(sock.rx.bufs[i].subarray(0, sock.rx.lengths[i])), peer: sock.rx.peers[i] });
-      }
-      if (this.waiter && this.frames.length >= this.waiter.n) {
-        const w = this.waiter;
-        this.waiter = null;
-        w.resolve();
-      }
-    });
-  }
-  until(n: number, ms = 5000): Promise<void> {
-    if (this.frames.length >= n) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        reject(new Error(`timed out waiting for ${n} frames; got ${this.frames.length}`));
-      }, ms);
-      this.waiter = { n, resolve: () => { clearTimeout(timer); resolve(); } };
-    });
-  }
-  seqs(): number[] { return this.frames.map((f) => f.data.readUInt32BE(0)); }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -89,10 +59,10 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     const to = a.peerId(b.localAddress());
     for (let i = 0; i < 200; i++) assert.equal(a.send(to, frameOf(i, 1000), 0, 1000), true);
     a.flush();
-    const queued = statsOf(a).sendQueued;
+    const queued = a.stats.sendQueued;
     assert.ok(queued >= 150 && queued < 200, `backlog ${queued}`); // The kernel took about 10.
     await sleep(50);
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     await rx.until(200);
     await sleep(20);
     assert.deepEqual(rx.seqs(), range(0, 200));
@@ -102,16 +72,16 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     assert.deepEqual(b.peerAddress(rx.frames[0].peer), a.localAddress());
     assert.equal(b.stats.recvErrors, 0);
     assert.equal((b.stats as unknown as { unaddressable: number }).unaddressable, 0);
-    assert.equal(statsOf(a).sendErrors, 0);
-    assert.equal(statsOf(a).sendDropped, 0);
-    assert.equal(statsOf(a).sendQueued, 0);
+    assert.equal(a.stats.sendErrors, 0);
+    assert.equal(a.stats.sendDropped, 0);
+    assert.equal(a.stats.sendQueued, 0);
   });
 
   it('keeps per-peer order across later sends while another peer is served at once', async () => {
     const a = await unix();
     const slow = await unix();
     const fast = await unix();
-    const rxFast = new Collector(fast);
+    const rxFast = new Collector(fast, 5000);
     const toSlow = a.peerId(slow.localAddress());
     const toFast = a.peerId(fast.localAddress());
     // Several ticks: once the slow peer has a backlog, new datagrams to it queue behind it.
@@ -125,13 +95,13 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     }
     await rxFast.until(100);
     assert.deepEqual(rxFast.seqs(), range(0, 100));
-    assert.ok(statsOf(a).sendQueued > 0);
-    const rxSlow = new Collector(slow);
+    assert.ok(a.stats.sendQueued > 0);
+    const rxSlow = new Collector(slow, 5000);
     await rxSlow.until(100);
     await sleep(20);
     assert.deepEqual(rxSlow.seqs(), range(0, 100));
-    assert.equal(statsOf(a).sendErrors, 0);
-    assert.equal(statsOf(a).sendQueued, 0);
+    assert.equal(a.stats.sendErrors, 0);
+    assert.equal(a.stats.sendQueued, 0);
   });
 
   it('caps the backlog of a receiver that never reads (256 datagrams) and counts the newest as dropped', async () => {
@@ -141,13 +111,13 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     for (let i = 0; i < 400; i++) assert.equal(a.send(to, frameOf(i, 100), 0, 100), true);
     a.flush();
     await sleep(30);
-    const st = statsOf(a);
+    const st = a.stats;
     assert.equal(st.sendQueued, 256);
     const inKernel = 400 - 256 - st.sendDropped;
     assert.ok(inKernel >= 1 && inKernel <= 16, `kernel queue ${inKernel}`);
     assert.equal(st.sendErrors, st.sendDropped);
     // What was kept is the oldest, contiguous and in order: the drops were the newest.
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     await rx.until(inKernel + 256);
     await sleep(20);
     assert.deepEqual(rx.seqs(), range(0, inKernel + 256));
@@ -160,11 +130,11 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     const to = a.peerId(b.localAddress());
     for (let i = 0; i < 60; i++) a.send(to, frameOf(i, 60000), 0, 60000);
     a.flush();
-    const st = statsOf(a);
+    const st = a.stats;
     assert.ok(st.sendQueued >= 15 && st.sendQueued <= 17, `queued ${st.sendQueued}`); // 1 MiB / 60000
     assert.ok(st.sendDropped > 0);
     const kept = 60 - st.sendDropped;
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     await rx.until(kept);
     await sleep(20);
     assert.deepEqual(rx.seqs(), range(0, kept));
@@ -178,14 +148,14 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     const to = a.peerId(b.localAddress());
     for (let i = 0; i < 100; i++) a.send(to, frameOf(i, 4000), 0, 4000);
     a.flush();
-    assert.ok(statsOf(a).sendQueued > 80, `queued ${statsOf(a).sendQueued}`);
+    assert.ok(a.stats.sendQueued > 80, `queued ${a.stats.sendQueued}`);
     await sleep(30);
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     await rx.until(100);
     await sleep(20);
     assert.deepEqual(rx.seqs(), range(0, 100));
-    assert.equal(statsOf(a).sendErrors, 0);
-    assert.equal(statsOf(a).sendQueued, 0);
+    assert.equal(a.stats.sendErrors, 0);
+    assert.equal(a.stats.sendQueued, 0);
   });
 
   it('drops the backlog of a peer whose path vanished, and reaches it again once it is rebound', async () => {
@@ -195,55 +165,55 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     const to = a.peerId(b.localAddress());
     for (let i = 0; i < 50; i++) a.send(to, frameOf(i, 200), 0, 200);
     a.flush();
-    const queued = statsOf(a).sendQueued;
+    const queued = a.stats.sendQueued;
     assert.ok(queued > 30, `queued ${queued}`);
     // The guest exits and its path goes: the doorbell wakes, the send finds ENOENT.
     b.close();
     rmSync(path);
-    await waitFor('the backlog to be dropped', () => statsOf(a).sendQueued === 0);
-    assert.equal(statsOf(a).sendErrors, queued);
-    assert.equal(statsOf(a).sendDropped, 0);
+    await waitFor('the backlog to be dropped', () => a.stats.sendQueued === 0);
+    assert.equal(a.stats.sendErrors, queued);
+    assert.equal(a.stats.sendDropped, 0);
     // A send while nobody is there is a plain error, not a backlog.
     a.send(to, frameOf(999, 10), 0, 10);
     a.flush();
-    assert.equal(statsOf(a).sendQueued, 0);
-    assert.equal(statsOf(a).sendErrors, queued + 1);
+    assert.equal(a.stats.sendQueued, 0);
+    assert.equal(a.stats.sendErrors, queued + 1);
     // The guest comes back on the same path: a new burst is backlogged and delivered.
     const b2 = await unix('restart.sock');
     for (let i = 0; i < 50; i++) a.send(to, frameOf(100 + i, 200), 0, 200);
     a.flush();
-    assert.ok(statsOf(a).sendQueued > 30);
-    const rx = new Collector(b2);
+    assert.ok(a.stats.sendQueued > 30);
+    const rx = new Collector(b2, 5000);
     await rx.until(50);
     await sleep(20);
     assert.deepEqual(rx.seqs(), range(100, 150));
-    assert.equal(statsOf(a).sendErrors, queued + 1);
+    assert.equal(a.stats.sendErrors, queued + 1);
   });
 
   it('reconnects a doorbell left connected to a restarted peer\'s old socket', async () => {
     const a = await unix();
     const path = join(dir, 'stale.sock');
     const b = await unix('stale.sock');
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     const to = a.peerId(b.localAddress());
     // A burst while b reads: a backlog forms and drains, and the doorbell stays connected to b.
     for (let i = 0; i < 100; i++) a.send(to, frameOf(i, 200), 0, 200);
     await rx.until(100);
-    await waitFor('the backlog to drain', () => statsOf(a).sendQueued === 0);
+    await waitFor('the backlog to drain', () => a.stats.sendQueued === 0);
     // b restarts (QEMU unlinks and rebinds its path), not reading yet.
     b.close();
     rmSync(path);
     const b2 = await unix('stale.sock');
     for (let i = 0; i < 60; i++) a.send(to, frameOf(1000 + i, 200), 0, 200);
     a.flush();
-    assert.ok(statsOf(a).sendQueued > 40);
+    assert.ok(a.stats.sendQueued > 40);
     await sleep(30);
-    const rx2 = new Collector(b2);
+    const rx2 = new Collector(b2, 5000);
     await rx2.until(60);
     await sleep(20);
     assert.deepEqual(rx2.seqs(), range(1000, 1060));
-    assert.equal(statsOf(a).sendErrors, 0);
-    assert.equal(statsOf(a).sendQueued, 0);
+    assert.equal(a.stats.sendErrors, 0);
+    assert.equal(a.stats.sendQueued, 0);
   });
 
   it('close() with a backlog drops it (counted), releases everything, and is idempotent', async () => {
@@ -252,16 +222,16 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     const to = a.peerId(b.localAddress());
     for (let i = 0; i < 100; i++) a.send(to, frameOf(i, 500), 0, 500);
     a.flush();
-    const queued = statsOf(a).sendQueued;
+    const queued = a.stats.sendQueued;
     assert.ok(queued > 80);
     a.close();
     a.close();
-    assert.equal(statsOf(a).sendQueued, 0);
-    assert.equal(statsOf(a).sendDropped, queued);
-    assert.equal(statsOf(a).sendErrors, queued);
+    assert.equal(a.stats.sendQueued, 0);
+    assert.equal(a.stats.sendDropped, queued);
+    assert.equal(a.stats.sendErrors, queued);
     assert.equal(a.send(to, frameOf(0, 10), 0, 10), false);
     // Only what the kernel had already queued arrives.
-    const rx = new Collector(b);
+    const rx = new Collector(b, 5000);
     await rx.until(100 - queued);
     await sleep(30);
     assert.deepEqual(rx.seqs(), range(0, 100 - queued));

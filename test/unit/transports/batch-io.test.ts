@@ -14,47 +14,10 @@ import {
   openBatchSocketWith, nativeAvailable, nativeLoadError,
   type BatchImplementation, type BatchSocket, type BatchSocketOptions,
 } from '../../../src/transports/batch-io.js';
+import { Collector } from '../../helpers/batch-collector.js';
 
 const UDP_MAX = 65507;
 const UNIX_MAX = 69632;
-
-interface Frame { data: Buffer; peer: number }
-
-/** Starts a socket and keeps a copy of every datagram it receives (rx slots are reused). */
-class Collector {
-  readonly frames: Frame[] = [];
-  batches = 0;
-  largestBatch = 0;
-  private waiter: { n: number; resolve: () => void } | null = null;
-
-  constructor(readonly sock: BatchSocket) {
-    sock.start((count) => {
-      this.batches++;
-      if (count > this.largestBatch) this.largestBatch = count;
-      for (let i = 0; i < count; i++) {
-        const len = sock.rx.lengths[i];
-        this.frames.push({ data: Buffer.from(sock.rx.bufs[i].subarray(0, len)), peer: sock.rx.peers[i] });
-      }
-      if (this.waiter && this.frames.length >= this.waiter.n) {
-        const w = this.waiter;
-        this.waiter = null;
-        w.resolve();
-      }
-    });
-  }
-
-  /** Resolves once `n` frames in total have arrived; rejects after `ms` with what did arrive. */
-  until(n: number, ms = 3000): Promise<void> {
-    if (this.frames.length >= n) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        reject(new Error(`timed out waiting for ${n} frames; got ${this.frames.length}`));
-      }, ms);
-      this.waiter = { n, resolve: () => { clearTimeout(timer); resolve(); } };
-    });
-  }
-}
 
 /** Waits long enough for a datagram that should not come to have arrived. */
 function settle(ms = 50): Promise<void> {
