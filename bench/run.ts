@@ -183,10 +183,13 @@ interface LanpartyProc {
 }
 
 let lpSerial = 0;
-async function startLanpartyHere(ports: string[], dir: string, nodeFlags: string[] = [], configToml: string | null = null): Promise<LanpartyProc> {
+/** LP_BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc") goes to every lanparty's node. */
+const BENCH_NODE_FLAGS = (process.env.LP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+
+async function startLanpartyHere(ports: string[], dir: string, configToml: string | null = null): Promise<LanpartyProc> {
   const n = ++lpSerial;
   const control = join(dir, `lp${n}.ctl`);
-  const cmd = [process.execPath, ...nodeFlags, CLI, 'up', '--no-dhcp', '--control', control, '--lease-file', join(dir, `lp${n}.leases`)];
+  const cmd = [process.execPath, ...BENCH_NODE_FLAGS, CLI, 'up', '--no-dhcp', '--control', control, '--lease-file', join(dir, `lp${n}.leases`)];
   if (configToml !== null) {
     const file = join(dir, `lp${n}.toml`);
     writeFileSync(file, configToml);
@@ -209,6 +212,8 @@ async function startLanpartyHere(ports: string[], dir: string, nodeFlags: string
       const t = setTimeout(() => killProcess(proc.child, 'lanparty'), 5000);
       await proc.exited;
       clearTimeout(t);
+      // With LP_BENCH_NODE_FLAGS set, what node printed (--trace-gc lines, say) is kept for reading.
+      if (BENCH_NODE_FLAGS.length > 0) writeFileSync(`/tmp/lp-bench-lanparty-${n}.log`, `${cmd.join(' ')}\n${proc.out.join('')}${proc.err.join('')}`);
     },
   };
 }
@@ -313,10 +318,8 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
     toml1 = wg(k1, X, '10.99.0.1', p2, Y, '10.99.0.2');
     toml2 = wg(k2, Y, '10.99.0.2', p1, X, '10.99.0.1');
   }
-  // LP_BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") goes to both instances' node.
-  const flags = (process.env.LP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  topo.lanparty = await startLanpartyHere(ports1, d, flags, toml1);
-  topo.lanparty2 = await startLanpartyHere(ports2, d, flags, toml2);
+  topo.lanparty = await startLanpartyHere(ports1, d, toml1);
+  topo.lanparty2 = await startLanpartyHere(ports2, d, toml2);
   // The path is up once frames flooded from L reach R (unknown unicast: nothing learned yet).
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -634,6 +637,11 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
   }
   try {
     const count = SMOKE ? 500 : 2000;
+    // Warm-up probes, not recorded. A fresh lanparty's per-frame path is still being compiled by
+    // V8 for its first few thousand frames (measured: udp RTT p99 259 µs over the first 2000 probes
+    // after start, 156-160 µs over the next two runs of 2000); a switch runs for hours, so the
+    // steady state is what counts. The same warm-up is given to every relay.
+    const warmup = SMOKE ? 500 : 3000;
     // Two loads, both with one frame in flight: probes 500 µs apart (every process sleeps between
     // probes, so wake-up latency on a busy machine counts), and back to back (nobody sleeps long:
     // closer to the path's own cost). Each is its own session: a stream echo (and a stream socat)
@@ -645,7 +653,7 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
       await waitEndpoint(topo.right);
       await topo.beforeSession();
       const r = await runProc([LPPING, 'ping', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
-        '--count', String(count), '--warmup', '200', '--interval-us', String(intervalUs), '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
+        '--count', String(count), '--warmup', String(warmup), '--interval-us', String(intervalUs), '--size', '64', '--src', L_MAC, '--dst', R_MAC], 'lpping ping', 120_000);
       await echo.stop();
       await topo.afterSession();
       const j = lastJson(r.out);
@@ -852,7 +860,8 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
     'the scheduler\'s wake-up latency on this busy machine is part of it); "back to back" sends the next probe as soon as the',
-    'echo returns (nothing sleeps long: closer to the path\'s own cost).', '');
+    'echo returns (nothing sleeps long: closer to the path\'s own cost). Each session first sends 3000 warm-up probes that are',
+    'not recorded (the same for every relay): V8 compiles lanparty\'s per-frame path during its first few thousand frames.', '');
   out.push('| transport | relay | 2 kHz RTT p50 / p99 µs | added p50 / p99 µs | added p99 per crossing µs | back to back RTT p50 / p99 µs | added p50 / p99 µs | added p99 per crossing µs | lost |');
   out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of LATENCY_TRANSPORTS) {
