@@ -9,11 +9,12 @@ import { firewall } from './firewall.js';
 import { pathMtu } from './path-mtu.js';
 import { duplicateMac, duplicateIp, dhcpClientId } from './duplicates.js';
 import { qemuEndpoints } from './qemu-endpoints.js';
+import { unixDgramQueue } from './unix-dgram-queue.js';
 
 export * from './types.js';
 
 export const CHECKS: readonly Check[] = [
-  multicastMembership, rpFilter, firewall, pathMtu, duplicateMac, duplicateIp, dhcpClientId, qemuEndpoints,
+  multicastMembership, rpFilter, firewall, pathMtu, duplicateMac, duplicateIp, dhcpClientId, qemuEndpoints, unixDgramQueue,
 ];
 
 export async function runDoctor(ctx: DoctorContext, checks: readonly Check[] = CHECKS): Promise<DoctorReport> {

@@ -1,0 +1,37 @@
+/**
+ * unix-dgram-queue: a unix datagram socket queues at most net.unix.max_dgram_qlen datagrams
+ * (10 by default, whatever their size) for its reader. When a reader (a QEMU on a unixgram port)
+ * falls behind by more, lanparty's per-peer backlog (256 datagrams, see native/lanparty_native.cc)
+ * takes the rest, and past that datagrams are dropped: counted in the transport's socket stats
+ * (`sendDropped`), after the port had counted them as sent. Reported only when such drops happened.
+ * Bursts of full-size frames are what a queue of 10 cannot absorb (bench/RESULTS.md: unixgram at
+ * 1514 bytes); a reader that does not read at all (a paused guest) is not helped by a longer one.
+ */
+import type { Check, Finding } from './types.js';
+import { sysctl } from './proc.js';
+
+/** A queue length that absorbs a burst of a few hundred frames (QEMU reads up to 64 per wakeup). */
+export const SUGGESTED_MAX_DGRAM_QLEN = 512;
+
+export const unixDgramQueue: Check = {
+  name: 'unix-dgram-queue',
+  description: 'unixgram ports dropping datagrams because a reader\'s queue (net.unix.max_dgram_qlen) was full',
+  run({ d }) {
+    const findings: Finding[] = [];
+    const qlen = Number(sysctl('/proc/sys/net/unix/max_dgram_qlen') ?? NaN);
+    for (const t of d.transports) {
+      const s = t.status();
+      if (s.kind !== 'unixgram' || !s.socket || s.socket.sendDropped === 0) continue;
+      const queue = Number.isFinite(qlen) ? `net.unix.max_dgram_qlen = ${qlen}` : 'net.unix.max_dgram_qlen (unreadable here)';
+      const short = !Number.isFinite(qlen) || qlen < SUGGESTED_MAX_DGRAM_QLEN;
+      findings.push({
+        check: this.name,
+        problem: `port ${s.url} dropped ${s.socket.sendDropped} datagrams for readers that were too slow: a reader's kernel queue (${queue} datagrams) and lanparty's backlog for it were both full`,
+        fix: short
+          ? `lengthen the queue as root: sysctl -w net.unix.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN} (it is per network namespace and applies to sockets created after it, so restart lanparty and the guests; keep it in /etc/sysctl.d/), or use a udp:// port, whose queue is counted in bytes`
+          : `the queue is already ${qlen}: a reader is not reading (a paused or hung guest?); lanparty status shows which port stopped taking frames`,
+      });
+    }
+    return findings;
+  },
+};
