@@ -18,8 +18,14 @@
 //      the other sockets on the loop; level triggering brings us back).
 //
 // Send stages:
-//   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id) in typed
-//      arrays shared with this file.
+//   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id, source 0)
+//      in typed arrays shared with this file. A frame that lies in another BatchSocket's rx slab
+//      (a frame being forwarded, the common case) is not copied at all: JS records that slab's id
+//      (rxSlabId(), from the registry below) as its source and its offset there, with no call into
+//      the addon. This is safe because the slot is rewritten only by that socket's next recvmmsg,
+//      and receive stage 5 drains the microtasks, where every flush runs, before that; the slab's
+//      memory is held (memory_) until the socket that owns it is destroyed, and a flush finding the
+//      id unregistered counts the datagram in kSendErrors instead of reading freed memory.
 //   2. Once per tick (queueMicrotask) or when the queue fills, JS calls flush(count): one iovec per
 //      datagram and one mmsghdr per message, then sendmmsg until everything is sent, dropped or
 //      backlogged. The socket never blocks. On UDP, consecutive datagrams to the same peer with the
@@ -94,6 +100,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -319,6 +326,50 @@ struct PeerBacklog {
   }
 };
 
+// Rx slabs that a flush may read frames from without a copy (send stage 1). An id is a slot
+// (low kRxSlabSlotBits) plus that registration's generation, so an id kept after its socket was
+// destroyed never names the next slab in the slot. Id 0 is never given out: it means the sender's
+// own tx slab. A fixed array, so a flush never reads it mid-reallocation; with every slot taken, a
+// slab gets 0 and frames from it are copied as before. Registration is locked (workers may load
+// the addon); lookups are not: a thread only ever sees its own ids.
+constexpr int kRxSlabSlotBits = 12;
+constexpr int kMaxRxSlabs = 1 << kRxSlabSlotBits;
+struct RxSlabEntry {
+  uint8_t* base;
+  size_t bytes;
+  int32_t id;
+};
+static RxSlabEntry gRxSlabs[kMaxRxSlabs];
+static int32_t gRxSlabGeneration = 0;
+static std::mutex gRxSlabsLock;
+
+static int32_t RegisterRxSlab(uint8_t* base, size_t bytes) {
+  std::lock_guard<std::mutex> hold(gRxSlabsLock);
+  for (int slot = 1; slot < kMaxRxSlabs; slot++) {
+    if (gRxSlabs[slot].base == nullptr) {
+      gRxSlabGeneration = (gRxSlabGeneration + 1) & ((1 << (31 - kRxSlabSlotBits)) - 1);
+      int32_t id = (gRxSlabGeneration << kRxSlabSlotBits) | slot;
+      gRxSlabs[slot] = {base, bytes, id};
+      return id;
+    }
+  }
+  return 0;
+}
+
+// The slab an id names, or {nullptr, 0} when that registration is gone (or the id is not one).
+static RxSlabEntry LookupRxSlab(int32_t id) {
+  if (id <= 0) return {nullptr, 0, 0};
+  const RxSlabEntry& e = gRxSlabs[id & (kMaxRxSlabs - 1)];
+  return e.id == id ? e : RxSlabEntry{nullptr, 0, 0};
+}
+
+static void UnregisterRxSlab(int32_t id) {
+  if (id <= 0) return;
+  std::lock_guard<std::mutex> hold(gRxSlabsLock);
+  RxSlabEntry& e = gRxSlabs[id & (kMaxRxSlabs - 1)];
+  if (e.id == id) e = {nullptr, 0, 0};
+}
+
 class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -331,6 +382,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
       InstanceMethod<&BatchSocket::Start>("start"),
       InstanceMethod<&BatchSocket::CopyIn>("copyIn"),
+      InstanceMethod<&BatchSocket::RxSlabId>("rxSlabId"),
       InstanceMethod<&BatchSocket::Flush>("flush"),
       InstanceMethod<&BatchSocket::Close>("close"),
     });
@@ -339,14 +391,15 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     return exports;
   }
 
-  // new BatchSocket(rxSlab, slotBytes, lengths, peers, txSlab, txOffs, txLens, txPeers, counters)
+  // new BatchSocket(rxSlab, slotBytes, lengths, peers, txSlab, txOffs, txLens, txPeers, txSrcs, counters)
   // All memory is JS-owned and referenced here for the socket's life; the batch size is
-  // lengths.length and the tx queue capacity is txOffs.length.
+  // lengths.length and the tx queue capacity is txOffs.length. txSrcs[i] is 0 (txOffs[i] is in the
+  // tx slab) or the rxSlabId() of the slab it is in.
   explicit BatchSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BatchSocket>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() != 9 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
+    if (info.Length() != 10 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
         !info[3].IsTypedArray() || !info[4].IsBuffer() || !info[5].IsTypedArray() ||
-        !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsTypedArray()) {
+        !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsTypedArray() || !info[9].IsTypedArray()) {
       Napi::TypeError::New(env, "BatchSocket: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
       return;
     }
@@ -358,13 +411,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     Napi::Int32Array txOffs = info[5].As<Napi::Int32Array>();
     Napi::Int32Array txLens = info[6].As<Napi::Int32Array>();
     Napi::Int32Array txPeers = info[7].As<Napi::Int32Array>();
-    Napi::Float64Array counters = info[8].As<Napi::Float64Array>();
+    Napi::Int32Array txSrcs = info[8].As<Napi::Int32Array>();
+    Napi::Float64Array counters = info[9].As<Napi::Float64Array>();
     batch_ = static_cast<int>(lengths.ElementLength());
     txCap_ = static_cast<int>(txOffs.ElementLength());
     if (batch_ < 1 || batch_ > kMaxBatch || slotBytes_ < 1 || peers.ElementLength() != lengths.ElementLength() ||
         rx.Length() < static_cast<size_t>(batch_) * static_cast<size_t>(slotBytes_) || txCap_ < 1 || txCap_ > kMaxBatch ||
         txLens.ElementLength() != txOffs.ElementLength() || txPeers.ElementLength() != txOffs.ElementLength() ||
-        counters.ElementLength() < kCounterCount) {
+        txSrcs.ElementLength() != txOffs.ElementLength() || counters.ElementLength() < kCounterCount) {
       Napi::RangeError::New(env, "BatchSocket: inconsistent slab or array sizes (use batch-io.ts)").ThrowAsJavaScriptException();
       return;
     }
@@ -376,11 +430,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     txOffs_ = txOffs.Data();
     txLens_ = txLens.Data();
     txPeers_ = txPeers.Data();
+    txSrcs_ = txSrcs.Data();
     counters_ = counters.Data();
     // Keep the JS memory alive as long as this object holds raw pointers into it.
-    for (size_t i = 0; i < 9; i++) {
+    for (size_t i = 0; i < 10; i++) {
       if (i != 1) memory_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
     }
+    rxSlabId_ = RegisterRxSlab(rxBase_, rx.Length());
 
     rxHdrs_.resize(batch_);
     rxIov_.resize(batch_);
@@ -420,6 +476,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     // Reached only when the socket was never started or already closed (start() holds a strong
     // reference until close()), so there is no active poll handle here.
     if (fd_ >= 0) ::close(fd_);
+    UnregisterRxSlab(rxSlabId_);
     delete asyncContext_;
   }
 
@@ -709,8 +766,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     return Napi::Boolean::New(env, true);
   }
 
-  // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab. Returns datagrams sent
-  // now (backlogged ones are not counted).
+  // rxSlabId(): this socket's rx slab id for other sockets' txSrcs (0: not registered, copy instead).
+  Napi::Value RxSlabId(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), rxSlabId_);
+  }
+
+  // flush(count): sends txOffs/txLens/txPeers[0..count) from the tx slab or the rx slab txSrcs names.
+  // Returns datagrams sent now (backlogged ones are not counted).
   Napi::Value Flush(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int count = info[0].As<Napi::Number>().Int32Value();
@@ -728,16 +790,24 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       const PeerAddr* p = table_.Get(id);
       int32_t off = txOffs_[i];
       int32_t len = txLens_[i];
-      if (!p || off < 0 || len < 0 || static_cast<size_t>(off) + static_cast<size_t>(len) > txBytes_) {
+      int32_t src = txSrcs_[i];
+      uint8_t* base = txBase_;
+      size_t bytes = txBytes_;
+      if (src != 0) {
+        const RxSlabEntry e = LookupRxSlab(src);
+        base = e.base;
+        bytes = e.bytes;
+      }
+      if (!p || !base || off < 0 || len < 0 || static_cast<size_t>(off) + static_cast<size_t>(len) > bytes) {
         counters_[kSendErrors] += 1;
         continue;
       }
       PeerBacklog* b = ActiveBacklog(id);
       if (b) {
-        Backlog(b, txBase_ + off, static_cast<size_t>(len));
+        Backlog(b, base + off, static_cast<size_t>(len));
         continue;
       }
-      txIov_[v].iov_base = txBase_ + off;
+      txIov_[v].iov_base = base + off;
       txIov_[v].iov_len = static_cast<size_t>(len);
       if (gso_ && k > 0 && txIds_[k - 1] == id && len > 0) {
         msghdr& prev = txHdrs_[k - 1].msg_hdr;
@@ -1244,6 +1314,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   int32_t* txOffs_ = nullptr;
   int32_t* txLens_ = nullptr;
   int32_t* txPeers_ = nullptr;
+  int32_t* txSrcs_ = nullptr;
+  int32_t rxSlabId_ = 0;
   std::vector<mmsghdr> txHdrs_;
   std::vector<iovec> txIov_;
   std::vector<int> txIds_;  // peer id of txHdrs_[i]

@@ -46,6 +46,7 @@ Options:
 Environment (for measuring and troubleshooting the data path; see README, "Speed"):
   LANPARTY_NO_NATIVE=1      use node:dgram instead of the native addon (slower; no unix datagrams)
   LANPARTY_UDP_GSO=0        send one UDP datagram per message (no UDP GSO)
+  LANPARTY_ZERO_COPY=0      copy every forwarded datagram before sending it
   LANPARTY_NATIVE_AEAD=0    encrypt peer-link packets with node:crypto instead of the addon
 `;
 

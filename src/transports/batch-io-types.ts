@@ -80,6 +80,11 @@ export interface BatchSocket {
   /** True when the native recvmmsg/sendmmsg path is in use. */
   readonly native: boolean;
   readonly rx: RxBatch;
+  /**
+   * Frames send() queued straight from a native socket's rx slab, without copying them (native
+   * only; always 0 on the fallback). rx.bufs views may be passed to send() as they are.
+   */
+  readonly sentWithoutCopy: number;
   /** Bound address (ephemeral port resolved). */
   localAddress(): DgramAddress;
   /**

@@ -7,8 +7,11 @@
  *
  * Native receive: the addon fills rx.bufs[i] / rx.lengths[i] / rx.peers[i] and calls onBatch(count).
  * Native send stages:
- *   1. send() copies the frame into the tx slab (one native memcpy call, no allocation) and notes
- *      (offset, length, peer) in typed arrays.
+ *   1. send() notes (offset, length, peer, source) in typed arrays. A frame that lies in the rx slab
+ *      of a native socket (a frame being forwarded) is not copied: the source is that slab's id and
+ *      the addon reads it there at flush, which runs before that socket can receive again (see the
+ *      addon's header). Any other frame is copied into the tx slab first (one native memcpy call,
+ *      no allocation), since the caller's buffer is only ours for the call.
  *   2. The first send of a tick schedules one flush with queueMicrotask (flush bound once).
  *   3. flush() hands the count to the addon: one sendmmsg for the lot; a full queue flushes early.
  *   4. Unix datagram sockets only: a datagram refused with EAGAIN (that receiver's queue is full;
@@ -62,6 +65,8 @@ interface NativeHandle {
   peerAddress(id: number): DgramAddress | null;
   start(cb: (count: number) => void): void;
   copyIn(buf: Buffer, off: number, len: number, at: number): boolean;
+  /** This socket's rx slab id for other sockets' txSrcs; 0 when the addon's registry is full. */
+  rxSlabId(): number;
   flush(count: number): number;
   close(): void;
 }
@@ -69,7 +74,7 @@ interface NativeHandle {
 interface NativeModule {
   BatchSocket: new (
     rxSlab: Buffer, slotBytes: number, lengths: Int32Array, peers: Int32Array,
-    txSlab: Buffer, txOffs: Int32Array, txLens: Int32Array, txPeers: Int32Array, counters: Float64Array,
+    txSlab: Buffer, txOffs: Int32Array, txLens: Int32Array, txPeers: Int32Array, txSrcs: Int32Array, counters: Float64Array,
   ) => NativeHandle;
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
@@ -285,6 +290,13 @@ class NativeStats {
   get gsoDatagrams(): number { return this.c[C_GSO_DATAGRAMS]; }
 }
 
+/**
+ * Rx slabs of open native sockets, by their ArrayBuffer: send() looks a frame's buffer up here to
+ * send it from where it was received instead of copying it (stage 1). Weak: a slab whose socket
+ * is gone is forgotten with it (the addon refuses its id once the socket is destroyed).
+ */
+const rxSlabs = new WeakMap<ArrayBufferLike, { id: number; byteOffset: number; bytes: number }>();
+
 class NativeBatchSocket implements BatchSocket {
   readonly native = true;
   readonly rx: RxBatch;
@@ -295,6 +307,14 @@ class NativeBatchSocket implements BatchSocket {
   private readonly txOffs: Int32Array;
   private readonly txLens: Int32Array;
   private readonly txPeers: Int32Array;
+  private readonly txSrcs: Int32Array;
+  /** The last rx slab a frame was sent from: one lookup per batch rather than per frame. */
+  private lastSlab: ArrayBufferLike | null;
+  private lastSlabId: number;
+  private lastSlabBase: number;
+  private lastSlabEnd: number;
+  /** See BatchSocket.sentWithoutCopy. */
+  sentWithoutCopy: number;
   private readonly txCapacity: number;
   private txCount: number;
   private txUsedBytes: number;
@@ -317,6 +337,12 @@ class NativeBatchSocket implements BatchSocket {
     this.txOffs = new Int32Array(this.txCapacity);
     this.txLens = new Int32Array(this.txCapacity);
     this.txPeers = new Int32Array(this.txCapacity);
+    this.txSrcs = new Int32Array(this.txCapacity);
+    this.lastSlab = null;
+    this.lastSlabId = 0;
+    this.lastSlabBase = 0;
+    this.lastSlabEnd = 0;
+    this.sentWithoutCopy = 0;
     this.txCount = 0;
     this.txUsedBytes = 0;
     this.flushScheduled = false;
@@ -327,8 +353,11 @@ class NativeBatchSocket implements BatchSocket {
       this.flush();
     };
     this.handle = new mod.BatchSocket(rxSlab, slotBytes, this.rx.lengths, this.rx.peers,
-      this.txSlab, this.txOffs, this.txLens, this.txPeers, this.counters);
+      this.txSlab, this.txOffs, this.txLens, this.txPeers, this.txSrcs, this.counters);
     this.handle.open(n.open); // Throws the errno error; nothing is left open in that case.
+    // LANPARTY_ZERO_COPY=0 (for measuring): frames from this slab are copied like any other.
+    const id = process.env.LANPARTY_ZERO_COPY === '0' ? 0 : this.handle.rxSlabId();
+    if (id > 0) rxSlabs.set(rxSlab.buffer, { id, byteOffset: rxSlab.byteOffset, bytes: rxSlab.length });
   }
 
   localAddress(): DgramAddress {
@@ -361,6 +390,33 @@ class NativeBatchSocket implements BatchSocket {
       this.counters[C_SEND_ERRORS]++;
       return false;
     }
+    // Stage 1 without a copy: the frame is in a native socket's rx slab.
+    const ab = buf.buffer;
+    if (ab !== this.lastSlab) {
+      const slab = rxSlabs.get(ab);
+      this.lastSlab = ab;
+      this.lastSlabId = slab === undefined ? 0 : slab.id;
+      this.lastSlabBase = slab === undefined ? 0 : slab.byteOffset;
+      this.lastSlabEnd = slab === undefined ? 0 : slab.byteOffset + slab.bytes;
+    }
+    if (this.lastSlabId !== 0) {
+      const from = buf.byteOffset + off;
+      if (off >= 0 && len >= 0 && from + len <= this.lastSlabEnd && off + len <= buf.length) {
+        if (this.txCount === this.txCapacity) this.flush();
+        const n = this.txCount;
+        this.txOffs[n] = from - this.lastSlabBase;
+        this.txLens[n] = len;
+        this.txPeers[n] = peer;
+        this.txSrcs[n] = this.lastSlabId;
+        this.txCount = n + 1;
+        this.sentWithoutCopy++;
+        if (!this.flushScheduled) {
+          this.flushScheduled = true;
+          queueMicrotask(this.flushQueued);
+        }
+        return true;
+      }
+    }
     if (this.txCount === this.txCapacity || this.txUsedBytes + len > this.txSlab.length) this.flush();
     const n = this.txCount;
     const at = this.txUsedBytes;
@@ -372,6 +428,7 @@ class NativeBatchSocket implements BatchSocket {
     this.txOffs[n] = at;
     this.txLens[n] = len;
     this.txPeers[n] = peer;
+    this.txSrcs[n] = 0;
     this.txCount = n + 1;
     this.txUsedBytes = at + len;
     if (!this.flushScheduled) {
@@ -425,6 +482,7 @@ export function socketStatsOf(...socks: Array<BatchSocket | null>): SocketStats 
 
 class JsBatchSocket implements BatchSocket {
   readonly native = false;
+  readonly sentWithoutCopy = 0;
   readonly rx: RxBatch;
   readonly stats: JsStats;
   private readonly socket: dgram.Socket;

@@ -454,3 +454,100 @@ describe('batch-io LANPARTY_NO_NATIVE=1', () => {
     assert.equal(out.unixCode, 'LP_ERR_NATIVE');
   });
 });
+
+/**
+ * Forwarding straight from rx slots (native send stage 1): a frame passed to send() as a view of
+ * a native socket's rx slab is not copied; the addon reads it there at flush time, which must come
+ * before that socket's next recvmmsg rewrites the slot. Small rx batches make one wakeup run many
+ * recvmmsg rounds, so a flush that came too late would send rewritten slots.
+ */
+describe('batch-io native: sending from rx slots without a copy', { skip: nativeAvailable() ? false : `native addon unavailable: ${nativeLoadError()}` }, () => {
+  const sockets: BatchSocket[] = [];
+  let dir = '';
+  const open = async (opts: BatchSocketOptions): Promise<BatchSocket> => {
+    const s = await openBatchSocketWith('native', opts);
+    sockets.push(s);
+    return s;
+  };
+  before(() => { dir = mkdtempSync(join(tmpdir(), 'lp-batchio-zc-')); });
+  after(() => {
+    for (const s of sockets) s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const lengthOf = (i: number) => 60 + ((i * 97) % 1455); // 60..1514, mixed so GSO runs are short too
+
+  it('udp: every frame forwarded from the slots, to two receivers through another socket and one through the same socket, arrives byte for byte, in order', async () => {
+    const N = 400;
+    const a = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 }, batchSize: 4, rcvbufBytes: 4 << 20 });
+    const out = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });
+    const src = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });
+    const sinks = await Promise.all([0, 1, 2].map(() => open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 }, rcvbufBytes: 4 << 20 })));
+    const cs = sinks.map((s) => new Collector(s, 5000));
+    const toOut = sinks.slice(0, 2).map((s) => out.peerId(s.localAddress()));
+    const fromA = a.peerId(sinks[2].localAddress());
+    let wakeups = 0;
+    a.start((count) => {
+      wakeups++;
+      for (let i = 0; i < count; i++) {
+        const buf = a.rx.bufs[i];
+        const len = a.rx.lengths[i];
+        for (const p of toOut) assert.equal(out.send(p, buf, 0, len), true);
+        assert.equal(a.send(fromA, buf, 0, len), true);
+      }
+    });
+    const toA = src.peerId(a.localAddress());
+    const sent: Buffer[] = [];
+    for (let i = 0; i < N; i++) {
+      const f = frameOf(i, lengthOf(i));
+      sent.push(f);
+      src.send(toA, f, 0, f.length);
+      if (i % 100 === 99) await settle(5);
+    }
+    await Promise.all(cs.map((c) => c.until(N)));
+    for (const c of cs) assert.deepEqual(c.frames.map((f) => f.data), sent);
+    assert.equal(out.sentWithoutCopy, 2 * N, 'forwarded through another socket without a copy');
+    assert.equal(a.sentWithoutCopy, N, 'forwarded through the same socket without a copy');
+    assert.equal(out.stats.sendErrors + a.stats.sendErrors, 0);
+    assert.ok(wakeups < N, `several frames per wakeup (${wakeups} wakeups for ${N} frames), so slots were reused within one`);
+  });
+
+  it('a frame from any other buffer is still copied at send: changing that buffer afterwards changes nothing', async () => {
+    const out = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });
+    const sink = await open({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });
+    const c = new Collector(sink);
+    const f = frameOf(7, 200);
+    const want = Buffer.from(f);
+    out.send(out.peerId(sink.localAddress()), f, 0, f.length);
+    f.fill(0);
+    await c.until(1);
+    assert.deepEqual(c.frames[0].data, want);
+    assert.equal(out.sentWithoutCopy, 0);
+  });
+
+  it('unix: frames forwarded from the slots to a receiver that is not reading wait in its backlog intact, and arrive in order once it reads', async () => {
+    const N = 150;
+    const a = await open({ kind: 'unix', bind: { path: join(dir, 'a.sock') }, batchSize: 4 });
+    const src = await open({ kind: 'unix', bind: { path: join(dir, 'src.sock') } });
+    const slow = await open({ kind: 'unix', bind: { path: join(dir, 'slow.sock') } });
+    const toSlow = a.peerId(slow.localAddress());
+    a.start((count) => {
+      for (let i = 0; i < count; i++) a.send(toSlow, a.rx.bufs[i], 0, a.rx.lengths[i]);
+    });
+    const toA = src.peerId(a.localAddress());
+    const sent: Buffer[] = [];
+    for (let i = 0; i < N; i++) {
+      const f = frameOf(1000 + i, lengthOf(i));
+      sent.push(f);
+      src.send(toA, f, 0, f.length);
+      if (i % 8 === 7) await settle(2); // within a's own queue of 10
+    }
+    await settle(100);
+    const queued = (a.stats as { sendQueued?: number }).sendQueued ?? 0;
+    assert.ok(queued >= N - 12, `the rest wait in the backlog (${queued})`);
+    const c = new Collector(slow, 5000);
+    await c.until(N);
+    assert.deepEqual(c.frames.map((f) => f.data), sent, 'copied into the backlog before their slots were reused');
+    assert.equal(a.sentWithoutCopy, N);
+    assert.equal(a.stats.sendErrors, 0);
+  });
+});
