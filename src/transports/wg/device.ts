@@ -175,6 +175,8 @@ export class WgDevice {
   private readonly io: WgIo;
   private readonly checker: CookieChecker;
   private readonly limiter = new RateLimiter();
+  /** Every transport message is sealed here; io.send copies it before returning. */
+  private readonly sealBuffer = Buffer.allocUnsafe(SEAL_BUFFER_BYTES);
   private readonly peersByKey = new Map<string, Peer>();
   readonly peers: Peer[] = [];
   private readonly indices = new Map<number, IndexEntry>();
@@ -365,6 +367,8 @@ export class WgDevice {
       return;
     }
     const plain = decrypt(kp.recvKey, counter, buf, off + TRANSPORT_HEADER_BYTES, len - TRANSPORT_HEADER_BYTES);
+    const plainOff = decrypted.off;
+    const plainLen = len - TRANSPORT_HEADER_BYTES - TAG_BYTES;
     if (plain === null) {
       this.counters.rxDecryptFailed++;
       return;
@@ -388,13 +392,13 @@ export class WgDevice {
     timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
     timersAnyAuthenticatedPacketReceived(peer);
     this.setEndpoint(peer, endpoint);
-    if (plain.length === 0) {
+    if (plainLen === 0) {
       peer.counters.rxKeepalives++;
       return;
     }
     timersDataReceived(this, peer, this.nowMs);
     peer.counters.rxData++;
-    this.opts.onPacket(peer, plain, 0, plain.length);
+    this.opts.onPacket(peer, plain, plainOff, plainLen);
   }
 
   /** Roaming: the newest authenticated packet's source becomes the peer's endpoint. */
@@ -525,9 +529,9 @@ export class WgDevice {
     const kp = peer.current;
     if (peer.staged.length === 0 && kp !== null && this.nowMs - kp.createdMs < REJECT_AFTER_TIME_MS &&
         kp.sendCounter < REJECT_AFTER_MESSAGES && peer.endpoint !== NO_ENDPOINT) {
-      const msg = encrypt(kp, kp.sendCounter++, buf, off, len);
-      this.io.send(peer.endpoint, msg, 0, msg.length);
-      peer.counters.txBytes += msg.length;
+      const n = encrypt(this.sealBuffer, kp, kp.sendCounter++, buf, off, len);
+      this.io.send(peer.endpoint, this.sealBuffer, 0, n);
+      peer.counters.txBytes += n;
       peer.counters.txData++;
       timersAnyAuthenticatedPacketTraversal(peer, this.nowMs);
       timersAnyAuthenticatedPacketSent(peer);
@@ -561,9 +565,9 @@ export class WgDevice {
     for (let i = 0; i < staged.length; i++) {
       const p = staged[i];
       const counter = kp.sendCounter++;
-      const msg = encrypt(kp, counter, p, 0, p.length);
-      this.io.send(peer.endpoint, msg, 0, msg.length);
-      peer.counters.txBytes += msg.length;
+      const n = encrypt(this.sealBuffer, kp, counter, p, 0, p.length);
+      this.io.send(peer.endpoint, this.sealBuffer, 0, n);
+      peer.counters.txBytes += n;
       if (p.length === 0) peer.counters.txKeepalives++;
       else {
         peer.counters.txData++;
@@ -582,17 +586,27 @@ export class WgDevice {
 /** The addon's ChaCha20-Poly1305 when built (no object or Buffer per packet), else node:crypto. */
 const AEAD: NativeAead | null = nativeAead();
 
-/** Builds a type-4 message: header, then the plaintext src[off, +len) padded to 16 bytes and sealed. */
-function encrypt(kp: Keypair, counter: number, src: Buffer, off: number, len: number): Buffer {
+/** Where decrypt() left the plaintext in the buffer it returned (one object, no allocation). */
+const decrypted = { off: 0 };
+
+/** Room for the largest type-4 message: header, 65535 bytes padded to 16, tag. */
+const SEAL_BUFFER_BYTES = TRANSPORT_HEADER_BYTES + 65536 + TAG_BYTES;
+
+/**
+ * Builds a type-4 message in `out` (SEAL_BUFFER_BYTES long, reused: the socket copies it before
+ * send returns): header, then the plaintext src[off, +len) padded to 16 bytes and sealed.
+ * Returns the message's length.
+ */
+function encrypt(out: Buffer, kp: Keypair, counter: number, src: Buffer, off: number, len: number): number {
   const padded = Math.ceil(len / PADDING_MULTIPLE) * PADDING_MULTIPLE;
-  const out = Buffer.allocUnsafe(TRANSPORT_HEADER_BYTES + padded + TAG_BYTES);
+  const total = TRANSPORT_HEADER_BYTES + padded + TAG_BYTES;
   out.writeUInt32LE(MSG_TRANSPORT, 0);
   out.writeUInt32LE(kp.remoteIndex, OFF_DATA_RECEIVER);
   const lo = counter >>> 0;
   const hi = Math.floor(counter / 0x100000000);
   out.writeUInt32LE(lo, OFF_DATA_COUNTER);
   out.writeUInt32LE(hi, OFF_DATA_COUNTER + 4);
-  if (AEAD !== null && AEAD.seal(kp.sendKey, lo, hi, src, off, len, padded, out, TRANSPORT_HEADER_BYTES) === padded + TAG_BYTES) return out;
+  if (AEAD !== null && AEAD.seal(kp.sendKey, lo, hi, src, off, len, padded, out, TRANSPORT_HEADER_BYTES) === padded + TAG_BYTES) return total;
   const nonce = Buffer.alloc(12);
   nonce.writeUInt32LE(lo, 4);
   nonce.writeUInt32LE(hi, 8);
@@ -602,17 +616,25 @@ function encrypt(kp: Keypair, counter: number, src: Buffer, off: number, len: nu
   if (padded > len) at += c.update(Buffer.alloc(padded - len)).copy(out, at);
   c.final();
   c.getAuthTag().copy(out, at);
-  return out;
+  return total;
 }
 
-/** Opens a sealed packet at buf[off..off+len); null when authentication fails. */
+/**
+ * Opens a sealed packet at buf[off..off+len). With the addon, in place, as the kernel's WireGuard
+ * does: the plaintext replaces the ciphertext at buf[off, +len - 16) and buf itself is returned, so
+ * a frame received on a native socket is forwarded from its receive slab without a copy (the
+ * bytes of a packet that fails are garbage and dropped with it). Without the addon, a new buffer.
+ * Returns null when authentication fails; `decrypted.off` is where the plaintext starts.
+ */
 function decrypt(key: Buffer, counter: number, buf: Buffer, off: number, len: number): Buffer | null {
   const lo = counter >>> 0;
   const hi = Math.floor(counter / 0x100000000);
   if (AEAD !== null) {
-    const plain = Buffer.allocUnsafe(len - TAG_BYTES);
-    return AEAD.open(key, lo, hi, buf, off, len, plain, 0) === len - TAG_BYTES ? plain : null;
+    if (AEAD.open(key, lo, hi, buf, off, len, buf, off) !== len - TAG_BYTES) return null;
+    decrypted.off = off;
+    return buf;
   }
+  decrypted.off = 0;
   const nonce = Buffer.alloc(12);
   nonce.writeUInt32LE(lo, 4);
   nonce.writeUInt32LE(hi, 8);

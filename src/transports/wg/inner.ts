@@ -66,10 +66,15 @@ function writeIpv4(buf: Buffer, off: number, totalBytes: number, id: number, fra
 /**
  * Encapsulates one frame (or a control payload when `vni` < 0, sent to LINK_CONTROL_PORT) and
  * calls `out(packet)` once per IP packet: one, or several fragments when it exceeds `mtuBytes`.
- * The packets are new buffers the callee may keep.
+ * Frames and control payloads are built in buffers reused for every packet (no allocation per
+ * frame), so a packet is the callee's only during the call: WgDevice.sendPacket seals it at once
+ * or copies it while a handshake runs.
  */
 export class Encapsulator {
   private ipId = 1;
+  /** The packet handed to out(); the UDP datagram that fragments are cut from. */
+  private readonly pkt = Buffer.allocUnsafe(MAX_IP_BYTES);
+  private readonly udp = Buffer.allocUnsafe(MAX_IP_BYTES);
   constructor(private readonly src: number, private readonly dst: number, private readonly mtuBytes: number, private readonly vni: number) {}
 
   frame(buf: Buffer, off: number, len: number, out: (pkt: Buffer) => void): void {
@@ -104,36 +109,42 @@ export class Encapsulator {
     if (total > MAX_IP_BYTES) return;
     const id = this.ipId;
     this.ipId = (this.ipId + 1) & 0xffff;
-    // The UDP datagram (header + VXLAN + frame) as one buffer; IP fragments slice it.
-    const udp = Buffer.allocUnsafe(udpBytes);
-    // Source port from the inner MACs, as Linux picks it per flow (RFC 7348 §5: entropy for ECMP).
-    const h = vxlan && len >= 12 ? (buf.readUInt32BE(off) ^ buf.readUInt32BE(off + 4) ^ buf.readUInt32BE(off + 8)) >>> 0 : 0;
-    udp.writeUInt16BE(vxlan ? 49152 + (((h >>> 16) ^ h) & 0x3fff) : LINK_CONTROL_PORT, 0);
-    udp.writeUInt16BE(dstPort, 2);
-    udp.writeUInt16BE(udpBytes, 4);
-    udp.writeUInt16BE(0, 6);
-    let at = UDP_HEADER_BYTES;
-    if (vxlan) {
-      writeVxlanHeader(udp, at, this.vni);
-      at += VXLAN_HEADER_BYTES;
-    }
-    buf.copy(udp, at, off, off + len);
+    const pkt = this.pkt;
     if (total <= this.mtuBytes) {
-      const pkt = Buffer.allocUnsafe(total);
+      // One packet: headers and frame written in place, one copy of the frame.
       writeIpv4(pkt, 0, total, id, 0, this.src, this.dst);
-      udp.copy(pkt, IPV4_HEADER_BYTES);
-      out(pkt);
+      this.writeUdp(pkt, IPV4_HEADER_BYTES, dstPort, buf, off, len, vxlan);
+      out(pkt.subarray(0, total));
       return;
     }
+    // Fragments: the whole UDP datagram (header + VXLAN + frame) first; each fragment is a slice.
+    const udp = this.udp;
+    this.writeUdp(udp, 0, dstPort, buf, off, len, vxlan);
     const chunk = Math.floor((this.mtuBytes - IPV4_HEADER_BYTES) / 8) * 8;
     for (let fo = 0; fo < udpBytes; fo += chunk) {
       const n = Math.min(chunk, udpBytes - fo);
       const more = fo + n < udpBytes;
-      const pkt = Buffer.allocUnsafe(IPV4_HEADER_BYTES + n);
       writeIpv4(pkt, 0, IPV4_HEADER_BYTES + n, id, (more ? 0x2000 : 0) | (fo / 8), this.src, this.dst);
       udp.copy(pkt, IPV4_HEADER_BYTES, fo, fo + n);
-      out(pkt);
+      out(pkt.subarray(0, IPV4_HEADER_BYTES + n));
     }
+  }
+
+  /** UDP header (checksum 0), the VXLAN header when `vxlan`, then buf[off, +len), at `at`. */
+  private writeUdp(to: Buffer, at: number, dstPort: number, buf: Buffer, off: number, len: number, vxlan: boolean): void {
+    const udpBytes = UDP_HEADER_BYTES + (vxlan ? VXLAN_HEADER_BYTES : 0) + len;
+    // Source port from the inner MACs, as Linux picks it per flow (RFC 7348 §5: entropy for ECMP).
+    const h = vxlan && len >= 12 ? (buf.readUInt32BE(off) ^ buf.readUInt32BE(off + 4) ^ buf.readUInt32BE(off + 8)) >>> 0 : 0;
+    to.writeUInt16BE(vxlan ? 49152 + (((h >>> 16) ^ h) & 0x3fff) : LINK_CONTROL_PORT, at);
+    to.writeUInt16BE(dstPort, at + 2);
+    to.writeUInt16BE(udpBytes, at + 4);
+    to.writeUInt16BE(0, at + 6);
+    let p = at + UDP_HEADER_BYTES;
+    if (vxlan) {
+      writeVxlanHeader(to, p, this.vni);
+      p += VXLAN_HEADER_BYTES;
+    }
+    buf.copy(to, p, off, off + len);
   }
 }
 
