@@ -100,7 +100,9 @@ export interface BatchSocket {
   start(onBatch: (count: number) => void): void;
   /**
    * Queues one datagram to a peer. The bytes are copied (or handed to the kernel) before return,
-   * so the caller keeps ownership of buf. Queued datagrams go out in one sendmmsg at the end of the
+   * so the caller keeps ownership of buf; except a view of a native socket's rx slab (rx.bufs),
+   * which is read at the flush, before that socket can receive into it again, so a caller must
+   * not write into an rx slot it has just passed to send(). Queued datagrams go out in one sendmmsg at the end of the
    * current tick (microtask) or when the queue fills. Returns false when the datagram was dropped
    * (queue full or an immediate send error). Native unix sockets never drop on a receiver's full
    * queue right away: such datagrams wait in a bounded per-peer backlog (in order) and are sent when
