@@ -149,7 +149,7 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     assert.deepEqual(report.findings, [], run.stdout);
     assert.equal(run.code, 0);
     assert.deepEqual(report.checks.filter((c) => c.error !== null), []);
-    assert.deepEqual(report.checks.map((c) => c.name), ['multicast-membership', 'rp-filter', 'firewall', 'path-mtu', 'duplicate-mac', 'duplicate-ip', 'dhcp-client-id', 'qemu-endpoints']);
+    assert.deepEqual(report.checks.map((c) => c.name), ['multicast-membership', 'rp-filter', 'firewall', 'path-mtu', 'duplicate-mac', 'duplicate-ip', 'dhcp-client-id', 'qemu-endpoints', 'unix-dgram-queue']);
     const human = await lp(['doctor', ...ctl]);
     assert.equal(human.code, 0);
     assert.match(human.stdout, /^ok multicast-membership: /m);
