@@ -53,6 +53,11 @@ function offerFor(frames: Buffer[], mac: number): boolean {
 
 if (inFreshNetns(import.meta.url, 'hostile peers and users against lanparty up (own netns)')) {
   after(cleanupAll);
+  // The blast opens thousands of client sockets, and lanparty's default ports (33000-33002, QEMU's
+  // example ports) lie in Linux's ephemeral range (32768-60999): a client still closing on local
+  // port 33002 once made the defaults test fail with EADDRINUSE. In this namespace of our own,
+  // ephemeral ports start above every fixed port the tests use.
+  execFileSync('sysctl', ['-qw', 'net.ipv4.ip_local_port_range=40000 60999']);
   const missing = lanpartyMissing();
 
   test('garbage, spoofed sources and MAC floods over every transport: counters exact, table capped, process intact', { skip: missing, timeout: 240_000 }, async (t) => {
