@@ -403,34 +403,29 @@ class NativeBatchSocket implements BatchSocket {
       const from = buf.byteOffset + off;
       if (off >= 0 && len >= 0 && from + len <= this.lastSlabEnd && off + len <= buf.length) {
         if (this.txCount === this.txCapacity) this.flush();
-        const n = this.txCount;
-        this.txOffs[n] = from - this.lastSlabBase;
-        this.txLens[n] = len;
-        this.txPeers[n] = peer;
-        this.txSrcs[n] = this.lastSlabId;
-        this.txCount = n + 1;
         this.sentWithoutCopy++;
-        if (!this.flushScheduled) {
-          this.flushScheduled = true;
-          queueMicrotask(this.flushQueued);
-        }
-        return true;
+        return this.queue(from - this.lastSlabBase, len, peer, this.lastSlabId);
       }
     }
     if (this.txCount === this.txCapacity || this.txUsedBytes + len > this.txSlab.length) this.flush();
-    const n = this.txCount;
     const at = this.txUsedBytes;
     // Native memcpy: Buffer#copy of a sub-range allocates a Uint8Array view per call on Node 20.
     if (!this.handle.copyIn(buf, off, len, at)) {
       this.counters[C_SEND_ERRORS]++;
       return false;
     }
-    this.txOffs[n] = at;
+    this.txUsedBytes = at + len;
+    return this.queue(at, len, peer, 0);
+  }
+
+  /** Notes one datagram (at `off` in the slab `src` names, 0 = tx slab) and schedules the flush. */
+  private queue(off: number, len: number, peer: number, src: number): true {
+    const n = this.txCount;
+    this.txOffs[n] = off;
     this.txLens[n] = len;
     this.txPeers[n] = peer;
-    this.txSrcs[n] = 0;
+    this.txSrcs[n] = src;
     this.txCount = n + 1;
-    this.txUsedBytes = at + len;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flushQueued);
