@@ -25,7 +25,7 @@ import { keyText, publicKeyOf, shortKey } from '../../crypto/index.js';
 import { WgDevice, type Peer, type WgIo, type DeviceCounters } from './device.js';
 import { Decapsulator, Encapsulator, INNER_CONTROL, INNER_FRAME, INNER_OVERHEAD_BYTES, ipToNumber } from './inner.js';
 import {
-  HELLO_BYTES, HELLO_MS, LinkState, SpanningTree, bridgeIdOf, decodeEdgeClaims, decodeHello, encodeEdgeClaims, encodeHello, isEdgeRole,
+  HELLO_BYTES, HELLO_MS, LinkState, MAX_AGE_MS, SpanningTree, bridgeIdOf, decodeEdgeClaims, decodeHello, encodeEdgeClaims, encodeHello, isEdgeRole,
   type EdgeClaims, type LinkRole,
 } from './stp.js';
 import { segmentsOf, treeFrame, type SegmentListener, type SegmentRole, type SegmentTree, type SharedSegment } from '../segment.js';
@@ -328,7 +328,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     const links = this.ports.map((p) => p.link);
     for (const link of this.segments.values()) links.push(link);
     if (now - this.lastHelloMs >= HELLO_MS) {
-      this.lastHelloMs = now;
+      // Keep the cadence (no drift of up to a tick per hello), unless a stall put us a hello behind.
+      this.lastHelloMs = now - this.lastHelloMs < 2 * HELLO_MS ? this.lastHelloMs + HELLO_MS : now;
       const h = this.stp.hello();
       const hello = encodeHello(h);
       for (const p of this.ports) {
@@ -402,7 +403,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       peers: this.ports.map((p) => {
         const peer = p.peer;
         const last = peer.lastHandshakeWallMs;
-        const freshMs = p.link.heardBridge ? 3 * HELLO_MS : KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS;
+        const freshMs = p.link.heardBridge ? MAX_AGE_MS : KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS;
         return {
           publicKey: keyText(peer.publicKey),
           address: this.peerAddress(p),

@@ -123,7 +123,14 @@
  */
 import { hash } from '../../crypto/index.js';
 
-export const HELLO_MS = 1000;
+/**
+ * Six hellos per MAX_AGE_MS: with the 100 ms tick's jitter a link survives four hellos lost in a
+ * row, so a lossy path (5% per crossing: one in 160,000 hellos starts such a run) does not flap
+ * the tree. At one hello per second two lost hellos took a link down for MAX_AGE_MS +
+ * FORWARD_DELAY_MS (issue 9's three-site test caught it in CI). Healing time depends on
+ * MAX_AGE_MS, not on this.
+ */
+export const HELLO_MS = 500;
 export const MAX_AGE_MS = 3000;
 export const FORWARD_DELAY_MS = 2000;
 /** A peer with a session that sent no hello for this long is a stock host: an edge port. */

@@ -117,11 +117,13 @@ function runChecked(s: ReturnType<typeof sim>, k: number, stocks: number, from =
 }
 
 const A = 0, B = 1, C = 2;
+/** Steps (hellos) per second: the counts below are in seconds. */
+const PER_S = 1000 / HELLO_MS;
 
 test('a lone lanparty with one stock peer: edge and forwarding as soon as the edge is detected, no delay (as before)', () => {
   const s = sim([1], [], [[A]]);
   let firstFwd = -1;
-  for (let i = 0; i < 10 && firstFwd < 0; i++) {
+  for (let i = 0; i < 10 * PER_S && firstFwd < 0; i++) {
     s.step();
     if (s.edge[0].get(A)!.forwarding) firstFwd = s.now();
   }
@@ -133,7 +135,7 @@ test('a lone lanparty with one stock peer: edge and forwarding as soon as the ed
 
 test('A-B linked, S peered with both: exactly one forwards for S (the root, best vector), never both, the other is edge-blocked', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
   assert.equal(s.edge[0].get(A)!.role, 'edge');
   assert.equal(s.edge[0].get(B)!.role, 'edge-blocked');
@@ -148,29 +150,29 @@ test('A-B linked, S peered with both: exactly one forwards for S (the root, best
 test('the election follows the root path cost, not the id alone: C (root) - A, C - B, S on A and B, A closer to the root wins', () => {
   // Ids: C=1 (root), A=2, B=3; links C-A, C-B, A-B. A and B both have cost 1; tie on cost → lower id A.
   const s = sim([2, 3, 1], [[A, C], [B, C], [A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
   // Chain C(root) - B - A (no C-A): B has cost 1, A cost 2: B wins despite the higher id.
   const t = sim([2, 3, 1], [[B, C], [A, B]], [[A, B]]);
-  runChecked(t, 12, 1);
+  runChecked(t, 12 * PER_S, 1);
   assert.deepEqual(t.forwarders(0), [B]);
 });
 
 test('claims cross a bridge that has no session to S: A - C - B chain, S on A and B, one forwards', () => {
   const s = sim([1, 3, 2], [[A, C], [C, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
   assert.equal(s.edge[0].get(B)!.role, 'edge-blocked');
 });
 
 test('the forwarding bridge dies: the other forwards within MAX_AGE_MS + FORWARD_DELAY_MS + a hello, never both', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
   const killedAt = s.now();
   s.dead.add(A);
   let tookOver = -1;
-  for (let i = 0; i < 10 && tookOver < 0; i++) {
+  for (let i = 0; i < 10 * PER_S && tookOver < 0; i++) {
     runChecked(s, 1, 1);
     if (s.forwarders(0).includes(B)) tookOver = s.now();
   }
@@ -179,17 +181,17 @@ test('the forwarding bridge dies: the other forwards within MAX_AGE_MS + FORWARD
   assert.ok(healMs >= FORWARD_DELAY_MS && healMs <= MAX_AGE_MS + FORWARD_DELAY_MS + HELLO_MS, `healed in ${healMs} ms`);
   // A comes back: it is better again; B blocks at once, A forwards after the forward delay.
   s.dead.delete(A);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
 });
 
 test('the forwarding bridge loses its session to S (S cut off from it): it blocks, the other takes over, never both', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   const cutAt = s.now();
   s.st[0].cut.add(A);
   let tookOver = -1;
-  for (let i = 0; i < 10 && tookOver < 0; i++) {
+  for (let i = 0; i < 10 * PER_S && tookOver < 0; i++) {
     runChecked(s, 1, 1);
     if (s.forwarders(0).includes(B)) tookOver = s.now();
   }
@@ -198,44 +200,44 @@ test('the forwarding bridge loses its session to S (S cut off from it): it block
   assert.equal(s.edge[0].get(A)!.role, 'edge-blocked', 'A: S not live, B claims it');
   // S back on A: A is the better claimant again.
   s.st[0].cut.delete(A);
-  runChecked(s, 8, 1);
+  runChecked(s, 8 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
 });
 
 test('A and B lose their link (no other path): each stops hearing the other and both forward, S being all they share', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   s.down.add('0-1');
   s.step();
-  for (let i = 0; i < 8; i++) s.step();
+  for (let i = 0; i < 8 * PER_S; i++) s.step();
   assert.deepEqual(s.forwarders(0).sort(), [A, B]);
   // Link back: B blocks again.
   s.down.clear();
-  runChecked(s, 2, 1);
-  for (let i = 0; i < 6; i++) s.step();
+  runChecked(s, 2 * PER_S, 1);
+  for (let i = 0; i < 6 * PER_S; i++) s.step();
   assert.deepEqual(s.forwarders(0), [A]);
 });
 
 test('a stock host dead for everyone: nobody claims it, every edge port forwards as before (nothing cut off when it returns)', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
-  runChecked(s, 12, 1);
+  runChecked(s, 12 * PER_S, 1);
   s.st[0].alive = false;
-  for (let i = 0; i < 10; i++) s.step();
+  for (let i = 0; i < 10 * PER_S; i++) s.step();
   assert.deepEqual(s.forwarders(0).sort(), [A, B]);
   assert.equal(s.trees[A].claims.size, 0, 'claims withdrawn, then no longer sent');
   s.st[0].alive = true;
   runChecked(s, 1, 1);
-  runChecked(s, 6, 1);
+  runChecked(s, 6 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
 });
 
 test('B starts while A already serves S alone: A keeps forwarding, B comes up edge-blocked, never both', () => {
-  const s = sim([1, 2], [[A, B]], [[A, B]], [0, 8 * HELLO_MS]);
-  runChecked(s, 20, 1);
+  const s = sim([1, 2], [[A, B]], [[A, B]], [0, 8000]);
+  runChecked(s, 20 * PER_S, 1);
   assert.deepEqual(s.forwarders(0), [A]);
   // And the other way: a better bridge joins late; the incumbent blocks at once, the newcomer waits.
-  const t = sim([2, 1], [[A, B]], [[A, B]], [0, 8 * HELLO_MS]);
-  runChecked(t, 20, 1);
+  const t = sim([2, 1], [[A, B]], [[A, B]], [0, 8000]);
+  runChecked(t, 20 * PER_S, 1);
   assert.deepEqual(t.forwarders(0), [B]);
 });
 

@@ -61,7 +61,8 @@ function sim(ids: number[], links: Array<[number, number]>, segments: number[][]
     segPorts.forEach((ps, s) => { for (const [a, l] of ps) if (!dead.has(a) && l.forwarding) out.push([a, n + s]); });
     return out;
   };
-  return { trees, p2p, segPorts, dead, step, edges, run: (k: number) => { for (let i = 0; i < k; i++) step(); }, now: () => now };
+  return { trees, p2p, segPorts, dead, step, edges, /** Runs `seconds` of hellos. */
+    run: (seconds: number) => { for (let i = 0; i < seconds * 1000 / HELLO_MS; i++) step(); }, now: () => now };
 }
 
 /** True when `edges` over `nodes` has no cycle and connects them all. */
@@ -122,7 +123,7 @@ test('the designated bridge dies: the blocked group port takes over after max ag
   s.dead.add(A1);
   const killedAt = s.now();
   let healedAt = -1;
-  for (let i = 0; i < 12 && healedAt < 0; i++) {
+  for (let i = 0; i < 12 * 1000 / HELLO_MS && healedAt < 0; i++) {
     s.step();
     if (onA2.forwarding) healedAt = s.now();
   }

@@ -35,7 +35,8 @@ function sim(n: number, edges: Array<[number, number]>) {
   };
   /** A link forwarding at one end only would still let frames in: count those too. */
   const halfOpen = () => edges.filter(([a, b]) => links[a].get(b)!.forwarding !== links[b].get(a)!.forwarding);
-  return { step, forwarding, halfOpen, down, trees, run: (k: number) => { for (let i = 0; i < k; i++) step(); } };
+  return { step, forwarding, halfOpen, down, trees, /** Runs `seconds` of hellos. */
+    run: (seconds: number) => { for (let i = 0; i < seconds * 1000 / HELLO_MS; i++) step(); } };
 }
 
 function connectedTree(n: number, fwd: Array<[number, number]>): boolean {
