@@ -39,7 +39,25 @@ export function inFreshNetns(fileUrl: string, title: string, timeoutMs = 600_000
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     process.removeListener('exit', killInner);
     for (const line of out.split('\n')) if (line.trim()) t.diagnostic(line);
-    assert.equal(code, 0, `inner tests failed (exit ${code}):\n${out.split('\n').slice(-60).join('\n')}`);
+    assert.equal(code, 0, `inner tests failed (exit ${code}): ${innerFailures(out)}\n${out.split('\n').slice(-60).join('\n')}`);
   });
   return false;
+}
+
+/**
+ * The failed inner tests with their first error line, on one line: a CI log that shows only the
+ * first line of an error (scripts/failures-reporter.mjs) still names what failed inside.
+ */
+export function innerFailures(specOutput: string): string {
+  const lines = specOutput.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (/^\s*✖ failing tests:/.test(lines[i])) break;
+    const m = /^\s*✖ (.*?)(?: \([\d.]+m?s\))?$/.exec(lines[i]);
+    if (!m) continue;
+    const next = (lines[i + 1] ?? '').trim();
+    // A parent's line follows its children's and carries no error of its own.
+    out.push(next && !/^[✖✔﹣▶ℹ]/.test(next) ? `${m[1]}: ${next}` : m[1]);
+  }
+  return out.length > 0 ? out.join('; ') : 'no failed test named in the inner report';
 }
