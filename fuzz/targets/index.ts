@@ -2,12 +2,12 @@
 import type { FuzzTarget } from '../engine.js';
 import { arpTarget, decodeTarget, dhcpTarget, dnsTarget, ethernetTarget, ipv4Target, vxlanTarget } from './wire.js';
 import { framerTarget, servicesTarget, switchTarget, vxlanPortTarget } from './switching.js';
-import { wgDeviceTarget, wgMessagesTarget } from './wg.js';
+import { wgDeviceTarget, wgInnerTarget, wgMessagesTarget } from './wg.js';
 import { configTarget, controlTarget, locatorTarget, replayTarget } from './input.js';
 
 export const TARGETS: readonly FuzzTarget[] = [
   ethernetTarget, arpTarget, ipv4Target, dhcpTarget, dnsTarget, vxlanTarget, decodeTarget,
   framerTarget, switchTarget, servicesTarget, vxlanPortTarget,
   configTarget, locatorTarget, controlTarget, replayTarget,
-  wgMessagesTarget, wgDeviceTarget,
+  wgMessagesTarget, wgDeviceTarget, wgInnerTarget,
 ];

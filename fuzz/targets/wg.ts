@@ -32,6 +32,8 @@ import type * as Noise from '../../src/transports/wg/noise.js';
 import type * as Cookie from '../../src/transports/wg/cookie.js';
 import type * as Device from '../../src/transports/wg/device.js';
 import type * as Logger from '../../src/util/logger.js';
+import type * as Inner from '../../src/transports/wg/inner.js';
+import { Encapsulator as InnerEnc } from '../../src/transports/wg/inner.js';
 
 const WG_DICT = [
   Buffer.from('01000000', 'hex'), Buffer.from('02000000', 'hex'), Buffer.from('03000000', 'hex'), Buffer.from('04000000', 'hex'),
@@ -284,6 +286,82 @@ export const wgDeviceTarget: FuzzTarget = {
         if (!isGenuine) assert.deepEqual(changed, [], `unauthenticated datagram (type ${type}, ${dgram.length} bytes from ${src}) changed peer state`);
       },
       stats: () => ({ ...stat, packets, ...b.counters }),
+    };
+  },
+};
+
+/**
+ * wg-inner: the Decapsulator, which reads the inner IPv4/UDP/VXLAN packets a peer sends through
+ * the tunnel, fragments included (authenticated, but the peer's own software may be anything).
+ * Input byte 0 picks the mode. Odd: an honest sender; the rest of the input is a frame, byte 1
+ * the tunnel MTU and byte 2 how its fragments are shuffled and one of them duplicated: exactly that frame
+ * must come out, once. Even: raw packets, each [length 16][bytes], the clock advancing by byte 1
+ * of each × 10 ms: nothing is thrown and whatever is delivered lies inside its buffer.
+ */
+export const wgInnerTarget: FuzzTarget = {
+  name: 'wg-inner',
+  description: 'Decapsulator: never throws, delivers only inside its buffer, and an honest fragmented frame in any order (one fragment duplicated) comes out exactly once',
+  allowedCodes: [],
+  maxInputBytes: 4096,
+  seeds: () => {
+    const frame = Buffer.alloc(1514, 0x5a);
+    frame[0] = 0x02;
+    const honest = Buffer.concat([Buffer.from([1, 0xff, 3]), frame]);
+    // Raw: the fragments of a 1514-byte frame at MTU 1420 (as inner.ts builds them), length-prefixed.
+    const raw: Buffer[] = [Buffer.from([0])];
+    const A = 0x0a630001, B = 0x0a630002;
+    const enc = new InnerEnc(A, B, 1420, 42);
+    enc.frame(frame, 0, frame.length, (p) => { const h = Buffer.alloc(2); h.writeUInt16BE(p.length); raw.push(h, Buffer.from(p)); });
+    return [honest, Buffer.concat(raw)];
+  },
+  async setup(load) {
+    const inner = await load<typeof Inner>('src/transports/wg/inner.js');
+    const A = 0x0a630001, B = 0x0a630002;
+    let delivered = 0;
+    const checkOut = (dec: Inner.Decapsulator): void => {
+      const o = dec.out;
+      assert.ok(o.off >= 0 && o.len >= 0 && o.off + o.len <= o.buf.length, `delivered [${o.off}, +${o.len}) outside a ${o.buf.length}-byte buffer`);
+    };
+    return {
+      run(b) {
+        if (b.length === 0) return;
+        const dec = new inner.Decapsulator(B, A, 42);
+        if ((b[0] & 1) === 1) {
+          if (b.length < 3 + 14) return;
+          const frame = b.subarray(3);
+          const mtu = 68 + b[1] * 6;
+          const pkts: Buffer[] = [];
+          new inner.Encapsulator(A, B, mtu, 42).frame(frame, 0, frame.length, (p) => pkts.push(Buffer.from(p)));
+          // A deterministic shuffle from byte 2, then one fragment again.
+          let s = b[2] + 1;
+          for (let i = pkts.length - 1; i > 0; i--) {
+            s = (s * 1103515245 + 12345) >>> 0;
+            const j = s % (i + 1);
+            [pkts[i], pkts[j]] = [pkts[j], pkts[i]];
+          }
+          // (An unfragmented packet twice is two frames, as with IP itself: only fragments are deduplicated.)
+          if (pkts.length > 1) pkts.push(pkts[s % pkts.length]);
+          const got: Buffer[] = [];
+          for (const p of pkts) {
+            const r = dec.packet(p, 0, p.length, 0);
+            if (r === inner.INNER_FRAME) { checkOut(dec); got.push(Buffer.from(dec.out.buf.subarray(dec.out.off, dec.out.off + dec.out.len))); }
+          }
+          assert.equal(got.length, 1, `${pkts.length} packets at MTU ${mtu}: ${got.length} frames out`);
+          assert.ok(got[0].equals(frame), 'the frame came out changed');
+          delivered++;
+          return;
+        }
+        let now = 0;
+        for (let off = 1; off + 2 <= b.length;) {
+          const len = Math.min(b.readUInt16BE(off), b.length - off - 2);
+          off += 2;
+          now += (b[off] ?? 0) * 10;
+          const r = dec.packet(b, off, len, now);
+          if (r !== inner.INNER_NONE) { checkOut(dec); delivered++; }
+          off += len;
+        }
+      },
+      stats: () => ({ delivered }),
     };
   },
 };

@@ -10,9 +10,10 @@
  * MTU: the tunnel MTU (default 1420, wg-quick's) bounds each inner IP packet, so the outer UDP
  * datagram stays within 1500 (1420 + 32 WireGuard + 28 IP/UDP = 1480). A 1514-byte frame makes a
  * 1550-byte inner packet, which we split into IPv4 fragments; Linux does the same on its side
- * when vx0's MTU is 1500 over a 1420 wg0, and reassembles ours. `Reassembler` keeps at most
+ * when vx0's MTU is 1500 over a 1420 wg0, and reassembles ours. The Decapsulator keeps at most
  * REASSEMBLY_MAX packets per peer for REASSEMBLY_TIMEOUT_MS (RFC 791 uses 15 s; frames are useless
- * that late, so 2 s).
+ * that late, so 2 s), each in a reused slot (at most 64 KiB each: 1 MiB per peer at worst);
+ * overlapping fragments drop their packet.
  *
  * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
  * a stock host answers those with ICMP port unreachable, which we count and drop. A peer that
@@ -163,11 +164,24 @@ export class InnerCounters {
   'echo-reply' = 0;
 }
 
-class Partial {
-  readonly parts: Array<{ off: number; data: Buffer }> = [];
+/** Most fragments one packet may arrive in (a 64 KiB datagram at a 576-byte tunnel MTU is 119). */
+const REASSEMBLY_MAX_PARTS = 128;
+
+/**
+ * One packet being reassembled. Slots and their buffers are reused (no allocation per frame once
+ * a slot's buffer has grown to the largest packet seen); `key` < 0 marks a free slot.
+ */
+class Reassembly {
+  key = -1;
+  startedMs = 0;
+  /** Arrival order of the first fragment, to evict the oldest when all slots are busy. */
+  born = 0;
   totalBytes = -1;
   gotBytes = 0;
-  constructor(readonly key: number, readonly startedMs: number) {}
+  parts = 0;
+  buf = Buffer.allocUnsafe(2048);
+  readonly starts = new Int32Array(REASSEMBLY_MAX_PARTS);
+  readonly ends = new Int32Array(REASSEMBLY_MAX_PARTS);
 }
 
 /** Result kinds of `Decapsulator.packet`. */
@@ -183,7 +197,8 @@ export const INNER_CONTROL = 2;
 export class Decapsulator {
   readonly counters = new InnerCounters();
   readonly out: { buf: Buffer; off: number; len: number } = { buf: Buffer.alloc(0), off: 0, len: 0 };
-  private partials: Partial[] = [];
+  private readonly slots: Reassembly[] = [];
+  private born = 0;
 
   /** `local`: our tunnel address; `peer`: the only source we accept (WireGuard's allowed IPs). */
   constructor(private readonly local: number, private readonly peer: number, private readonly vni: number) {}
@@ -204,11 +219,11 @@ export class Decapsulator {
     let dOff = off + ihl;
     let dLen = total - ihl;
     if ((frag & 0x3fff) !== 0) {
-      const whole = this.reassemble(buf.readUInt16BE(off + 4), frag, buf.subarray(off + ihl, off + total), nowMs);
+      const whole = this.reassemble(buf.readUInt16BE(off + 4), frag, buf, off + ihl, total - ihl, nowMs);
       if (whole === null) return INNER_NONE;
-      data = whole;
+      data = whole.buf;
       dOff = 0;
-      dLen = whole.length;
+      dLen = whole.totalBytes;
     }
     if (dLen < UDP_HEADER_BYTES) { this.counters['not-udp']++; return INNER_NONE; }
     const dstPort = data.readUInt16BE(dOff + 2);
@@ -232,44 +247,80 @@ export class Decapsulator {
     return INNER_NONE;
   }
 
-  /** Keeps fragment data (copied: it outlives the call); returns the whole UDP datagram when complete. */
-  private reassemble(id: number, frag: number, payload: Buffer, nowMs: number): Buffer | null {
-    const offBytes = (frag & 0x1fff) * 8;
+  /**
+   * Keeps a fragment's data (copied into the packet's slot: the receive buffer is reused) and
+   * returns the slot when the packet is complete: the whole UDP datagram is then
+   * `slot.buf[0, slot.totalBytes)`, valid until the next call. Exact duplicates are dropped alone;
+   * a fragment that overlaps another, or disagrees on the end, drops the whole packet (as Linux
+   * does since 4.19, and RFC 5722 requires for IPv6): a gap hidden by an overlap could otherwise
+   * deliver bytes nobody sent.
+   */
+  private reassemble(id: number, frag: number, buf: Buffer, off: number, len: number, nowMs: number): Reassembly | null {
+    const start = (frag & 0x1fff) * 8;
+    const end = start + len;
     const more = (frag & 0x2000) !== 0;
-    let p: Partial | undefined;
-    for (let i = 0; i < this.partials.length; i++) {
-      const q = this.partials[i];
-      if (nowMs - q.startedMs > REASSEMBLY_TIMEOUT_MS) {
-        this.counters['fragment-dropped'] += q.parts.length;
-        this.partials.splice(i--, 1);
-      } else if (q.key === id) {
-        p = q;
-      }
-    }
-    if (p === undefined) {
-      if (this.partials.length >= REASSEMBLY_MAX) {
-        const oldest = this.partials.shift()!; // Full: the oldest incomplete packet goes.
-        this.counters['fragment-dropped'] += oldest.parts.length;
-      }
-      p = new Partial(id, nowMs);
-      this.partials.push(p);
-    }
-    if (offBytes + payload.length > MAX_IP_BYTES || (more && payload.length % 8 !== 0)) {
-      this.counters['fragment-dropped']++;
+    const c = this.counters;
+    if (end > MAX_IP_BYTES || (more && len % 8 !== 0)) {
+      c['fragment-dropped']++;
       return null;
     }
-    for (const q of p.parts) {
-      if (q.off === offBytes) { this.counters['fragment-dropped']++; return null; } // duplicate
+    let slot: Reassembly | null = null;
+    let free: Reassembly | null = null;
+    let oldest: Reassembly | null = null;
+    for (const s of this.slots) {
+      if (s.key >= 0 && nowMs - s.startedMs > REASSEMBLY_TIMEOUT_MS) {
+        c['fragment-dropped'] += s.parts;
+        s.key = -1;
+      }
+      if (s.key === id) slot = s;
+      else if (s.key < 0) free ??= s;
+      else if (oldest === null || s.born < oldest.born) oldest = s;
     }
-    p.parts.push({ off: offBytes, data: Buffer.from(payload) });
-    p.gotBytes += payload.length;
-    if (!more) p.totalBytes = offBytes + payload.length;
-    if (p.totalBytes < 0 || p.gotBytes < p.totalBytes) return null;
-    this.partials.splice(this.partials.indexOf(p), 1);
-    if (p.gotBytes !== p.totalBytes) { this.counters['fragment-dropped'] += p.parts.length; return null; } // overlaps
-    const whole = Buffer.alloc(p.totalBytes);
-    for (const q of p.parts) q.data.copy(whole, q.off);
-    this.counters.reassembled++;
-    return whole;
+    if (slot === null) {
+      if (free === null && this.slots.length < REASSEMBLY_MAX) this.slots.push(free = new Reassembly());
+      if (free === null) {
+        free = oldest!; // Full: the oldest incomplete packet goes.
+        c['fragment-dropped'] += free.parts;
+      }
+      slot = free;
+      slot.key = id;
+      slot.startedMs = nowMs;
+      slot.born = ++this.born;
+      slot.totalBytes = -1;
+      slot.gotBytes = 0;
+      slot.parts = 0;
+    }
+    for (let i = 0; i < slot.parts; i++) {
+      if (start >= slot.ends[i] || end <= slot.starts[i]) continue;
+      if (start === slot.starts[i] && end === slot.ends[i]) { c['fragment-dropped']++; return null; } // duplicate
+      return this.discard(slot);
+    }
+    if (slot.parts === REASSEMBLY_MAX_PARTS || (slot.totalBytes >= 0 && (end > slot.totalBytes || (!more && end !== slot.totalBytes)))) return this.discard(slot);
+    if (!more) {
+      for (let i = 0; i < slot.parts; i++) if (slot.ends[i] > end) return this.discard(slot);
+      slot.totalBytes = end;
+    }
+    if (slot.buf.length < end) {
+      const grown = Buffer.allocUnsafe(Math.min(MAX_IP_BYTES, Math.max(end, slot.buf.length * 2)));
+      slot.buf.copy(grown);
+      slot.buf = grown;
+    }
+    buf.copy(slot.buf, start, off, off + len);
+    slot.starts[slot.parts] = start;
+    slot.ends[slot.parts] = end;
+    slot.parts++;
+    slot.gotBytes += len;
+    // No overlaps, so the bytes add up only when every byte is there.
+    if (slot.totalBytes < 0 || slot.gotBytes !== slot.totalBytes) return null;
+    slot.key = -1;
+    c.reassembled++;
+    return slot;
+  }
+
+  /** Drops a packet being reassembled, counting its fragments and the one in hand. */
+  private discard(slot: Reassembly): null {
+    this.counters['fragment-dropped'] += slot.parts + 1;
+    slot.key = -1;
+    return null;
   }
 }
