@@ -114,13 +114,13 @@ export class Encapsulator {
     if (total <= this.mtuBytes) {
       // One packet: headers and frame written in place, one copy of the frame.
       writeIpv4(pkt, 0, total, id, 0, this.src, this.dst);
-      this.writeUdp(pkt, IPV4_HEADER_BYTES, dstPort, buf, off, len, vxlan);
+      this.writeUdp(pkt, IPV4_HEADER_BYTES, udpBytes, dstPort, buf, off, len, vxlan);
       out(pkt.subarray(0, total));
       return;
     }
     // Fragments: the whole UDP datagram (header + VXLAN + frame) first; each fragment is a slice.
     const udp = this.udp;
-    this.writeUdp(udp, 0, dstPort, buf, off, len, vxlan);
+    this.writeUdp(udp, 0, udpBytes, dstPort, buf, off, len, vxlan);
     const chunk = Math.floor((this.mtuBytes - IPV4_HEADER_BYTES) / 8) * 8;
     for (let fo = 0; fo < udpBytes; fo += chunk) {
       const n = Math.min(chunk, udpBytes - fo);
@@ -131,9 +131,8 @@ export class Encapsulator {
     }
   }
 
-  /** UDP header (checksum 0), the VXLAN header when `vxlan`, then buf[off, +len), at `at`. */
-  private writeUdp(to: Buffer, at: number, dstPort: number, buf: Buffer, off: number, len: number, vxlan: boolean): void {
-    const udpBytes = UDP_HEADER_BYTES + (vxlan ? VXLAN_HEADER_BYTES : 0) + len;
+  /** UDP header (length `udpBytes`, checksum 0), the VXLAN header when `vxlan`, then buf[off, +len), at `at`. */
+  private writeUdp(to: Buffer, at: number, udpBytes: number, dstPort: number, buf: Buffer, off: number, len: number, vxlan: boolean): void {
     // Source port from the inner MACs, as Linux picks it per flow (RFC 7348 §5: entropy for ECMP).
     const h = vxlan && len >= 12 ? (buf.readUInt32BE(off) ^ buf.readUInt32BE(off + 4) ^ buf.readUInt32BE(off + 8)) >>> 0 : 0;
     to.writeUInt16BE(vxlan ? 49152 + (((h >>> 16) ^ h) & 0x3fff) : LINK_CONTROL_PORT, at);
