@@ -34,7 +34,7 @@ function table(rows: string[][]): string {
 
 /** The `wg` field a WireGuard transport adds to its transport row (transports/wg WgStatus). */
 interface WgSection {
-  listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; underLoad: boolean;
+  listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; topologyChanges?: number; underLoad: boolean;
   counters: Record<'rxBadMac1' | 'rxBadMac2' | 'rxRateLimited' | 'rxUnknownIndex' | 'rxHandshakeFailed' | 'rxDecryptFailed' | 'rxBadSize' | 'rxBadType' | 'txCookieReplies', number>;
   peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; claimedBy?: string[]; counters: Record<string, number> }>;
   /** Multicast groups in the tree (absent from older daemons). */
@@ -53,7 +53,7 @@ export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
   out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}`);
   if (s.memory) out.push(`memory: RSS ${si(s.memory.rssBytes, 'B')}, JS heap ${si(s.memory.heapUsedBytes, 'B')}, buffers ${si(s.memory.externalBytes, 'B')}`);
-  out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}`);
+  out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}${s.switch.table.flushed ? `, forgotten on topology changes ${s.switch.table.flushed}` : ''}`);
   const gone = s.switch.retired;
   if (gone && gone.ports > 0) {
     const drops = Object.entries(gone.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
@@ -95,7 +95,7 @@ export function formatStatus(s: StatusReport): string {
     if (wg === undefined) continue;
     out.push('');
     const d = wg.counters;
-    out.push(`WireGuard ${wg.listen}, tunnel ${wg.address}, vni ${wg.vni}, mtu ${wg.mtu}, bridge ${wg.bridgeId} (root ${wg.rootId}, cost ${wg.rootCost})${wg.underLoad ? ', UNDER LOAD (cookies required)' : ''}`);
+    out.push(`WireGuard ${wg.listen}, tunnel ${wg.address}, vni ${wg.vni}, mtu ${wg.mtu}, bridge ${wg.bridgeId} (root ${wg.rootId}, cost ${wg.rootCost}${wg.topologyChanges ? `, ${wg.topologyChanges} topology changes` : ''})${wg.underLoad ? ', UNDER LOAD (cookies required)' : ''}`);
     out.push(`  rejected: bad mac1 ${d.rxBadMac1}, bad mac2 ${d.rxBadMac2}, rate-limited ${d.rxRateLimited}, unknown index ${d.rxUnknownIndex}, handshake failed ${d.rxHandshakeFailed}, decrypt failed ${d.rxDecryptFailed}, bad size/type ${d.rxBadSize + d.rxBadType}; cookie replies sent ${d.txCookieReplies}`);
     out.push(wg.peers.length === 0 ? '(no peers)' : table([['PEER', 'ADDRESS', 'ENDPOINT', 'LAST HANDSHAKE', 'RX', 'TX', 'REACHABLE', 'LINK', 'REPLAYED'], ...wg.peers.map((p) => [
       p.publicKey, p.address, p.endpoint, p.lastHandshakeAgoS === null ? 'never' : `${p.lastHandshakeAgoS}s ago`, si(p.rxBytes, 'B'), si(p.txBytes, 'B'),

@@ -29,6 +29,8 @@ export class MacTableCounters {
   tableFull = 0;
   /** Frames whose source is a pinned MAC seen on another port (spoofing); not learned. */
   pinnedRefused = 0;
+  /** Entries forgotten on topology changes (flushLearned). */
+  flushed = 0;
 }
 
 export type MoveListener = (mac: number, vlan: number, from: Port, to: Port) => void;
@@ -137,6 +139,25 @@ export class MacTable {
       }
     }
     this.size -= removed;
+    return removed;
+  }
+
+  /**
+   * Forgets every learned (not pinned) MAC: after a topology change the way to a quiet host may
+   * have moved, and until it sends again a stale entry would send its frames the old way (RSTP
+   * flushes likewise, 802.1D-2004 §17.11). Until relearned, frames to these MACs are flooded.
+   */
+  flushLearned(): number {
+    let removed = 0;
+    for (const t of this.vlans.values()) {
+      for (const [mac, e] of t) {
+        if (e.pinned) continue;
+        t.delete(mac);
+        removed++;
+      }
+    }
+    this.size -= removed;
+    this.counters.flushed += removed;
     return removed;
   }
 

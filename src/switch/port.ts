@@ -66,4 +66,6 @@ export interface FrameSink {
   addPort(port: Port): void;
   removePort(port: Port): void;
   input(port: Port, buf: Buffer, off: number, len: number): void;
+  /** Forgets learned MACs after a topology change (the spanning tree of peer links); optional. */
+  flushLearned?(reason: string): void;
 }

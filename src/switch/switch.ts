@@ -64,6 +64,8 @@ export class Switch implements FrameSink {
    */
   readonly retired = new PortCounters();
   retiredPorts = 0;
+  /** What each removed port added to `retired`, taken back if the port is added again. */
+  private readonly retiredSnapshots = new WeakMap<Port, PortCounters>();
   private nextPortId = 1;
   private nowMs = 0;
   private taps: Tap[] = [];
@@ -83,6 +85,13 @@ export class Switch implements FrameSink {
   }
 
   addPort(port: Port): void {
+    // A port back after removePort (a tree port unblocked) reports its whole counters again itself.
+    const snap = this.retiredSnapshots.get(port);
+    if (snap !== undefined) {
+      this.retiredSnapshots.delete(port);
+      addCounters(this.retired, snap, -1);
+      this.retiredPorts--;
+    }
     port.id = this.nextPortId++;
     this.ports = this.ports.concat([port]);
     this.log.info(`port ${port.id} up: ${port.name}${port.endpoint() ? ' (' + port.endpoint() + ')' : ''}`);
@@ -95,14 +104,19 @@ export class Switch implements FrameSink {
     // Copy-on-write so a flood in progress keeps iterating the old array.
     this.ports = this.ports.slice(0, i).concat(this.ports.slice(i + 1));
     this.table.flushPort(port);
-    const r = this.retired;
-    const c = port.counters;
-    r.rxFrames += c.rxFrames; r.rxBytes += c.rxBytes; r.txFrames += c.txFrames; r.txBytes += c.txBytes;
-    if (c.rxLargestBytes > r.rxLargestBytes) r.rxLargestBytes = c.rxLargestBytes;
-    for (const reason of DROP_REASONS) r.drops[reason] += c.drops[reason];
+    const snap = new PortCounters();
+    addCounters(snap, port.counters, 1);
+    addCounters(this.retired, snap, 1);
+    this.retiredSnapshots.set(port, snap);
     this.retiredPorts++;
     this.log.info(`port ${port.id} down: ${port.name}`);
     if (portDownChannel.hasSubscribers) portDownChannel.publish({ port });
+  }
+
+  /** After a topology change elsewhere (the peer links' spanning tree): forget learned MACs. */
+  flushLearned(reason: string): void {
+    const n = this.table.flushLearned();
+    this.log.info(`topology change (${reason}): forgot ${n} learned MACs; flooding until they are heard again`);
   }
 
   addTap(tap: Tap): void { this.taps = this.taps.concat([tap]); }
@@ -157,4 +171,12 @@ export class Switch implements FrameSink {
       if (p !== port) p.send(buf, off, len);
     }
   }
+}
+
+/** to += sign × from, counter by counter (the largest frame only grows). */
+function addCounters(to: PortCounters, from: PortCounters, sign: 1 | -1): void {
+  to.rxFrames += sign * from.rxFrames; to.rxBytes += sign * from.rxBytes;
+  to.txFrames += sign * from.txFrames; to.txBytes += sign * from.txBytes;
+  if (sign > 0 && from.rxLargestBytes > to.rxLargestBytes) to.rxLargestBytes = from.rxLargestBytes;
+  for (const reason of DROP_REASONS) to.drops[reason] += sign * from.drops[reason];
 }

@@ -153,7 +153,7 @@ export interface WgPeerRow {
 }
 /** A multicast group in the tree (transports/wg WgSegmentStatus). */
 export interface WgSegmentRow { name: string; role: string; forwarding: boolean; bridges: string[]; helloRx: number; heardFull: number }
-export interface WgSection { bridgeId: string; rootId: string; rootCost: number; counters: Record<string, number>; peers: WgPeerRow[]; segments: WgSegmentRow[] }
+export interface WgSection { bridgeId: string; rootId: string; rootCost: number; topologyChanges?: number; tcCount?: number; counters: Record<string, number>; peers: WgPeerRow[]; segments: WgSegmentRow[] }
 /** The tree fields of an mcast transport row (transports/mcast McastSegmentStatus). */
 export interface McastSegment { role: string; forwarding: boolean; bridgesHeard: number; designatedBridge: string; treeRx: number; treeTx: number; treeFiltered: number }
 export interface SiteStatus {

@@ -95,6 +95,9 @@ export interface WgStatus {
   bridgeId: string;
   rootId: string;
   rootCost: number;
+  /** Topology changes made here or heard of (each flushed the learned MACs), and the current count. */
+  topologyChanges: number;
+  tcCount: number;
   underLoad: boolean;
   counters: DeviceCounters;
   /** Claims (stp.ts "Stock hosts"): bridges heard claiming stock peers, and messages ignored or cut short. */
@@ -359,6 +362,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
         this.ctx.sink.removePort(p);
       }
     }
+    // After the ports moved: MACs learned the old way are forgotten (stp.ts "Topology changes").
+    if (this.stp.takeFlush()) this.ctx.sink.flushLearned?.(`spanning tree, change ${this.stp.tcCount}`);
   }
 
   tick(_nowMs: number): void {
@@ -397,6 +402,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       bridgeId: this.stp.bridge.toString('hex'),
       rootId: this.stp.root.toString('hex'),
       rootCost: this.stp.rootCost,
+      topologyChanges: this.stp.topologyChanges,
+      tcCount: this.stp.tcCount,
       underLoad: dev ? dev.underLoad() : false,
       counters: dev ? { ...dev.counters } : ({} as DeviceCounters),
       claims: { origins: this.stp.claims.size, rx: this.claimsRx, relayed: this.claimsRelayed, full: this.stp.claimsFull, truncated: this.stp.claimsTruncated },

@@ -11,7 +11,8 @@
  * itself stays loop-unaware.
  *
  *   hello (every HELLO_MS, inside the tunnel to LINK_CONTROL_PORT, or on a shared segment):
- *     "LPST" ver(1)=1 flags(1) port(2) root(8) cost(4) bridge(8) rootSeq(4) = 32 bytes
+ *     "LPST" ver(1)=1 tc(1) port(2) root(8) cost(4) bridge(8) rootSeq(4) = 32 bytes
+ *   (`tc` was a flags byte that every version wrote as 0 and ignored; see "Topology changes".)
  *   bridge id = first 8 bytes of BLAKE2s(public key); lowest id is the root. `port` is the
  *   sender's segment port number (0 on peer links; older senders wrote 0 there as "reserved").
  *   Port roles: root (best path to the root), designated (we are the better way onto that link),
@@ -24,6 +25,17 @@
  * down. A port becomes forwarding only after FORWARD_DELAY_MS in a forwarding role, so the other
  * end has heard the change first (no transient loop); blocking is immediate. Worst-case healing:
  * MAX_AGE_MS + FORWARD_DELAY_MS + one hello, about 6 s.
+ *
+ * Topology changes: when a port of ours starts or stops forwarding, the way to some hosts may
+ * have moved, and a switch that keeps a learned MAC pointing the old way sends a quiet host's
+ * frames into a dead end until it speaks again (or for the 300 s ageing time). So every bridge
+ * flushes its learned MACs (the switch floods until they are heard again), as RSTP does, and
+ * tells the others: a change increments our topology-change count, carried in every hello
+ * (1-255, wrapping; 0 means none), and a bridge that hears a newer count (ahead by 1-127 on the
+ * ring) adopts it and flushes too, so the count spreads over the tree and each bridge flushes
+ * once per change it hears of. Left open: two changes on two bridges within one hello can give
+ * the same count, so a bridge may flush once for both (both usually land within that hello).
+ * Counts heard on a group are not authenticated: a forged one causes a flush, i.e. flooding.
  *
  * Shared segments (issue 9): several lanparty instances on one site may join the same QEMU
  * multicast group and each have peer links; the path A1 ↔ group ↔ A2 is then a loop the peer links
@@ -203,12 +215,14 @@ export function bridgeIdOf(publicKey: Uint8Array): Buffer {
 }
 
 /** `port`: the sender's segment port number (0 on peer links); breaks ties between one bridge's ports. */
-export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number; port: number }
+/** `tc`: the topology-change count (1-255, 0 from senders that predate it); see "Topology changes". */
+export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number; port: number; tc?: number }
 
 export function encodeHello(h: Hello): Buffer {
   const b = Buffer.alloc(HELLO_BYTES);
   b.writeUInt32BE(MAGIC, 0);
   b[4] = 1;
+  b[5] = (h.tc ?? 0) & 0xff;
   b.writeUInt16BE(h.port, 6);
   h.root.copy(b, 8);
   b.writeUInt32BE(h.cost, 16);
@@ -225,6 +239,7 @@ export function decodeHello(buf: Buffer, off: number, len: number): Hello | null
     bridge: Buffer.from(buf.subarray(off + 20, off + 28)),
     rootSeq: buf.readUInt32BE(off + 28),
     port: buf.readUInt16BE(off + 6),
+    tc: buf[off + 5],
   };
 }
 
@@ -277,6 +292,12 @@ export class LinkState {
   get shared(): boolean { return this.segmentPort > 0; }
 }
 
+/** Whether topology-change count `a` is newer than `b` (both 1-255): ahead by 1-127 on the ring. */
+export function tcAhead(a: number, b: number): boolean {
+  const d = (a - b + 255) % 255;
+  return d >= 1 && d <= 127;
+}
+
 function cmpVector(rootA: Buffer, costA: number, bridgeA: Buffer, portA: number, rootB: Buffer, costB: number, bridgeB: Buffer, portB: number): number {
   return Buffer.compare(rootA, rootB) || costA - costB || Buffer.compare(bridgeA, bridgeB) || portA - portB;
 }
@@ -296,6 +317,11 @@ export class SpanningTree {
   private claimSeq = 0;
   /** When we last claimed a stock peer (device-clock ms): empty claims go out for MAX_AGE_MS after, as a withdrawal. */
   private lastClaimMs = -Infinity;
+  /** Topology-change count (see the header): 0 until the first change made or heard, then 1-255. */
+  tcCount = 0;
+  /** Changes that asked for a flush (ours and newer counts heard), for status. */
+  topologyChanges = 0;
+  private flushDue = false;
 
   constructor(readonly bridge: Buffer) {
     this.root = bridge;
@@ -322,6 +348,23 @@ export class SpanningTree {
     const s = this.seqSeen.get(k);
     // Sequence numbers compare with wraparound (RFC 1982 style).
     if (s === undefined || ((h.rootSeq - s.seq) | 0) > 0) this.seqSeen.set(k, { seq: h.rootSeq, atMs: nowMs });
+    const tc = h.tc ?? 0;
+    if (tc !== 0 && (this.tcCount === 0 || tcAhead(tc, this.tcCount))) {
+      this.tcCount = tc;
+      this.topologyChanged();
+    }
+  }
+
+  private topologyChanged(): void {
+    this.topologyChanges++;
+    this.flushDue = true;
+  }
+
+  /** True once after each topology change made or heard: the caller flushes learned MACs. */
+  takeFlush(): boolean {
+    const due = this.flushDue;
+    this.flushDue = false;
+    return due;
   }
 
   /**
@@ -395,7 +438,7 @@ export class SpanningTree {
   /** The hello to send now on every link (segments set `port` to their own number). */
   hello(): Hello {
     if (this.rootLink === null) this.rootSeq = (this.rootSeq + 1) >>> 0;
-    return { root: this.root, cost: this.rootCost, bridge: this.bridge, rootSeq: this.rootSeq, port: 0 };
+    return { root: this.root, cost: this.rootCost, bridge: this.bridge, rootSeq: this.rootSeq, port: 0, tc: this.tcCount };
   }
 
   /** Whether a hello offers a path to a live root other than through ourselves. */
@@ -491,6 +534,10 @@ export class SpanningTree {
         l.forwarding = fwd;
         changed = true;
       }
+    }
+    if (changed) {
+      this.tcCount = (this.tcCount % 255) + 1;
+      this.topologyChanged();
     }
     return changed;
   }

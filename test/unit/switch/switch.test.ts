@@ -168,3 +168,35 @@ test('counters of removed ports stay in the retired totals', () => {
   assert.equal(sw.retired.drops.runt, 1);
   assert.equal(sw.retired.drops.truncated, 1);
 });
+
+test('a port removed and added again (a tree port blocked, then forwarding) is counted once, live or retired', () => {
+  const { sw, ports } = setup(2);
+  inject(sw, ports[0], frame(BCAST, A));
+  sw.removePort(ports[0]);
+  assert.equal(sw.retired.rxFrames, 1);
+  sw.addPort(ports[0]);
+  assert.equal(sw.retired.rxFrames, 0, 'back in the switch: its counters are live again');
+  assert.equal(sw.retiredPorts, 0);
+  inject(sw, ports[0], frame(BCAST, A));
+  sw.removePort(ports[0]);
+  sw.removePort(ports[1]);
+  assert.equal(sw.retired.rxFrames, 2, 'two frames in, each counted once');
+  assert.equal(sw.retired.txFrames, 2, 'p1 sent the two floods');
+  assert.equal(sw.retiredPorts, 2);
+});
+
+test('flushLearned forgets learned MACs, keeps pinned ones, and unicast floods until relearned', () => {
+  const { sw, ports } = setup(3);
+  sw.table.pin(0x02000000ffff, 0, ports[2], 0);
+  inject(sw, ports[0], frame(BCAST, A));
+  inject(sw, ports[1], frame(BCAST, B));
+  assert.equal(sw.table.size, 2);
+  sw.flushLearned('test');
+  assert.equal(sw.table.size, 0);
+  assert.equal(sw.table.counters.flushed, 2);
+  assert.equal(sw.table.lookup(0x02000000ffff, 0), ports[2], 'pinned entry kept');
+  const floods = sw.counters.floods;
+  inject(sw, ports[1], frame(A, B));
+  assert.equal(sw.counters.floods, floods + 1, 'A unknown again: flooded');
+  assert.deepEqual(ports.map((p) => p.frames.length), [2, 1, 3]);
+});

@@ -221,11 +221,11 @@ test('a guest forging hellos from many bridge ids cannot grow the segment table 
 });
 
 test('tree frames: 802.1D group address, ethertype 0x88B6, padded to 60 bytes; other frames are not tree frames', () => {
-  const hello = encodeHello({ root: id(1), cost: 3, bridge: id(2), rootSeq: 9, port: 4 });
+  const hello = encodeHello({ root: id(1), cost: 3, bridge: id(2), rootSeq: 9, port: 4, tc: 6 });
   const f = treeFrame(Buffer.from('021122334455', 'hex'), hello);
   assert.equal(f.length, TREE_FRAME_BYTES);
   assert.equal(f.subarray(0, 14).toString('hex'), '0180c2000000' + '021122334455' + '88b6');
-  assert.deepEqual(decodeHello(f, 14, 32), { root: id(1), cost: 3, bridge: id(2), rootSeq: 9, port: 4 });
+  assert.deepEqual(decodeHello(f, 14, 32), { root: id(1), cost: 3, bridge: id(2), rootSeq: 9, port: 4, tc: 6 });
   assert.ok(isTreeFrame(f, 0, f.length));
   const stp = Buffer.from(f);
   stp.writeUInt16BE(0x0026, 12); // an 802.1D BPDU (LLC length)

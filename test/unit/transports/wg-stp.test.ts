@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HELLO_MS, LinkState, SpanningTree, decodeHello, encodeHello } from '../../../src/transports/wg/stp.js';
+import { HELLO_MS, LinkState, SpanningTree, decodeHello, encodeHello, tcAhead } from '../../../src/transports/wg/stp.js';
 
 function sim(n: number, edges: Array<[number, number]>) {
   const trees = Array.from({ length: n }, (_, i) => new SpanningTree(Buffer.from([0, 0, 0, 0, 0, 0, 0, i + 1])));
@@ -101,4 +101,51 @@ test('a peer that never sends hellos (stock host) becomes an edge port after its
   tree.recompute([l], 4000);
   assert.equal(l.role, 'edge');
   assert.equal(l.forwarding, true);
+});
+
+test('topology changes: a cut in a ring of five reaches every bridge as one newer count, each flushes, then all is quiet', () => {
+  const n = 5;
+  const s = sim(n, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]]);
+  s.run(10);
+  const flushed = () => s.trees.map((t) => t.takeFlush());
+  flushed();
+  s.run(3);
+  assert.deepEqual(flushed(), new Array(n).fill(false), 'a settled tree makes no changes');
+  const counts = new Set(s.trees.map((t) => t.tcCount));
+  assert.equal(counts.size, 1, 'one count everywhere after convergence');
+  const before = [...counts][0];
+  // Cut a forwarding link that shares no bridge with the blocked one.
+  const fwd = s.forwarding();
+  const blocked = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]].find(([a, b]) => !fwd.some(([x, y]) => x === a && y === b))!;
+  const cutLink = fwd.find(([a, b]) => ![a, b].some((v) => blocked.includes(v)))!;
+  s.down.add(`${cutLink[0]}-${cutLink[1]}`);
+  const seen = new Array(n).fill(false);
+  for (let i = 0; i < 10 * 1000 / HELLO_MS; i++) {
+    s.step();
+    flushed().forEach((f, k) => { if (f) seen[k] = true; });
+  }
+  assert.deepEqual(seen, new Array(n).fill(true), 'every bridge flushed, the one whose ports never changed included');
+  const after = new Set(s.trees.map((t) => t.tcCount));
+  assert.equal(after.size, 1, `one count everywhere: ${[...after]}`);
+  assert.ok(tcAhead([...after][0], before), 'and it is newer');
+  s.run(3);
+  assert.deepEqual(flushed(), new Array(n).fill(false), 'no flush after the tree settled again (no echo between bridges)');
+});
+
+test('topology-change counts: 1-255 on a ring, newer by up to 127; 0 (senders that predate it) never triggers a flush', () => {
+  assert.ok(tcAhead(2, 1) && tcAhead(1, 255) && tcAhead(128, 1));
+  assert.ok(!tcAhead(1, 1) && !tcAhead(1, 2) && !tcAhead(129, 1) && !tcAhead(255, 1));
+  const t = new SpanningTree(Buffer.from([0, 0, 0, 0, 0, 0, 0, 9]));
+  const l = new LinkState('old peer');
+  const old = decodeHello(encodeHello({ root: Buffer.alloc(8, 1), cost: 0, bridge: Buffer.alloc(8, 1), rootSeq: 1, port: 0 }), 0, 32)!;
+  assert.equal(old.tc, 0);
+  t.onHello(l, old, 0);
+  assert.equal(t.takeFlush(), false);
+  t.onHello(l, { ...old, rootSeq: 2, tc: 7 }, 100);
+  assert.equal(t.takeFlush(), true);
+  assert.equal(t.tcCount, 7);
+  t.onHello(l, { ...old, rootSeq: 3, tc: 7 }, 200);
+  t.onHello(l, { ...old, rootSeq: 4, tc: 0 }, 300);
+  assert.equal(t.takeFlush(), false, 'the same count again, or none, is not a change');
+  assert.equal(encodeHello({ ...old, tc: 200 })[5], 200, 'the count rides in byte 5 (the old flags byte)');
 });
