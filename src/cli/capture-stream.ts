@@ -92,13 +92,14 @@ export async function startCaptureStream(req: CaptureRequest, onRecord: (r: Stre
   sock.write(JSON.stringify({ id: 1, cmd: 'capture', args: { ports: req.ports, macs: req.macs } }) + '\n');
   const closedEarly = new Promise<never>((_, rej) => sock.once('close', () => { if (!replied) rej(new LanpartyError('LP_ERR_CONTROL', `control socket ${req.control}: closed before replying`)); }));
   await Promise.race([replyReady, closedEarly]);
-  // Like dumpcap's "Capturing on ...": tells people (and tests) that frames now flow.
-  process.stderr.write(`lanparty ${req.label}: capturing${req.ports.length ? ' on ports ' + req.ports.join(', ') : ' on every port'}${req.macs.length ? ', MACs ' + req.macs.join(', ') : ''}\n`);
   let timer: NodeJS.Timeout | undefined;
   if (req.durationS > 0) timer = setTimeout(() => stop(`${req.durationS} s`), req.durationS * 1000);
+  // Handlers before the line below: whoever reads it may interrupt at once (as up.ts does).
   const onSignal = () => stop('interrupted');
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Like dumpcap's "Capturing on ...": tells people (and tests) that frames now flow.
+  process.stderr.write(`lanparty ${req.label}: capturing${req.ports.length ? ' on ports ' + req.ports.join(', ') : ' on every port'}${req.macs.length ? ', MACs ' + req.macs.join(', ') : ''}\n`);
   void done.finally(() => {
     if (timer) clearTimeout(timer);
     process.off('SIGINT', onSignal);

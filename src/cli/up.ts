@@ -170,9 +170,9 @@ export async function up(argv: string[]): Promise<number> {
   }
   out.push('Everything above is reachable from this host only unless you named another address.');
   out.push('ready');
-  process.stdout.write(out.join('\n') + '\n');
-
-  await new Promise<void>((resolve) => {
+  // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
+  // SIGINT that came before them would kill the process unclean (sockets and files left behind).
+  const stopped = new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info(`${sig}: stopping`);
       resolve();
@@ -180,6 +180,8 @@ export async function up(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  process.stdout.write(out.join('\n') + '\n');
+  await stopped;
   if (metrics !== null) await metrics.close();
   await web?.close();
   await daemon.stop();
