@@ -112,34 +112,14 @@ export class MacTable {
 
   /** Removes entries not seen for `ageMs`. Returns how many were removed. */
   sweep(nowMs: number): number {
-    let removed = 0;
-    for (const [vlan, t] of this.vlans) {
-      for (const [mac, e] of t) {
-        if (!e.pinned && nowMs - e.lastSeenMs >= this.ageMs) {
-          t.delete(mac);
-          removed++;
-        }
-      }
-      if (vlan !== 0 && t.size === 0) this.vlans.delete(vlan);
-    }
-    this.size -= removed;
+    const removed = this.removeWhere((e) => !e.pinned && nowMs - e.lastSeenMs >= this.ageMs);
     this.counters.expired += removed;
     return removed;
   }
 
   /** Forgets every MAC learned on `port` (the port went away). */
   flushPort(port: Port): number {
-    let removed = 0;
-    for (const t of this.vlans.values()) {
-      for (const [mac, e] of t) {
-        if (e.port === port) {
-          t.delete(mac);
-          if (!e.pinned) removed++;
-        }
-      }
-    }
-    this.size -= removed;
-    return removed;
+    return this.removeWhere((e) => e.port === port);
   }
 
   /**
@@ -148,16 +128,27 @@ export class MacTable {
    * flushes likewise, 802.1D-2004 §17.11). Until relearned, frames to these MACs are flooded.
    */
   flushLearned(): number {
+    const removed = this.removeWhere((e) => !e.pinned);
+    this.counters.flushed += removed;
+    return removed;
+  }
+
+  /**
+   * Deletes the entries `match` selects, and VLAN tables left empty. Returns how many learned
+   * (not pinned) entries went: pinned ones are not in `size`. Control plane only (a closure call
+   * per entry).
+   */
+  private removeWhere(match: (e: MacEntry) => boolean): number {
     let removed = 0;
-    for (const t of this.vlans.values()) {
+    for (const [vlan, t] of this.vlans) {
       for (const [mac, e] of t) {
-        if (e.pinned) continue;
+        if (!match(e)) continue;
         t.delete(mac);
-        removed++;
+        if (!e.pinned) removed++;
       }
+      if (vlan !== 0 && t.size === 0) this.vlans.delete(vlan);
     }
     this.size -= removed;
-    this.counters.flushed += removed;
     return removed;
   }
 

@@ -214,8 +214,11 @@ export function bridgeIdOf(publicKey: Uint8Array): Buffer {
   return hash(publicKey).subarray(0, 8);
 }
 
-/** `port`: the sender's segment port number (0 on peer links); breaks ties between one bridge's ports. */
-/** `tc`: the topology-change count (1-255, 0 from senders that predate it); see "Topology changes". */
+/**
+ * `port`: the sender's segment port number (0 on peer links); breaks ties between one bridge's
+ * ports. `tc`: the topology-change count (1-255, 0 from senders that predate it); see "Topology
+ * changes".
+ */
 export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number; port: number; tc?: number }
 
 export function encodeHello(h: Hello): Buffer {
