@@ -60,14 +60,17 @@ const LOSS_LIMIT = 0.001;
 type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
 /** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
 type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
-type Relay = 'none' | 'socat' | 'vde' | 'lanparty';
+type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp';
+/** 'lanparty-bp' is lanparty with `--busy-poll` at this many µs (latency stage, datagram ports). */
+const BENCH_BUSY_POLL_US = 50;
+const relayLabel = (r: Relay): string => (r === 'lanparty-bp' ? `lanparty --busy-poll ${BENCH_BUSY_POLL_US}` : r);
 const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1].split(',') : null;
 };
 const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
-const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty']) as Relay[];
+const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp']) as Relay[];
 const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
 /** Path MTU of the links stage (lo's MTU while it runs): what a link between hosts crosses. */
 const LINK_PATH_MTU = 1500;
@@ -186,7 +189,7 @@ let lpSerial = 0;
 /** LP_BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc") goes to every lanparty's node. */
 const BENCH_NODE_FLAGS = (process.env.LP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
-async function startLanpartyHere(ports: string[], dir: string, configToml: string | null = null): Promise<LanpartyProc> {
+async function startLanpartyHere(ports: string[], dir: string, configToml: string | null = null, extraArgs: string[] = []): Promise<LanpartyProc> {
   const n = ++lpSerial;
   const control = join(dir, `lp${n}.ctl`);
   const cmd = [process.execPath, ...BENCH_NODE_FLAGS, CLI, 'up', '--no-dhcp', '--control', control, '--lease-file', join(dir, `lp${n}.leases`)];
@@ -196,6 +199,7 @@ async function startLanpartyHere(ports: string[], dir: string, configToml: strin
     cmd.push('--config', file);
   }
   for (const p of ports) cmd.push('--port', p);
+  cmd.push(...extraArgs);
   const proc = startProc(cmd, `lanparty ${n}`);
   await waitFor(`lanparty ${ports.join(' ')} ready`, () => {
     if (proc.child.exitCode !== null) throw new Error(`lanparty exited: ${proc.out.join('')}${proc.err.join('')}`);
@@ -331,12 +335,16 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
   await prime(`udp:127.0.0.1:${B}`, topo.right, topo.leftBind);
 }
 
-async function openTopo(transport: Transport, relay: Relay, bidirectional: boolean): Promise<Topo> {
+async function openTopo(transport: Transport, asked: Relay, bidirectional: boolean): Promise<Topo> {
+  // lanparty-bp is lanparty with busy polling; it only changes how the datagram ports read.
+  const relay: Relay = asked === 'lanparty-bp' ? 'lanparty' : asked;
+  const lpArgs = asked === 'lanparty-bp' ? ['--busy-poll', String(BENCH_BUSY_POLL_US)] : [];
+  if (asked === 'lanparty-bp' && transport !== 'udp' && transport !== 'unixgram') throw new Skip('busy polling reads the native datagram sockets only');
   const b = (portBase += 10);
   const n = ++topoSerial;
   const d = benchDir;
   const noop = async () => {};
-  const topo: Topo = { transport, relay, enter: '', leftBind: null, right: '', beforeSession: noop, afterSession: noop, close: noop, lanparty: null, learned: true };
+  const topo: Topo = { transport, relay: asked, enter: '', leftBind: null, right: '', beforeSession: noop, afterSession: noop, close: noop, lanparty: null, learned: true };
   const procs: Proc[] = [];
   topo.close = async () => {
     for (const p of procs.reverse()) await p.stop();
@@ -360,7 +368,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
             : [...socatBase, `UDP4-RECV:${A},bind=127.0.0.1,rcvbuf=4194304`, `UDP4-SENDTO:127.0.0.1:${R}`], 'socat'));
           await waitEndpoint(topo.enter);
         } else if (relay === 'lanparty') {
-          topo.lanparty = await startLanpartyHere([`udp://127.0.0.1:${A}?peer=127.0.0.1:${R}`], d);
+          topo.lanparty = await startLanpartyHere([`udp://127.0.0.1:${A}?peer=127.0.0.1:${R}`], d, null, lpArgs);
           await prime(topo.enter, topo.right);
         } else if (relay === 'vde') {
           const sw = join(d, `vde${n}`);
@@ -397,7 +405,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
             await sp?.stop();
           };
         } else if (relay === 'lanparty') {
-          topo.lanparty = await startLanpartyHere([`unixgram://${a}?peer=${R}`], d);
+          topo.lanparty = await startLanpartyHere([`unixgram://${a}?peer=${R}`], d, null, lpArgs);
           await prime(topo.enter, topo.right);
         } else if (relay === 'vde') {
           throw new Skip('vdeplug4 has no module for raw frames over unix datagrams (QEMU dgram unix form)');
@@ -422,7 +430,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
           };
         } else if (relay === 'lanparty') {
           topo.learned = false;
-          topo.lanparty = await startLanpartyHere([`tcp://127.0.0.1:${A}`, `tcp+connect://127.0.0.1:${R}`], d);
+          topo.lanparty = await startLanpartyHere([`tcp://127.0.0.1:${A}`, `tcp+connect://127.0.0.1:${R}`], d, null, lpArgs);
           topo.beforeSession = async () => { await waitFor(`lanparty connected to ${R}`, () => tcpState(R, '01'), 10_000, 10); };
         } else if (relay === 'vde') {
           throw new Skip("vde_plug's stdio stream uses a 2-byte length, not QEMU's 4-byte one; no adapter");
@@ -447,7 +455,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
           };
         } else if (relay === 'lanparty') {
           topo.learned = false;
-          topo.lanparty = await startLanpartyHere([`unix://${a}`, `unix+connect://${R}`], d);
+          topo.lanparty = await startLanpartyHere([`unix://${a}`, `unix+connect://${R}`], d, null, lpArgs);
           topo.beforeSession = async () => { await waitFor(`lanparty connected to ${R}`, () => unixState(R, '03'), 10_000, 10); };
         } else if (relay === 'vde') {
           throw new Skip("vde_plug's stdio stream uses a 2-byte length, not QEMU's 4-byte one; no adapter");
@@ -473,7 +481,7 @@ async function openTopo(transport: Transport, relay: Relay, bidirectional: boole
           procs.push(startProc([...socatBase, `UDP4-RECV:${P1},bind=${g1},ip-add-membership=${g1}:127.0.0.1,reuseaddr,rcvbuf=4194304`, `UDP4-SENDTO:${g2}:${P2},bind=127.0.0.1`], 'socat'));
           await waitFor('socat bound', () => udpBound(P1), 5000, 5);
         } else if (relay === 'lanparty') {
-          topo.lanparty = await startLanpartyHere([`mcast://${g1}:${P1}?localaddr=127.0.0.1&ttl=1`, `mcast://${g2}:${P2}?localaddr=127.0.0.1&ttl=1`], d);
+          topo.lanparty = await startLanpartyHere([`mcast://${g1}:${P1}?localaddr=127.0.0.1&ttl=1`, `mcast://${g2}:${P2}?localaddr=127.0.0.1&ttl=1`], d, null, lpArgs);
           await prime(topo.right, `udp:127.0.0.1:${b + 6}`);
         } else if (relay === 'vde') {
           throw new Skip("vdeplug4's multicast modules (vxvde, vxlan) encapsulate in VXLAN; QEMU's mcast socket sends raw frames");
@@ -856,6 +864,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
 
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
+  out.push(`"${relayLabel('lanparty-bp')}" is lanparty with busy polling (off by default): after frames arrive it keeps`,
+    `reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process. It costs CPU while`,
+    'traffic flows (README, "Speed"); it reads the native datagram ports only, so it is measured on udp and unixgram.', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
@@ -871,7 +882,7 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
       const rel = base && x.relay !== 'none';
       const add = (a: number, b: number) => (rel ? (a - b).toFixed(1) : '–');
       const per = (a: number, b: number) => (rel ? ((a - b) / 2).toFixed(1) : '–');
-      out.push(`| ${t} | ${x.relay} | ${x.p50.toFixed(1)} / ${x.p99.toFixed(1)} | ${add(x.p50, base?.p50 ?? 0)} / ${add(x.p99, base?.p99 ?? 0)} | ${per(x.p99, base?.p99 ?? 0)} | ` +
+      out.push(`| ${t} | ${relayLabel(x.relay)} | ${x.p50.toFixed(1)} / ${x.p99.toFixed(1)} | ${add(x.p50, base?.p50 ?? 0)} / ${add(x.p99, base?.p99 ?? 0)} | ${per(x.p99, base?.p99 ?? 0)} | ` +
         `${x.b2bP50.toFixed(1)} / ${x.b2bP99.toFixed(1)} | ${add(x.b2bP50, base?.b2bP50 ?? 0)} / ${add(x.b2bP99, base?.b2bP99 ?? 0)} | ${per(x.b2bP99, base?.b2bP99 ?? 0)} | ${x.lost}/${x.sent} |`);
     }
   }
@@ -944,13 +955,13 @@ function targets(r: AllResults): string[] {
       out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
     }
   }
-  const lpLat = r.lat.filter((x) => x.relay === 'lanparty' && !x.skipped);
+  const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp') && !x.skipped);
   for (const x of lpLat) {
     const base = r.lat.find((y) => y.transport === x.transport && y.relay === 'none');
     if (!base) continue;
     const add = (x.p99 - base.p99) / 2;
     const addB = (x.b2bP99 - base.b2bP99) / 2;
-    out.push(`- added latency p99 < 50 µs (${x.transport}, per crossing): at 2 kHz ${mark(add < 50)} (${add.toFixed(1)} µs); back to back ${mark(addB < 50)} (${addB.toFixed(1)} µs)`);
+    out.push(`- added latency p99 < 50 µs (${x.transport}, ${relayLabel(x.relay)}, per crossing): at 2 kHz ${mark(add < 50)} (${add.toFixed(1)} µs); back to back ${mark(addB < 50)} (${addB.toFixed(1)} µs)`);
   }
   if (r.mem) {
     const last = r.mem.steps[r.mem.steps.length - 1];
@@ -997,6 +1008,7 @@ async function main(): Promise<void> {
       for (const s of SIZES) {
         for (const rl of RELAYS) {
           if (rl === 'vde' && SMOKE) continue;
+          if (rl === 'lanparty-bp') continue;  // Latency only: at full rate it never sleeps anyway.
           const r = await findRate(t, s, rl).catch((err: Error): RateResult => ({
             transport: t, size: s, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
             saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
@@ -1059,7 +1071,10 @@ async function main(): Promise<void> {
       ['plain mcast', 1500], ['lanparty udp', 1500], ['socat udp', 1500], ['vde udp', 1500],
       ['lanparty unixgram', 1500], ['lanparty unixgram', 9000], ['plain mcast', 9000],
     ];
+    // LP_BENCH_GUEST_SETUPS="plain mcast:1500,lanparty udp:1500" runs only those (for A/B runs).
+    const only = process.env.LP_BENCH_GUEST_SETUPS?.split(',').map((x) => x.trim()) ?? null;
     for (const [setup, mtu] of setups) {
+      if (only && !only.includes(`${setup}:${mtu}`)) continue;
       const r = await iperfSetup(setup, mtu);
       results.iperf.push(r);
       say(`  iperf3 ${setup} MTU ${mtu}: ${Number.isFinite(r.mbps) ? r.mbps + ' Mbit/s' : 'failed: ' + r.error}`);

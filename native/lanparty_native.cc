@@ -16,6 +16,8 @@
 //      microtask queue, where JS schedules its send flush, drains before the slots are reused).
 //   6. Repeat from 2 until EAGAIN, a short batch, or kMaxBatchesPerWakeup batches (fairness with
 //      the other sockets on the loop; level triggering brings us back).
+//   7. With busy polling on (setBusyPoll, off by default), BusySpin() then keeps reading every
+//      socket and TAP device for a while before libuv sleeps again (see BusyPollable).
 //
 // Send stages:
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id, source 0)
@@ -88,6 +90,8 @@
 #include <sys/ioctl.h>
 
 #include <poll.h>
+#include <sched.h>
+#include <time.h>
 #include <linux/filter.h>
 
 // Node ships OpenSSL's headers with its own (include/node/openssl); the peer links' AEAD uses them.
@@ -108,6 +112,8 @@ namespace {
 
 // Most recvmmsg batches handled per wakeup before yielding to the rest of the event loop.
 constexpr int kMaxBatchesPerWakeup = 8;
+// Longest busy-poll spin before libuv gets the thread back (timers, streams, the control socket).
+constexpr int64_t kBusyPollMaxUs = 1000;
 // Upper bound on distinct peers; beyond it new sources get id -1 (a spoofed-source flood must not
 // grow memory without limit).
 constexpr int kMaxPeers = 65536;
@@ -261,6 +267,89 @@ class PeerTable {
 
 class BatchSocket;
 
+// Busy polling (setBusyPoll(us); `lanparty up --busy-poll US`): after a libuv wakeup that
+// delivered frames, BusySpin() keeps polling every started socket and TAP device (poll(2) with a
+// zero timeout, sched_yield() between passes) until g_busy.us microseconds pass without a frame,
+// and at most kBusyPollMaxUs in all, before it gives the thread back to libuv. The other half of a
+// round trip through the switch (the reply to the frame just forwarded) is then read at once: the
+// scheduler does not have to wake this process again. On a VM that wake-up is what makes the
+// latency's tail (an idle vCPU halts, and waking it goes through the hypervisor). The yield
+// matters: on a machine with few CPUs the process we wait for may be queued on ours, and a spinner
+// that held the CPU would delay the very reply it waits for.
+class BusyPollable {
+ public:
+  virtual int BusyFd() const = 0;  // the fd to poll, or -1 while it must not be read
+  virtual int BusyReceive() = 0;   // reads what is there (one wakeup's worth); frames delivered
+ protected:
+  ~BusyPollable() = default;
+};
+
+struct BusyPoll {
+  int64_t us = 0;                        // 0: off
+  bool spinning = false;                 // a callback inside BusySpin must not start another
+  std::vector<BusyPollable*> members;    // started and not closed
+  std::vector<pollfd> fds;               // scratch, rebuilt each pass
+  std::vector<BusyPollable*> polled;     // scratch: polled[i] owns fds[i]
+  double spins = 0;                      // spins started
+  double frames = 0;                     // frames read while spinning (each one a wakeup saved)
+};
+BusyPoll g_busy;
+
+void BusyJoin(BusyPollable* m) { g_busy.members.push_back(m); }
+
+void BusyLeave(BusyPollable* m) {
+  for (size_t i = 0; i < g_busy.members.size(); i++) {
+    if (g_busy.members[i] != m) continue;
+    g_busy.members.erase(g_busy.members.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+}
+
+int64_t MonoUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+void BusySpin() {
+  if (g_busy.us <= 0 || g_busy.spinning) return;
+  g_busy.spinning = true;
+  g_busy.spins += 1;
+  const int64_t start = MonoUs();
+  int64_t last = start;
+  for (;;) {
+    const int64_t now = MonoUs();
+    if (now - last > g_busy.us || now - start > kBusyPollMaxUs) break;
+    g_busy.fds.clear();
+    g_busy.polled.clear();
+    for (BusyPollable* m : g_busy.members) {
+      int fd = m->BusyFd();
+      if (fd < 0) continue;
+      g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
+      g_busy.polled.push_back(m);
+    }
+    if (g_busy.fds.empty()) break;
+    if (poll(g_busy.fds.data(), g_busy.fds.size(), 0) <= 0) {
+      sched_yield();
+      continue;
+    }
+    for (size_t i = 0; i < g_busy.polled.size(); i++) {
+      if (!(g_busy.fds[i].revents & (POLLIN | POLLERR))) continue;
+      BusyPollable* m = g_busy.polled[i];
+      // An earlier callback in this pass may have closed it (it then left the members).
+      bool member = false;
+      for (BusyPollable* x : g_busy.members) member = member || x == m;
+      if (!member || m->BusyFd() < 0) continue;
+      int n = m->BusyReceive();
+      if (n > 0) {
+        last = MonoUs();
+        g_busy.frames += n;
+      }
+    }
+  }
+  g_busy.spinning = false;
+}
+
 // One unix peer's send backlog: a FIFO of datagrams in a byte ring (each datagram contiguous; a
 // datagram that does not fit before the end starts again at 0), plus the doorbell socket connected
 // to the peer's path and its poll handle. Never allocates per datagram.
@@ -370,7 +459,7 @@ static void UnregisterRxSlab(int32_t id) {
   if (e.id == id) e = {nullptr, 0, 0};
 }
 
-class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
+class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
  public:
   static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "BatchSocket", {
@@ -714,6 +803,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     }
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     HoldSelf();
+    BusyJoin(this);
     return env.Undefined();
   }
 
@@ -1172,6 +1262,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
+    BusyLeave(this);
     // Backlogs: whatever still waits is dropped (a full-queue loss), doorbells closed.
     for (auto& b : backlogs_) {
       if (!b) continue;
@@ -1210,10 +1301,18 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       return;
     }
     if ((events & UV_WRITABLE) && self->selfWaiters_ > 0) self->OnSelfWritable();
-    if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0) self->Receive();
+    if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0) {
+      if (self->Receive() > 0) BusySpin();
+    }
   }
 
-  void Receive() {
+ public:
+  int BusyFd() const override { return fd_ >= 0 && started_ && !closed_ ? fd_ : -1; }
+  int BusyReceive() override { return Receive(); }
+
+ private:
+  int Receive() {
+    int delivered = 0;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0; round++) {
@@ -1226,9 +1325,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) counters_[kRecvErrors] += 1;
-        return;
+        return delivered;
       }
-      if (n == 0) return;
+      if (n == 0) return delivered;
       int out = 0;
       for (int i = 0; i < n; i++) {
         const msghdr& h = rxHdrs_[i].msg_hdr;
@@ -1256,17 +1355,19 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       }
       // Stage 5: hand the batch to JS.
       if (out > 0) {
+        delivered += out;
         napi_value argv[1] = {Napi::Number::New(env, out)};
         callback_.MakeCallback(Value(), 1, argv, *asyncContext_);
         if (env.IsExceptionPending()) {
           // No JS frame is below us to catch it: report it like any uncaught exception.
           Napi::Error e = env.GetAndClearPendingException();
           napi_fatal_exception(env, e.Value());
-          return;
+          return delivered;
         }
       }
-      if (n < batch_) return;  // The queue is drained; skip the EAGAIN round trip.
+      if (n < batch_) return delivered;  // The queue is drained; skip the EAGAIN round trip.
     }
+    return delivered;
   }
 
   Napi::Value AddressObject(Napi::Env env, const PeerAddr& p) {
@@ -1373,7 +1474,7 @@ enum TapCounterIndex {
   kTapCounterCount = 2,
 };
 
-class TapDevice : public Napi::ObjectWrap<TapDevice> {
+class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "TapDevice", {
@@ -1489,6 +1590,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     Ref();
     referenced_ = true;
+    BusyJoin(this);
     return env.Undefined();
   }
 
@@ -1539,6 +1641,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
+    BusyLeave(this);
     StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
     if (fd_ >= 0) {
       ::close(fd_);
@@ -1561,8 +1664,14 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
       return;
     }
     // EPOLLERR arrives with UV_READABLE set (libuv adds it), so read() reports the errno.
-    self->Receive();
+    if (self->Receive() > 0) BusySpin();
   }
+
+ public:
+  int BusyFd() const override { return fd_ >= 0 && !closed_ && poll_ ? fd_ : -1; }
+  int BusyReceive() override { return Receive(); }
+
+ private:
 
   // Stops reading and tells JS once; the fd stays open until close() (writes then report kTxGone
   // or kTxDown by themselves).
@@ -1583,7 +1692,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
     }
   }
 
-  void Receive() {
+  int Receive() {
+    int delivered = 0;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0 && !closed_ && poll_; round++) {
@@ -1604,16 +1714,18 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
         lengths_[out++] = static_cast<int32_t>(r);
       }
       if (out > 0) {
+        delivered += out;
         napi_value argv[1] = {Napi::Number::New(env, out)};
         Call(env, argv);
-        if (fd_ < 0 || closed_ || !poll_) return;  // JS closed us from the callback.
+        if (fd_ < 0 || closed_ || !poll_) return delivered;  // JS closed us from the callback.
       }
       if (err != 0) {
         Fail(err);
-        return;
+        return delivered;
       }
-      if (out < batch_) return;
+      if (out < batch_) return delivered;
     }
+    return delivered;
   }
 
   int fd_ = -1;
@@ -1854,9 +1966,25 @@ void InitAead(Napi::Env, Napi::Object) {}
 }  // namespace
 #endif
 
+// setBusyPoll(us?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs) when given;
+// returns [us, spins started, frames read while spinning].
+Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    int64_t us = info[0].As<Napi::Number>().Int64Value();
+    g_busy.us = us < 0 ? 0 : (us > kBusyPollMaxUs ? kBusyPollMaxUs : us);
+  }
+  Napi::Array a = Napi::Array::New(env, 3);
+  a.Set(0u, Napi::Number::New(env, static_cast<double>(g_busy.us)));
+  a.Set(1u, Napi::Number::New(env, g_busy.spins));
+  a.Set(2u, Napi::Number::New(env, g_busy.frames));
+  return a;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   BatchSocket::Init(env, exports);
   exports.Set("interfaceState", Napi::Function::New<InterfaceState>(env, "interfaceState"));
+  exports.Set("setBusyPoll", Napi::Function::New<SetBusyPoll>(env, "setBusyPoll"));
   TapDevice::Init(env, exports);
   exports.Set("configureInterface", Napi::Function::New<ConfigureInterface>(env, "configureInterface"));
   InitAead(env, exports);

@@ -71,7 +71,8 @@ export interface ServicesConfig {
 }
 
 export interface Config {
-  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number };
+  /** busyPollUs: see setBusyPoll in transports/batch-io.ts (0: off). */
+  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number; busyPollUs: number };
   ports: PortConfig[];
   services: ServicesConfig;
   control: { socketPath: string };

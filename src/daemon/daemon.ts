@@ -12,7 +12,7 @@ import { ControlServer } from '../control/server.js';
 import { portUpChannel, portDownChannel, macMoveChannel } from '../switch/switch.js';
 import type { Port } from '../switch/port.js';
 import { formatMac } from '../wire/ethernet.js';
-import { nativeAvailable, nativeLoadError } from '../transports/batch-io.js';
+import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '../transports/batch-io.js';
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
@@ -89,6 +89,7 @@ export class Daemon {
       memory: memoryNow(),
       config: this.config.source,
       native: nativeAvailable(),
+      busyPoll: busyPollState(),
       switch: {
         counters: { ...this.sw.counters },
         table: { size: this.sw.table.size, capacity: this.sw.table.capacity, ...this.sw.table.counters },
@@ -108,6 +109,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     const ctx = { sink: this.sw, log: this.log, maxFrameBytes: this.config.switch.maxFrameBytes };
+    setBusyPoll(this.config.switch.busyPollUs);
     this.sw.addTap(this.snoop.tap);
     portUpChannel.subscribe(this.onPortUp);
     portDownChannel.subscribe(this.onPortDown);

@@ -57,6 +57,8 @@ export interface StatusReport {
   memory: { rssBytes: number; heapUsedBytes: number; externalBytes: number };
   config: string;
   native: boolean;
+  /** Busy polling of the native data path (null: no addon). */
+  busyPoll: { us: number; spins: number; frames: number } | null;
   switch: {
     counters: Record<string, number>;
     table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number; pinnedRefused: number; flushed: number };

@@ -82,6 +82,8 @@ interface NativeModule {
   /** Present when the addon was built with OpenSSL's headers (Node ships them). */
   aeadSeal?: NativeAead['seal'];
   aeadOpen?: NativeAead['open'];
+  /** Sets the busy-poll time when given (0: off); returns [us, spins started, frames read spinning]. */
+  setBusyPoll?(us?: number): [number, number, number];
 }
 
 interface NativeTapHandle {
@@ -141,6 +143,36 @@ function loadNative(): NativeModule | null {
   }
   loadError = `native addon not built (looked for ${tried.join(', ')}); build it with npm run build:native (needs g++, make, python3)`;
   return null;
+}
+
+export interface BusyPollState {
+  /** Microseconds of polling after the last frame before the thread goes back to libuv; 0: off. */
+  us: number;
+  /** Spins started (one per libuv wakeup that delivered frames). */
+  spins: number;
+  /** Frames read while spinning: each arrived without waking the process. */
+  frames: number;
+}
+
+/**
+ * Busy polling of the native sockets and TAP devices (see BusySpin in the addon): after a wakeup
+ * that delivered frames, keep reading for `us` microseconds since the last frame before sleeping
+ * again, so the reply to a frame just forwarded is read without a scheduler wake-up. 0 turns it
+ * off. Returns null when the addon is not loaded (the JS path has no such loop).
+ */
+export function setBusyPoll(us: number): BusyPollState | null {
+  const m = loadNative();
+  if (!m?.setBusyPoll) return null;
+  const [u, spins, frames] = m.setBusyPoll(us);
+  return { us: u, spins, frames };
+}
+
+/** The busy-poll setting and its counts, or null without the addon. */
+export function busyPollState(): BusyPollState | null {
+  const m = loadNative();
+  if (!m?.setBusyPoll) return null;
+  const [us, spins, frames] = m.setBusyPoll();
+  return { us, spins, frames };
 }
 
 /** True when the native recvmmsg/sendmmsg addon is loaded (and not disabled by LANPARTY_NO_NATIVE=1). */

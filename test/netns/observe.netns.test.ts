@@ -95,7 +95,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 
 }
 
 interface PortRow { id: number; name: string; rxFrames: number; rxBytes: number; txFrames: number; kind: string }
-interface Status { ports: PortRow[]; macs: Array<{ mac: string; port: number; ips: string[] }> }
+interface Status { ports: PortRow[]; macs: Array<{ mac: string; port: number; ips: string[] }>; busyPoll: { us: number; spins: number; frames: number } | null }
 
 if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, control socket (in a fresh netns)')) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-observe-'));
@@ -111,7 +111,7 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
   const portIdOfMac = async (mac: string) => (await status()).macs.find((m) => m.mac === mac)?.port;
 
   before(async () => {
-    const args = [CLI, 'up', '-p', 'udp://127.0.0.1:33001', '-p', `unix://${dir}/s.sock`, '--control', control, '--lease-file', path.join(dir, 'leases.json'), '--metrics', '127.0.0.1:39477', '--no-dhcp'];
+    const args = [CLI, 'up', '-p', 'udp://127.0.0.1:33001', '-p', `unix://${dir}/s.sock`, '--control', control, '--lease-file', path.join(dir, 'leases.json'), '--metrics', '127.0.0.1:39477', '--no-dhcp', '--busy-poll', '100'];
     console.log(`$ lanparty ${args.slice(1).join(' ')} &`);
     up = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -287,6 +287,10 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.deepEqual(s1.macs.find((m) => m.mac === MAC.A)?.ips, ['10.0.0.11']);
     const human = (await lp(['status', ...ctl])).stdout;
     assert.match(human, /^Ports$/m);
+    // Busy polling (asked for above): on, and spinning after the wakeups that brought frames.
+    assert.equal(s1.busyPoll?.us, 100);
+    assert.ok((s1.busyPoll?.spins ?? 0) > 0, `spins ${s1.busyPoll?.spins}`);
+    assert.match(human, /data path native \(recvmmsg\/sendmmsg\), busy poll 100 µs \(\d+ frames read spinning\)/);
     assert.match(human, new RegExp(`^${portOf.A.id}\\s+${portOf.A.name.replace(/\./g, '\\.')}\\s+${a1.rxFrames}\\s+${a1.rxBytes}\\s`, 'm'));
     assert.match(human, new RegExp(`^${MAC.A}\\s+-\\s+${portOf.A.id} ${portOf.A.name.replace(/\./g, '\\.')}\\s+[\\d.]+s\\s+10\\.0\\.0\\.11$`, 'm'));
   });

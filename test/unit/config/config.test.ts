@@ -75,3 +75,11 @@ test('flags override the file and name the flag in errors', () => {
   configError(() => buildConfig({}, { macAgeSeconds: '0' }), /^--mac-age: 0 is out of range/);
   configError(() => buildConfig({}, { ports: ['nope'] }), /^--port #1: "nope" is not a locator/);
 });
+
+test('busy polling: off by default, from the file or --busy-poll, 0-1000 µs', () => {
+  assert.equal(buildConfig({}).switch.busyPollUs, 0);
+  assert.equal(buildConfig({ switch: { busy_poll_us: 50 } }).switch.busyPollUs, 50);
+  assert.equal(buildConfig({ switch: { busy_poll_us: 50 } }, { busyPollUs: '0' }).switch.busyPollUs, 0);
+  configError(() => buildConfig({ switch: { busy_poll_us: 5000 } }), /^switch\.busy_poll_us: 5000 is out of range/);
+  configError(() => buildConfig({}, { busyPollUs: 'fast' }), /^--busy-poll: /);
+});
