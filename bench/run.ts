@@ -571,7 +571,10 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
     base.learned = topo.learned;
     const run = async (rate: number) => {
       base.trials++;
-      return trial(topo, size, rate, countFor(size, rate));
+      const t = await trial(topo, size, rate, countFor(size, rate));
+      // LP_BENCH_VERBOSE=1: every trial, to see how a search went.
+      if (process.env.LP_BENCH_VERBOSE === '1') say(`    trial ${rate || 'unpaced'}: sent ${t.count} at ${Math.round(t.txFps)} f/s, received ${t.received}, loss ${(t.loss * 100).toFixed(3)}%`);
+      return t;
     };
     // Warm-up (discarded): a fresh lanparty JIT-compiles its data path during its first flood.
     await run(0);
@@ -736,7 +739,7 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
       case 'lanparty udp':
       case 'lanparty unixgram': {
         const kind = setup === 'lanparty udp' ? 'udp' : 'unixgram';
-        const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp'], label: 'lanparty' });
+        const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp'], label: 'lanparty', nodeFlags: BENCH_NODE_FLAGS });
         stopLanparty = lp.stop;
         netdev = (n) => attach(kind, n, dir).netdev;
         break;

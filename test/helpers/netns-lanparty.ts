@@ -19,6 +19,8 @@ export interface LanpartyOptions {
   macAgeSeconds?: number;
   /** Extra `lanparty up` flags. */
   extraArgs?: string[];
+  /** Flags for node itself, before the script (--cpu-prof, --trace-gc: the bench's LP_BENCH_NODE_FLAGS). */
+  nodeFlags?: string[];
   readyTimeoutMs?: number;
   /** Label for logs (default "lanparty"). */
   label?: string;
@@ -76,7 +78,7 @@ export async function startLanparty(opts: LanpartyOptions): Promise<Lanparty> {
   const controlPath = join(dir, 'control.sock');
   const leaseFile = opts.leaseFile ?? join(dir, 'leases.json');
   const argv = [
-    process.execPath, cliPath(), 'up', '--config', configPath,
+    process.execPath, ...(opts.nodeFlags ?? []), cliPath(), 'up', '--config', configPath,
     '--control', controlPath, '--lease-file', leaseFile,
     ...(opts.extraArgs ?? []),
   ];
