@@ -17,7 +17,7 @@
  *   4. Unix datagram sockets only: a datagram refused with EAGAIN (that receiver's queue is full;
  *      Linux queues only net.unix.max_dgram_qlen = 10 per receiver) waits in a bounded per-peer
  *      backlog in the addon, sent in order when the receiver has room (as QEMU itself does). A full
- *      backlog (256 datagrams or 1 MiB) drops the newest, counted in stats.sendDropped;
+ *      backlog (1024 datagrams or 2 MiB) drops the newest, counted in stats.sendDropped;
  *      stats.sendQueued is how many wait right now. UDP keeps dropping on EAGAIN.
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
@@ -82,6 +82,9 @@ interface NativeModule {
   /** Present when the addon was built with OpenSSL's headers (Node ships them). */
   aeadSeal?: NativeAead['seal'];
   aeadOpen?: NativeAead['open'];
+  /** The per-peer unix send backlog's bounds (kBacklogDatagrams, kBacklogBytes). */
+  backlogDatagrams: number;
+  backlogBytes: number;
   /** Sets the busy-poll time when given (0: off); returns [us, spins started, frames read spinning]. */
   setBusyPoll?(us?: number): [number, number, number];
 }
@@ -165,6 +168,12 @@ export function setBusyPoll(us: number): BusyPollState | null {
   if (!m?.setBusyPoll) return null;
   const [u, spins, frames] = m.setBusyPoll(us);
   return { us: u, spins, frames };
+}
+
+/** How much one unix datagram peer's send backlog holds (whichever is reached first); null without the addon. */
+export function unixBacklogLimits(): { datagrams: number; bytes: number } | null {
+  const m = loadNative();
+  return m ? { datagrams: m.backlogDatagrams, bytes: m.backlogBytes } : null;
 }
 
 /** The busy-poll setting and its counts, or null without the addon. */

@@ -1,7 +1,7 @@
 /**
  * doctor's unix-dgram-queue check, in a network namespace of our own (net.unix.max_dgram_qlen is
  * per namespace, so the test may change it). A unixgram port sends to a reader that never reads:
- * its kernel queue takes max_dgram_qlen datagrams, lanparty's backlog 256 more, the rest are
+ * its kernel queue takes max_dgram_qlen datagrams, lanparty's backlog (kBacklogDatagrams, 1024) more, the rest are
  * dropped. The doctor says nothing before the drops, then names the port, the count and the
  * sysctl; with the queue already long, it says the reader is not reading instead.
  */
@@ -14,10 +14,13 @@ import * as path from 'node:path';
 import { inFreshNetns } from '../helpers/self-netns.js';
 import { runDoctor } from '../../src/daemon/doctor/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN, unixDgramQueue } from '../../src/daemon/doctor/unix-dgram-queue.js';
-import { nativeAvailable, nativeLoadError } from '../../src/transports/batch-io.js';
+import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/transports/batch-io.js';
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
 
-const BACKLOG = 256; // kBacklogDatagrams in native/lanparty_native.cc
+const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/lanparty_native.cc
+// A burst larger than the backlog plus the kernel's default queue of 10, smaller than the backlog
+// plus a queue of SUGGESTED_MAX_DGRAM_QLEN.
+const BURST = BACKLOG + 144;
 
 async function scenario(parent: string, sent: number) {
   const dir = fs.mkdtempSync(path.join(parent, 's')); // socket paths stay until their owner removes them
@@ -43,9 +46,9 @@ if (inFreshNetns(import.meta.url, 'doctor: unixgram drops for a reader whose que
 
   test('default queue (10): silent before, then names the port, the drops and the sysctl', { skip }, async () => {
     assert.equal(fs.readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8').trim(), '10', 'a fresh namespace starts with the kernel default');
-    const { before, after: found, stats, url } = await scenario(dir, 400);
+    const { before, after: found, stats, url } = await scenario(dir, BURST);
     assert.deepEqual(before, [], 'nothing to report before any drop');
-    assert.ok(stats.sendDropped >= 400 - BACKLOG - 12 && stats.sendDropped <= 400 - BACKLOG - 10, `dropped ${stats.sendDropped}: all but the backlog and a queue of 10 (+1)`);
+    assert.ok(stats.sendDropped >= BURST - BACKLOG - 12 && stats.sendDropped <= BURST - BACKLOG - 10, `dropped ${stats.sendDropped}: all but the backlog and a queue of 10 (+1)`);
     assert.equal(found.length, 1, JSON.stringify(found));
     assert.ok(found[0].problem.startsWith(`port ${url} dropped ${stats.sendDropped} datagrams`), found[0].problem);
     assert.match(found[0].problem, /net\.unix\.max_dgram_qlen = 10 datagrams/);
@@ -54,8 +57,8 @@ if (inFreshNetns(import.meta.url, 'doctor: unixgram drops for a reader whose que
 
   test(`queue raised to ${SUGGESTED_MAX_DGRAM_QLEN}: the same burst is absorbed; past it, the doctor blames the reader, not the queue`, { skip }, async () => {
     execFileSync('sysctl', ['-qw', `net.unix.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN}`]);
-    const small = await scenario(dir, 400);
-    assert.equal(small.stats.sendDropped, 0, 'a queue of 512 takes a burst of 400 whole');
+    const small = await scenario(dir, BURST);
+    assert.equal(small.stats.sendDropped, 0, `a queue of 512 and the backlog take a burst of ${BURST} whole`);
     assert.deepEqual(small.after, [], 'no drops, nothing to report');
     const big = await scenario(dir, SUGGESTED_MAX_DGRAM_QLEN + BACKLOG + 100);
     assert.ok(big.stats.sendDropped >= 98 && big.stats.sendDropped <= 100, `dropped ${big.stats.sendDropped}: only what neither the queue nor the backlog could hold`);

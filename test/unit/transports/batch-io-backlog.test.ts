@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  openBatchSocketWith, nativeAvailable, nativeLoadError,
+  openBatchSocketWith, nativeAvailable, nativeLoadError, unixBacklogLimits,
   type BatchSocket, type BatchSocketOptions,
 } from '../../../src/transports/batch-io.js';
 import { Collector } from '../../helpers/batch-collector.js';
@@ -36,6 +36,9 @@ function frameOf(seq: number, len: number): Buffer {
 }
 
 const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+
+// The addon's bounds (kBacklogDatagrams, kBacklogBytes), read from it so the tests follow it.
+const LIMITS = unixBacklogLimits() ?? { datagrams: 0, bytes: 0 };
 
 describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false : `native addon unavailable: ${nativeLoadError()}` }, () => {
   const sockets: BatchSocket[] = [];
@@ -104,36 +107,41 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     assert.equal(a.stats.sendQueued, 0);
   });
 
-  it('caps the backlog of a receiver that never reads (256 datagrams) and counts the newest as dropped', async () => {
+  it(`caps the backlog of a receiver that never reads (${LIMITS.datagrams} datagrams) and counts the newest as dropped`, async () => {
     const a = await unix();
     const b = await unix();
     const to = a.peerId(b.localAddress());
-    for (let i = 0; i < 400; i++) assert.equal(a.send(to, frameOf(i, 100), 0, 100), true);
+    const B = LIMITS.datagrams;
+    assert.ok(B >= 256 && B * 100 < LIMITS.bytes, `backlog ${B} datagrams, ${LIMITS.bytes} bytes`);
+    const sent = B + 144;
+    for (let i = 0; i < sent; i++) assert.equal(a.send(to, frameOf(i, 100), 0, 100), true);
     a.flush();
     await sleep(30);
     const st = a.stats;
-    assert.equal(st.sendQueued, 256);
-    const inKernel = 400 - 256 - st.sendDropped;
+    assert.equal(st.sendQueued, B);
+    const inKernel = sent - B - st.sendDropped;
     assert.ok(inKernel >= 1 && inKernel <= 16, `kernel queue ${inKernel}`);
     assert.equal(st.sendErrors, st.sendDropped);
     // What was kept is the oldest, contiguous and in order: the drops were the newest.
     const rx = new Collector(b, 5000);
-    await rx.until(inKernel + 256);
+    await rx.until(inKernel + B);
     await sleep(20);
-    assert.deepEqual(rx.seqs(), range(0, inKernel + 256));
+    assert.deepEqual(rx.seqs(), range(0, inKernel + B));
     assert.equal(st.sendQueued, 0);
   });
 
-  it('caps the backlog by bytes (1 MiB) for large datagrams', async () => {
+  it(`caps the backlog by bytes (${LIMITS.bytes}) for large datagrams`, async () => {
     const a = await unix();
     const b = await unix();
     const to = a.peerId(b.localAddress());
-    for (let i = 0; i < 60; i++) a.send(to, frameOf(i, 60000), 0, 60000);
+    const fit = Math.floor(LIMITS.bytes / 60000);
+    const sent = fit + 30;
+    for (let i = 0; i < sent; i++) a.send(to, frameOf(i, 60000), 0, 60000);
     a.flush();
     const st = a.stats;
-    assert.ok(st.sendQueued >= 15 && st.sendQueued <= 17, `queued ${st.sendQueued}`); // 1 MiB / 60000
+    assert.ok(st.sendQueued >= fit - 1 && st.sendQueued <= fit + 1, `queued ${st.sendQueued}, ${LIMITS.bytes} / 60000 = ${fit}`);
     assert.ok(st.sendDropped > 0);
-    const kept = 60 - st.sendDropped;
+    const kept = sent - st.sendDropped;
     const rx = new Collector(b, 5000);
     await rx.until(kept);
     await sleep(20);
