@@ -36,6 +36,7 @@ import { cleanupAll, killProcess, registerCleanup, tempDir, waitFor, Netns } fro
 import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from '../test/helpers/guest.js';
 import { attach, guestIp } from '../test/helpers/guest-lan.js';
 import { startLanparty } from '../test/helpers/netns-lanparty.js';
+import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -60,17 +61,16 @@ const LOSS_LIMIT = 0.001;
 type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
 /** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
 type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
-type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp';
-/** 'lanparty-bp' is lanparty with `--busy-poll` at this many µs (latency stage, datagram ports). */
-const BENCH_BUSY_POLL_US = 50;
-const relayLabel = (r: Relay): string => (r === 'lanparty-bp' ? `lanparty --busy-poll ${BENCH_BUSY_POLL_US}` : r);
+type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp0';
+/** 'lanparty-bp0' is lanparty with busy polling off (`--busy-poll 0`), to show what the default's brings. */
+const relayLabel = (r: Relay): string => (r === 'lanparty-bp0' ? 'lanparty --busy-poll 0' : r);
 const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1].split(',') : null;
 };
 const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
-const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp']) as Relay[];
+const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp0']) as Relay[];
 const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
 /** Path MTU of the links stage (lo's MTU while it runs): what a link between hosts crosses. */
 const LINK_PATH_MTU = 1500;
@@ -336,10 +336,10 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
 }
 
 async function openTopo(transport: Transport, asked: Relay, bidirectional: boolean): Promise<Topo> {
-  // lanparty-bp is lanparty with busy polling; it only changes how the datagram ports read.
-  const relay: Relay = asked === 'lanparty-bp' ? 'lanparty' : asked;
-  const lpArgs = asked === 'lanparty-bp' ? ['--busy-poll', String(BENCH_BUSY_POLL_US)] : [];
-  if (asked === 'lanparty-bp' && transport !== 'udp' && transport !== 'unixgram') throw new Skip('busy polling reads the native datagram sockets only');
+  // lanparty-bp0 is lanparty without busy polling; it only changes how the datagram ports read.
+  const relay: Relay = asked === 'lanparty-bp0' ? 'lanparty' : asked;
+  const lpArgs = asked === 'lanparty-bp0' ? ['--busy-poll', '0'] : [];
+  if (asked === 'lanparty-bp0' && (transport === 'tcp' || transport === 'unix')) throw new Skip('busy polling reads the native datagram sockets only, not streams');
   const b = (portBase += 10);
   const n = ++topoSerial;
   const d = benchDir;
@@ -680,6 +680,48 @@ async function latency(transport: Transport, relay: Relay): Promise<LatencyResul
   return res;
 }
 
+/** What busy polling costs: lanparty's CPU while forwarding a steady stream, with and without. */
+interface BusyCpuResult { rate: number; onPct: number; offPct: number }
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+function cpuTicks(pid: number): number {
+  // utime + stime: fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends the name.
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+async function busyPollCpu(): Promise<BusyCpuResult[]> {
+  const seconds = SMOKE ? 1 : 4;
+  const res: BusyCpuResult[] = [];
+  for (const rate of SMOKE ? [2000] : [200, 2000, 20000]) {
+    const r: BusyCpuResult = { rate, onPct: NaN, offPct: NaN };
+    for (const on of [true, false]) {
+      const b = (portBase += 10);
+      const sinkEp = `udp:127.0.0.1:${b + 1}`;
+      const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir, null, on ? [] : ['--busy-poll', '0']);
+      const sink = startProc([LPGEN, 'sink', sinkEp, '--idle-ms', '2000'], 'lpgen sink');
+      try {
+        await waitEndpoint(sinkEp);
+        const pid = lp.proc.child.pid!;
+        const t0 = cpuTicks(pid);
+        const w0 = Date.now();
+        // --batch 1: one frame per send, so each frame is its own wakeup (the steady-stream case).
+        await runProc([LPGEN, 'send', `udp:127.0.0.1:${b}`, '--bind', `udp:127.0.0.1:${b + 2}`, '--count', String(rate * seconds),
+          '--rate', String(rate), '--size', '64', '--batch', '1'], 'lpgen send', 60_000);
+        const pct = (100 * (cpuTicks(pid) - t0) / CLK_TCK) / ((Date.now() - w0) / 1000);
+        if (on) r.onPct = pct; else r.offPct = pct;
+      } finally {
+        await sink.stop();
+        await lp.stop();
+      }
+    }
+    say(`  busy-poll CPU at ${rate} f/s: ${r.onPct.toFixed(1)}% of a core (default), ${r.offPct.toFixed(1)}% with --busy-poll 0`);
+    res.push(r);
+  }
+  return res;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Memory under a flood of random source MACs
 
@@ -828,6 +870,7 @@ interface AllResults {
   rates: RateResult[];
   links: RateResult[];
   lat: LatencyResult[];
+  busyCpu?: BusyCpuResult[];
   mem: MemoryResult | null;
   iperf: IperfResult[];
 }
@@ -867,9 +910,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
 
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
-  out.push(`"${relayLabel('lanparty-bp')}" is lanparty with busy polling (off by default): after frames arrive it keeps`,
-    `reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process. It costs CPU while`,
-    'traffic flows (README, "Speed"); it reads the native datagram ports only, so it is measured on udp and unixgram.', '');
+  out.push(`lanparty busy-polls by default: after frames arrive it keeps reading for ${DEFAULT_BUSY_POLL_US} µs before it sleeps, so the`,
+    `echo's reply is read without waking the process (its idle spinning may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core; README, "Speed"). "${relayLabel('lanparty-bp0')}"`,
+    'is the same without it. It reads the native datagram ports only (not streams), so that row is measured on those.', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
@@ -890,6 +933,13 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
     }
   }
   out.push('');
+  if (r.busyCpu && r.busyCpu.length > 0) {
+    out.push('What the busy polling costs: lanparty\'s CPU (utime + stime from /proc, % of one core) while one udp port forwards',
+      'a steady stream of 64-byte frames, one per send (`lpgen send --batch 1`), with the default and with `--busy-poll 0`.', '');
+    out.push('| frames/s | lanparty (default) | lanparty --busy-poll 0 |', '|---:|---:|---:|');
+    for (const c of r.busyCpu) out.push(`| ${c.rate} | ${c.onPct.toFixed(1)}% | ${c.offPct.toFixed(1)}% |`);
+    out.push('');
+  }
 
   if (r.mem) {
     out.push('## 3. Memory under a flood of random source MACs', '');
@@ -958,7 +1008,7 @@ function targets(r: AllResults): string[] {
       out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
     }
   }
-  const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp') && !x.skipped);
+  const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp0') && !x.skipped);
   for (const x of lpLat) {
     const base = r.lat.find((y) => y.transport === x.transport && y.relay === 'none');
     if (!base) continue;
@@ -1011,7 +1061,8 @@ async function main(): Promise<void> {
       for (const s of SIZES) {
         for (const rl of RELAYS) {
           if (rl === 'vde' && SMOKE) continue;
-          if (rl === 'lanparty-bp') continue;  // Latency only: at full rate it never sleeps anyway.
+          // Latency only, unless asked for by --relays: at full rate the switch never sleeps anyway.
+          if (rl === 'lanparty-bp0' && !listArg('--relays')) continue;
           const r = await findRate(t, s, rl).catch((err: Error): RateResult => ({
             transport: t, size: s, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
             saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
@@ -1059,6 +1110,10 @@ async function main(): Promise<void> {
         say(r.skipped ? `  ${t} ${rl}: skipped (${r.skipped})` : `  ${t} ${rl}: RTT p50/p99 ${r.p50}/${r.p99} µs at 2 kHz, ${r.b2bP50}/${r.b2bP99} µs back to back, lost ${r.lost}/${r.sent}`);
       }
     }
+    results.busyCpu = await busyPollCpu().catch((err: Error) => {
+      say(`  busy-poll CPU: error: ${err.message}`);
+      return [];
+    });
   }
   if (want('memory')) {
     say('== 3. memory under a MAC flood');

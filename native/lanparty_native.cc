@@ -114,6 +114,8 @@ namespace {
 constexpr int kMaxBatchesPerWakeup = 8;
 // Longest busy-poll spin before libuv gets the thread back (timers, streams, the control socket).
 constexpr int64_t kBusyPollMaxUs = 1000;
+// Most idle spinning the busy-poll budget lets accumulate (a burst after a quiet spell).
+constexpr int64_t kBusyPollBurstUs = 20000;
 // Upper bound on distinct peers; beyond it new sources get id -1 (a spoofed-source flood must not
 // grow memory without limit).
 constexpr int kMaxPeers = 65536;
@@ -286,14 +288,24 @@ class BusyPollable {
   ~BusyPollable() = default;
 };
 
+// The CPU it may burn is budgeted: only the idle part of a spin (polling and finding nothing; the
+// frames it reads would have cost the same after a wake-up) is charged to a token bucket that
+// refills at budgetPerMille of one core and holds at most kBusyPollBurstUs. With less than one
+// spin's worth (us) in the bucket, wakeups sleep as usual. So a quiet LAN costs nothing, request/response traffic (a game,
+// a ping) is served from the bucket, and a steady stream costs at most the budget.
 struct BusyPoll {
   int64_t us = 0;                        // 0: off
+  int64_t budgetPerMille = 200;          // share of one core the idle spinning may use
+  int64_t tokensUs = 0;                  // the bucket
+  int64_t refilledAt = 0;                // MonoUs() of the last refill
   bool spinning = false;                 // a callback inside BusySpin must not start another
   std::vector<BusyPollable*> members;    // started and not closed
   std::vector<pollfd> fds;               // scratch, rebuilt each pass
   std::vector<BusyPollable*> polled;     // scratch: polled[i] owns fds[i]
   double spins = 0;                      // spins started
   double frames = 0;                     // frames read while spinning (each one a wakeup saved)
+  double idleUs = 0;                     // µs spent spinning without frames (the CPU it cost)
+  double skipped = 0;                    // spins not started: the budget was spent
 };
 BusyPoll g_busy;
 
@@ -315,13 +327,22 @@ int64_t MonoUs() {
 
 void BusySpin() {
   if (g_busy.us <= 0 || g_busy.spinning) return;
+  const int64_t start = MonoUs();
+  g_busy.tokensUs += (start - g_busy.refilledAt) * g_busy.budgetPerMille / 1000;
+  if (g_busy.tokensUs > kBusyPollBurstUs) g_busy.tokensUs = kBusyPollBurstUs;
+  g_busy.refilledAt = start;
+  if (g_busy.tokensUs < g_busy.us) {  // Not enough for a whole spin: sleep, let it refill.
+    g_busy.skipped += 1;
+    return;
+  }
   g_busy.spinning = true;
   g_busy.spins += 1;
-  const int64_t start = MonoUs();
   int64_t last = start;
+  int64_t busyUs = 0;  // time inside BusyReceive (frames), not charged
   for (;;) {
     const int64_t now = MonoUs();
     if (now - last > g_busy.us || now - start > kBusyPollMaxUs) break;
+    if ((now - start) - busyUs >= g_busy.tokensUs) break;
     g_busy.fds.clear();
     g_busy.polled.clear();
     for (BusyPollable* m : g_busy.members) {
@@ -342,13 +363,18 @@ void BusySpin() {
       bool member = false;
       for (BusyPollable* x : g_busy.members) member = member || x == m;
       if (!member || m->BusyFd() < 0) continue;
+      const int64_t before = MonoUs();
       int n = m->BusyReceive();
       if (n > 0) {
         last = MonoUs();
+        busyUs += last - before;
         g_busy.frames += n;
       }
     }
   }
+  const int64_t idle = (MonoUs() - start) - busyUs;
+  g_busy.tokensUs -= idle;
+  g_busy.idleUs += static_cast<double>(idle);
   g_busy.spinning = false;
 }
 
@@ -1970,18 +1996,27 @@ void InitAead(Napi::Env, Napi::Object) {}
 }  // namespace
 #endif
 
-// setBusyPoll(us?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs) when given;
-// returns [us, spins started, frames read while spinning].
+// setBusyPoll(us?, budgetPercent?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs)
+// and the share of one core its idle spinning may use (1-100), each when given; returns
+// [us, budget percent, spins started, frames read while spinning, idle µs spent, spins skipped].
 Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsNumber()) {
     int64_t us = info[0].As<Napi::Number>().Int64Value();
     g_busy.us = us < 0 ? 0 : (us > kBusyPollMaxUs ? kBusyPollMaxUs : us);
   }
-  Napi::Array a = Napi::Array::New(env, 3);
-  a.Set(0u, Napi::Number::New(env, static_cast<double>(g_busy.us)));
-  a.Set(1u, Napi::Number::New(env, g_busy.spins));
-  a.Set(2u, Napi::Number::New(env, g_busy.frames));
+  if (info.Length() > 1 && info[1].IsNumber()) {
+    int64_t pct = info[1].As<Napi::Number>().Int64Value();
+    g_busy.budgetPerMille = 10 * (pct < 1 ? 1 : (pct > 100 ? 100 : pct));
+  }
+  if (g_busy.refilledAt == 0) {
+    g_busy.refilledAt = MonoUs();
+    g_busy.tokensUs = kBusyPollBurstUs;
+  }
+  const double v[6] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
+                       g_busy.frames, g_busy.idleUs, g_busy.skipped};
+  Napi::Array a = Napi::Array::New(env, 6);
+  for (uint32_t i = 0; i < 6; i++) a.Set(i, Napi::Number::New(env, v[i]));
   return a;
 }
 

@@ -3,7 +3,7 @@
  * then `ready`, and run until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_BUSY_POLL_US, loadConfig, parseLocator, type FlagOverrides } from '../config/index.js';
+import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US, loadConfig, parseLocator, type FlagOverrides } from '../config/index.js';
 import { Daemon, nativeDataPath } from '../daemon/index.js';
 import { createLogger } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
@@ -35,7 +35,10 @@ Options:
       --max-frame BYTES    largest frame accepted (default 65553: MTU 65535 + header + VLAN tag)
       --busy-poll US       after frames arrive, keep reading for US microseconds (0-1000) before
                            sleeping: a reply is then read without waking the process, for a
-                           lower latency tail at the cost of CPU while traffic flows (default ${DEFAULT_BUSY_POLL_US}; 0: off)
+                           lower latency tail at the cost of CPU while traffic flows (default
+                           ${DEFAULT_BUSY_POLL_US}; 0: off)
+      --busy-poll-budget PERCENT  the most of one core that spinning without frames may use
+                           on average (1-100, default ${DEFAULT_BUSY_POLL_BUDGET_PERCENT})
   -g, --guest NAME         print QEMU arguments for this guest name; repeat (default vm1)
       --no-dhcp            do not serve DHCP (bring your own server)
       --subnet CIDR        the LAN's subnet for the built-in DHCP/DNS host (default 10.77.0.0/24)
@@ -68,6 +71,7 @@ export async function up(argv: string[]): Promise<number> {
       'mac-table-size': { type: 'string' },
       'max-frame': { type: 'string' },
       'busy-poll': { type: 'string' },
+      'busy-poll-budget': { type: 'string' },
       guest: { type: 'string', short: 'g', multiple: true },
       'no-dhcp': { type: 'boolean' },
       subnet: { type: 'string' },
@@ -91,6 +95,7 @@ export async function up(argv: string[]): Promise<number> {
     macTableSize: values['mac-table-size'],
     maxFrameBytes: values['max-frame'],
     busyPollUs: values['busy-poll'],
+    busyPollBudgetPercent: values['busy-poll-budget'],
     guests: values.guest,
     dhcp: values['no-dhcp'] ? false : undefined,
     subnet: values.subnet,

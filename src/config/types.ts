@@ -71,8 +71,8 @@ export interface ServicesConfig {
 }
 
 export interface Config {
-  /** busyPollUs: see setBusyPoll in transports/batch-io.ts (0: off). */
-  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number; busyPollUs: number };
+  /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in transports/batch-io.ts (us 0: off). */
+  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
   ports: PortConfig[];
   services: ServicesConfig;
   control: { socketPath: string };

@@ -109,7 +109,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     const ctx = { sink: this.sw, log: this.log, maxFrameBytes: this.config.switch.maxFrameBytes };
-    setBusyPoll(this.config.switch.busyPollUs);
+    setBusyPoll(this.config.switch.busyPollUs, this.config.switch.busyPollBudgetPercent);
     this.sw.addTap(this.snoop.tap);
     portUpChannel.subscribe(this.onPortUp);
     portDownChannel.subscribe(this.onPortDown);

@@ -6,6 +6,7 @@
 import type { Port } from '../switch/port.js';
 import type { Switch } from '../switch/switch.js';
 import type { Transport, TransportStatus } from '../transports/transport.js';
+import type { BusyPollState } from '../transports/batch-io.js';
 import { formatMac } from '../wire/ethernet.js';
 
 class RateState {
@@ -58,7 +59,7 @@ export interface StatusReport {
   config: string;
   native: boolean;
   /** Busy polling of the native data path (null: no addon). */
-  busyPoll: { us: number; spins: number; frames: number } | null;
+  busyPoll: BusyPollState | null;
   switch: {
     counters: Record<string, number>;
     table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number; pinnedRefused: number; flushed: number };

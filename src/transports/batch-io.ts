@@ -85,8 +85,8 @@ interface NativeModule {
   /** The per-peer unix send backlog's bounds (kBacklogDatagrams, kBacklogBytes). */
   backlogDatagrams: number;
   backlogBytes: number;
-  /** Sets the busy-poll time when given (0: off); returns [us, spins started, frames read spinning]. */
-  setBusyPoll?(us?: number): [number, number, number];
+  /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
+  setBusyPoll?(us?: number, budgetPercent?: number): [number, number, number, number, number, number];
 }
 
 interface NativeTapHandle {
@@ -151,23 +151,33 @@ function loadNative(): NativeModule | null {
 export interface BusyPollState {
   /** Microseconds of polling after the last frame before the thread goes back to libuv; 0: off. */
   us: number;
-  /** Spins started (one per libuv wakeup that delivered frames). */
+  /** Share of one core (percent) that the idle part of the spinning may use, on average. */
+  budgetPercent: number;
+  /** Spins started (one per libuv wakeup that delivered frames, while the budget lasts). */
   spins: number;
   /** Frames read while spinning: each arrived without waking the process. */
   frames: number;
+  /** Microseconds spent spinning without frames: the CPU it cost. */
+  idleUs: number;
+  /** Wakeups that slept at once because the budget was spent. */
+  skipped: number;
+}
+
+function busyState(v: [number, number, number, number, number, number]): BusyPollState {
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5] };
 }
 
 /**
  * Busy polling of the native sockets and TAP devices (see BusySpin in the addon): after a wakeup
  * that delivered frames, keep reading for `us` microseconds since the last frame before sleeping
- * again, so the reply to a frame just forwarded is read without a scheduler wake-up. 0 turns it
- * off. Returns null when the addon is not loaded (the JS path has no such loop).
+ * again, so the reply to a frame just forwarded is read without a scheduler wake-up; the idle
+ * part of it may use `budgetPercent` of one core on average. us 0 turns it off. Returns null
+ * when the addon is not loaded (the JS path has no such loop).
  */
-export function setBusyPoll(us: number): BusyPollState | null {
+export function setBusyPoll(us: number, budgetPercent?: number): BusyPollState | null {
   const m = loadNative();
   if (!m?.setBusyPoll) return null;
-  const [u, spins, frames] = m.setBusyPoll(us);
-  return { us: u, spins, frames };
+  return busyState(budgetPercent === undefined ? m.setBusyPoll(us) : m.setBusyPoll(us, budgetPercent));
 }
 
 /** How much one unix datagram peer's send backlog holds (whichever is reached first); null without the addon. */
@@ -180,8 +190,7 @@ export function unixBacklogLimits(): { datagrams: number; bytes: number } | null
 export function busyPollState(): BusyPollState | null {
   const m = loadNative();
   if (!m?.setBusyPoll) return null;
-  const [us, spins, frames] = m.setBusyPoll();
-  return { us, spins, frames };
+  return busyState(m.setBusyPoll());
 }
 
 /** True when the native recvmmsg/sendmmsg addon is loaded (and not disabled by LANPARTY_NO_NATIVE=1). */

@@ -77,6 +77,33 @@ describe('busy polling (native)', { skip }, () => {
     setBusyPoll(0);
   });
 
+  it('spends at most its budget spinning idle, then sleeps at once (counted)', async () => {
+    // 1% of a core: the bucket holds at most 20 ms and refills at 10 µs per ms. Frames that get no
+    // reply make every spin idle for the whole 1000 µs until the bucket is empty.
+    setBusyPoll(1000, 1);
+    const [a, c] = [await udp(), await udp()];
+    let got = 0;
+    a.start((n) => { got += n; });
+    c.start(() => {});
+    const toA = c.peerId(a.localAddress());
+    const before = busyPollState()!;
+    const t0 = Date.now();
+    for (let i = 0; i < 60; i++) {
+      c.send(toA, Buffer.from('lonely'), 0, 6);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    while (got < 60 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    const now = busyPollState()!;
+    const elapsedMs = Date.now() - t0;
+    assert.equal(got, 60);
+    assert.equal(now.budgetPercent, 1);
+    assert.ok(now.skipped > before.skipped, `skipped ${before.skipped} -> ${now.skipped}: the bucket ran dry`);
+    const idleMs = (now.idleUs - before.idleUs) / 1000;
+    assert.ok(idleMs <= 20 + elapsedMs * 0.01 + 2, `idle spinning ${idleMs.toFixed(1)} ms over ${elapsedMs} ms: at most the 20 ms bucket plus 1% refill`);
+    assert.ok(idleMs >= 5, `idle spinning ${idleMs.toFixed(1)} ms: it did spin`);
+    setBusyPoll(0, 20);
+  });
+
   it('keeps the setting within 0-1000 µs', () => {
     assert.equal(setBusyPoll(5000)?.us, 1000);
     assert.equal(setBusyPoll(-3)?.us, 0);
