@@ -284,6 +284,9 @@ class BusyPollable {
  public:
   virtual int BusyFd() const = 0;  // the fd to poll, or -1 while it must not be read
   virtual int BusyReceive() = 0;   // reads what is there (one wakeup's worth); frames delivered
+  // True while it waits for libuv to say it may send (a unix peer's backlog waits on its
+  // doorbell): the spin must stop, or the backlog would not drain while frames keep arriving.
+  virtual bool BusyWaitsOnLoop() const { return false; }
  protected:
   ~BusyPollable() = default;
 };
@@ -343,6 +346,9 @@ void BusySpin() {
     const int64_t now = MonoUs();
     if (now - last > g_busy.us || now - start > kBusyPollMaxUs) break;
     if ((now - start) - busyUs >= g_busy.tokensUs) break;
+    bool waits = false;
+    for (BusyPollable* m : g_busy.members) waits = waits || m->BusyWaitsOnLoop();
+    if (waits) break;
     g_busy.fds.clear();
     g_busy.polled.clear();
     for (BusyPollable* m : g_busy.members) {
@@ -1339,6 +1345,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
  public:
   int BusyFd() const override { return fd_ >= 0 && started_ && !closed_ ? fd_ : -1; }
   int BusyReceive() override { return Receive(); }
+  bool BusyWaitsOnLoop() const override { return counters_ != nullptr && counters_[kSendQueued] > 0; }
 
  private:
   int Receive() {

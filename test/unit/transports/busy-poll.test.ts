@@ -9,6 +9,9 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, setBusyPoll, busyPollState,
   type BatchSocket,
@@ -23,10 +26,17 @@ describe('busy polling (native)', { skip }, () => {
     sockets.push(s);
     return s;
   };
+  const dir = mkdtempSync(join(tmpdir(), 'lp-busypoll-'));
   after(() => {
     setBusyPoll(0);
     for (const s of sockets) s.close();
+    rmSync(dir, { recursive: true, force: true });
   });
+  const unix = async (name: string): Promise<BatchSocket> => {
+    const s = await openBatchSocketWith('native', { kind: 'unix', bind: { path: join(dir, name) } });
+    sockets.push(s);
+    return s;
+  };
 
   /**
    * c sends to a; a's callback sends through c to b and schedules an immediate. Returns the
@@ -101,6 +111,39 @@ describe('busy polling (native)', { skip }, () => {
     const idleMs = (now.idleUs - before.idleUs) / 1000;
     assert.ok(idleMs <= 20 + elapsedMs * 0.01 + 2, `idle spinning ${idleMs.toFixed(1)} ms over ${elapsedMs} ms: at most the 20 ms bucket plus 1% refill`);
     assert.ok(idleMs >= 5, `idle spinning ${idleMs.toFixed(1)} ms: it did spin`);
+    setBusyPoll(0, 20);
+  });
+
+  it('does not spin while a unix peer backlog waits for the loop (it would not drain)', async () => {
+    // A reader that does not read: 10 datagrams fit its kernel queue, the rest wait in the
+    // sender's backlog for the loop's doorbell. Spinning on would starve that doorbell.
+    setBusyPoll(1000, 100);
+    const [a, b, c] = [await udp(), await udp(), await udp()];
+    const u = await unix('u.sock');
+    const r = await unix('r.sock');
+    u.start(() => {});
+    const toR = u.peerId(r.localAddress());
+    const order: string[] = [];
+    let done: () => void = () => {};
+    const finished = new Promise<void>((res) => { done = res; });
+    const check = () => { if (order.length === 3) done(); };
+    const toB = c.peerId(b.localAddress());
+    a.start(() => {
+      order.push('a');
+      const d = Buffer.from('datagram');
+      for (let i = 0; i < 20; i++) u.send(toR, d, 0, d.length);
+      c.send(toB, Buffer.from('reply'), 0, 5);
+      setImmediate(() => { order.push('immediate'); check(); });
+    });
+    b.start(() => { order.push('b'); check(); });
+    c.start(() => {});
+    await new Promise((res) => setTimeout(res, 20));
+    c.send(c.peerId(a.localAddress()), Buffer.from('probe'), 0, 5);
+    const timer = setTimeout(() => done(), 3000);
+    await finished;
+    clearTimeout(timer);
+    assert.ok(u.stats.sendQueued > 0, `backlog ${u.stats.sendQueued}`);
+    assert.deepEqual(order, ['a', 'immediate', 'b'], 'the loop turned first');
     setBusyPoll(0, 20);
   });
 
