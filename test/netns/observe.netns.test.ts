@@ -304,6 +304,10 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.ok(text.includes(`lanparty_port_rx_frames_total{port="${a.id}",name="${a.name}",kind="udp"} ${a.rxFrames}\n`), text);
     assert.match(text, new RegExp(`lanparty_port_drops_total\\{port="${a.id}",name="[^"]+",kind="udp",reason="runt"\\} 0`));
     assert.match(text, /^# TYPE lanparty_port_tx_bytes_total counter$/m);
+    // Busy polling is on here (--busy-poll 100): its counters are exported unlabelled.
+    assert.match(text, /^lanparty_busy_poll_frames_total \d+$/m);
+    assert.match(text, /^lanparty_busy_poll_idle_seconds_total [\d.e-]+$/m);
+    assert.match(text, /^lanparty_busy_poll_skipped_total \d+$/m);
     assert.equal((await fetch('http://127.0.0.1:39477/other')).status, 404);
   });
 

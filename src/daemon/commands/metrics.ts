@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import type { Daemon } from '../daemon.js';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { DROP_REASONS } from '../../switch/port.js';
+import { busyPollState } from '../../transports/batch-io.js';
 
 export function register(d: Daemon): void {
   d.control.register({ name: 'metrics', usage: 'metrics: Prometheus text of per-port counters', handler: () => ({ text: metricsText(d) }) });
@@ -21,7 +22,7 @@ export function metricsText(d: Daemon): string {
   const portLabels = (p: { id: number; name: string; kind: string }) => `port="${p.id}",name="${label(p.name)}",kind="${p.kind}"`;
   const counter = (name: string, help: string, rows: Array<[string, number]>) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
-    for (const [l, v] of rows) out.push(`${name}{${l}} ${v}`);
+    for (const [l, v] of rows) out.push(l ? `${name}{${l}} ${v}` : `${name} ${v}`);
   };
   const ports = d.sw.ports;
   counter('lanparty_port_rx_frames_total', 'Frames received on the port.', ports.map((p) => [portLabels(p), p.counters.rxFrames]));
@@ -35,6 +36,12 @@ export function metricsText(d: Daemon): string {
   out.push('# HELP lanparty_mac_table_entries MACs in the table.', '# TYPE lanparty_mac_table_entries gauge', `lanparty_mac_table_entries ${t.size}`);
   counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="table-full"', t.counters.tableFull]]);
   out.push('# HELP lanparty_ports Switch ports now.', '# TYPE lanparty_ports gauge', `lanparty_ports ${ports.length}`);
+  const bp = busyPollState();
+  if (bp) {
+    counter('lanparty_busy_poll_frames_total', 'Frames read while busy polling, each without a wake-up.', [['', bp.frames]]);
+    counter('lanparty_busy_poll_idle_seconds_total', 'CPU time busy polling spent without frames.', [['', bp.idleUs / 1e6]]);
+    counter('lanparty_busy_poll_skipped_total', 'Wakeups that slept at once because the busy-poll budget was spent.', [['', bp.skipped]]);
+  }
   return out.join('\n') + '\n';
 }
 
