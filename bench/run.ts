@@ -55,6 +55,8 @@ const ONLY = (() => {
 const TRIAL_MS = Number(process.env.LP_BENCH_TRIAL_MS ?? (SMOKE ? 400 : 600));
 const REPEATS = Number(process.env.LP_BENCH_REPEATS ?? (SMOKE ? 1 : 3));
 const SEARCH_STEPS = SMOKE ? 3 : 5;
+/** Confirming rounds: the found rate, then up to CONFIRM_STEPS - 1 steps of 15% down. */
+const CONFIRM_STEPS = SMOKE ? 2 : 3;
 const IPERF_SECONDS = Number(process.env.LP_BENCH_IPERF_SECONDS ?? 20);
 const LOSS_LIMIT = 0.001;
 
@@ -605,13 +607,16 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
         }
       }
     }
-    // Confirm: repeat the point and take the median; step down 15% once if it does not hold.
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // Confirm: repeat the point and take the median; step down 15% (up to CONFIRM_STEPS - 1
+    // times) while it does not hold. A search on this shared machine can end on a rate that held
+    // once by luck; one step down was not always enough, and the row then said "none lossless"
+    // for a relay that is lossless a little lower (unixgram, 64 B: 0, then 220k f/s in a rerun).
+    for (let attempt = 0; attempt < CONFIRM_STEPS; attempt++) {
       if (!goodIsUnpaced && good === 0) break;
       const runs: Trial[] = [];
       for (let i = 0; i < REPEATS; i++) runs.push(await run(goodIsUnpaced ? 0 : good));
       const loss = median(runs.map((r) => r.loss));
-      if (loss < LOSS_LIMIT || attempt === 1) {
+      if (loss < LOSS_LIMIT || attempt === CONFIRM_STEPS - 1) {
         base.fps = median(runs.map((r) => r.rxFps));
         base.offered = goodIsUnpaced ? 0 : good;
         base.loss = loss;
@@ -862,7 +867,7 @@ function machineLines(started: Date, loadStart: number[], loadEnd: number[]): st
     `- Machine: ${sh('nproc', [])} CPUs (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, kernel ${sh('uname', ['-r'])}`,
     `- Node ${process.version}; ${sh('socat', ['-V']).replace(/^socat by.*$/, '') || 'socat'} ${sh('sh', ['-c', "socat -V | sed -n 's/^socat version \\([^ ]*\\).*/socat \\1/p'"])}; ${sh('sh', ['-c', "dpkg-query -W -f='vde2 ${Version}, vdeplug4 ' vde2 2>/dev/null; dpkg-query -W -f='${Version}' vdeplug 2>/dev/null"])}; ${sh('qemu-system-x86_64', ['--version'])}; guests under ${accel}`,
     `- Load average (1/5/15 min) at start: ${loadStart.map((x) => x.toFixed(2)).join(' / ')}; at end: ${loadEnd.map((x) => x.toFixed(2)).join(' / ')}. The machine is shared (other engineers' QEMU tests ran at the same time), so only ratios measured side by side in this run mean anything.`,
-    `- Method: trials of ${TRIAL_MS} ms; a rate search (unpaced first, then down/bisect, ≤ ${SEARCH_STEPS} steps), then ${REPEATS} confirming runs at the found rate, median reported; lossless means < ${LOSS_LIMIT * 100}% of the offered frames missing at the sink.`,
+    `- Method: trials of ${TRIAL_MS} ms; a rate search (unpaced first, then down/bisect, ≤ ${SEARCH_STEPS} steps), then ${REPEATS} confirming runs at the found rate, median reported (stepping 15% down, at most ${CONFIRM_STEPS - 1} times, while the median loses); lossless means < ${LOSS_LIMIT * 100}% of the offered frames missing at the sink.`,
   ];
 }
 
