@@ -63,16 +63,18 @@ const LOSS_LIMIT = 0.001;
 type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
 /** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
 type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
-type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp0';
-/** 'lanparty-bp0' is lanparty with busy polling off (`--busy-poll 0`), to show what the default's brings. */
-const relayLabel = (r: Relay): string => (r === 'lanparty-bp0' ? 'lanparty --busy-poll 0' : r);
+type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp';
+/** 'lanparty-bp' is lanparty with busy polling on (off by default), to show what it brings and costs. */
+const BENCH_BUSY_POLL_US = 50;
+const BUSY_ARGS = ['--busy-poll', String(BENCH_BUSY_POLL_US)];
+const relayLabel = (r: Relay): string => (r === 'lanparty-bp' ? `lanparty --busy-poll ${BENCH_BUSY_POLL_US}` : r);
 const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1].split(',') : null;
 };
 const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
-const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp0']) as Relay[];
+const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp']) as Relay[];
 const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
 /** Path MTU of the links stage (lo's MTU while it runs): what a link between hosts crosses. */
 const LINK_PATH_MTU = 1500;
@@ -190,6 +192,8 @@ interface LanpartyProc {
 let lpSerial = 0;
 /** LP_BENCH_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" or "--trace-gc") goes to every lanparty's node. */
 const BENCH_NODE_FLAGS = (process.env.LP_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/** LP_BENCH_LANPARTY_ARGS (e.g. "--busy-poll 0") goes to every `lanparty up` the bench starts, for A/B runs. */
+const BENCH_LP_ARGS = (process.env.LP_BENCH_LANPARTY_ARGS ?? '').split(' ').filter(Boolean);
 
 async function startLanpartyHere(ports: string[], dir: string, configToml: string | null = null, extraArgs: string[] = []): Promise<LanpartyProc> {
   const n = ++lpSerial;
@@ -201,7 +205,7 @@ async function startLanpartyHere(ports: string[], dir: string, configToml: strin
     cmd.push('--config', file);
   }
   for (const p of ports) cmd.push('--port', p);
-  cmd.push(...extraArgs);
+  cmd.push(...extraArgs, ...BENCH_LP_ARGS);
   const proc = startProc(cmd, `lanparty ${n}`);
   await waitFor(`lanparty ${ports.join(' ')} ready`, () => {
     if (proc.child.exitCode !== null) throw new Error(`lanparty exited: ${proc.out.join('')}${proc.err.join('')}`);
@@ -338,10 +342,10 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
 }
 
 async function openTopo(transport: Transport, asked: Relay, bidirectional: boolean): Promise<Topo> {
-  // lanparty-bp0 is lanparty without busy polling; it only changes how the datagram ports read.
-  const relay: Relay = asked === 'lanparty-bp0' ? 'lanparty' : asked;
-  const lpArgs = asked === 'lanparty-bp0' ? ['--busy-poll', '0'] : [];
-  if (asked === 'lanparty-bp0' && (transport === 'tcp' || transport === 'unix')) throw new Skip('busy polling reads the native datagram sockets only, not streams');
+  // lanparty-bp is lanparty with busy polling; it only changes how the datagram ports read.
+  const relay: Relay = asked === 'lanparty-bp' ? 'lanparty' : asked;
+  const lpArgs = asked === 'lanparty-bp' ? BUSY_ARGS : [];
+  if (asked === 'lanparty-bp' && (transport === 'tcp' || transport === 'unix')) throw new Skip('busy polling reads the native datagram sockets only, not streams');
   const b = (portBase += 10);
   const n = ++topoSerial;
   const d = benchDir;
@@ -704,7 +708,7 @@ async function busyPollCpu(): Promise<BusyCpuResult[]> {
     for (const on of [true, false]) {
       const b = (portBase += 10);
       const sinkEp = `udp:127.0.0.1:${b + 1}`;
-      const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir, null, on ? [] : ['--busy-poll', '0']);
+      const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir, null, on ? BUSY_ARGS : []);
       const sink = startProc([LPGEN, 'sink', sinkEp, '--idle-ms', '2000'], 'lpgen sink');
       try {
         await waitEndpoint(sinkEp);
@@ -721,7 +725,7 @@ async function busyPollCpu(): Promise<BusyCpuResult[]> {
         await lp.stop();
       }
     }
-    say(`  busy-poll CPU at ${rate} f/s: ${r.onPct.toFixed(1)}% of a core (default), ${r.offPct.toFixed(1)}% with --busy-poll 0`);
+    say(`  busy-poll CPU at ${rate} f/s: ${r.onPct.toFixed(1)}% of a core with ${BUSY_ARGS.join(' ')}, ${r.offPct.toFixed(1)}% without (the default)`);
     res.push(r);
   }
   return res;
@@ -784,9 +788,11 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
         netdev = () => MCAST_NETDEV;
         break;
       case 'lanparty udp':
+      case 'lanparty udp busy-poll':
       case 'lanparty unixgram': {
-        const kind = setup === 'lanparty udp' ? 'udp' : 'unixgram';
-        const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp'], label: 'lanparty', nodeFlags: BENCH_NODE_FLAGS });
+        const kind = setup === 'lanparty unixgram' ? 'unixgram' : 'udp';
+        const busy = setup === 'lanparty udp busy-poll' ? BUSY_ARGS : [];
+        const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp', ...busy, ...BENCH_LP_ARGS], label: 'lanparty', nodeFlags: BENCH_NODE_FLAGS });
         stopLanparty = lp.stop;
         netdev = (n) => attach(kind, n, dir).netdev;
         break;
@@ -915,9 +921,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
 
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
-  out.push(`lanparty busy-polls by default: after frames arrive it keeps reading for ${DEFAULT_BUSY_POLL_US} µs before it sleeps, so the`,
-    `echo's reply is read without waking the process (its idle spinning may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core; README, "Speed"). "${relayLabel('lanparty-bp0')}"`,
-    'is the same without it. It reads the native datagram ports only (not streams), so that row is measured on those.', '');
+  out.push(`"${relayLabel('lanparty-bp')}" is lanparty with busy polling on (off by default, DEFAULT_BUSY_POLL_US = ${DEFAULT_BUSY_POLL_US}): after frames`,
+    `arrive it keeps reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process (its idle spinning`,
+    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core; README, "Speed"). It reads the native datagram ports only (not streams), so that row is measured on those.`, '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
@@ -940,8 +946,8 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   out.push('');
   if (r.busyCpu && r.busyCpu.length > 0) {
     out.push('What the busy polling costs: lanparty\'s CPU (utime + stime from /proc, % of one core) while one udp port forwards',
-      'a steady stream of 64-byte frames, one per send (`lpgen send --batch 1`), with the default and with `--busy-poll 0`.', '');
-    out.push('| frames/s | lanparty (default) | lanparty --busy-poll 0 |', '|---:|---:|---:|');
+      `a steady stream of 64-byte frames, one per send (\`lpgen send --batch 1\`), with \`${BUSY_ARGS.join(' ')}\` and without (the default).`, '');
+    out.push(`| frames/s | lanparty ${BUSY_ARGS.join(' ')} | lanparty (default) |`, '|---:|---:|---:|');
     for (const c of r.busyCpu) out.push(`| ${c.rate} | ${c.onPct.toFixed(1)}% | ${c.offPct.toFixed(1)}% |`);
     out.push('');
   }
@@ -1013,7 +1019,7 @@ function targets(r: AllResults): string[] {
       out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
     }
   }
-  const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp0') && !x.skipped);
+  const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp') && !x.skipped);
   for (const x of lpLat) {
     const base = r.lat.find((y) => y.transport === x.transport && y.relay === 'none');
     if (!base) continue;
@@ -1038,6 +1044,8 @@ function targets(r: AllResults): string[] {
     out.push(`- guest iperf3 ≥ 3x socat: on this TCG machine read as lanparty ≥ 0.9x the plain multicast group (KERNEL.md); lanparty udp ÷ socat udp = ${ratio(lpU, so)} (not a meaningful 3x test under TCG)`);
     out.push(`- guest iperf3 ≥ vde_switch: ${mark(Number.isFinite(lpU) && Number.isFinite(vde) ? lpU >= vde : null)} (${ratio(lpU, vde)})`);
     out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port): ${mark(Number.isFinite(lpU) && Number.isFinite(mc) ? lpU >= 0.9 * mc : null)} (${ratio(lpU, mc)})`);
+    const lpB = ip('lanparty udp busy-poll', 1500);
+    if (Number.isFinite(lpB)) out.push(`- guest iperf3 with ${BUSY_ARGS.join(' ')} ÷ plain mcast, MTU 1500: ${ratio(lpB, mc)} (÷ lanparty udp without it: ${ratio(lpB, lpU)}; the CPU it spins is taken from the TCG guests, which is why it is off by default)`);
     const lpJ = ip('lanparty unixgram', 9000), mcJ = ip('plain mcast', 9000), lp15 = ip('lanparty unixgram', 1500);
     out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 9000 (unixgram port): ${mark(Number.isFinite(lpJ) && Number.isFinite(mcJ) ? lpJ >= 0.9 * mcJ : null)} (${ratio(lpJ, mcJ)})`);
     out.push(`- jumbo frames: lanparty unixgram at guest MTU 9000 ÷ MTU 1500 = ${ratio(lpJ, lp15)}; plain mcast 9000 ÷ 1500 = ${ratio(mcJ, mc)}`);
@@ -1067,7 +1075,7 @@ async function main(): Promise<void> {
         for (const rl of RELAYS) {
           if (rl === 'vde' && SMOKE) continue;
           // Latency only, unless asked for by --relays: at full rate the switch never sleeps anyway.
-          if (rl === 'lanparty-bp0' && !listArg('--relays')) continue;
+          if (rl === 'lanparty-bp' && !listArg('--relays')) continue;
           const r = await findRate(t, s, rl).catch((err: Error): RateResult => ({
             transport: t, size: s, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
             saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
@@ -1131,7 +1139,7 @@ async function main(): Promise<void> {
     say('== 4. guests (iperf3)');
     await buildGuest();
     const setups: Array<[string, number]> = [
-      ['plain mcast', 1500], ['lanparty udp', 1500], ['socat udp', 1500], ['vde udp', 1500],
+      ['plain mcast', 1500], ['lanparty udp', 1500], ['lanparty udp busy-poll', 1500], ['socat udp', 1500], ['vde udp', 1500],
       ['lanparty unixgram', 1500], ['lanparty unixgram', 9000], ['plain mcast', 9000],
     ];
     // LP_BENCH_GUEST_SETUPS="plain mcast:1500,lanparty udp:1500" runs only those (for A/B runs).

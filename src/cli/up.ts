@@ -36,7 +36,8 @@ Options:
       --busy-poll US       after frames arrive, keep reading for US microseconds (0-1000) before
                            sleeping: a reply is then read without waking the process, for a
                            lower latency tail at the cost of CPU while traffic flows (default
-                           ${DEFAULT_BUSY_POLL_US}; 0: off)
+                           ${DEFAULT_BUSY_POLL_US}, off; 50 suits a latency-bound game, not guests that
+                           need every CPU cycle, such as TCG guests on a small host)
       --busy-poll-budget PERCENT  the most of one core that spinning without frames may use
                            on average (1-100, default ${DEFAULT_BUSY_POLL_BUDGET_PERCENT})
   -g, --guest NAME         print QEMU arguments for this guest name; repeat (default vm1)
