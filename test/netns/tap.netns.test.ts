@@ -224,7 +224,9 @@ test('deleting the TAP mid-run keeps the LAN up; lanparty reattaches when it is 
 
   await makeTap();
   await waitFor('lanparty to reattach', () => lp.output.some((l) => /port lpd0: reattached/.test(l)), 10_000);
-  assert.equal(tapPort(lp.dir).transport.state, 'up');
+  // makeTap adds the device, then its address, then sets it up: a reattach between the first and
+  // the last sees it down, and the next tick (1 s) sees it up. Poll for that, never assume it.
+  await waitFor('the reattached TAP to be up', () => tapPort(lp.dir).transport.state === 'up', 5_000, 100);
   await hostPings(ns, guestIp(51), 30_000);
   await hostPings(ns, guestIp(52), 30_000);
   t.diagnostic('after: the namespace pings g51 and g52 through the recreated lpd0');
