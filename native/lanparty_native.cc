@@ -294,8 +294,9 @@ class BusyPollable {
 // The CPU it may burn is budgeted: only the idle part of a spin (polling and finding nothing; the
 // frames it reads would have cost the same after a wake-up) is charged to a token bucket that
 // refills at budgetPerMille of one core and holds at most kBusyPollBurstUs. With less than one
-// spin's worth (us) in the bucket, wakeups sleep as usual. So a quiet LAN costs nothing, request/response traffic (a game,
-// a ping) is served from the bucket, and a steady stream costs at most the budget.
+// spin's worth (us) in the bucket, wakeups sleep as usual. So a quiet LAN costs nothing,
+// request/response traffic (a game, a ping) is served from the bucket, and a steady stream costs
+// at most the budget.
 struct BusyPoll {
   int64_t us = 0;                        // 0: off
   int64_t budgetPerMille = 200;          // share of one core the idle spinning may use

@@ -49,9 +49,16 @@ interface VxlanSection {
   vteps: Array<{ address: string; static: boolean; lastRxS: number | null; rxPackets: number; txPackets: number; macs: Array<{ mac: string }> }>;
 }
 
+/** ", busy poll 50 µs (...)" when it is on, else "". */
+function busyPollText(b: StatusReport['busyPoll']): string {
+  if (!b || b.us === 0) return '';
+  const spent = b.skipped > 0 ? `, spent ${b.skipped} times` : '';
+  return `, busy poll ${b.us} µs (${b.frames} frames read spinning, ${Math.round(b.idleUs / 1000)} ms idle spinning, budget ${b.budgetPercent}% of a core${spent})`;
+}
+
 export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
-  out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}${s.busyPoll && s.busyPoll.us > 0 ? `, busy poll ${s.busyPoll.us} µs (${s.busyPoll.frames} frames read spinning, ${Math.round(s.busyPoll.idleUs / 1000)} ms idle spinning, budget ${s.busyPoll.budgetPercent}% of a core${s.busyPoll.skipped > 0 ? `, spent ${s.busyPoll.skipped} times` : ''})` : ''}`);
+  out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}${busyPollText(s.busyPoll)}`);
   if (s.memory) out.push(`memory: RSS ${si(s.memory.rssBytes, 'B')}, JS heap ${si(s.memory.heapUsedBytes, 'B')}, buffers ${si(s.memory.externalBytes, 'B')}`);
   out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}${s.switch.table.flushed ? `, forgotten on topology changes ${s.switch.table.flushed}` : ''}`);
   const gone = s.switch.retired;
