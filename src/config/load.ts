@@ -37,10 +37,10 @@ export function defaultPortUrls(dir = runtimeDir()): string[] {
 }
 
 /**
- * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. Measured on
- * the 2-vCPU bench machine with 50: the added latency's p99 at light load falls from 85 to 3 µs
- * per crossing (udp, 2 kHz probes), but iperf3 between two TCG guests through a udp port falls
- * from 651/636 to 518/507 Mbit/s (the CPU it spins is the guests'), so it is asked for, not given.
+ * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. In the
+ * committed bench/RESULTS.md, 50 lowers the added latency's p99 at light load from 100 to 26 µs
+ * per crossing (udp, 2 kHz probes), but iperf3 between two TCG guests through a udp port falls to
+ * 0.80x of the same without it (the CPU it spins is the guests'), so it is asked for, not given.
  */
 export const DEFAULT_BUSY_POLL_US = 0;
 /** The share of one core busy polling's idle spinning may use on average. */
