@@ -24,7 +24,8 @@
  * its stale advertisements are ignored (no count-to-infinity). A link silent for MAX_AGE_MS is
  * down. A port becomes forwarding only after FORWARD_DELAY_MS in a forwarding role, so the other
  * end has heard the change first (no transient loop); blocking is immediate. Worst-case healing:
- * MAX_AGE_MS + FORWARD_DELAY_MS + one hello, about 6 s.
+ * MAX_AGE_MS + FORWARD_DELAY_MS + one hello per hop from the cut to the blocked link, about 6 s in
+ * a ring of five (test/unit/transports/wg-stp.test.ts runs every cut with the bridges out of phase).
  *
  * Topology changes: when a port of ours starts or stops forwarding, the way to some hosts may
  * have moved, and a switch that keeps a learned MAC pointing the old way sends a quiet host's
@@ -458,6 +459,7 @@ export class SpanningTree {
     let bestCost = 0;
     let bestBridge = this.bridge;
     let bestPort = 0;
+    let bestSeq = 0;
     // A hello heard on `l` is a candidate root path when it leads to a live root not through us.
     const consider = (l: LinkState, r: Hello): void => {
       if (!this.offersRoot(r, nowMs)) return;
@@ -467,6 +469,7 @@ export class SpanningTree {
         bestCost = r.cost + 1;
         bestBridge = r.bridge;
         bestPort = r.port;
+        bestSeq = r.rootSeq;
       }
     };
     let segmentListening = false;
@@ -493,10 +496,13 @@ export class SpanningTree {
     this.rootLink = bestLink;
     this.root = bestRoot;
     this.rootCost = bestCost;
-    if (bestLink !== null) {
-      const s = this.seqSeen.get(bestRoot.toString('hex'));
-      this.rootSeq = s ? s.seq : 0;
-    }
+    // Relay the count heard on the root port, never a fresher one heard elsewhere: a bridge cut off
+    // from the root must go quiet (its count frozen) so that the bridges behind it see the path
+    // die. Relaying the best count heard on any port kept a dead path looking alive through a
+    // neighbour that still hears the root another way (each relaying the other's count): after a
+    // cut in a ring, a bridge took that dead path as its root port for a moment, its neighbour
+    // blocked the link between them, and the far side was cut off for a forward delay more.
+    if (bestLink !== null) this.rootSeq = bestSeq;
     let changed = false;
     for (const l of links) {
       let role: LinkRole;
