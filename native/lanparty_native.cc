@@ -16,8 +16,9 @@
 //      microtask queue, where JS schedules its send flush, drains before the slots are reused).
 //   6. Repeat from 2 until EAGAIN, a short batch, or kMaxBatchesPerWakeup batches (fairness with
 //      the other sockets on the loop; level triggering brings us back).
-//   7. With busy polling on (setBusyPoll, off by default), BusySpin() then keeps reading every
-//      socket and TAP device for a while before libuv sleeps again (see BusyPollable).
+//   7. With busy polling on (setBusyPoll; lanparty up turns it on unless --busy-poll 0), BusySpin()
+//      then keeps reading every socket and TAP device for a while before libuv sleeps again, at
+//      a light load only (see BusyPollable).
 //
 // Send stages:
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id, source 0)
@@ -116,6 +117,12 @@ constexpr int kMaxBatchesPerWakeup = 8;
 constexpr int64_t kBusyPollMaxUs = 1000;
 // Most idle spinning the busy-poll budget lets accumulate (a burst after a quiet spell).
 constexpr int64_t kBusyPollBurstUs = 20000;
+// Busy polling is for a light load: above this many frames a second through the native sockets
+// and TAPs (measured over kBusyPollRateWindowUs) it does not spin. There frames come faster than a
+// wake-up costs, libuv rarely sleeps, and a spin only takes CPU from the processes that send
+// them: TCG guests on a small host ran iperf3 at 0.80x through a spinning lanparty (bench/RESULTS.md).
+constexpr double kBusyPollMaxRate = 10000;
+constexpr int64_t kBusyPollRateWindowUs = 100000;
 // Upper bound on distinct peers; beyond it new sources get id -1 (a spoofed-source flood must not
 // grow memory without limit).
 constexpr int kMaxPeers = 65536;
@@ -310,6 +317,11 @@ struct BusyPoll {
   double frames = 0;                     // frames read while spinning (each one a wakeup saved)
   double idleUs = 0;                     // µs spent spinning without frames (the CPU it cost)
   double skipped = 0;                    // spins not started: the budget was spent
+  double loaded = 0;                     // spins not started: frames came faster than kBusyPollMaxRate
+  int64_t windowStart = 0;               // MonoUs() when the rate window began
+  int64_t lastDelivery = 0;              // MonoUs() of the last wakeup with frames
+  double windowFrames = 0;               // frames delivered in it
+  double rate = 0;                       // frames/s over the last whole window
 };
 BusyPoll g_busy;
 
@@ -329,9 +341,26 @@ int64_t MonoUs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-void BusySpin() {
+// Called after a wakeup delivered `delivered` frames.
+void BusySpin(int delivered) {
   if (g_busy.us <= 0 || g_busy.spinning) return;
   const int64_t start = MonoUs();
+  if (start - g_busy.lastDelivery >= kBusyPollRateWindowUs) {
+    // A whole window without frames: light again, whatever came before.
+    g_busy.rate = 0;
+    g_busy.windowStart = start;
+    g_busy.windowFrames = 0;
+  } else if (start - g_busy.windowStart >= kBusyPollRateWindowUs) {
+    g_busy.rate = g_busy.windowFrames * 1e6 / static_cast<double>(start - g_busy.windowStart);
+    g_busy.windowStart = start;
+    g_busy.windowFrames = 0;
+  }
+  g_busy.lastDelivery = start;
+  g_busy.windowFrames += delivered;
+  if (g_busy.rate > kBusyPollMaxRate) {
+    g_busy.loaded += 1;
+    return;
+  }
   g_busy.tokensUs += (start - g_busy.refilledAt) * g_busy.budgetPerMille / 1000;
   if (g_busy.tokensUs > kBusyPollBurstUs) g_busy.tokensUs = kBusyPollBurstUs;
   g_busy.refilledAt = start;
@@ -376,6 +405,7 @@ void BusySpin() {
         last = MonoUs();
         busyUs += last - before;
         g_busy.frames += n;
+        g_busy.windowFrames += n;
       }
     }
   }
@@ -1339,7 +1369,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     }
     if ((events & UV_WRITABLE) && self->selfWaiters_ > 0) self->OnSelfWritable();
     if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0) {
-      if (self->Receive() > 0) BusySpin();
+      const int n = self->Receive();
+      if (n > 0) BusySpin(n);
     }
   }
 
@@ -1702,7 +1733,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
       return;
     }
     // EPOLLERR arrives with UV_READABLE set (libuv adds it), so read() reports the errno.
-    if (self->Receive() > 0) BusySpin();
+    const int n = self->Receive();
+    if (n > 0) BusySpin(n);
   }
 
  public:
@@ -2006,7 +2038,9 @@ void InitAead(Napi::Env, Napi::Object) {}
 
 // setBusyPoll(us?, budgetPercent?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs)
 // and the share of one core its idle spinning may use (1-100), each when given; returns
-// [us, budget percent, spins started, frames read while spinning, idle µs spent, spins skipped].
+// [us, budget percent, spins started, frames read while spinning, idle µs spent, spins skipped
+//  (budget spent), spins not started (load above the bound), the bound, frames/s over the last
+//  measured window].
 Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsNumber()) {
@@ -2021,10 +2055,10 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     g_busy.refilledAt = MonoUs();
     g_busy.tokensUs = kBusyPollBurstUs;
   }
-  const double v[6] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
-                       g_busy.frames, g_busy.idleUs, g_busy.skipped};
-  Napi::Array a = Napi::Array::New(env, 6);
-  for (uint32_t i = 0; i < 6; i++) a.Set(i, Napi::Number::New(env, v[i]));
+  const double v[9] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
+                       g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate};
+  Napi::Array a = Napi::Array::New(env, 9);
+  for (uint32_t i = 0; i < 9; i++) a.Set(i, Napi::Number::New(env, v[i]));
   return a;
 }
 

@@ -86,7 +86,7 @@ interface NativeModule {
   backlogDatagrams: number;
   backlogBytes: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
-  setBusyPoll?(us?: number, budgetPercent?: number): [number, number, number, number, number, number];
+  setBusyPoll?(us?: number, budgetPercent?: number): number[];
 }
 
 interface NativeTapHandle {
@@ -161,18 +161,25 @@ export interface BusyPollState {
   idleUs: number;
   /** Wakeups that slept at once because the budget was spent. */
   skipped: number;
+  /** Wakeups that slept at once because frames came faster than `maxRate` (a load, not a light one). */
+  loaded: number;
+  /** Frames a second above which it does not spin (fixed in the addon). */
+  maxRate: number;
+  /** Frames a second through the native sockets and TAPs over the last measured window (100 ms, ended by a frame). */
+  rate: number;
 }
 
-function busyState(v: [number, number, number, number, number, number]): BusyPollState {
-  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5] };
+function busyState(v: number[]): BusyPollState {
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6] ?? 0, maxRate: v[7] ?? 0, rate: v[8] ?? 0 };
 }
 
 /**
  * Busy polling of the native sockets and TAP devices (see BusySpin in the addon): after a wakeup
  * that delivered frames, keep reading for `us` microseconds since the last frame before sleeping
  * again, so the reply to a frame just forwarded is read without a scheduler wake-up; the idle
- * part of it may use `budgetPercent` of one core on average. us 0 turns it off. Returns null
- * when the addon is not loaded (the JS path has no such loop).
+ * part of it may use `budgetPercent` of one core on average, and it does not spin at all while
+ * frames come faster than the addon's `maxRate`. us 0 turns it off. Returns null when the addon
+ * is not loaded (the JS path has no such loop).
  */
 export function setBusyPoll(us: number, budgetPercent?: number): BusyPollState | null {
   const m = loadNative();

@@ -308,6 +308,7 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.match(text, /^lanparty_busy_poll_frames_total \d+$/m);
     assert.match(text, /^lanparty_busy_poll_idle_seconds_total [\d.e-]+$/m);
     assert.match(text, /^lanparty_busy_poll_skipped_total \d+$/m);
+    assert.match(text, /^lanparty_busy_poll_loaded_total \d+$/m);
     assert.equal((await fetch('http://127.0.0.1:39477/other')).status, 404);
   });
 

@@ -129,6 +129,42 @@ describe('busy polling (native)', { skip }, () => {
     });
     assert.ok(u.stats.sendQueued > 0, `backlog ${u.stats.sendQueued}`);
     assert.deepEqual(order, ['a', 'immediate', 'b'], 'the loop turned first');
+    // Its backlog never drains (r never reads): closing drops it, or every later spin would stop.
+    u.close();
+    r.close();
+    setBusyPoll(0, 20);
+  });
+
+  it('does not spin while frames come faster than its light-load bound, and spins again once they stop', async () => {
+    setBusyPoll(1000, 100);
+    const [a, c] = [await udp(), await udp()];
+    let got = 0;
+    a.start((n) => { got += n; });
+    c.start(() => {});
+    const toA = c.peerId(a.localAddress());
+    const before = busyPollState()!;
+    const d = Buffer.from('load');
+    let sent = 0;
+    let mid: ReturnType<typeof busyPollState> = null;
+    const t0 = Date.now();
+    // 50 frames a millisecond at most (timers fire every 1-2 ms): several times the bound.
+    while (Date.now() - t0 < 500) {
+      for (let i = 0; i < 50; i++) c.send(toA, d, 0, d.length);
+      sent += 50;
+      await new Promise((r) => setTimeout(r, 1));
+      if (mid === null && Date.now() - t0 >= 300) mid = busyPollState();
+    }
+    const end = busyPollState()!;
+    const rate = sent / ((Date.now() - t0) / 1000);
+    assert.ok(rate > 2 * end.maxRate, `offered ${Math.round(rate)} frames/s, bound ${end.maxRate}: the test needs more`);
+    assert.ok(end.rate > end.maxRate, `measured ${Math.round(end.rate)} frames/s`);
+    assert.ok(end.loaded > before.loaded, `loaded ${before.loaded} -> ${end.loaded}`);
+    assert.equal(end.spins, mid!.spins, 'no spin in the flood\'s last 200 ms');
+    while (got < sent && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    // Quiet for longer than the 100 ms window: a light load again, so a reply is read spinning.
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(await relayOrder(), ['a', 'b', 'immediate']);
+    assert.equal(busyPollState()!.rate, 0, 'a quiet window resets the rate');
     setBusyPoll(0, 20);
   });
 
