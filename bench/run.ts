@@ -37,6 +37,7 @@ import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from 
 import { attach, guestIp } from '../test/helpers/guest-lan.js';
 import { startLanparty } from '../test/helpers/netns-lanparty.js';
 import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
+import { busyPollState } from '../src/transports/batch-io.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -64,10 +65,21 @@ type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
 /** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
 type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
 type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp';
-/** 'lanparty-bp' is lanparty with busy polling on (off by default), to show what it brings and costs. */
+/** The busy-poll time measured when it is on (with --busy-poll 0 beside it, off). */
 const BENCH_BUSY_POLL_US = 50;
-const BUSY_ARGS = ['--busy-poll', String(BENCH_BUSY_POLL_US)];
-const relayLabel = (r: Relay): string => (r === 'lanparty-bp' ? `lanparty --busy-poll ${BENCH_BUSY_POLL_US}` : r);
+const BUSY_ON = ['--busy-poll', String(BENCH_BUSY_POLL_US)];
+const BUSY_OFF = ['--busy-poll', '0'];
+/**
+ * 'lanparty-bp' is lanparty with the busy-poll setting that is not the default (off while the
+ * default is on, and on while it is off), measured beside the default to show what it brings and costs.
+ */
+const BUSY_ARGS = DEFAULT_BUSY_POLL_US > 0 ? BUSY_OFF : BUSY_ON;
+const relayLabel = (r: Relay): string => (r === 'lanparty-bp' ? `lanparty ${BUSY_ARGS.join(' ')}` : r);
+/** The guest setup with that other setting. */
+const ALT_GUEST_SETUP = `lanparty udp ${BUSY_ARGS.join(' ')}`;
+const busyDefaultText = DEFAULT_BUSY_POLL_US > 0 ? `on by default (${DEFAULT_BUSY_POLL_US} µs)` : 'off by default';
+/** Frames a second above which busy polling does not spin (the addon's bound; null without the addon). */
+const busyMaxRate = (): string => `${busyPollState()?.maxRate ?? '(unknown: no addon)'}`;
 const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1].split(',') : null;
@@ -342,7 +354,7 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
 }
 
 async function openTopo(transport: Transport, asked: Relay, bidirectional: boolean): Promise<Topo> {
-  // lanparty-bp is lanparty with busy polling; it only changes how the datagram ports read.
+  // lanparty-bp is lanparty with the other busy-poll setting; it only changes how the datagram ports read.
   const relay: Relay = asked === 'lanparty-bp' ? 'lanparty' : asked;
   const lpArgs = asked === 'lanparty-bp' ? BUSY_ARGS : [];
   if (asked === 'lanparty-bp' && (transport === 'tcp' || transport === 'unix')) throw new Skip('busy polling reads the native datagram sockets only, not streams');
@@ -708,7 +720,7 @@ async function busyPollCpu(): Promise<BusyCpuResult[]> {
     for (const on of [true, false]) {
       const b = (portBase += 10);
       const sinkEp = `udp:127.0.0.1:${b + 1}`;
-      const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir, null, on ? BUSY_ARGS : []);
+      const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir, null, on ? BUSY_ON : BUSY_OFF);
       const sink = startProc([LPGEN, 'sink', sinkEp, '--idle-ms', '2000'], 'lpgen sink');
       try {
         await waitEndpoint(sinkEp);
@@ -725,7 +737,7 @@ async function busyPollCpu(): Promise<BusyCpuResult[]> {
         await lp.stop();
       }
     }
-    say(`  busy-poll CPU at ${rate} f/s: ${r.onPct.toFixed(1)}% of a core with ${BUSY_ARGS.join(' ')}, ${r.offPct.toFixed(1)}% without (the default)`);
+    say(`  busy-poll CPU at ${rate} f/s: ${r.onPct.toFixed(1)}% of a core with ${BUSY_ON.join(' ')}, ${r.offPct.toFixed(1)}% with ${BUSY_OFF.join(' ')}`);
     res.push(r);
   }
   return res;
@@ -788,10 +800,10 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
         netdev = () => MCAST_NETDEV;
         break;
       case 'lanparty udp':
-      case 'lanparty udp busy-poll':
+      case ALT_GUEST_SETUP:
       case 'lanparty unixgram': {
         const kind = setup === 'lanparty unixgram' ? 'unixgram' : 'udp';
-        const busy = setup === 'lanparty udp busy-poll' ? BUSY_ARGS : [];
+        const busy = setup === ALT_GUEST_SETUP ? BUSY_ARGS : [];
         const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp', ...busy, ...BENCH_LP_ARGS], label: 'lanparty', nodeFlags: BENCH_NODE_FLAGS });
         stopLanparty = lp.stop;
         netdev = (n) => attach(kind, n, dir).netdev;
@@ -921,9 +933,10 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
 
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
-  out.push(`"${relayLabel('lanparty-bp')}" is lanparty with busy polling on (off by default, DEFAULT_BUSY_POLL_US = ${DEFAULT_BUSY_POLL_US}): after frames`,
-    `arrive it keeps reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process (its idle spinning`,
-    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core; README, "Speed"). It reads the native datagram ports only (not streams), so that row is measured on those.`, '');
+  out.push(`Busy polling is ${busyDefaultText}; "${relayLabel('lanparty-bp')}" is lanparty with it ${DEFAULT_BUSY_POLL_US > 0 ? 'off' : 'on'}. On, after frames arrive`,
+    `lanparty keeps reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process (its idle spinning`,
+    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core, and it does not spin above ${busyMaxRate()} frames/s; README, "Speed"). It reads the native datagram ports only`,
+    '(not streams), so that row is measured on those.', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
@@ -946,8 +959,8 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   out.push('');
   if (r.busyCpu && r.busyCpu.length > 0) {
     out.push('What the busy polling costs: lanparty\'s CPU (utime + stime from /proc, % of one core) while one udp port forwards',
-      `a steady stream of 64-byte frames, one per send (\`lpgen send --batch 1\`), with \`${BUSY_ARGS.join(' ')}\` and without (the default).`, '');
-    out.push(`| frames/s | lanparty ${BUSY_ARGS.join(' ')} | lanparty (default) |`, '|---:|---:|---:|');
+      `a steady stream of 64-byte frames, one per send (\`lpgen send --batch 1\`), with \`${BUSY_ON.join(' ')}\` and \`${BUSY_OFF.join(' ')}\` (busy polling ${busyDefaultText}).`, '');
+    out.push(`| frames/s | lanparty ${BUSY_ON.join(' ')} | lanparty ${BUSY_OFF.join(' ')} |`, '|---:|---:|---:|');
     for (const c of r.busyCpu) out.push(`| ${c.rate} | ${c.onPct.toFixed(1)}% | ${c.offPct.toFixed(1)}% |`);
     out.push('');
   }
@@ -1044,8 +1057,8 @@ function targets(r: AllResults): string[] {
     out.push(`- guest iperf3 ≥ 3x socat: on this TCG machine read as lanparty ≥ 0.9x the plain multicast group (KERNEL.md); lanparty udp ÷ socat udp = ${ratio(lpU, so)} (not a meaningful 3x test under TCG)`);
     out.push(`- guest iperf3 ≥ vde_switch: ${mark(Number.isFinite(lpU) && Number.isFinite(vde) ? lpU >= vde : null)} (${ratio(lpU, vde)})`);
     out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port): ${mark(Number.isFinite(lpU) && Number.isFinite(mc) ? lpU >= 0.9 * mc : null)} (${ratio(lpU, mc)})`);
-    const lpB = ip('lanparty udp busy-poll', 1500);
-    if (Number.isFinite(lpB)) out.push(`- guest iperf3 with ${BUSY_ARGS.join(' ')} ÷ plain mcast, MTU 1500: ${ratio(lpB, mc)} (÷ lanparty udp without it: ${ratio(lpB, lpU)}; the CPU it spins is taken from the TCG guests, which is why it is off by default)`);
+    const lpB = ip(ALT_GUEST_SETUP, 1500);
+    if (Number.isFinite(lpB)) out.push(`- guest iperf3 with ${BUSY_ARGS.join(' ')} ÷ plain mcast, MTU 1500: ${ratio(lpB, mc)} (÷ lanparty udp, busy polling ${busyDefaultText}: ${ratio(lpB, lpU)}; a spinning lanparty would take its CPU from the TCG guests, which is why it does not spin above ${busyMaxRate()} frames/s)`);
     const lpJ = ip('lanparty unixgram', 9000), mcJ = ip('plain mcast', 9000), lp15 = ip('lanparty unixgram', 1500);
     out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 9000 (unixgram port): ${mark(Number.isFinite(lpJ) && Number.isFinite(mcJ) ? lpJ >= 0.9 * mcJ : null)} (${ratio(lpJ, mcJ)})`);
     out.push(`- jumbo frames: lanparty unixgram at guest MTU 9000 ÷ MTU 1500 = ${ratio(lpJ, lp15)}; plain mcast 9000 ÷ 1500 = ${ratio(mcJ, mc)}`);
@@ -1139,7 +1152,7 @@ async function main(): Promise<void> {
     say('== 4. guests (iperf3)');
     await buildGuest();
     const setups: Array<[string, number]> = [
-      ['plain mcast', 1500], ['lanparty udp', 1500], ['lanparty udp busy-poll', 1500], ['socat udp', 1500], ['vde udp', 1500],
+      ['plain mcast', 1500], ['lanparty udp', 1500], [ALT_GUEST_SETUP, 1500], ['socat udp', 1500], ['vde udp', 1500],
       ['lanparty unixgram', 1500], ['lanparty unixgram', 9000], ['plain mcast', 9000],
     ];
     // LP_BENCH_GUEST_SETUPS="plain mcast:1500,lanparty udp:1500" runs only those (for A/B runs).

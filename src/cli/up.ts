@@ -35,9 +35,9 @@ Options:
       --max-frame BYTES    largest frame accepted (default 65553: MTU 65535 + header + VLAN tag)
       --busy-poll US       after frames arrive, keep reading for US microseconds (0-1000) before
                            sleeping: a reply is then read without waking the process, for a
-                           lower latency tail at the cost of CPU while traffic flows (default
-                           ${DEFAULT_BUSY_POLL_US}, off; 50 suits a latency-bound game, not guests that
-                           need every CPU cycle, such as TCG guests on a small host)
+                           lower latency tail at light load, at some CPU (never above 10000
+                           frames/s, where it would only take CPU from the guests); 0: off
+                           (default ${DEFAULT_BUSY_POLL_US})
       --busy-poll-budget PERCENT  the most of one core that spinning without frames may use
                            on average (1-100, default ${DEFAULT_BUSY_POLL_BUDGET_PERCENT})
   -g, --guest NAME         print QEMU arguments for this guest name; repeat (default vm1)

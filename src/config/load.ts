@@ -37,12 +37,13 @@ export function defaultPortUrls(dir = runtimeDir()): string[] {
 }
 
 /**
- * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. In the
- * committed bench/RESULTS.md, 50 lowers the added latency's p99 at light load from 100 to 26 µs
- * per crossing (udp, 2 kHz probes), but iperf3 between two TCG guests through a udp port falls to
- * 0.80x of the same without it (the CPU it spins is the guests'), so it is asked for, not given.
+ * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. 50 lowers
+ * the added latency's p99 at light load from about 100 to 13-26 µs per crossing (udp, 2 kHz
+ * probes; bench/RESULTS.md). It was opt-in while it also spun under load, where iperf3 between two
+ * TCG guests fell to 0.80x (the CPU it spins is the guests'); it no longer spins above the addon's
+ * light-load bound (10000 frames/s), and the same guests then run at 0.98-1.00x of it off.
  */
-export const DEFAULT_BUSY_POLL_US = 0;
+export const DEFAULT_BUSY_POLL_US = 50;
 /** The share of one core busy polling's idle spinning may use on average. */
 export const DEFAULT_BUSY_POLL_BUDGET_PERCENT = 20;
 

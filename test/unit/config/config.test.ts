@@ -76,10 +76,10 @@ test('flags override the file and name the flag in errors', () => {
   configError(() => buildConfig({}, { ports: ['nope'] }), /^--port #1: "nope" is not a locator/);
 });
 
-test('busy polling: off (budget 20% of a core) by default, from the file or the flags, in range', () => {
-  assert.equal(buildConfig({}).switch.busyPollUs, 0);
+test('busy polling: 50 µs (budget 20% of a core) by default, from the file or the flags, in range', () => {
+  assert.equal(buildConfig({}).switch.busyPollUs, 50);
   assert.equal(buildConfig({}).switch.busyPollBudgetPercent, 20);
-  assert.equal(buildConfig({ switch: { busy_poll_us: 50 } }).switch.busyPollUs, 50);
+  assert.equal(buildConfig({ switch: { busy_poll_us: 0 } }).switch.busyPollUs, 0, 'off');
   assert.equal(buildConfig({ switch: { busy_poll_us: 0 } }, { busyPollUs: '100' }).switch.busyPollUs, 100);
   assert.equal(buildConfig({ switch: { busy_poll_budget_percent: 5 } }).switch.busyPollBudgetPercent, 5);
   configError(() => buildConfig({ switch: { busy_poll_us: 5000 } }), /^switch\.busy_poll_us: 5000 is out of range/);
