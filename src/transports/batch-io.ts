@@ -165,7 +165,7 @@ export interface BusyPollState {
   loaded: number;
   /** Frames a second above which it does not spin (fixed in the addon). */
   maxRate: number;
-  /** Frames a second through the native sockets and TAPs over the last measured window (100 ms, ended by a frame). */
+  /** Frames a second through the native sockets and TAPs over the last measured window (20 ms, ended by a frame). */
   rate: number;
 }
 

@@ -161,10 +161,32 @@ describe('busy polling (native)', { skip }, () => {
     assert.ok(end.loaded > before.loaded, `loaded ${before.loaded} -> ${end.loaded}`);
     assert.equal(end.spins, mid!.spins, 'no spin in the flood\'s last 200 ms');
     while (got < sent && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
-    // Quiet for longer than the 100 ms window: a light load again, so a reply is read spinning.
+    // Quiet for longer than the 20 ms rate window: a light load again, so a reply is read spinning.
     await new Promise((r) => setTimeout(r, 150));
     assert.deepEqual(await relayOrder(), ['a', 'b', 'immediate']);
     assert.equal(busyPollState()!.rate, 0, 'a quiet window resets the rate');
+    setBusyPoll(0, 20);
+  });
+
+  it('does not spin after a wakeup that read a batch (frames queued: not a light load)', async () => {
+    setBusyPoll(1000, 100);
+    const [a, c] = [await udp(), await udp()];
+    let got = 0;
+    a.start((n) => { got += n; });
+    c.start(() => {});
+    // Quiet for longer than the rate window first, so only the batch can stop the spin.
+    await new Promise((r) => setTimeout(r, 150));
+    const before = busyPollState()!;
+    const toA = c.peerId(a.localAddress());
+    const d = Buffer.from('burst');
+    for (let i = 0; i < 20; i++) c.send(toA, d, 0, d.length);
+    const t0 = Date.now();
+    while (got < 20 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    const now = busyPollState()!;
+    assert.equal(got, 20);
+    assert.equal(now.rate, 0, 'no window measured: the rate bound did not decide');
+    assert.ok(now.loaded > before.loaded, `loaded ${before.loaded} -> ${now.loaded}`);
+    assert.equal(now.spins, before.spins, 'no spin');
     setBusyPoll(0, 20);
   });
 
