@@ -38,10 +38,10 @@ export function defaultPortUrls(dir = runtimeDir()): string[] {
 
 /**
  * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. 50 lowers
- * the added latency's p99 at light load from about 100 to 13-26 µs per crossing (udp, 2 kHz
- * probes; bench/RESULTS.md). It was opt-in while it also spun under load, where iperf3 between two
- * TCG guests fell to 0.80x (the CPU it spins is the guests'); it no longer spins above the addon's
- * light-load bound (10000 frames/s), and the same guests then run at 0.98-1.00x of it off.
+ * the added latency's p99 at light load from 116 to 14 µs per crossing (udp, 2 kHz probes;
+ * bench/RESULTS.md). It was opt-in while it also spun under load, where iperf3 between two TCG
+ * guests fell to 0.80x (the CPU it spins is the guests'); it no longer spins under a load (the
+ * addon's light-load rules), and the same guests run at 0.93-1.00x of it off across five runs.
  */
 export const DEFAULT_BUSY_POLL_US = 50;
 /** The share of one core busy polling's idle spinning may use on average. */
