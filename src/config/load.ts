@@ -41,7 +41,7 @@ export function defaultPortUrls(dir = runtimeDir()): string[] {
  * the added latency's p99 at light load from 116 to 14 µs per crossing (udp, 2 kHz probes;
  * bench/RESULTS.md). It was opt-in while it also spun under load, where iperf3 between two TCG
  * guests fell to 0.80x (the CPU it spins is the guests'); it no longer spins under a load (the
- * addon's light-load rules), and the same guests run at 0.93-1.00x of it off across five runs.
+ * addon's light-load rules), and the same guests run at 0.93-1.00x of it off across four runs.
  */
 export const DEFAULT_BUSY_POLL_US = 50;
 /** The share of one core busy polling's idle spinning may use on average. */
