@@ -2047,8 +2047,8 @@ void InitAead(Napi::Env, Napi::Object) {}
 // setBusyPoll(us?, budgetPercent?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs)
 // and the share of one core its idle spinning may use (1-100), each when given; returns
 // [us, budget percent, spins started, frames read while spinning, idle µs spent, spins skipped
-//  (budget spent), spins not started (load above the bound), the bound, frames/s over the last
-//  measured window].
+//  (budget spent), spins not started (a load), the rate bound, frames/s over the last measured
+//  window, the batch bound].
 Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsNumber()) {
@@ -2063,10 +2063,11 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     g_busy.refilledAt = MonoUs();
     g_busy.tokensUs = kBusyPollBurstUs;
   }
-  const double v[9] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
-                       g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate};
-  Napi::Array a = Napi::Array::New(env, 9);
-  for (uint32_t i = 0; i < 9; i++) a.Set(i, Napi::Number::New(env, v[i]));
+  const double v[10] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
+                        g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate,
+                        static_cast<double>(kBusyPollMaxBatch)};
+  Napi::Array a = Napi::Array::New(env, 10);
+  for (uint32_t i = 0; i < 10; i++) a.Set(i, Napi::Number::New(env, v[i]));
   return a;
 }
 

@@ -161,25 +161,27 @@ export interface BusyPollState {
   idleUs: number;
   /** Wakeups that slept at once because the budget was spent. */
   skipped: number;
-  /** Wakeups that slept at once because frames came faster than `maxRate` (a load, not a light one). */
+  /** Wakeups that slept at once under a load: frames came faster than `maxRate`, or the wakeup read more than `maxBatch`. */
   loaded: number;
   /** Frames a second above which it does not spin (fixed in the addon). */
   maxRate: number;
   /** Frames a second through the native sockets and TAPs over the last measured window (20 ms, ended by a frame). */
   rate: number;
+  /** Frames read at once above which it does not spin, and after which a spin ends (fixed in the addon). */
+  maxBatch: number;
 }
 
 function busyState(v: number[]): BusyPollState {
-  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6] ?? 0, maxRate: v[7] ?? 0, rate: v[8] ?? 0 };
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6] ?? 0, maxRate: v[7] ?? 0, rate: v[8] ?? 0, maxBatch: v[9] ?? 0 };
 }
 
 /**
  * Busy polling of the native sockets and TAP devices (see BusySpin in the addon): after a wakeup
  * that delivered frames, keep reading for `us` microseconds since the last frame before sleeping
  * again, so the reply to a frame just forwarded is read without a scheduler wake-up; the idle
- * part of it may use `budgetPercent` of one core on average, and it does not spin at all while
- * frames come faster than the addon's `maxRate`. us 0 turns it off. Returns null when the addon
- * is not loaded (the JS path has no such loop).
+ * part of it may use `budgetPercent` of one core on average, and it does not spin at all under a
+ * load (frames faster than the addon's `maxRate`, or more than `maxBatch` at once). us 0 turns it
+ * off. Returns null when the addon is not loaded (the JS path has no such loop).
  */
 export function setBusyPoll(us: number, budgetPercent?: number): BusyPollState | null {
   const m = loadNative();

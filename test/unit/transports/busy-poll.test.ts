@@ -179,6 +179,7 @@ describe('busy polling (native)', { skip }, () => {
     const before = busyPollState()!;
     const toA = c.peerId(a.localAddress());
     const d = Buffer.from('burst');
+    assert.equal(before.maxBatch, 4);
     for (let i = 0; i < 20; i++) c.send(toA, d, 0, d.length);
     const t0 = Date.now();
     while (got < 20 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
