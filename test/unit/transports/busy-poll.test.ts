@@ -67,6 +67,24 @@ describe('busy polling (native)', { skip }, () => {
     return order;
   }
 
+  /** A one-way stream: c sends to a, which only counts what it reads. */
+  async function oneWay(): Promise<{ send: (d: Buffer) => void; received: (n: number) => Promise<number> }> {
+    const [a, c] = [await udp(), await udp()];
+    let got = 0;
+    a.start((n) => { got += n; });
+    c.start(() => {});
+    const toA = c.peerId(a.localAddress());
+    return {
+      send: (d) => c.send(toA, d, 0, d.length),
+      /** Waits (3 s at most) until n frames have arrived; returns how many did. */
+      received: async (n) => {
+        const t0 = Date.now();
+        while (got < n && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+        return got;
+      },
+    };
+  }
+
   it('off: the reply waits for the next turn of the event loop', async () => {
     assert.equal(setBusyPoll(0)?.us, 0);
     const before = busyPollState()!;
@@ -92,18 +110,14 @@ describe('busy polling (native)', { skip }, () => {
     // 1% of a core: the bucket holds at most 20 ms and refills at 10 µs per ms. Frames that get no
     // reply make every spin idle for the whole 1000 µs until the bucket is empty.
     setBusyPoll(1000, 1);
-    const [a, c] = [await udp(), await udp()];
-    let got = 0;
-    a.start((n) => { got += n; });
-    c.start(() => {});
-    const toA = c.peerId(a.localAddress());
+    const s = await oneWay();
     const before = busyPollState()!;
     const t0 = Date.now();
     for (let i = 0; i < 60; i++) {
-      c.send(toA, Buffer.from('lonely'), 0, 6);
+      s.send(Buffer.from('lonely'));
       await new Promise((r) => setTimeout(r, 2));
     }
-    while (got < 60 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    const got = await s.received(60);
     const now = busyPollState()!;
     const elapsedMs = Date.now() - t0;
     assert.equal(got, 60);
@@ -137,11 +151,7 @@ describe('busy polling (native)', { skip }, () => {
 
   it('does not spin while frames come faster than its light-load bound, and spins again once they stop', async () => {
     setBusyPoll(1000, 100);
-    const [a, c] = [await udp(), await udp()];
-    let got = 0;
-    a.start((n) => { got += n; });
-    c.start(() => {});
-    const toA = c.peerId(a.localAddress());
+    const s = await oneWay();
     const before = busyPollState()!;
     const d = Buffer.from('load');
     let sent = 0;
@@ -149,7 +159,7 @@ describe('busy polling (native)', { skip }, () => {
     const t0 = Date.now();
     // 50 frames a millisecond at most (timers fire every 1-2 ms): several times the bound.
     while (Date.now() - t0 < 500) {
-      for (let i = 0; i < 50; i++) c.send(toA, d, 0, d.length);
+      for (let i = 0; i < 50; i++) s.send(d);
       sent += 50;
       await new Promise((r) => setTimeout(r, 1));
       if (mid === null && Date.now() - t0 >= 300) mid = busyPollState();
@@ -160,7 +170,7 @@ describe('busy polling (native)', { skip }, () => {
     assert.ok(end.rate > end.maxRate, `measured ${Math.round(end.rate)} frames/s`);
     assert.ok(end.loaded > before.loaded, `loaded ${before.loaded} -> ${end.loaded}`);
     assert.equal(end.spins, mid!.spins, 'no spin in the flood\'s last 200 ms');
-    while (got < sent && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    await s.received(sent);
     // Quiet for longer than the 20 ms rate window: a light load again, so a reply is read spinning.
     await new Promise((r) => setTimeout(r, 150));
     assert.deepEqual(await relayOrder(), ['a', 'b', 'immediate']);
@@ -170,21 +180,15 @@ describe('busy polling (native)', { skip }, () => {
 
   it('does not spin after a wakeup that read a batch (frames queued: not a light load)', async () => {
     setBusyPoll(1000, 100);
-    const [a, c] = [await udp(), await udp()];
-    let got = 0;
-    a.start((n) => { got += n; });
-    c.start(() => {});
+    const s = await oneWay();
     // Quiet for longer than the rate window first, so only the batch can stop the spin.
     await new Promise((r) => setTimeout(r, 150));
     const before = busyPollState()!;
-    const toA = c.peerId(a.localAddress());
     const d = Buffer.from('burst');
     assert.equal(before.maxBatch, 4);
-    for (let i = 0; i < 20; i++) c.send(toA, d, 0, d.length);
-    const t0 = Date.now();
-    while (got < 20 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 20; i++) s.send(d);
+    assert.equal(await s.received(20), 20);
     const now = busyPollState()!;
-    assert.equal(got, 20);
     assert.equal(now.rate, 0, 'no window measured: the rate bound did not decide');
     assert.ok(now.loaded > before.loaded, `loaded ${before.loaded} -> ${now.loaded}`);
     assert.equal(now.spins, before.spins, 'no spin');

@@ -6,13 +6,19 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FORWARD_DELAY_MS, HELLO_MS, LinkState, MAX_AGE_MS, SpanningTree, decodeHello, encodeHello, tcAhead } from '../../../src/transports/wg/stp.js';
 
-function sim(n: number, edges: Array<[number, number]>) {
+/** Bridges 0..n-1 (bridge i has id i + 1) and both ends of every edge; `links[a].get(b)` is a's end. */
+function bridges(n: number, edges: Array<[number, number]>) {
   const trees = Array.from({ length: n }, (_, i) => new SpanningTree(Buffer.from([0, 0, 0, 0, 0, 0, 0, i + 1])));
   const links = Array.from({ length: n }, () => new Map<number, LinkState>());
   for (const [a, b] of edges) {
     links[a].set(b, new LinkState(`${a}-${b}`));
     links[b].set(a, new LinkState(`${b}-${a}`));
   }
+  return { trees, links };
+}
+
+function sim(n: number, edges: Array<[number, number]>) {
+  const { trees, links } = bridges(n, edges);
   const down = new Set<string>();
   let now = 0;
   const step = () => {
@@ -157,12 +163,7 @@ test('topology-change counts: 1-255 on a ring, newer by up to 127; 0 (senders th
  * (from tick `starts[i]`), and recomputes on each of its ticks, as src/transports/wg/index.ts does.
  */
 function phasedSim(n: number, edges: Array<[number, number]>, offsets: number[], starts: number[]) {
-  const trees = Array.from({ length: n }, (_, i) => new SpanningTree(Buffer.from([0, 0, 0, 0, 0, 0, 0, i + 1])));
-  const links = Array.from({ length: n }, () => new Map<number, LinkState>());
-  for (const [a, b] of edges) {
-    links[a].set(b, new LinkState(`${a}-${b}`));
-    links[b].set(a, new LinkState(`${b}-${a}`));
-  }
+  const { trees, links } = bridges(n, edges);
   const down = new Set<string>();
   const cutOff = (a: number, b: number) => down.has(`${a}-${b}`) || down.has(`${b}-${a}`);
   let now = 0;
