@@ -351,13 +351,11 @@ int64_t MonoUs() {
 void BusySpin(int delivered) {
   if (g_busy.us <= 0 || g_busy.spinning) return;
   const int64_t start = MonoUs();
-  if (start - g_busy.lastDelivery >= kBusyPollRateWindowUs) {
-    // A whole window without frames: light again, whatever came before.
-    g_busy.rate = 0;
-    g_busy.windowStart = start;
-    g_busy.windowFrames = 0;
-  } else if (start - g_busy.windowStart >= kBusyPollRateWindowUs) {
-    g_busy.rate = g_busy.windowFrames * 1e6 / static_cast<double>(start - g_busy.windowStart);
+  // A window ends at the first wakeup after it; a whole window without frames is light again,
+  // whatever came before.
+  const bool quiet = start - g_busy.lastDelivery >= kBusyPollRateWindowUs;
+  if (quiet || start - g_busy.windowStart >= kBusyPollRateWindowUs) {
+    g_busy.rate = quiet ? 0 : g_busy.windowFrames * 1e6 / static_cast<double>(start - g_busy.windowStart);
     g_busy.windowStart = start;
     g_busy.windowFrames = 0;
   }
@@ -384,17 +382,16 @@ void BusySpin(int delivered) {
     if (now - last > g_busy.us || now - start > kBusyPollMaxUs) break;
     if ((now - start) - busyUs >= g_busy.tokensUs) break;
     bool waits = false;
-    for (BusyPollable* m : g_busy.members) waits = waits || m->BusyWaitsOnLoop();
-    if (waits) break;
     g_busy.fds.clear();
     g_busy.polled.clear();
     for (BusyPollable* m : g_busy.members) {
+      waits = waits || m->BusyWaitsOnLoop();
       int fd = m->BusyFd();
       if (fd < 0) continue;
       g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
       g_busy.polled.push_back(m);
     }
-    if (g_busy.fds.empty()) break;
+    if (waits || g_busy.fds.empty()) break;
     if (poll(g_busy.fds.data(), g_busy.fds.size(), 0) <= 0) {
       sched_yield();
       continue;

@@ -172,7 +172,7 @@ export interface BusyPollState {
 }
 
 function busyState(v: number[]): BusyPollState {
-  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6] ?? 0, maxRate: v[7] ?? 0, rate: v[8] ?? 0, maxBatch: v[9] ?? 0 };
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9] };
 }
 
 /**
