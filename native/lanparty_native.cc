@@ -18,7 +18,9 @@
 //      the other sockets on the loop; level triggering brings us back).
 //   7. With busy polling on (setBusyPoll; lanparty up turns it on unless --busy-poll 0), BusySpin()
 //      then keeps reading every socket and TAP device for a while before libuv sleeps again, at
-//      a light load only (see BusyPollable).
+//      a light load only (see BusyPollable). It also watches the stream sockets that libuv reads
+//      (busyWatch) and gives the thread back as soon as one is readable; JS starts a spin after
+//      reading stream frames (busyAfter).
 //
 // Send stages:
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id, source 0)
@@ -328,6 +330,14 @@ struct BusyPoll {
   int64_t lastDelivery = 0;              // MonoUs() of the last wakeup with frames
   double windowFrames = 0;               // frames delivered in it
   double rate = 0;                       // frames/s over the last whole window
+  // Stream sockets (Node's net: libuv reads them, so the spin must not). The spin polls them too
+  // and, when one becomes readable, ends at once: libuv's next poll finds it ready and reads it
+  // without the process sleeping. busyAfter() starts a spin after JS read stream frames.
+  std::vector<int> watched;              // fds, from busyWatch()
+  double handoffs = 0;                   // spins ended because a watched stream became readable
+  double pending = 0;                    // stream frames delivered since the check handle was armed
+  uv_check_t* check = nullptr;           // runs the spin after the poll phase that read them
+  bool armed = false;
 };
 BusyPoll g_busy;
 
@@ -391,10 +401,19 @@ void BusySpin(int delivered) {
       g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
       g_busy.polled.push_back(m);
     }
+    for (int fd : g_busy.watched) g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
     if (waits || g_busy.fds.empty()) break;
     if (poll(g_busy.fds.data(), g_busy.fds.size(), 0) <= 0) {
       sched_yield();
       continue;
+    }
+    bool handoff = false;
+    for (size_t i = g_busy.polled.size(); i < g_busy.fds.size(); i++) {
+      handoff = handoff || (g_busy.fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+    }
+    if (handoff) {  // libuv reads it: give the thread back now
+      g_busy.handoffs += 1;
+      break;
     }
     for (size_t i = 0; i < g_busy.polled.size(); i++) {
       if (!(g_busy.fds[i].revents & (POLLIN | POLLERR))) continue;
@@ -418,6 +437,54 @@ void BusySpin(int delivered) {
   g_busy.tokensUs -= idle;
   g_busy.idleUs += static_cast<double>(idle);
   g_busy.spinning = false;
+}
+
+// busyWatch(fd, on): adds a stream socket's fd to the ones a spin watches, or removes it once. A
+// closed socket's number may already be reused by a new one when JS hears of the close, so the
+// list holds one entry per watch, not per number.
+Napi::Value BusyWatch(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[0].IsNumber()) return info.Env().Undefined();
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  std::vector<int>& w = g_busy.watched;
+  if (info[1].ToBoolean().Value()) {
+    if (fd >= 0) w.push_back(fd);
+    return info.Env().Undefined();
+  }
+  for (size_t i = 0; i < w.size(); i++) {
+    if (w[i] != fd) continue;
+    w.erase(w.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
+  return info.Env().Undefined();
+}
+
+void BusyCheck(uv_check_t* h) {
+  uv_check_stop(h);
+  g_busy.armed = false;
+  const int n = static_cast<int>(g_busy.pending);
+  g_busy.pending = 0;
+  BusySpin(n);
+}
+
+// busyAfter(frames): JS read `frames` frames from a stream socket in this turn of the loop. The
+// spin runs in the check phase that follows, from native code, as after a datagram wakeup: by
+// then the microtasks that flushed the forwarded frames have run, and what the spin reads is
+// handed to JS by MakeCallback (its own microtasks drain there too).
+Napi::Value BusyAfter(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (g_busy.us <= 0 || info.Length() < 1 || !info[0].IsNumber()) return env.Undefined();
+  g_busy.pending += info[0].As<Napi::Number>().DoubleValue();
+  if (g_busy.armed) return env.Undefined();
+  if (!g_busy.check) {
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return env.Undefined();
+    g_busy.check = new uv_check_t;
+    uv_check_init(loop, g_busy.check);
+    uv_unref(reinterpret_cast<uv_handle_t*>(g_busy.check));  // never keeps the process alive
+  }
+  uv_check_start(g_busy.check, BusyCheck);
+  g_busy.armed = true;
+  return env.Undefined();
 }
 
 // One unix peer's send backlog: a FIFO of datagrams in a byte ring (each datagram contiguous; a
@@ -2060,11 +2127,12 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     g_busy.refilledAt = MonoUs();
     g_busy.tokensUs = kBusyPollBurstUs;
   }
-  const double v[10] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
+  const double v[12] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
                         g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate,
-                        static_cast<double>(kBusyPollMaxBatch)};
-  Napi::Array a = Napi::Array::New(env, 10);
-  for (uint32_t i = 0; i < 10; i++) a.Set(i, Napi::Number::New(env, v[i]));
+                        static_cast<double>(kBusyPollMaxBatch), g_busy.handoffs,
+                        static_cast<double>(g_busy.watched.size())};
+  Napi::Array a = Napi::Array::New(env, 12);
+  for (uint32_t i = 0; i < 12; i++) a.Set(i, Napi::Number::New(env, v[i]));
   return a;
 }
 
@@ -2072,6 +2140,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   BatchSocket::Init(env, exports);
   exports.Set("interfaceState", Napi::Function::New<InterfaceState>(env, "interfaceState"));
   exports.Set("setBusyPoll", Napi::Function::New<SetBusyPoll>(env, "setBusyPoll"));
+  exports.Set("busyWatch", Napi::Function::New<BusyWatch>(env, "busyWatch"));
+  exports.Set("busyAfter", Napi::Function::New<BusyAfter>(env, "busyAfter"));
   TapDevice::Init(env, exports);
   exports.Set("configureInterface", Napi::Function::New<ConfigureInterface>(env, "configureInterface"));
   InitAead(env, exports);

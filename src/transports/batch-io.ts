@@ -87,6 +87,10 @@ interface NativeModule {
   backlogBytes: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
   setBusyPoll?(us?: number, budgetPercent?: number): number[];
+  /** Adds (on) or removes a stream socket's fd from those a spin watches. */
+  busyWatch?(fd: number, on: boolean): void;
+  /** JS read this many stream frames in this turn of the loop: spin in the check phase after it. */
+  busyAfter?(frames: number): void;
 }
 
 interface NativeTapHandle {
@@ -169,10 +173,44 @@ export interface BusyPollState {
   rate: number;
   /** Frames read at once above which it does not spin, and after which a spin ends (fixed in the addon). */
   maxBatch: number;
+  /** Spins that ended early because a stream socket (read by Node, not the addon) became readable. */
+  handoffs: number;
+  /** Stream sockets watched while spinning. */
+  streams: number;
 }
 
 function busyState(v: number[]): BusyPollState {
-  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9] };
+  busyUs = v[0];
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9], handoffs: v[10], streams: v[11] };
+}
+
+/** The busy-poll time last set, so that the stream path calls into the addon only while it is on. */
+let busyUs = 0;
+
+/**
+ * Stream sockets take part in busy polling from the outside: Node's net reads them, so the addon
+ * only watches their fds while it spins and gives the thread back as soon as one is readable
+ * (libuv's next poll then reads it without a wake-up), and a stream read at a light load starts
+ * a spin of its own (busyAfterStream). Without the addon, or for a socket without an fd, these do
+ * nothing.
+ */
+export function busyWatchStream(sock: object): number {
+  const m = loadNative();
+  // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
+  const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  if (!m?.busyWatch || typeof fd !== 'number' || fd < 0) return -1;
+  m.busyWatch(fd, true);
+  return fd;
+}
+
+/** Stops watching what busyWatchStream returned (before or after the socket closed; -1 does nothing). */
+export function busyUnwatch(fd: number): void {
+  if (fd >= 0) loadNative()?.busyWatch?.(fd, false);
+}
+
+/** Called after a stream socket's chunk delivered `frames` frames (see busyWatchStream). */
+export function busyAfterStream(frames: number): void {
+  if (busyUs > 0 && frames > 0) loadNative()!.busyAfter?.(frames);
 }
 
 /**

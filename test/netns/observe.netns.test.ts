@@ -290,7 +290,7 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     // Busy polling (asked for above): on, and spinning after the wakeups that brought frames.
     assert.equal(s1.busyPoll?.us, 100);
     assert.ok((s1.busyPoll?.spins ?? 0) > 0, `spins ${s1.busyPoll?.spins}`);
-    assert.match(human, /data path native \(recvmmsg\/sendmmsg\), busy poll 100 µs \(\d+ frames read spinning, \d+ ms idle spinning, budget 20% of a core/);
+    assert.match(human, /data path native \(recvmmsg\/sendmmsg\), busy poll 100 µs \(\d+ frames read spinning(, \d+ stream reads handed to Node early \(\d+ streams watched\))?, \d+ ms idle spinning, budget 20% of a core/);
     assert.match(human, new RegExp(`^${portOf.A.id}\\s+${portOf.A.name.replace(/\./g, '\\.')}\\s+${a1.rxFrames}\\s+${a1.rxBytes}\\s`, 'm'));
     assert.match(human, new RegExp(`^${MAC.A}\\s+-\\s+${portOf.A.id} ${portOf.A.name.replace(/\./g, '\\.')}\\s+[\\d.]+s\\s+10\\.0\\.0\\.11$`, 'm'));
   });
@@ -309,6 +309,7 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.match(text, /^lanparty_busy_poll_idle_seconds_total [\d.e-]+$/m);
     assert.match(text, /^lanparty_busy_poll_skipped_total \d+$/m);
     assert.match(text, /^lanparty_busy_poll_loaded_total \d+$/m);
+    assert.match(text, /^lanparty_busy_poll_handoffs_total \d+$/m);
     assert.equal((await fetch('http://127.0.0.1:39477/other')).status, 404);
   });
 

@@ -23,6 +23,7 @@ import type { Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
+import { busyAfterStream, busyUnwatch, busyWatchStream } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -37,6 +38,8 @@ class StreamPort implements Port {
   readonly counters = new PortCounters();
   readonly framer: StreamFramer;
   open = true;
+  /** The socket's fd while busy polling watches it (busyWatchStream), else -1. */
+  watchedFd = -1;
   /** Output slab: bytes [flushedTo, used) are copied frames not yet handed to the socket. */
   private slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
   private used = 0;
@@ -97,6 +100,8 @@ class StreamPort implements Port {
   }
   close(): void {
     this.open = false;
+    busyUnwatch(this.watchedFd);
+    this.watchedFd = -1;
     this.socket.destroy();
   }
 }
@@ -117,8 +122,15 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   if (addr.kind === 'tcp') sock.setNoDelay(true);
   const port = new StreamPort(name, kind, ctx.maxFrameBytes, remoteOf(sock, addr), sock, ctx.sink);
   ctx.sink.addPort(port);
+  // Busy polling (native addon): watched while the addon spins, and a light load read here starts
+  // a spin, so the reply to what this chunk carried is read without the process sleeping.
+  port.watchedFd = busyWatchStream(sock);
+  const counters = port.counters;
   sock.on('data', (chunk: Buffer) => {
-    if (!port.framer.push(chunk)) {
+    const before = counters.rxFrames;
+    const ok = port.framer.push(chunk);
+    busyAfterStream(counters.rxFrames - before);
+    if (!ok) {
       port.counters.drops['bad-length']++;
       log.info(`port ${port.id} (${port.name}): frame length ${port.framer.badLength} exceeds ${ctx.maxFrameBytes} bytes; closing the connection (is the peer speaking QEMU's stream format?)`);
       sock.destroy();
@@ -126,6 +138,8 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   });
   sock.on('error', (err: NodeJS.ErrnoException) => log.debug(`port ${port.name}: ${err.code ?? err.message}`));
   sock.on('close', () => {
+    busyUnwatch(port.watchedFd);
+    port.watchedFd = -1;
     if (!port.open) return;
     port.open = false;
     if (!port.framer.atBoundary() && port.framer.error === null) port.counters.drops.truncated++;

@@ -12,10 +12,15 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as net from 'node:net';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, setBusyPoll, busyPollState,
+  busyWatchStream, busyUnwatch, busyAfterStream,
   type BatchSocket,
 } from '../../../src/transports/batch-io.js';
+import { openStream } from '../../../src/transports/stream/index.js';
+import { Switch } from '../../../src/switch/switch.js';
+import { silentLogger } from '../../../src/util/logger.js';
 
 const skip = nativeAvailable() ? false : `native addon not loaded: ${nativeLoadError()}`;
 
@@ -192,6 +197,131 @@ describe('busy polling (native)', { skip }, () => {
     assert.equal(now.rate, 0, 'no window measured: the rate bound did not decide');
     assert.ok(now.loaded > before.loaded, `loaded ${before.loaded} -> ${now.loaded}`);
     assert.equal(now.spins, before.spins, 'no spin');
+    setBusyPoll(0, 20);
+  });
+
+  /** A unix stream connection in this process: `client` writes, `server` is lanparty's end. */
+  async function streamPair(name: string): Promise<{ client: net.Socket; server: net.Socket; close: () => Promise<void> }> {
+    const path = join(dir, name);
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(path, r));
+    const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+    const client = net.connect(path);
+    await new Promise<void>((r) => client.once('connect', r));
+    const server = await accepted;
+    return {
+      client, server,
+      close: async () => {
+        client.destroy();
+        server.destroy();
+        await new Promise<void>((r) => srv.close(() => r()));
+      },
+    };
+  }
+
+  it('ends a spin as soon as a watched stream socket is readable, so libuv reads it at once', async () => {
+    // a's callback writes to the stream (a unix stream write lands in the reader's queue at
+    // once), then the spin after a's wakeup finds it readable. Watched, the spin hands the thread
+    // back (counted); unwatched, it cannot see it and spins its full 1000 µs.
+    setBusyPoll(1000, 100);
+    const p = await streamPair('w.sock');
+    let got = 0;
+    p.server.on('data', (d: Buffer) => { got += d.length; });
+    const fd = busyWatchStream(p.server);
+    assert.ok(fd >= 0, 'a unix stream socket has an fd');
+    assert.equal(busyPollState()!.streams, 1);
+    const watched = async (): Promise<{ handoffs: number; idleUs: number }> => {
+      await new Promise((r) => setTimeout(r, 30));  // a quiet rate window, and the bucket refills
+      const before = busyPollState()!;
+      await relayOrder(() => p.client.write('x'));
+      const now = busyPollState()!;
+      return { handoffs: now.handoffs - before.handoffs, idleUs: now.idleUs - before.idleUs };
+    };
+    const on = await watched();
+    assert.equal(on.handoffs, 1, 'the spin ended for the stream');
+    assert.ok(on.idleUs < 900, `spun idle ${on.idleUs} µs: it gave the thread back early`);
+    busyUnwatch(fd);
+    assert.equal(busyPollState()!.streams, 0);
+    const off = await watched();
+    assert.equal(off.handoffs, 0);
+    assert.ok(off.idleUs >= 900, `spun idle ${off.idleUs} µs: unwatched, the spin runs out`);
+    const t0 = Date.now();
+    while (got < 2 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(got, 2, 'both writes were read by Node');
+    await p.close();
+    setBusyPoll(0, 20);
+  });
+
+  it('spins after a stream read at a light load, reading the reply before the loop turns', async () => {
+    // The stream's data handler forwards through c to b, as the switch would, and reports its
+    // frame (busyAfterStream). On, the spin in the check phase reads b before the immediate.
+    const run = async (): Promise<{ order: string[]; spins: number; frames: number }> => {
+      const p = await streamPair(`s${Date.now()}.sock`);
+      const [b, c] = [await udp(), await udp()];
+      const order: string[] = [];
+      let done: () => void = () => {};
+      const finished = new Promise<void>((r) => { done = r; });
+      const check = () => { if (order.length === 3) done(); };
+      const toB = c.peerId(b.localAddress());
+      b.start(() => { order.push('b'); check(); });
+      c.start(() => {});
+      p.server.on('data', () => {
+        order.push('stream');
+        c.send(toB, Buffer.from('reply'), 0, 5);
+        busyAfterStream(1);
+        setImmediate(() => { order.push('immediate'); check(); });
+      });
+      await new Promise((r) => setTimeout(r, 30));
+      const before = busyPollState()!;
+      p.client.write('frame');
+      const timer = setTimeout(() => done(), 3000);
+      await finished;
+      clearTimeout(timer);
+      const now = busyPollState()!;
+      await p.close();
+      return { order, spins: now.spins - before.spins, frames: now.frames - before.frames };
+    };
+    setBusyPoll(0);
+    const off = await run();
+    assert.deepEqual(off.order, ['stream', 'immediate', 'b']);
+    assert.equal(off.spins, 0);
+    await new Promise((r) => setTimeout(r, 20));  // b's wakeup above returns before this is on
+    setBusyPoll(1000, 100);
+    const on = await run();
+    assert.deepEqual(on.order, ['stream', 'b', 'immediate']);
+    assert.equal(on.spins, 1, 'one spin, started by the stream read');
+    assert.equal(on.frames, 1, 'the reply was read while spinning');
+    setBusyPoll(0, 20);
+  });
+
+  it('a stream port watches its connection while it is open and starts spins for its frames', async () => {
+    setBusyPoll(1000, 100);
+    const sw = new Switch({}, silentLogger);
+    const path = join(dir, 'port.sock');
+    const t = openStream(`unix://${path}`, { kind: 'unix', path }, false, { sink: sw, log: silentLogger, maxFrameBytes: 1514 });
+    await t.start();
+    const base = busyPollState()!;
+    const conn = net.connect(path);
+    await new Promise<void>((r) => conn.once('connect', r));
+    const t0 = Date.now();
+    while (sw.ports.length < 1 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(busyPollState()!.streams, base.streams + 1, 'watched while connected');
+    // One 60-byte frame in QEMU's stream format: the switch floods it (no other port) and the
+    // port reports it, which starts a spin (nothing else arrives, so it idles, then sleeps).
+    const frame = Buffer.alloc(64);
+    frame.writeUInt32BE(60, 0);
+    Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1]).copy(frame, 4);
+    await new Promise((r) => setTimeout(r, 30));
+    const before = busyPollState()!;
+    conn.write(frame);
+    while (sw.ports[0]?.counters.rxFrames !== 1 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(sw.ports[0].counters.rxFrames, 1);
+    assert.equal(busyPollState()!.spins - before.spins, 1, 'one spin for the frame');
+    conn.destroy();
+    while (sw.ports.length > 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(busyPollState()!.streams, base.streams, 'unwatched once closed');
+    await t.close();
     setBusyPoll(0, 20);
   });
 
