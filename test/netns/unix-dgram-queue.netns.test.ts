@@ -7,7 +7,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,11 +16,30 @@ import { runDoctor } from '../../src/daemon/doctor/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN, unixDgramQueue } from '../../src/daemon/doctor/unix-dgram-queue.js';
 import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/transports/batch-io.js';
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
+import { cliPath } from '../helpers/netns-lanparty.js';
 
 const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/lanparty_native.cc
 // A burst larger than the backlog plus the kernel's default queue of 10, smaller than the backlog
 // plus a queue of SUGGESTED_MAX_DGRAM_QLEN.
 const BURST = BACKLOG + 144;
+
+/** What `lanparty up` prints up to "ready" with one unixgram port (then SIGINT; it must exit 0). */
+async function upOutput(parent: string): Promise<string> {
+  const dir = fs.mkdtempSync(path.join(parent, 'up'));
+  const config = path.join(dir, 'lanparty.toml');
+  fs.writeFileSync(config, `[[port]]\nurl = "unixgram://${dir}/lan.sock"\n`);
+  const child = spawn(process.execPath, [cliPath(), 'up', '--config', config, '--control', path.join(dir, 'control.sock'), '--no-dhcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const end = Date.now() + 20_000;
+  while (!/^ready$/m.test(out) && child.exitCode === null && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
+  child.kill('SIGINT');
+  assert.equal(await exited, 0, out);
+  assert.match(out, /^ready$/m);
+  return out;
+}
 
 async function scenario(parent: string, sent: number) {
   const dir = fs.mkdtempSync(path.join(parent, 's')); // socket paths stay until their owner removes them
@@ -53,6 +72,20 @@ if (inFreshNetns(import.meta.url, 'doctor: unixgram drops for a reader whose que
     assert.ok(found[0].problem.startsWith(`port ${url} dropped ${stats.sendDropped} datagrams`), found[0].problem);
     assert.match(found[0].problem, /net\.unix\.max_dgram_qlen = 10 datagrams/);
     assert.match(found[0].fix, new RegExp(`sysctl -w net\\.unix\\.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN}`));
+  });
+
+  test('lanparty up with a unixgram port says when the queue is short, and how to lengthen it', async () => {
+    assert.equal(fs.readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8').trim(), '10');
+    const short = await upOutput(dir);
+    assert.match(short, /the kernel queues 10 datagrams per unix socket\n\(net\.unix\.max_dgram_qlen\)/);
+    assert.match(short, new RegExp(`^  sysctl -w net\\.unix\\.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN} `, 'm'));
+    execFileSync('sysctl', ['-qw', `net.unix.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN}`]);
+    try {
+      const long = await upOutput(dir);
+      assert.doesNotMatch(long, /max_dgram_qlen/, 'long enough: nothing to say');
+    } finally {
+      execFileSync('sysctl', ['-qw', 'net.unix.max_dgram_qlen=10']);
+    }
   });
 
   test(`queue raised to ${SUGGESTED_MAX_DGRAM_QLEN}: the same burst is absorbed; past it, the doctor blames the reader, not the queue`, { skip }, async () => {
