@@ -2039,19 +2039,29 @@ void WgNonce(uint8_t nonce[12], uint32_t lo, uint32_t hi) {
   }
 }
 
-Napi::Value AeadSeal(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
+// Both are plain N-API callbacks with the arguments in a stack array: Napi::CallbackInfo keeps
+// six on the stack and allocates for more, and these two run once per packet.
+napi_value NumberOut(napi_env env, double v) {
+  napi_value r = nullptr;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+napi_value AeadSeal(napi_env env, napi_callback_info cb) {
+  napi_value info[9];
+  size_t argc = 9;
+  if (napi_get_cb_info(env, cb, &argc, info, nullptr, nullptr) != napi_ok) return nullptr;
   uint8_t *key, *src, *dst;
   size_t keyLen, srcSize, dstSize;
   uint32_t lo, hi, srcOff, srcLen, padded, dstOff;
   AeadState& a = Aead();
-  if (info.Length() != 9 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
+  if (argc != 9 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
       !U32Arg(env, info[1], &lo) || !U32Arg(env, info[2], &hi) || !BufferArg(env, info[3], &src, &srcSize) ||
       !U32Arg(env, info[4], &srcOff) || !U32Arg(env, info[5], &srcLen) || !U32Arg(env, info[6], &padded) ||
       !BufferArg(env, info[7], &dst, &dstSize) || !U32Arg(env, info[8], &dstOff) ||
       static_cast<size_t>(srcOff) + srcLen > srcSize || padded < srcLen || padded - srcLen > 15 ||
       static_cast<size_t>(dstOff) + padded + 16 > dstSize) {
-    return Napi::Number::New(env, -1);
+    return NumberOut(env, -1);
   }
   static const uint8_t kZeros[16] = {0};
   uint8_t nonce[12];
@@ -2064,21 +2074,23 @@ Napi::Value AeadSeal(const Napi::CallbackInfo& info) {
             EVP_EncryptFinal_ex(a.seal, out + n + m, &f) == 1 &&
             static_cast<uint32_t>(n + m + f) == padded &&
             EVP_CIPHER_CTX_ctrl(a.seal, EVP_CTRL_AEAD_GET_TAG, 16, out + padded) == 1;
-  return Napi::Number::New(env, ok ? static_cast<double>(padded + 16) : -1);
+  return NumberOut(env, ok ? static_cast<double>(padded + 16) : -1);
 }
 
-Napi::Value AeadOpen(const Napi::CallbackInfo& info) {
-  napi_env env = info.Env();
+napi_value AeadOpen(napi_env env, napi_callback_info cb) {
+  napi_value info[8];
+  size_t argc = 8;
+  if (napi_get_cb_info(env, cb, &argc, info, nullptr, nullptr) != napi_ok) return nullptr;
   uint8_t *key, *src, *dst;
   size_t keyLen, srcSize, dstSize;
   uint32_t lo, hi, srcOff, srcLen, dstOff;
   AeadState& a = Aead();
-  if (info.Length() != 8 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
+  if (argc != 8 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
       !U32Arg(env, info[1], &lo) || !U32Arg(env, info[2], &hi) || !BufferArg(env, info[3], &src, &srcSize) ||
       !U32Arg(env, info[4], &srcOff) || !U32Arg(env, info[5], &srcLen) || srcLen < 16 ||
       !BufferArg(env, info[6], &dst, &dstSize) || !U32Arg(env, info[7], &dstOff) ||
       static_cast<size_t>(srcOff) + srcLen > srcSize || static_cast<size_t>(dstOff) + (srcLen - 16) > dstSize) {
-    return Napi::Number::New(env, -1);
+    return NumberOut(env, -1);
   }
   uint8_t nonce[12];
   WgNonce(nonce, lo, hi);
@@ -2092,12 +2104,13 @@ Napi::Value AeadOpen(const Napi::CallbackInfo& info) {
             EVP_CIPHER_CTX_ctrl(a.open, EVP_CTRL_AEAD_SET_TAG, 16, tag) == 1 &&
             EVP_DecryptFinal_ex(a.open, dst + dstOff + n, &f) == 1 &&
             static_cast<uint32_t>(n + f) == body;
-  return Napi::Number::New(env, ok ? static_cast<double>(body) : -1);
+  return NumberOut(env, ok ? static_cast<double>(body) : -1);
 }
 
 void InitAead(Napi::Env env, Napi::Object exports) {
-  exports.Set("aeadSeal", Napi::Function::New<AeadSeal>(env, "aeadSeal"));
-  exports.Set("aeadOpen", Napi::Function::New<AeadOpen>(env, "aeadOpen"));
+  napi_value seal = nullptr, open = nullptr;
+  if (napi_create_function(env, "aeadSeal", NAPI_AUTO_LENGTH, AeadSeal, nullptr, &seal) == napi_ok) exports.Set("aeadSeal", seal);
+  if (napi_create_function(env, "aeadOpen", NAPI_AUTO_LENGTH, AeadOpen, nullptr, &open) == napi_ok) exports.Set("aeadOpen", open);
 }
 
 }  // namespace
