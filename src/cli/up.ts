@@ -10,8 +10,7 @@ import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { startWebView, type WebView } from '../daemon/web/server.js';
 import { parseListen, startMetrics } from '../daemon/commands/metrics.js';
-import { sysctl } from '../daemon/doctor/proc.js';
-import { SUGGESTED_MAX_DGRAM_QLEN } from '../daemon/doctor/unix-dgram-queue.js';
+import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/doctor/unix-dgram-queue.js';
 
 export const UP_HELP = `Usage: lanparty up [options]
 
@@ -181,7 +180,7 @@ export async function up(argv: string[]): Promise<number> {
     out.push('  ip link set eth0 mtu 9000   (up to 65535 on unix ports; UDP and multicast ports carry at most 65507-byte frames)');
     out.push('  and match it on every guest of the LAN (or hand it out with [dhcp] mtu = 9000).');
   }
-  out.push(...unixQueueHint(kinds.has('unixgram'), sysctl('/proc/sys/net/unix/max_dgram_qlen')));
+  out.push(...unixQueueHint(kinds.has('unixgram'), shortUnixQueue(unixQueueNow())));
   out.push('Everything above is reachable from this host only unless you named another address.');
   out.push('ready');
   // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
@@ -204,15 +203,9 @@ export async function up(argv: string[]): Promise<number> {
 
 export { LanpartyError };
 
-/**
- * The unix datagram queue: the kernel queues only net.unix.max_dgram_qlen datagrams per unix
- * socket (10 unless raised; per network namespace), and every guest on a unixgram port waits on
- * it in both directions. bench/ (iperf3 between two TCG guests at MTU 1500): 0.47x the plain
- * multicast group with 10, 1.23x with 512. Lines for `lanparty up` when it is short, else none.
- */
-export function unixQueueHint(hasUnixgram: boolean, qlenText: string | undefined): string[] {
-  const qlen = Number(qlenText);
-  if (!hasUnixgram || qlenText === undefined || !Number.isFinite(qlen) || qlen >= SUGGESTED_MAX_DGRAM_QLEN) return [];
+/** Lines for `lanparty up` when it has a unixgram port and the unix datagram queue is short (shortUnixQueue), else none. */
+export function unixQueueHint(hasUnixgram: boolean, qlen: number | null): string[] {
+  if (!hasUnixgram || qlen === null) return [];
   return [
     `The unixgram ports run at a fraction of their speed here: the kernel queues ${qlen} datagrams per unix socket`,
     '(net.unix.max_dgram_qlen), and guests at MTU 1500 wait on it (bench/RESULTS.md, section 4). As root, once:',
@@ -220,4 +213,3 @@ export function unixQueueHint(hasUnixgram: boolean, qlenText: string | undefined
     '  it applies to sockets made after it, so start lanparty and the guests again)',
   ];
 }
-

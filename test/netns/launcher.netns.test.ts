@@ -66,6 +66,9 @@ test('two guests started with lanparty qemu get DHCP leases, ping each other and
   // The launcher said which transport it chose and why (QEMU 7.2: datagrams, unixgram first).
   assert.match(g1.stderr.join('\n'), /g1 \(.+\) joins via unixgram:\/\/.*dgram\.sock: QEMU 7\.2\.\d+ cannot reconnect a stream client/);
   assert.match(g2.stderr.join('\n'), /g2 \(.+\) joins via udp:\/\/127\.0\.0\.1:33001: chosen with --transport/);
+  // A fresh namespace has the kernel's unix datagram queue of 10: the unixgram guest is told so.
+  assert.match(g1.stderr.join('\n'), /note: unix datagram sockets queue only 10 datagrams here .*sysctl -w net\.unix\.max_dgram_qlen=512/);
+  assert.doesNotMatch(g2.stderr.join('\n'), /max_dgram_qlen/, 'a udp guest does not wait on that queue');
   for (const [name, r, ip, peer] of [['g1', r1, '10.77.0.51', '10.77.0.52'], ['g2', r2, '10.77.0.52', '10.77.0.51']] as const) {
     assert.equal(r.done, 'ok', `${name}: LP-DONE ${r.done}`);
     const dhcp = r.results.find((x) => x.kind === 'dhcp');

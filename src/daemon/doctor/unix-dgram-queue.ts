@@ -13,12 +13,28 @@ import { sysctl } from './proc.js';
 /** A queue length that absorbs a burst of a few hundred frames (QEMU reads up to 64 per wakeup). */
 export const SUGGESTED_MAX_DGRAM_QLEN = 512;
 
+/** net.unix.max_dgram_qlen of this network namespace, as text (undefined: unreadable). */
+export function unixQueueNow(): string | undefined {
+  return sysctl('/proc/sys/net/unix/max_dgram_qlen');
+}
+
+/**
+ * The unix datagram queue length (unixQueueNow()) when it is shorter than
+ * SUGGESTED_MAX_DGRAM_QLEN, else null (long enough, or unreadable). Short, it holds back guests on
+ * unixgram ports even without drops: bench/RESULTS.md section 4 (iperf3 between two guests at MTU
+ * 1500: about 0.5x the plain multicast group with 10, 1.2x with 512).
+ */
+export function shortUnixQueue(qlenText: string | undefined): number | null {
+  const qlen = Number(qlenText);
+  return qlenText !== undefined && Number.isFinite(qlen) && qlen < SUGGESTED_MAX_DGRAM_QLEN ? qlen : null;
+}
+
 export const unixDgramQueue: Check = {
   name: 'unix-dgram-queue',
   description: 'unixgram ports dropping datagrams because a reader\'s queue (net.unix.max_dgram_qlen) was full',
   run({ d }) {
     const findings: Finding[] = [];
-    const qlen = Number(sysctl('/proc/sys/net/unix/max_dgram_qlen') ?? NaN);
+    const qlen = Number(unixQueueNow() ?? NaN);
     for (const t of d.transports) {
       const s = t.status();
       if (s.kind !== 'unixgram' || !s.socket || s.socket.sendDropped === 0) continue;

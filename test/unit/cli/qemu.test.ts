@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseTransport, exitCodeOf, nicDevice, parseQemuVersion, qemuArgv, type TransportInfo } from '../../../src/cli/qemu.js';
+import { chooseTransport, exitCodeOf, nicDevice, parseQemuVersion, qemuArgv, queueNote, type TransportInfo } from '../../../src/cli/qemu.js';
+import { shortUnixQueue } from '../../../src/daemon/doctor/unix-dgram-queue.js';
 
 // What the `transports` control command returns for lanparty's defaults (guest g1, netdev lp0).
 const ALL: TransportInfo[] = [
@@ -75,4 +76,18 @@ test('exit code: QEMU\'s own, or 128+N after signal N', () => {
   assert.equal(exitCodeOf(1, null), 1);
   assert.equal(exitCodeOf(null, 'SIGTERM'), 143);
   assert.equal(exitCodeOf(null, 'SIGKILL'), 137);
+});
+
+test('a unixgram guest on a short unix datagram queue gets the sysctl and the udp alternative; otherwise nothing', () => {
+  assert.equal(shortUnixQueue('10'), 10);
+  assert.equal(shortUnixQueue('512'), null);
+  assert.equal(shortUnixQueue('4096'), null);
+  assert.equal(shortUnixQueue(undefined), null, 'unreadable: say nothing');
+  assert.equal(shortUnixQueue('x'), null);
+  const note = queueNote('unixgram', 10);
+  assert.match(note ?? '', /queue only 10 datagrams here \(net\.unix\.max_dgram_qlen\)/);
+  assert.match(note ?? '', /sysctl -w net\.unix\.max_dgram_qlen=512/);
+  assert.match(note ?? '', /--transport udp$/);
+  assert.equal(queueNote('unixgram', null), null);
+  assert.equal(queueNote('udp', 10), null, 'only unixgram waits on that queue');
 });
