@@ -160,7 +160,6 @@ export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wan
   throw new LanpartyError('LP_ERR_USAGE', `no lanparty transport suits QEMU ${version.text}: lanparty has ${list}; start lanparty up with a udp:// or mcast:// port`);
 }
 
-/** The NIC device argument: MODEL[,OPTS],netdev=lp0,mac=MAC. */
 /** What to say when the guest joins a unixgram port while the unix datagram queue is short (shortUnixQueue). */
 export function queueNote(kind: string, qlen: number | null): string | null {
   if (kind !== 'unixgram' || qlen === null) return null;
@@ -169,6 +168,7 @@ export function queueNote(kind: string, qlen: number | null): string | null {
     'then start lanparty and the guests again, or pass --transport udp';
 }
 
+/** The NIC device argument: MODEL[,OPTS],netdev=lp0,mac=MAC. */
 export function nicDevice(model: string, mac: string): string {
   return `${model},netdev=${NETDEV_ID},mac=${mac}`;
 }

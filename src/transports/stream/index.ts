@@ -98,10 +98,14 @@ class StreamPort implements Port {
     this.socket.write(this.slab.subarray(this.flushedTo, this.used));
     this.flushedTo = this.used;
   }
-  close(): void {
-    this.open = false;
+  /** Leaves busy polling's watch list (at close, or when the socket closed by itself). */
+  unwatch(): void {
     busyUnwatch(this.watchedFd);
     this.watchedFd = -1;
+  }
+  close(): void {
+    this.open = false;
+    this.unwatch();
     this.socket.destroy();
   }
 }
@@ -138,8 +142,7 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   });
   sock.on('error', (err: NodeJS.ErrnoException) => log.debug(`port ${port.name}: ${err.code ?? err.message}`));
   sock.on('close', () => {
-    busyUnwatch(port.watchedFd);
-    port.watchedFd = -1;
+    port.unwatch();
     if (!port.open) return;
     port.open = false;
     if (!port.framer.atBoundary() && port.framer.error === null) port.counters.drops.truncated++;
