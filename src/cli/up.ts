@@ -112,7 +112,8 @@ export async function up(argv: string[]): Promise<number> {
   const log = createLogger();
   const native = nativeDataPath();
   if (!native.available) {
-    log.info(`native data path not available (${native.error}); using the slower JS path without unix datagram ports. Build it with: npm run build:native (needs g++ and make)`);
+    const busy = config.switch.busyPollUs > 0 ? ' and without busy polling (--busy-poll needs the addon)' : '';
+    log.info(`native data path not available (${native.error}); using the slower JS path without unix datagram ports${busy}. Build it with: npm run build:native (needs g++ and make)`);
   }
   const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
   await daemon.start();
