@@ -7,7 +7,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,29 +16,19 @@ import { runDoctor } from '../../src/daemon/doctor/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN, unixDgramQueue } from '../../src/daemon/doctor/unix-dgram-queue.js';
 import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/transports/batch-io.js';
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
-import { cliPath } from '../helpers/netns-lanparty.js';
+import { upOutputUntilReady } from '../helpers/up-output.js';
 
 const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/lanparty_native.cc
 // A burst larger than the backlog plus the kernel's default queue of 10, smaller than the backlog
 // plus a queue of SUGGESTED_MAX_DGRAM_QLEN.
 const BURST = BACKLOG + 144;
 
-/** What `lanparty up` prints up to "ready" with one unixgram port (then SIGINT; it must exit 0). */
+/** What `lanparty up` prints up to "ready" with one unixgram port. */
 async function upOutput(parent: string): Promise<string> {
   const dir = fs.mkdtempSync(path.join(parent, 'up'));
   const config = path.join(dir, 'lanparty.toml');
   fs.writeFileSync(config, `[[port]]\nurl = "unixgram://${dir}/lan.sock"\n`);
-  const child = spawn(process.execPath, [cliPath(), 'up', '--config', config, '--control', path.join(dir, 'control.sock'), '--no-dhcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  const end = Date.now() + 20_000;
-  while (!/^ready$/m.test(out) && child.exitCode === null && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
-  child.kill('SIGINT');
-  assert.equal(await exited, 0, out);
-  assert.match(out, /^ready$/m);
-  return out;
+  return upOutputUntilReady(['--config', config, '--control', path.join(dir, 'control.sock'), '--no-dhcp']);
 }
 
 async function scenario(parent: string, sent: number) {

@@ -5,30 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../src/cli/main.js');
+import { upOutputUntilReady } from '../../helpers/up-output.js';
 
 async function upWithoutAddon(args: string[]): Promise<string> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-nonative-'));
   try {
-    const child = spawn(process.execPath, [cli, 'up', '--no-dhcp', '--control', path.join(dir, 'c.sock'), '--lease-file', path.join(dir, 'l.json'), ...args], {
-      env: { ...process.env, LANPARTY_NO_NATIVE: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-    const end = Date.now() + 20_000;
-    while (!/^ready$/m.test(out) && child.exitCode === null && Date.now() < end) await new Promise((res) => setTimeout(res, 20));
-    child.kill('SIGINT');
-    assert.equal(await exited, 0, out);
-    assert.match(out, /^ready$/m, out);
-    return out;
+    return await upOutputUntilReady(['--no-dhcp', '--control', path.join(dir, 'c.sock'), '--lease-file', path.join(dir, 'l.json'), ...args],
+      { ...process.env, LANPARTY_NO_NATIVE: '1' });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
