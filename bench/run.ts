@@ -36,6 +36,7 @@ import { cleanupAll, killProcess, registerCleanup, tempDir, waitFor, Netns } fro
 import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from '../test/helpers/guest.js';
 import { attach, guestIp } from '../test/helpers/guest-lan.js';
 import { startLanparty } from '../test/helpers/netns-lanparty.js';
+import { launch } from '../test/helpers/launcher.js';
 import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
 import { busyPollState } from '../src/transports/batch-io.js';
 import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/doctor/unix-dgram-queue.js';
@@ -781,15 +782,29 @@ async function memory(): Promise<MemoryResult> {
 // ---------------------------------------------------------------------------------------------
 // 4. Guests: iperf3 guest to guest
 
-interface IperfResult { setup: string; mtu: number; mbps: number; error: string | null }
+interface IperfResult { setup: string; mtu: number; mbps: number; error: string | null; udpRcvbufErrors: number | null }
+
+/** UDP datagrams the kernel dropped in this namespace because a socket's receive buffer was full. */
+async function udpRcvbufErrors(ns: Netns): Promise<number | null> {
+  try {
+    const lines = (await ns.run(['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+    const [head, vals] = lines.map((l) => l.trim().split(/\s+/));
+    const i = head.indexOf('RcvbufErrors');
+    return i > 0 ? Number(vals[i]) : null;
+  } catch {
+    return null;
+  }
+}
 
 const MCAST_NETDEV = 'socket,id=n0,mcast=230.0.0.1:33000,localaddr=127.0.0.1';
 
 /** Guests on a unixgram port with the unix datagram queue lengthened (the bench's namespace starts at the kernel's 10). */
 const QLEN_SETUP = `lanparty unixgram qlen${SUGGESTED_MAX_DGRAM_QLEN}`;
+/** Guests started the way users start them, `lanparty qemu NAME --transport udp`: the launcher makes their sockets. */
+const LAUNCHER_SETUP = 'lanparty qemu udp';
 
 async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
-  const res: IperfResult = { setup, mtu, mbps: NaN, error: null };
+  const res: IperfResult = { setup, mtu, mbps: NaN, error: null, udpRcvbufErrors: null };
   const ns = await Netns.create(`bench${setup.replace(/[^a-z]/g, '').slice(0, 6)}`);
   const dir = tempDir('g');
   const procs: Array<{ kill(): void }> = [];
@@ -797,12 +812,14 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
   const c = 51, s = 52;
   const guestPort = (n: number) => 34000 + n;
   let netdev: (n: number) => string;
+  let control: string | null = null;
   try {
     switch (setup) {
       case 'plain mcast':
         netdev = () => MCAST_NETDEV;
         break;
       case 'lanparty udp':
+      case LAUNCHER_SETUP:
       case ALT_GUEST_SETUP:
       case 'lanparty unixgram':
       case QLEN_SETUP: {
@@ -814,6 +831,7 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
         const lp = await startLanparty({ ns, ports: attach(kind, 0, dir).ports, extraArgs: ['--no-dhcp', ...busy, ...BENCH_LP_ARGS], label: 'lanparty', nodeFlags: BENCH_NODE_FLAGS });
         stopLanparty = lp.stop;
         netdev = (n) => attach(kind, n, dir).netdev;
+        if (setup === LAUNCHER_SETUP) control = lp.controlPath;
         break;
       }
       case 'socat udp': {
@@ -842,12 +860,29 @@ async function iperfSetup(setup: string, mtu: number): Promise<IperfResult> {
         throw new Error(`unknown guest setup ${setup}`);
     }
     const common = { deadline: 150, ...(mtu !== 1500 ? { mtu } : {}) };
-    const [server, client] = await Promise.all([
-      startGuest({ ns, name: `server${s}`, mac: macForGuest(s), netdevArgs: [netdev(s)], cmdline: { ip: `${guestIp(s)}/24`, iperf: 'server', ...common }, timeoutMs: 240_000 }),
-      startGuest({ ns, name: `client${c}`, mac: macForGuest(c), netdevArgs: [netdev(c)], cmdline: { ip: `${guestIp(c)}/24`, iperf: `client:${guestIp(s)}:${IPERF_SECONDS}`, ...common }, timeoutMs: 240_000 }),
-    ]);
-    const [cr, sr] = await Promise.all([client.result(), server.result()]) as [GuestResult, GuestResult];
-    await Promise.all([client.exited(), server.exited()]);
+    const dropsBefore = await udpRcvbufErrors(ns);
+    const serverCmdline = { ip: `${guestIp(s)}/24`, iperf: 'server', ...common };
+    const clientCmdline = { ip: `${guestIp(c)}/24`, iperf: `client:${guestIp(s)}:${IPERF_SECONDS}`, ...common };
+    let cr: Pick<GuestResult, 'done' | 'reason' | 'results'>, sr: Pick<GuestResult, 'done'>;
+    if (control !== null) {
+      const via = { ns, control, launcherArgs: ['--transport', 'udp'] };
+      const [server, client] = await Promise.all([
+        launch({ ...via, name: `server${s}`, cmdline: serverCmdline }),
+        launch({ ...via, name: `client${c}`, cmdline: clientCmdline }),
+      ]);
+      const [cd, sd] = await Promise.all([client.done(240_000), server.done(240_000)]);
+      [cr, sr] = [{ done: cd.done === 'ok' ? 'ok' : 'fail', reason: client.stderr.join(' | '), results: cd.results }, { done: sd.done === 'ok' ? 'ok' : 'fail' }];
+      await Promise.all([client.exited(), server.exited()]);
+    } else {
+      const [server, client] = await Promise.all([
+        startGuest({ ns, name: `server${s}`, mac: macForGuest(s), netdevArgs: [netdev(s)], cmdline: serverCmdline, timeoutMs: 240_000 }),
+        startGuest({ ns, name: `client${c}`, mac: macForGuest(c), netdevArgs: [netdev(c)], cmdline: clientCmdline, timeoutMs: 240_000 }),
+      ]);
+      [cr, sr] = await Promise.all([client.result(), server.result()]) as [GuestResult, GuestResult];
+      await Promise.all([client.exited(), server.exited()]);
+    }
+    const dropsAfter = await udpRcvbufErrors(ns);
+    if (dropsBefore !== null && dropsAfter !== null) res.udpRcvbufErrors = dropsAfter - dropsBefore;
     const mbps = cr.results.find((x) => x.kind === 'iperf')?.fields.mbps;
     const linkMtu = cr.results.find((x) => x.kind === 'link')?.fields.mtu;
     if (cr.done !== 'ok' || !mbps) res.error = `client LP-DONE ${cr.done} ${cr.reason}; server ${sr.done}`;
@@ -985,12 +1020,14 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
     out.push(`## 4. Guest to guest: iperf3 (TCP, ${IPERF_SECONDS} s) between two QEMU guests`, '');
     out.push('Each setup in its own namespace, run one after another. Under TCG the guests, not the relay, are the bottleneck',
       '(/work/shared/KERNEL.md), so the targets are read as ratios to the plain QEMU multicast group at the same guest MTU.', '');
-    out.push('| setup | guest MTU | Mbit/s | ÷ plain mcast (same MTU) | note |');
-    out.push('|---|---:|---:|---:|---|');
+    out.push('| setup | guest MTU | Mbit/s | ÷ plain mcast (same MTU) | udp datagrams dropped at a full receive buffer | note |');
+    out.push('|---|---:|---:|---:|---:|---|');
     for (const x of r.iperf) {
       const ref = r.iperf.find((y) => y.setup === 'plain mcast' && y.mtu === x.mtu);
-      const note = x.error ?? (x.setup === QLEN_SETUP ? `net.unix.max_dgram_qlen = ${SUGGESTED_MAX_DGRAM_QLEN} in its namespace (the kernel's default is 10)` : '');
-      out.push(`| ${x.setup} | ${x.mtu} | ${Number.isFinite(x.mbps) ? x.mbps.toFixed(0) : 'failed'} | ${ref && x !== ref ? ratio(x.mbps, ref.mbps) : '–'} | ${note} |`);
+      const note = x.error ?? (x.setup === QLEN_SETUP ? `net.unix.max_dgram_qlen = ${SUGGESTED_MAX_DGRAM_QLEN} in its namespace (the kernel's default is 10)`
+        : x.setup === LAUNCHER_SETUP ? 'guests started with `lanparty qemu NAME --transport udp`: it makes their sockets, with a larger receive buffer (net.core.rmem_max)'
+          : x.setup === 'lanparty udp' ? 'QEMU makes its own socket (net.core.rmem_default)' : '');
+      out.push(`| ${x.setup} | ${x.mtu} | ${Number.isFinite(x.mbps) ? x.mbps.toFixed(0) : 'failed'} | ${ref && x !== ref ? ratio(x.mbps, ref.mbps) : '–'} | ${x.udpRcvbufErrors ?? '–'} | ${note} |`);
     }
     out.push('');
   }
@@ -1064,7 +1101,9 @@ function targets(r: AllResults): string[] {
     const lpU = ip('lanparty udp', 1500), mc = ip('plain mcast', 1500), so = ip('socat udp', 1500), vde = ip('vde udp', 1500);
     out.push(`- guest iperf3 ≥ 3x socat: on this TCG machine read as lanparty ≥ 0.9x the plain multicast group (KERNEL.md); lanparty udp ÷ socat udp = ${ratio(lpU, so)} (not a meaningful 3x test under TCG)`);
     out.push(`- guest iperf3 ≥ vde_switch: ${mark(Number.isFinite(lpU) && Number.isFinite(vde) ? lpU >= vde : null)} (${ratio(lpU, vde)})`);
-    out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port): ${mark(Number.isFinite(lpU) && Number.isFinite(mc) ? lpU >= 0.9 * mc : null)} (${ratio(lpU, mc)})`);
+    out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port, QEMU's own socket): ${mark(Number.isFinite(lpU) && Number.isFinite(mc) ? lpU >= 0.9 * mc : null)} (${ratio(lpU, mc)})`);
+    const lpL = ip(LAUNCHER_SETUP, 1500);
+    if (Number.isFinite(lpL)) out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port, guests started with \`lanparty qemu\`, which makes their sockets with a larger receive buffer): ${mark(Number.isFinite(mc) ? lpL >= 0.9 * mc : null)} (${ratio(lpL, mc)}; ÷ QEMU's own socket: ${ratio(lpL, lpU)})`);
     const lpQ = ip(QLEN_SETUP, 1500), lpQJ = ip(QLEN_SETUP, 9000);
     if (Number.isFinite(lpQ)) out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (unixgram port, net.unix.max_dgram_qlen = ${SUGGESTED_MAX_DGRAM_QLEN}): ${mark(Number.isFinite(mc) ? lpQ >= 0.9 * mc : null)} (${ratio(lpQ, mc)}; with the kernel's default queue of 10: ${ratio(ip('lanparty unixgram', 1500), mc)})`);
     const lpB = ip(ALT_GUEST_SETUP, 1500);
@@ -1162,7 +1201,7 @@ async function main(): Promise<void> {
     say('== 4. guests (iperf3)');
     await buildGuest();
     const setups: Array<[string, number]> = [
-      ['plain mcast', 1500], ['lanparty udp', 1500], [ALT_GUEST_SETUP, 1500], ['socat udp', 1500], ['vde udp', 1500],
+      ['plain mcast', 1500], ['lanparty udp', 1500], [LAUNCHER_SETUP, 1500], [ALT_GUEST_SETUP, 1500], ['socat udp', 1500], ['vde udp', 1500],
       ['lanparty unixgram', 1500], [QLEN_SETUP, 1500], ['lanparty unixgram', 9000], [QLEN_SETUP, 9000], ['plain mcast', 9000],
     ];
     // LP_BENCH_GUEST_SETUPS="plain mcast:1500,lanparty udp:1500" runs only those (for A/B runs).
@@ -1171,7 +1210,7 @@ async function main(): Promise<void> {
       if (only && !only.includes(`${setup}:${mtu}`)) continue;
       const r = await iperfSetup(setup, mtu);
       results.iperf.push(r);
-      say(`  iperf3 ${setup} MTU ${mtu}: ${Number.isFinite(r.mbps) ? r.mbps + ' Mbit/s' : 'failed: ' + r.error}`);
+      say(`  iperf3 ${setup} MTU ${mtu}: ${Number.isFinite(r.mbps) ? r.mbps + ' Mbit/s' : 'failed: ' + r.error}; udp receive-buffer drops ${r.udpRcvbufErrors ?? '?'}`);
     }
   }
   const text = report(results, started, loadStart);

@@ -21,6 +21,7 @@ import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { defaultControlPath } from './status.js';
 import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/doctor/unix-dgram-queue.js';
+import { bufferLine, netCoreSysctl, openGuestUdpSocket, type GuestUdpSocket } from './guest-socket.js';
 
 export const QEMU_HELP = `Usage: lanparty qemu NAME [options] -- [QEMU ARGS...]
 
@@ -35,9 +36,14 @@ Options:
   -t, --transport WHICH     use this lanparty transport: a kind (mcast, udp, unixgram, tcp, unix)
                             or a URL as lanparty status shows it
       --qemu BIN            the QEMU binary (default $LANPARTY_QEMU or qemu-system-x86_64)
-  -n, --dry-run             print the QEMU command line instead of running it
+  -n, --dry-run             print the QEMU command line instead of running it (on a
+                            udp port it shows QEMU's own socket; see below)
       --control PATH        control socket (default $XDG_RUNTIME_DIR/lanparty/control.sock)
   -h, --help                this help
+
+On a udp port (QEMU 7.2 or later) lanparty qemu makes the guest's socket itself, with a
+larger receive buffer than QEMU's own (up to net.core.rmem_max), and passes it to QEMU as
+fd 3: a guest that falls behind a burst then loses fewer frames.
 
 Exit codes: QEMU's own; 127 if QEMU cannot be started; otherwise as for every lanparty command
 (2 usage, 8 no lanparty running, ...).
@@ -101,9 +107,11 @@ const WHY: Record<string, string> = {
 
 /**
  * Picks the transport for a QEMU version (null: unknown, treated like 7.2). `wanted` is a kind or
- * a URL from the user. Throws LP_ERR_USAGE naming what there is when nothing fits.
+ * a URL from the user. `shortQueue` is net.unix.max_dgram_qlen when it is short (shortUnixQueue),
+ * else null: then udp goes before unixgram, which that queue holds to about half speed
+ * (bench/RESULTS.md, section 4). Throws LP_ERR_USAGE naming what there is when nothing fits.
  */
-export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wanted?: string): Choice {
+export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wanted?: string, shortQueue: number | null = null): Choice {
   const version = v ?? { major: 7, minor: 2, micro: 0, text: 'unknown (assuming 7.2)' };
   const hasDgram = atLeast(version, 7, 2);
   const reconnect = atLeast(version, 9, 2) ? 'reconnect-ms=1000' : atLeast(version, 8, 0) ? 'reconnect=1' : null;
@@ -139,15 +147,19 @@ export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wan
     return { transport: t, netdev: nd, reason: `chosen with --transport${note}` };
   }
 
+  const dgrams = shortQueue !== null ? ['udp', 'unixgram', 'mcast'] : ['unixgram', 'udp', 'mcast'];
   const order = !hasDgram ? ['mcast', 'udp']
-    : reconnect !== null ? ['unix', 'tcp', 'unixgram', 'udp', 'mcast']
-      : ['unixgram', 'udp', 'mcast'];
+    : reconnect !== null ? ['unix', 'tcp', ...dgrams]
+      : dgrams;
   for (const kind of order) {
     const t = joinable.find((x) => x.kind === kind && !(x.netdev ?? '').includes('server=on'));
     if (!t) continue;
     const nd = adapt(t);
     if (nd === null) continue;
-    const why = WHY[kind] ?? kind;
+    const queue = kind === 'udp' && shortQueue !== null && joinable.some((x) => x.kind === 'unixgram')
+      ? ` (before unixgram: unix datagram sockets queue only ${shortQueue} datagrams here, net.unix.max_dgram_qlen, which holds a guest to about half speed)`
+      : '';
+    const why = (WHY[kind] ?? kind) + queue;
     const ver = `QEMU ${version.text}`;
     const lead = hasDgram && reconnect === null ? `${ver} cannot reconnect a stream client, so a datagram transport: ` : `${ver}: `;
     return { transport: t, netdev: nd, reason: lead + why };
@@ -166,6 +178,34 @@ export function queueNote(kind: string, qlen: number | null): string | null {
   return `unix datagram sockets queue only ${qlen} datagrams here (net.unix.max_dgram_qlen), which holds this guest back ` +
     `(about half the speed of a udp port at MTU 1500); as root, sysctl -w net.unix.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN}, ` +
     'then start lanparty and the guests again, or pass --transport udp';
+}
+
+/** The -netdev value for a socket passed as fd 3 (a connected one: QEMU takes no remote with it). */
+export function fdNetdev(netdev: string): string {
+  return `dgram,id=${netdevFields(netdev).get('id') ?? NETDEV_ID},local.type=fd,local.str=3`;
+}
+
+/**
+ * On a udp port with QEMU >= 7.2 (-netdev dgram), the guest's socket made here with a large receive
+ * buffer (guest-socket.ts says why), or null: another transport, or the socket could not be made
+ * (then QEMU makes its own, and a line says why).
+ */
+async function guestSocketFor(name: string, choice: Choice): Promise<GuestUdpSocket | null> {
+  if (choice.transport.kind !== 'udp' || !choice.netdev.startsWith('dgram,')) return null;
+  const f = netdevFields(choice.netdev);
+  if (f.get('local.type') !== 'inet' || f.get('remote.type') !== 'inet') return null;
+  try {
+    const sock = await openGuestUdpSocket(
+      { host: f.get('local.host')!, port: Number(f.get('local.port')) },
+      { host: f.get('remote.host')!, port: Number(f.get('remote.port')) });
+    process.stderr.write(`lanparty qemu: ${bufferLine(name, sock.rcvbufBytes, netCoreSysctl('rmem_default'), netCoreSysctl('rmem_max'))}\n`);
+    return sock;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`lanparty qemu: note: QEMU makes its own socket for ${name} on ${f.get('local.host')}:${f.get('local.port')} ` +
+      `(lanparty could not: ${e.code ?? e.message}), with the kernel's default receive buffer (net.core.rmem_default)\n`);
+    return null;
+  }
 }
 
 /** The NIC device argument: MODEL[,OPTS],netdev=lp0,mac=MAC. */
@@ -276,23 +316,28 @@ export async function qemu(argv: string[]): Promise<number> {
     }
   }
   if (version === null) process.stderr.write(`lanparty qemu: could not read ${bin} --version; assuming QEMU 7.2\n`);
-  const choice = chooseTransport(transports, version, values.transport);
+  const shortQueue = shortUnixQueue(unixQueueNow());
+  const choice = chooseTransport(transports, version, values.transport, shortQueue);
   const mac = formatMac(macForName(name));
-  const args = qemuArgv(name, userArgs, choice.netdev, nicDevice(model, mac));
   process.stderr.write(`lanparty qemu: ${name} (${mac}) joins via ${choice.transport.url}: ${choice.reason}\n`);
-  const note = queueNote(choice.transport.kind, shortUnixQueue(unixQueueNow()));
+  const note = queueNote(choice.transport.kind, shortQueue);
   if (note) process.stderr.write(`lanparty qemu: note: ${note}\n`);
 
   if (values['dry-run']) {
-    process.stdout.write([bin, ...args].map(shellQuote).join(' ') + '\n');
+    process.stdout.write([bin, ...qemuArgv(name, userArgs, choice.netdev, nicDevice(model, mac))].map(shellQuote).join(' ') + '\n');
     return 0;
   }
 
-  const child = spawn(bin, args, { stdio: 'inherit' });
+  const passed = await guestSocketFor(name, choice);
+  const netdev = passed ? fdNetdev(choice.netdev) : choice.netdev;
+  const args = qemuArgv(name, userArgs, netdev, nicDevice(model, mac));
+  const child = spawn(bin, args, { stdio: passed ? ['inherit', 'inherit', 'inherit', passed.fd] : 'inherit' });
   const started = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
     child.once('spawn', () => resolve(null));
     child.once('error', (err) => resolve(err));
   });
+  // QEMU has its own copy of the descriptor (fd 3) by now, or never will.
+  passed?.close();
   if (started !== null) {
     process.stderr.write(`lanparty: ${bin}: cannot start it (${started.code ?? started.message}); install QEMU or pass --qemu BIN\n`);
     return 127;

@@ -147,6 +147,8 @@ export async function up(argv: string[]): Promise<number> {
         ? `    the host is ${cidrs.map((c) => c.split('/')[0]).join(', ')} on this LAN via ${dev}`
         : `    the host joins this LAN via ${dev}, which has no IPv4 address yet (ip addr add ADDR/LEN dev ${dev})`);
     }
+    // QEMU's own udp socket has the default receive buffer; the launcher makes a larger one (guest-socket.ts).
+    if (t.kind === 'udp') out.push('    (lanparty qemu NAME -t udp -- ... gives a guest a larger receive buffer here: fewer frames lost)');
     if (t.kind === 'vxlan') out.push('    (VXLAN fabric: frames travel unencrypted over the underlay network; use it on trusted networks or over an encrypted link)');
     if (t.kind === 'tcp' || t.kind === 'unix') {
       const connect = st.state !== 'listening';

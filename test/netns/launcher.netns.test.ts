@@ -3,13 +3,15 @@
  *
  *   netns lp<pid>-N-launcher (lo up)
  *   ┌──────────────────────────────────────────────────────────────────────────────────────┐
- *   │  lanparty qemu g1 -- ...  ──unixgram (its own choice)──┐                             │
- *   │                                                        ├── lanparty up --config      │
- *   │  lanparty qemu g2 -t udp -- ...  ──udp 127.0.0.1:33001─┘   DHCP 10.77.0.0/24:        │
+ *   │  lanparty qemu g1 -- ...  ──udp 127.0.0.1:33001 (its own choice)─┐                   │
+ *   │                                                                  ├── lanparty up     │
+ *   │  lanparty qemu g2 -t unixgram -- ...  ──unixgram─────────────────┘   DHCP 10.77.0.0/24:│
  *   │                                                            g1 → .51, g2 → .52 (MACs  │
  *   │                                                            from the names)           │
  *   └──────────────────────────────────────────────────────────────────────────────────────┘
- * g1 and g2 ask DHCP for an address (lp.dhcp=1, hostname = the guest name) and ping each other;
+ * The namespace has the kernel's unix datagram queue of 10, so g1's own choice is udp (with a
+ * socket the launcher made, with a larger receive buffer, as QEMU's fd 3); g2 asks for unixgram
+ * and is told about the queue. g1 and g2 ask DHCP for an address (lp.dhcp=1, hostname = the guest name) and ping each other;
  * while they run, lanparty's status names them; when they power off, each launcher exits 0 and
  * the names leave. Then: SIGINT to a launcher stops its QEMU, and a QEMU that fails exits the
  * launcher with QEMU's own code.
@@ -56,19 +58,30 @@ test('two guests started with lanparty qemu get DHCP leases, ping each other and
   up = await startUp(ns, config);
   const cmd = (ip: string) => ({ dhcp: true, ping: ip, deadline: 100, wait: 25 });
   const g1 = await launch({ ns, name: 'g1', control: up.control, cmdline: cmd('10.77.0.52') });
-  const g2 = await launch({ ns, name: 'g2', control: up.control, cmdline: cmd('10.77.0.51'), launcherArgs: ['--transport', 'udp'] });
+  const g2 = await launch({ ns, name: 'g2', control: up.control, cmdline: cmd('10.77.0.51'), launcherArgs: ['--transport', 'unixgram'] });
 
   const [r1, r2] = await Promise.all([g1.done(GUEST_TIMEOUT_MS), g2.done(GUEST_TIMEOUT_MS)]);
   for (const [g, r] of [[g1, r1], [g2, r2]] as const) {
     t.diagnostic(`${g.name}: ${g.stderr.join(' | ')}`);
     for (const x of r.results) t.diagnostic(`  ${g.name}: ${x.line}`);
   }
-  // The launcher said which transport it chose and why (QEMU 7.2: datagrams, unixgram first).
-  assert.match(g1.stderr.join('\n'), /g1 \(.+\) joins via unixgram:\/\/.*dgram\.sock: QEMU 7\.2\.\d+ cannot reconnect a stream client/);
-  assert.match(g2.stderr.join('\n'), /g2 \(.+\) joins via udp:\/\/127\.0\.0\.1:33001: chosen with --transport/);
-  // A fresh namespace has the kernel's unix datagram queue of 10: the unixgram guest is told so.
-  assert.match(g1.stderr.join('\n'), /note: unix datagram sockets queue only 10 datagrams here .*sysctl -w net\.unix\.max_dgram_qlen=512/);
-  assert.doesNotMatch(g2.stderr.join('\n'), /max_dgram_qlen/, 'a udp guest does not wait on that queue');
+  // The launcher said which transport it chose and why: QEMU 7.2, so datagrams; the namespace's
+  // unix datagram queue is the kernel's 10, so udp before unixgram.
+  assert.match(g1.stderr.join('\n'), /g1 \(.+\) joins via udp:\/\/127\.0\.0\.1:33001: QEMU 7\.2\.\d+ cannot reconnect a stream client.*before unixgram: unix datagram sockets queue only 10 datagrams here/);
+  assert.match(g2.stderr.join('\n'), /g2 \(.+\) joins via unixgram:\/\/.*dgram\.sock: chosen with --transport/);
+  // The unixgram guest is told about the queue, with the sysctl; the udp guest is not.
+  assert.match(g2.stderr.join('\n'), /note: unix datagram sockets queue only 10 datagrams here .*sysctl -w net\.unix\.max_dgram_qlen=512/);
+  assert.doesNotMatch(g1.stderr.join('\n'), /note:.*max_dgram_qlen/, 'a udp guest does not wait on that queue');
+  // On the udp port the launcher made g1's socket, with a larger receive buffer, and QEMU uses it:
+  // while g1 lingers, the one socket connected to lanparty's port is QEMU's, with that buffer.
+  const said = /g1 receives on a socket lanparty made, with a (\d+) KiB buffer \(QEMU's own would have \d+ KiB, net\.core\.rmem_default\)/.exec(g1.stderr.join('\n'));
+  assert.ok(said, `g1's launcher says it made the socket: ${g1.stderr.join(' | ')}`);
+  assert.doesNotMatch(g2.stderr.join('\n'), /receives on a socket lanparty made/, 'QEMU makes its own unixgram socket');
+  const ss = (await ns.run(['ss', '-Huamn', 'state', 'established', 'dport', '=', ':33001'])).stdout;
+  const rb = [...ss.matchAll(/rb(\d+)/g)].map((m) => Number(m[1]));
+  assert.deepEqual(rb, [Number(said[1]) * 1024], `one socket connected to lanparty's udp port, with the buffer the launcher set:\n${ss}`);
+  const rmemDefault = Number((await ns.run(['cat', '/proc/sys/net/core/rmem_default'])).stdout.trim());
+  assert.ok(rb[0] > rmemDefault, `larger than QEMU's own socket gets (net.core.rmem_default, ${rmemDefault})`);
   for (const [name, r, ip, peer] of [['g1', r1, '10.77.0.51', '10.77.0.52'], ['g2', r2, '10.77.0.52', '10.77.0.51']] as const) {
     assert.equal(r.done, 'ok', `${name}: LP-DONE ${r.done}`);
     const dhcp = r.results.find((x) => x.kind === 'dhcp');
@@ -83,7 +96,7 @@ test('two guests started with lanparty qemu get DHCP leases, ping each other and
   // While they linger: status names them, with the transport each one uses and its QEMU pid.
   const status = (await request(up.control, 'status')) as StatusReport;
   const services = status.services as { guests: GuestsSection[]; lan: { dhcp: { leases: Array<{ mac: string; ip: string; hostname: string | null }> } } };
-  for (const [name, transport] of [['g1', /^unixgram:/], ['g2', /^udp:/]] as const) {
+  for (const [name, transport] of [['g1', /^udp:/], ['g2', /^unixgram:/]] as const) {
     const row = services.guests.find((g) => g.name === name);
     assert.ok(row, `status names ${name}: ${JSON.stringify(services.guests)}`);
     assert.equal(row.state, 'running');

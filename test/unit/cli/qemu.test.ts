@@ -27,7 +27,7 @@ test('parses qemu --version lines', () => {
   assert.equal(parseQemuVersion('not qemu'), null);
 });
 
-test('QEMU 7.2: a datagram transport (unixgram first), never a stream client', () => {
+test('QEMU 7.2: a datagram transport (unixgram first where its queue is long), never a stream client', () => {
   const c = chooseTransport(ALL, v('7.2.22'));
   assert.equal(c.transport.kind, 'unixgram');
   assert.match(c.reason, /cannot reconnect a stream client/);
@@ -35,6 +35,20 @@ test('QEMU 7.2: a datagram transport (unixgram first), never a stream client', (
   assert.equal(noUnix.transport.kind, 'udp');
   const onlyMcast = chooseTransport(ALL.filter((t) => t.kind === 'mcast' || t.kind === 'tcp'), v('7.2.0'));
   assert.equal(onlyMcast.transport.kind, 'mcast');
+});
+
+test('QEMU 7.2 on a short unix datagram queue: udp before unixgram, and the reason says why', () => {
+  const c = chooseTransport(ALL, v('7.2.22'), undefined, 10);
+  assert.equal(c.transport.kind, 'udp');
+  assert.match(c.reason, /cannot reconnect a stream client.*before unixgram: unix datagram sockets queue only 10 datagrams here, net\.unix\.max_dgram_qlen/);
+  // Without a udp port, unixgram is still the choice (and lanparty qemu adds queueNote's line).
+  assert.equal(chooseTransport(ALL.filter((t) => t.kind !== 'udp'), v('7.2.22'), undefined, 10).transport.kind, 'unixgram');
+  // Without a unixgram port there is nothing to put udp before: no such words.
+  assert.doesNotMatch(chooseTransport(ALL.filter((t) => t.kind !== 'unixgram'), v('7.2.22'), undefined, 10).reason, /before unixgram/);
+  // Asked for by name, unixgram it is.
+  assert.equal(chooseTransport(ALL, v('7.2.22'), 'unixgram', 10).transport.kind, 'unixgram');
+  // Streams still come first where QEMU reconnects them.
+  assert.equal(chooseTransport(ALL, v('9.2.0'), undefined, 10).transport.kind, 'unix');
 });
 
 test('QEMU 7.2 with only a stream listener: used, and the caveat is said', () => {
