@@ -149,7 +149,7 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     assert.deepEqual(report.findings, [], run.stdout);
     assert.equal(run.code, 0);
     assert.deepEqual(report.checks.filter((c) => c.error !== null), []);
-    assert.deepEqual(report.checks.map((c) => c.name), ['multicast-membership', 'rp-filter', 'firewall', 'path-mtu', 'duplicate-mac', 'duplicate-ip', 'dhcp-client-id', 'qemu-endpoints', 'unix-dgram-queue']);
+    assert.deepEqual(report.checks.map((c) => c.name), ['multicast-membership', 'rp-filter', 'firewall', 'path-mtu', 'duplicate-mac', 'duplicate-ip', 'dhcp-client-id', 'qemu-endpoints', 'unix-dgram-queue', 'udp-guest-buffer']);
     const human = await lp(['doctor', ...ctl]);
     assert.equal(human.code, 0);
     assert.match(human.stdout, /^ok multicast-membership: /m);
@@ -239,5 +239,49 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     } finally {
       sh(['nft', 'delete', 'table', 'inet', 'lpdoctor']);
     }
+  });
+
+  test('a guest whose udp socket drops what lanparty sends it (a paused QEMU: its receive buffer fills)', async () => {
+    const GUEST = 34998;
+    const dropsNow = () => {
+      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
+        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
+      return row ? Number(row[12]) : undefined;
+    };
+    // lanparty learns the guest's address from one frame, sent before QEMU takes the address over.
+    const c = dgram.createSocket('udp4');
+    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:01', 0x88b5, Buffer.from('soon paused')), 33001, '127.0.0.1', () => r()));
+    await new Promise((r) => setTimeout(r, 300));
+    await new Promise<void>((r) => c.close(() => r()));
+    // A QEMU that never starts its CPU (-S): its virtio NIC takes no frames, so QEMU stops reading.
+    const argv = ['-M', 'pc', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-name', 'paused',
+      '-netdev', `dgram,id=u,local.type=inet,local.host=127.0.0.1,local.port=${GUEST},remote.type=inet,remote.host=127.0.0.1,remote.port=33001`,
+      '-device', 'virtio-net-pci,netdev=u,romfile='];
+    console.log(`$ qemu-system-x86_64 ${argv.join(' ')} &`);
+    qemu = spawn('qemu-system-x86_64', argv, { stdio: 'ignore' });
+    await until('QEMU to bind the guest address', async () => (dropsNow() !== undefined ? true : undefined));
+    assert.equal(dropsNow(), 0);
+    const { report: before } = await doctor();
+    assert.deepEqual(findingsOf(before, 'udp-guest-buffer'), [], 'nothing dropped yet, nothing said');
+    // 600 broadcasts of 1000 bytes, flooded to every udp peer, in bursts of 40 with pauses in which
+    // B (this process) reads them; QEMU does not.
+    for (let i = 0; i < 600; i++) {
+      await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
+      if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
+    }
+    const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+    const drops = dropsNow()!;
+    assert.ok(drops > 0 && drops < 600, `the kernel dropped some at QEMU's socket (its buffer held the rest): ${drops}`);
+    const f = findingsOf(r, 'udp-guest-buffer');
+    assert.equal(f.length, 1, JSON.stringify(f));
+    assert.match(f[0].problem, new RegExp(`^port \\d+ \\(udp 127\\.0\\.0\\.1:${GUEST}\\): QEMU pid ${qemu.pid} \\(-name paused\\) at 127\\.0\\.0\\.1:${GUEST} did not take ${drops} datagrams lanparty sent it`));
+    assert.match(f[0].fix, /^start the guest with lanparty qemu NAME -t udp -- \.\.\., which makes its socket with a receive buffer of up to net\.core\.rmem_max/);
+    const human = await lp(['doctor', ...ctl]);
+    assert.equal(human.code, 1);
+    assert.match(human.stdout, /^X udp-guest-buffer: port \d+ /m);
+    qemu.kill('SIGKILL');
+    await new Promise((res) => qemu!.once('exit', res));
+    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
   });
 }

@@ -10,11 +10,12 @@ import { pathMtu } from './path-mtu.js';
 import { duplicateMac, duplicateIp, dhcpClientId } from './duplicates.js';
 import { qemuEndpoints } from './qemu-endpoints.js';
 import { unixDgramQueue } from './unix-dgram-queue.js';
+import { udpGuestBuffer } from './udp-guest-buffer.js';
 
 export * from './types.js';
 
 export const CHECKS: readonly Check[] = [
-  multicastMembership, rpFilter, firewall, pathMtu, duplicateMac, duplicateIp, dhcpClientId, qemuEndpoints, unixDgramQueue,
+  multicastMembership, rpFilter, firewall, pathMtu, duplicateMac, duplicateIp, dhcpClientId, qemuEndpoints, unixDgramQueue, udpGuestBuffer,
 ];
 
 export async function runDoctor(ctx: DoctorContext, checks: readonly Check[] = CHECKS): Promise<DoctorReport> {

@@ -64,6 +64,29 @@ export function inetSockets(file: string): InetSocket[] {
   return out;
 }
 
+export interface UdpSocketRow { localIp: string; localPort: number; remoteIp: string; remotePort: number; drops: number }
+
+function hexIp(h: string): string {
+  const n = parseInt(h, 16);
+  return os.endianness() === 'LE' ? `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}` : `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+/**
+ * IPv4 UDP sockets from /proc/net/udp with their peer (0.0.0.0:0 unless connected) and `drops`:
+ * datagrams the kernel dropped for that socket, mostly because its receive buffer was full.
+ */
+export function udpSocketRows(file: string): UdpSocketRow[] {
+  const out: UdpSocketRow[] = [];
+  for (const line of read(file).split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    const local = /^([0-9A-F]{8}):([0-9A-F]{4})$/i.exec(f[1] ?? '');
+    const remote = /^([0-9A-F]{8}):([0-9A-F]{4})$/i.exec(f[2] ?? '');
+    if (!local || !remote || f.length < 13) continue;
+    out.push({ localIp: hexIp(local[1]), localPort: parseInt(local[2], 16), remoteIp: hexIp(remote[1]), remotePort: parseInt(remote[2], 16), drops: Number(f[12]) });
+  }
+  return out;
+}
+
 export const TCP_LISTEN = 0x0a;
 
 /** Bound unix socket paths from /proc/net/unix, with whether they listen (stream) or are dgram. */
