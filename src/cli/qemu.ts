@@ -202,7 +202,13 @@ async function guestSocketFor(name: string, choice: Choice): Promise<GuestUdpSoc
     return sock;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`lanparty qemu: note: QEMU makes its own socket for ${name} on ${f.get('local.host')}:${f.get('local.port')} ` +
+    const at = `${f.get('local.host')}:${f.get('local.port')}`;
+    // QEMU could not bind it either: say whose address it is and what to do, not QEMU's error.
+    if (e.code === 'EADDRINUSE') {
+      throw new LanpartyError('LP_ERR_ADDR_IN_USE', `guest ${name}'s address on ${choice.transport.url}, udp ${at}, is taken by another program ` +
+        `(ss -uapn 'sport = :${f.get('local.port')}' shows which; another QEMU for ${name}?); stop it, or start the guest under another name`);
+    }
+    process.stderr.write(`lanparty qemu: note: QEMU makes its own socket for ${name} on ${at} ` +
       `(lanparty could not: ${e.code ?? e.message}), with the kernel's default receive buffer (net.core.rmem_default)\n`);
     return null;
   }

@@ -135,6 +135,19 @@ test('SIGINT to lanparty qemu stops QEMU cleanly; a failing QEMU\'s exit code is
   assert.equal(await bad.exited(), 1, `QEMU's exit code; stderr:\n${bad.stderr.join('\n')}`);
   assert.match(bad.lines.join('\n'), /no-such-option/);
 
+  // g6's udp address is taken by another program: the launcher, which binds it first for QEMU,
+  // says whose address it is and exits 4 before QEMU would fail on it.
+  const dry = await launch({ ns, name: 'g6', control: up.control, launcherArgs: ['-t', 'udp', '-n'], qemuArgs: [] });
+  assert.equal(await dry.exited(), 0);
+  const port = Number(/local\.port=(\d+)/.exec(dry.lines.join('\n'))?.[1]);
+  assert.ok(port > 0, `the dry run shows g6's local port: ${dry.lines.join('\n')}`);
+  const holder = ns.spawn(['socat', '-u', `UDP4-RECV:${port},bind=127.0.0.1`, 'STDOUT'], 'socat holding g6\'s port');
+  await ns.waitListening('udp', port);
+  const taken = await launch({ ns, name: 'g6', control: up.control, launcherArgs: ['-t', 'udp'], qemuArgs: [] });
+  assert.equal(await taken.exited(), 4, `address in use; stderr:\n${taken.stderr.join('\n')}`);
+  assert.match(taken.stderr.join('\n'), new RegExp(`guest g6's address on udp://127\\.0\\.0\\.1:33001, udp 127\\.0\\.0\\.1:${port}, is taken by another program .*start the guest under another name`));
+  holder.kill();
+
   // Without a lanparty the launcher fails before starting QEMU, with the control exit code.
   const none = await launch({ ns, name: 'g5', control: `${up.dir}/nothing.sock`, qemuArgs: [] });
   assert.equal(await none.exited(), 8);
