@@ -319,6 +319,7 @@ struct BusyPoll {
   int64_t refilledAt = 0;                // MonoUs() of the last refill
   bool spinning = false;                 // a callback inside BusySpin must not start another
   std::vector<BusyPollable*> members;    // started and not closed
+  uint64_t leaves = 0;                   // members that left so far (a pass rechecks only after one)
   std::vector<pollfd> fds;               // scratch, rebuilt each pass
   std::vector<BusyPollable*> polled;     // scratch: polled[i] owns fds[i]
   double spins = 0;                      // spins started
@@ -347,6 +348,7 @@ void BusyLeave(BusyPollable* m) {
   for (size_t i = 0; i < g_busy.members.size(); i++) {
     if (g_busy.members[i] != m) continue;
     g_busy.members.erase(g_busy.members.begin() + static_cast<std::ptrdiff_t>(i));
+    g_busy.leaves += 1;
     return;
   }
 }
@@ -415,13 +417,18 @@ void BusySpin(int delivered) {
       g_busy.handoffs += 1;
       break;
     }
+    const uint64_t leaves = g_busy.leaves;
     for (size_t i = 0; i < g_busy.polled.size(); i++) {
       if (!(g_busy.fds[i].revents & (POLLIN | POLLERR))) continue;
       BusyPollable* m = g_busy.polled[i];
-      // An earlier callback in this pass may have closed it (it then left the members).
-      bool member = false;
-      for (BusyPollable* x : g_busy.members) member = member || x == m;
-      if (!member || m->BusyFd() < 0) continue;
+      // An earlier callback in this pass may have closed it (it then left the members): look it
+      // up only when someone left, so a pass stays linear in the members.
+      if (g_busy.leaves != leaves) {
+        bool member = false;
+        for (BusyPollable* x : g_busy.members) member = member || x == m;
+        if (!member) continue;
+      }
+      if (m->BusyFd() < 0) continue;
       const int64_t before = MonoUs();
       int n = m->BusyReceive();
       if (n > 0) {

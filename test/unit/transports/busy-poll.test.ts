@@ -200,6 +200,56 @@ describe('busy polling (native)', { skip }, () => {
     setBusyPoll(0, 20);
   });
 
+  /**
+   * c sends one frame to a; a's callback sends `toB` frames through c to b (flushed before the
+   * spin starts) and `toD` to d; b's callback runs `inB`. Returns what the spin after a's wakeup
+   * read, and how long it spun idle. The state is read after a timer: the callbacks run inside the
+   * spin, and so does what their microtasks resume.
+   */
+  async function spinAfter(toB: number, toD = 0, inB: (d: BatchSocket) => void = () => {}): Promise<{ b: number; d: number; spins: number; frames: number; idleUs: number }> {
+    const [a, b, d, c] = [await udp(), await udp(), await udp(), await udp()];
+    let gotB = 0;
+    let gotD = 0;
+    const pb = c.peerId(b.localAddress());
+    const pd = c.peerId(d.localAddress());
+    a.start(() => {
+      for (let i = 0; i < toB; i++) c.send(pb, Buffer.from('more'), 0, 4);
+      for (let i = 0; i < toD; i++) c.send(pd, Buffer.from('more'), 0, 4);
+    });
+    b.start((n) => { gotB += n; inB(d); });
+    d.start((n) => { gotD += n; });
+    c.start(() => {});
+    await new Promise((r) => setTimeout(r, 30));  // a quiet rate window, and the bucket refills
+    const before = busyPollState()!;
+    c.send(c.peerId(a.localAddress()), Buffer.from('probe'), 0, 5);
+    const t0 = Date.now();
+    while (gotB < toB && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 20));
+    const now = busyPollState()!;
+    return { b: gotB, d: gotD, spins: now.spins - before.spins, frames: now.frames - before.frames, idleUs: now.idleUs - before.idleUs };
+  }
+
+  it('ends a spin once it has read more than 4 frames (a stream, not a reply), and spins on after fewer', async () => {
+    setBusyPoll(1000, 100);
+    const five = await spinAfter(5);
+    assert.deepEqual([five.b, five.spins, five.frames], [5, 1, 5], 'one spin read the 5 frames');
+    assert.ok(five.idleUs < 500, `spun idle ${five.idleUs} µs after 5 frames: it ended at once`);
+    const three = await spinAfter(3);
+    assert.deepEqual([three.b, three.spins, three.frames], [3, 1, 3], 'one spin read the 3 frames');
+    assert.ok(three.idleUs >= 900, `spun idle ${three.idleUs} µs after 3 frames: it waited its 1000 µs for more`);
+    setBusyPoll(0, 20);
+  });
+
+  it('skips a socket that a callback in the same pass closed, though poll(2) found it readable', async () => {
+    // b and d both have a frame when the spin polls; b (polled first: it started first) closes d.
+    setBusyPoll(1000, 100);
+    const r = await spinAfter(1, 1, (d) => d.close());
+    assert.equal(r.b, 1);
+    assert.equal(r.d, 0, 'd\'s callback never ran: it was closed before its turn');
+    assert.deepEqual([r.spins, r.frames], [1, 1], 'the spin read b\'s frame only');
+    setBusyPoll(0, 20);
+  });
+
   /** A unix stream connection in this process: `client` writes, `server` is lanparty's end. */
   async function streamPair(name: string): Promise<{ client: net.Socket; server: net.Socket; close: () => Promise<void> }> {
     const path = join(dir, name);
