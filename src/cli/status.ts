@@ -89,6 +89,11 @@ export function formatStatus(s: StatusReport): string {
       Object.entries(p.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || '-',
     ]),
   ]));
+  for (const p of s.ports) {
+    if (!p.flow || p.flow.pauses === 0) continue;
+    out.push(`  port ${p.id} (${p.name}) stopped reading ${p.flow.pauses} times for a congested port it sends to` +
+      (p.flow.pauseTimeouts > 0 ? `; ${p.flow.pauseTimeouts} waits ran out (that port was stuck: frames to it are dropped once 1 MiB waits for it)` : ''));
+  }
   for (const t of s.transports) {
     const vx = (t as { vxlan?: VxlanSection }).vxlan;
     if (vx === undefined) continue;

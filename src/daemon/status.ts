@@ -46,6 +46,8 @@ export interface PortStatus {
   rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
   rates: ReturnType<RateTracker['rates']>;
   drops: Record<string, number>;
+  /** Stream ports: reading paused for a congested port, and pauses that ran out (Port.flow). */
+  flow?: { pauses: number; pauseTimeouts: number };
 }
 
 export interface MacStatus { mac: string; vlan: number; port: number; portName: string; ageS: number; ips: string[]; pinned: boolean }
@@ -78,6 +80,7 @@ export function portStatus(p: Port, rates: RateTracker): PortStatus {
     id: p.id, name: p.name, kind: p.kind, endpoint: p.endpoint(),
     rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames, txBytes: c.txBytes,
     rates: rates.rates(p), drops: { ...c.drops },
+    ...(p.flow ? { flow: p.flow() } : {}),
   };
 }
 

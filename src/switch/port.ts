@@ -55,6 +55,11 @@ export interface Port {
   send(buf: Buffer, off: number, len: number): void;
   /** Releases the port's resources. The owner removes it from the switch first. */
   close(): void;
+  /**
+   * Stream ports only (flow control, src/transports/stream): times this port stopped reading
+   * because a port it sent to was congested, and waits that ran out (that port was stuck).
+   */
+  flow?(): { pauses: number; pauseTimeouts: number };
 }
 
 /**

@@ -16,6 +16,16 @@
  * When more than QUEUE_LIMIT_BYTES is already queued (a stalled VM: QEMU stops reading when its
  * NIC is full) the frame is dropped as `queue-full`, newest first. Measured with bench/ (tcp,
  * 1514 B): one write per frame spent two thirds of lanparty's busy time in the socket write.
+ *
+ * Flow control between stream ports (802.3x PAUSE, with the watchdog of data-centre PFC): when a
+ * frame read from one stream port finds another stream port's queue above PAUSE_BYTES, the reading
+ * port stops reading (socket.pause(): TCP or the unix socket then pushes back on its QEMU) until
+ * the congested port's socket drains. A sender faster than its receiver is slowed down instead of
+ * losing frames, as it would be on a direct connection. The cost is head-of-line blocking: while
+ * paused, the sender's frames to other ports wait too. So a pause lasts at most PAUSE_MAX_MS: then
+ * the congested port counts as stuck (a paused or hung guest), nobody waits for it again until it
+ * drains, and frames to it are dropped at QUEUE_LIMIT_BYTES as before. Datagram senders cannot be
+ * paused (their kernel buffer would drop instead), so only stream ports wait.
  */
 import * as net from 'node:net';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
@@ -32,6 +42,13 @@ export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind
 const QUEUE_LIMIT_BYTES = 1 << 20;
 /** Output slab size; a frame larger than this gets a slab of its own. */
 const SLAB_BYTES = 64 * 1024;
+/** Queued bytes at which a stream port that is sending here is paused (well below the limit: the chunk being read still fits). */
+const PAUSE_BYTES = 256 * 1024;
+/** Longest a port waits for a congested one before that one counts as stuck. */
+const PAUSE_MAX_MS = 200;
+
+/** The stream port whose chunk is being forwarded right now (forwarding is synchronous), else null. */
+let reading: StreamPort | null = null;
 
 class StreamPort implements Port {
   id = 0;
@@ -46,6 +63,15 @@ class StreamPort implements Port {
   private flushedTo = 0;
   private flushScheduled = false;
   private readonly flushBound: () => void;
+  /** Flow control: the congested port this one waits for (its socket paused), and its watchdog. */
+  private waitingFor: StreamPort | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  /** Ports paused until this one drains; `stuck` once one of them waited PAUSE_MAX_MS in vain. */
+  private readonly waiters = new Set<StreamPort>();
+  private stuck = false;
+  /** Times this port paused its reading for a congested port, and pauses that ran out. */
+  pauses = 0;
+  pauseTimeouts = 0;
   constructor(
     readonly name: string,
     readonly kind: PortKind,
@@ -67,7 +93,9 @@ class StreamPort implements Port {
       this.counters.drops.oversize++;
       return;
     }
-    if (this.socket.writableLength + (this.used - this.flushedTo) > QUEUE_LIMIT_BYTES) {
+    const queued = this.socket.writableLength + (this.used - this.flushedTo);
+    if (queued > PAUSE_BYTES && reading !== null && reading !== this && !this.stuck) reading.waitFor(this);
+    if (queued > QUEUE_LIMIT_BYTES) {
       this.counters.drops['queue-full']++;
       return;
     }
@@ -98,6 +126,46 @@ class StreamPort implements Port {
     this.socket.write(this.slab.subarray(this.flushedTo, this.used));
     this.flushedTo = this.used;
   }
+  flow(): { pauses: number; pauseTimeouts: number } {
+    return { pauses: this.pauses, pauseTimeouts: this.pauseTimeouts };
+  }
+  /** Stops reading until `congested` drains, or PAUSE_MAX_MS have passed. */
+  private waitFor(congested: StreamPort): void {
+    if (this.waitingFor !== null || !this.open) return;
+    this.waitingFor = congested;
+    this.pauses++;
+    this.socket.pause();
+    congested.waiters.add(this);
+    this.watchdog = setTimeout(() => {
+      this.pauseTimeouts++;
+      congested.stuck = true;
+      congested.releaseWaiters();
+    }, PAUSE_MAX_MS).unref();
+  }
+  /** The socket wrote out everything queued ('drain'): not stuck, and its waiters read again. */
+  drained(): void {
+    this.stuck = false;
+    this.releaseWaiters();
+  }
+  /** Lets every port waiting for this one read again. */
+  private releaseWaiters(): void {
+    for (const w of this.waiters) w.resume();
+    this.waiters.clear();
+  }
+  private resume(): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = null;
+    this.waitingFor = null;
+    if (this.open) this.socket.resume();
+  }
+  /** Flow control state is dropped with the port: it waits for nobody, and nobody waits for it. */
+  private endFlowControl(): void {
+    if (this.waitingFor !== null) {
+      this.waitingFor.waiters.delete(this);
+      this.resume();
+    }
+    this.releaseWaiters();
+  }
   /** Leaves busy polling's watch list (at close, or when the socket closed by itself). */
   unwatch(): void {
     busyUnwatch(this.watchedFd);
@@ -106,7 +174,22 @@ class StreamPort implements Port {
   close(): void {
     this.open = false;
     this.unwatch();
+    this.endFlowControl();
     this.socket.destroy();
+  }
+  /** The socket closed by itself. */
+  gone(): void {
+    this.unwatch();
+    this.endFlowControl();
+  }
+  /** Reads one chunk: every frame in it is forwarded with this port as `reading`. */
+  readChunk(chunk: Buffer): boolean {
+    reading = this;
+    try {
+      return this.framer.push(chunk);
+    } finally {
+      reading = null;
+    }
   }
 }
 
@@ -132,7 +215,7 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   const counters = port.counters;
   sock.on('data', (chunk: Buffer) => {
     const before = counters.rxFrames;
-    const ok = port.framer.push(chunk);
+    const ok = port.readChunk(chunk);
     busyAfterStream(counters.rxFrames - before);
     if (!ok) {
       port.counters.drops['bad-length']++;
@@ -140,9 +223,10 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
       sock.destroy();
     }
   });
+  sock.on('drain', () => port.drained());
   sock.on('error', (err: NodeJS.ErrnoException) => log.debug(`port ${port.name}: ${err.code ?? err.message}`));
   sock.on('close', () => {
-    port.unwatch();
+    port.gone();
     if (!port.open) return;
     port.open = false;
     if (!port.framer.atBoundary() && port.framer.error === null) port.counters.drops.truncated++;
