@@ -310,6 +310,12 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.match(text, /^lanparty_busy_poll_skipped_total \d+$/m);
     assert.match(text, /^lanparty_busy_poll_loaded_total \d+$/m);
     assert.match(text, /^lanparty_busy_poll_handoffs_total \d+$/m);
+    // Flow control counters exist for the stream port only (nothing congested here: 0).
+    const c = (await status()).ports.find((p) => p.id === portOf.C.id)! as PortRow & { flow?: { pauses: number; pauseTimeouts: number } };
+    assert.deepEqual(c.flow, { pauses: 0, pauseTimeouts: 0 }, 'status --json: ports[].flow on the unix stream port');
+    assert.ok(text.includes(`lanparty_port_flow_pauses_total{port="${c.id}",name="${c.name}",kind="unix"} 0\n`), text);
+    assert.ok(text.includes(`lanparty_port_flow_pause_timeouts_total{port="${c.id}",name="${c.name}",kind="unix"} 0\n`));
+    assert.doesNotMatch(text, new RegExp(`lanparty_port_flow_pauses_total\\{port="${a.id}",`), 'no flow counters on a udp port');
     assert.equal((await fetch('http://127.0.0.1:39477/other')).status, 404);
   });
 

@@ -30,6 +30,9 @@ export function metricsText(d: Daemon): string {
   counter('lanparty_port_tx_frames_total', 'Frames sent out of the port.', ports.map((p) => [portLabels(p), p.counters.txFrames]));
   counter('lanparty_port_tx_bytes_total', 'Bytes sent out of the port.', ports.map((p) => [portLabels(p), p.counters.txBytes]));
   counter('lanparty_port_drops_total', 'Frames dropped on the port, by reason.', ports.flatMap((p) => DROP_REASONS.map((r) => [`${portLabels(p)},reason="${r}"`, p.counters.drops[r]] as [string, number])));
+  const flowing = ports.filter((p) => p.flow !== undefined).map((p) => [p, p.flow!()] as const);
+  counter('lanparty_port_flow_pauses_total', 'Stream ports: times the port stopped reading because a stream port it sent to was congested (flow control).', flowing.map(([p, f]) => [portLabels(p), f.pauses]));
+  counter('lanparty_port_flow_pause_timeouts_total', 'Stream ports: waits for a congested port that ran out (that port was stuck).', flowing.map(([p, f]) => [portLabels(p), f.pauseTimeouts]));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops]]);
   const t = d.sw.table;
