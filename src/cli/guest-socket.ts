@@ -20,7 +20,7 @@
  * `fdOf` returns null and the launcher falls back to QEMU's own socket, saying so.
  */
 import * as dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { sysctl } from '../daemon/doctor/proc.js';
 
 /** What the launcher asks for; the kernel caps it at net.core.rmem_max and then doubles it. */
 export const WANTED_RCVBUF_BYTES = 4 << 20;
@@ -48,12 +48,8 @@ function fdOf(sock: dgram.Socket): { fd: number; handle: Handle } | null {
 
 /** A sysctl under /proc/sys/net/core as a number, or null where it cannot be read. */
 export function netCoreSysctl(name: 'rmem_default' | 'rmem_max'): number | null {
-  try {
-    const v = Number(readFileSync(`/proc/sys/net/core/${name}`, 'utf8').trim());
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
+  const v = Number(sysctl(`/proc/sys/net/core/${name}`) ?? NaN);
+  return Number.isFinite(v) ? v : null;
 }
 
 /**

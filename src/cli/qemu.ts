@@ -21,6 +21,7 @@ import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { defaultControlPath } from './status.js';
 import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/doctor/unix-dgram-queue.js';
+import { netdevOptions } from '../daemon/doctor/qemu-endpoints.js';
 import { bufferLine, netCoreSysctl, openGuestUdpSocket, type GuestUdpSocket } from './guest-socket.js';
 
 export const QEMU_HELP = `Usage: lanparty qemu NAME [options] -- [QEMU ARGS...]
@@ -80,16 +81,6 @@ function atLeast(v: QemuVersion, major: number, minor: number): boolean {
   return v.major > major || (v.major === major && v.minor >= minor);
 }
 
-/** key=value pairs of a -netdev value (first item is the type). */
-function netdevFields(netdev: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of netdev.split(',').slice(1)) {
-    const eq = part.indexOf('=');
-    if (eq > 0) out.set(part.slice(0, eq), part.slice(eq + 1));
-  }
-  return out;
-}
-
 export interface Choice {
   transport: TransportInfo;
   /** The -netdev value to pass (possibly adapted to the QEMU version). */
@@ -125,7 +116,7 @@ export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wan
     if (!hasDgram) {
       if (t.kind !== 'udp') return null;
       // Before 7.2: the same UDP wire format through -netdev socket,udp= (QEMU-TRANSPORTS.md §3).
-      const f = netdevFields(nd);
+      const f = netdevOptions(nd);
       return `socket,id=${f.get('id')},udp=${f.get('remote.host')}:${f.get('remote.port')},localaddr=${f.get('local.host')}:${f.get('local.port')}`;
     }
     if (nd.startsWith('stream,') && nd.includes('server=off') && reconnect !== null) return `${nd},${reconnect}`;
@@ -182,7 +173,7 @@ export function queueNote(kind: string, qlen: number | null): string | null {
 
 /** The -netdev value for a socket passed as fd 3 (a connected one: QEMU takes no remote with it). */
 export function fdNetdev(netdev: string): string {
-  return `dgram,id=${netdevFields(netdev).get('id') ?? NETDEV_ID},local.type=fd,local.str=3`;
+  return `dgram,id=${netdevOptions(netdev).get('id') ?? NETDEV_ID},local.type=fd,local.str=3`;
 }
 
 /**
@@ -192,7 +183,7 @@ export function fdNetdev(netdev: string): string {
  */
 async function guestSocketFor(name: string, choice: Choice): Promise<GuestUdpSocket | null> {
   if (choice.transport.kind !== 'udp' || !choice.netdev.startsWith('dgram,')) return null;
-  const f = netdevFields(choice.netdev);
+  const f = netdevOptions(choice.netdev);
   if (f.get('local.type') !== 'inet' || f.get('remote.type') !== 'inet') return null;
   try {
     const sock = await openGuestUdpSocket(

@@ -15,6 +15,12 @@ function read(path: string): string {
   }
 }
 
+/** An IPv4 address as /proc/net prints it: a native-endian word in hex ("0100007F" on x86 is 127.0.0.1). */
+function hexIp(h: string): string {
+  const n = parseInt(h, 16);
+  return os.endianness() === 'LE' ? `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}` : `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
 /** IPv4 group memberships per interface from /proc/net/igmp (groups are host byte order hex). */
 export function igmpMemberships(procNet = '/proc/net'): Array<{ dev: string; group: string }> {
   const out: Array<{ dev: string; group: string }> = [];
@@ -27,12 +33,7 @@ export function igmpMemberships(procNet = '/proc/net'): Array<{ dev: string; gro
     }
     const g = /^\s+([0-9A-Fa-f]{8})\s/.exec(line);
     if (g && dev) {
-      const n = parseInt(g[1], 16);
-      // Little-endian hosts print the address as a native-endian word.
-      const ip = os.endianness() === 'LE'
-        ? `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`
-        : `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-      out.push({ dev, group: ip });
+      out.push({ dev, group: hexIp(g[1]) });
     }
   }
   return out;
@@ -57,19 +58,12 @@ export function inetSockets(file: string): InetSocket[] {
   for (const line of read(file).split('\n').slice(1)) {
     const m = /^\s*\d+:\s+([0-9A-F]{8}):([0-9A-F]{4})\s+[0-9A-F]{8}:[0-9A-F]{4}\s+([0-9A-F]{2})/i.exec(line);
     if (!m) continue;
-    const n = parseInt(m[1], 16);
-    const ip = os.endianness() === 'LE' ? `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}` : `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-    out.push({ localIp: ip, localPort: parseInt(m[2], 16), state: parseInt(m[3], 16) });
+    out.push({ localIp: hexIp(m[1]), localPort: parseInt(m[2], 16), state: parseInt(m[3], 16) });
   }
   return out;
 }
 
 export interface UdpSocketRow { localIp: string; localPort: number; remoteIp: string; remotePort: number; drops: number }
-
-function hexIp(h: string): string {
-  const n = parseInt(h, 16);
-  return os.endianness() === 'LE' ? `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}` : `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
 
 /**
  * IPv4 UDP sockets from /proc/net/udp with their peer (0.0.0.0:0 unless connected) and `drops`:
@@ -143,6 +137,12 @@ export function netstatCounter(section: string, name: string): number | undefine
 }
 
 /** Processes whose argv[0] looks like QEMU: pid and argv. */
+/** "QEMU pid N (-name X)", how the doctor names a QEMU process. */
+export function qemuLabel(q: { pid: number; argv: string[] }): string {
+  const nameIdx = q.argv.indexOf('-name');
+  return `QEMU pid ${q.pid}${nameIdx >= 0 ? ` (-name ${q.argv[nameIdx + 1]})` : ''}`;
+}
+
 export function qemuProcesses(): Array<{ pid: number; argv: string[] }> {
   const out: Array<{ pid: number; argv: string[] }> = [];
   let pids: string[] = [];

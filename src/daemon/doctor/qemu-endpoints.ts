@@ -6,7 +6,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Check, Finding } from './types.js';
-import { TCP_LISTEN, inetSockets, qemuProcesses, unixSockets } from './proc.js';
+import { TCP_LISTEN, inetSockets, qemuLabel, qemuProcesses, unixSockets } from './proc.js';
 
 type Target =
   | { kind: 'udp'; host: string; port: number }
@@ -14,7 +14,8 @@ type Target =
   | { kind: 'unixgram'; path: string }
   | { kind: 'unix'; path: string };
 
-function kv(spec: string): Map<string, string> {
+/** A -netdev value's options: `type` (its first item), then key=value pairs. */
+export function netdevOptions(spec: string): Map<string, string> {
   const m = new Map<string, string>();
   const parts = spec.split(',');
   m.set('type', parts[0]);
@@ -33,7 +34,7 @@ function hostPort(text: string): { host: string; port: number } | undefined {
 
 /** Where one -netdev (or -nic) sends, if it is a client of someone else. */
 export function netdevTarget(spec: string): Target | undefined {
-  const o = kv(spec);
+  const o = netdevOptions(spec);
   switch (o.get('type')) {
     case 'dgram':
       if (o.get('remote.type') === 'inet' && o.has('remote.port')) return { kind: 'udp', host: o.get('remote.host') ?? '127.0.0.1', port: Number(o.get('remote.port')) };
@@ -68,8 +69,7 @@ export const qemuEndpoints: Check = {
   run() {
     const findings: Finding[] = [];
     for (const q of qemuProcesses()) {
-      const nameIdx = q.argv.indexOf('-name');
-      const label = `QEMU pid ${q.pid}${nameIdx >= 0 ? ` (-name ${q.argv[nameIdx + 1]})` : ''}`;
+      const label = qemuLabel(q);
       for (let i = 0; i + 1 < q.argv.length; i++) {
         if (q.argv[i] !== '-netdev' && q.argv[i] !== '-nic') continue;
         const t = netdevTarget(q.argv[i + 1]);

@@ -11,22 +11,17 @@
  * The QEMU behind it is named from its command line (-netdev dgram with that local address).
  */
 import type { Check, Finding } from './types.js';
-import { qemuProcesses, sysctl, udpSocketRows } from './proc.js';
+import { qemuLabel, qemuProcesses, sysctl, udpSocketRows } from './proc.js';
+import { netdevOptions } from './qemu-endpoints.js';
 
-interface QemuRef { pid: number; name: string | null }
-
-/** QEMUs by the local udp address of their -netdev dgram ("127.0.0.1:34051"). */
-function qemusByLocalAddress(): Map<string, QemuRef> {
-  const out = new Map<string, QemuRef>();
+/** QEMUs, as the doctor names them, by the local udp address of their -netdev dgram ("127.0.0.1:34051"). */
+function qemusByLocalAddress(): Map<string, string> {
+  const out = new Map<string, string>();
   for (const q of qemuProcesses()) {
-    const nameAt = q.argv.indexOf('-name');
-    const name = nameAt >= 0 ? (q.argv[nameAt + 1] ?? '').split(',')[0].replace(/^guest=/, '') : null;
     for (let i = 0; i < q.argv.length - 1; i++) {
       if (q.argv[i] !== '-netdev') continue;
-      const spec = q.argv[i + 1];
-      const host = /(?:^|,)local\.host=([^,]+)/.exec(spec)?.[1];
-      const port = /(?:^|,)local\.port=(\d+)/.exec(spec)?.[1];
-      if (spec.startsWith('dgram,') && host && port) out.set(`${host}:${port}`, { pid: q.pid, name });
+      const o = netdevOptions(q.argv[i + 1]);
+      if (o.get('type') === 'dgram' && o.get('local.type') === 'inet') out.set(`${o.get('local.host')}:${o.get('local.port')}`, qemuLabel(q));
     }
   }
   return out;
@@ -41,7 +36,7 @@ export const udpGuestBuffer: Check = {
     const peers = d.sw.ports.filter((p) => p.kind === 'udp');
     if (peers.length === 0) return findings;
     const rows = udpSocketRows('/proc/net/udp');
-    let qemus: Map<string, QemuRef> | null = null;
+    let qemus: Map<string, string> | null = null;
     const rmemDefault = sysctl('/proc/sys/net/core/rmem_default');
     const rmemMax = sysctl('/proc/sys/net/core/rmem_max');
     for (const p of peers) {
@@ -53,8 +48,7 @@ export const udpGuestBuffer: Check = {
       const row = rows.find((r) => r.localPort === port && (r.localIp === ip || (r.localIp === '0.0.0.0' && ip.startsWith('127.'))));
       if (!row || row.drops === 0) continue;
       qemus ??= qemusByLocalAddress();
-      const q = qemus.get(at);
-      const who = q ? `QEMU pid ${q.pid}${q.name ? ` (-name ${q.name})` : ''}` : 'the guest';
+      const who = qemus.get(at) ?? 'the guest';
       const launched = lanpartyUdp.has(`${row.remoteIp}:${row.remotePort}`);
       findings.push({
         check: this.name,
