@@ -50,35 +50,39 @@ export function groupMac(group: string): string {
   return `01005e${((p[1] & 0x7f)).toString(16).padStart(2, '0')}${p[2].toString(16).padStart(2, '0')}${p[3].toString(16).padStart(2, '0')}`;
 }
 
-export interface InetSocket { localIp: string; localPort: number; state: number }
+export interface InetSocket { localIp: string; localPort: number; remoteIp: string; remotePort: number; state: number }
 
-/** IPv4 sockets from /proc/net/udp or /proc/net/tcp (addresses are host byte order hex). */
-export function inetSockets(file: string): InetSocket[] {
-  const out: InetSocket[] = [];
+const ADDR = /^([0-9A-F]{8}):([0-9A-F]{4})$/i;
+
+/** The rows of /proc/net/udp or /proc/net/tcp: the socket, and every column split out. */
+function inetRows(file: string): Array<{ sock: InetSocket; fields: string[] }> {
+  const out: Array<{ sock: InetSocket; fields: string[] }> = [];
   for (const line of read(file).split('\n').slice(1)) {
-    const m = /^\s*\d+:\s+([0-9A-F]{8}):([0-9A-F]{4})\s+[0-9A-F]{8}:[0-9A-F]{4}\s+([0-9A-F]{2})/i.exec(line);
-    if (!m) continue;
-    out.push({ localIp: hexIp(m[1]), localPort: parseInt(m[2], 16), state: parseInt(m[3], 16) });
+    const f = line.trim().split(/\s+/);
+    const local = ADDR.exec(f[1] ?? '');
+    const remote = ADDR.exec(f[2] ?? '');
+    if (!/^\d+:$/.test(f[0]) || !local || !remote || !/^[0-9A-F]{2}$/i.test(f[3] ?? '')) continue;
+    out.push({
+      sock: { localIp: hexIp(local[1]), localPort: parseInt(local[2], 16), remoteIp: hexIp(remote[1]), remotePort: parseInt(remote[2], 16), state: parseInt(f[3], 16) },
+      fields: f,
+    });
   }
   return out;
 }
 
-export interface UdpSocketRow { localIp: string; localPort: number; remoteIp: string; remotePort: number; drops: number }
+/** IPv4 sockets from /proc/net/udp or /proc/net/tcp (addresses are host byte order hex). */
+export function inetSockets(file: string): InetSocket[] {
+  return inetRows(file).map((r) => r.sock);
+}
+
+export interface UdpSocketRow extends InetSocket { drops: number }
 
 /**
  * IPv4 UDP sockets from /proc/net/udp with their peer (0.0.0.0:0 unless connected) and `drops`:
  * datagrams the kernel dropped for that socket, mostly because its receive buffer was full.
  */
 export function udpSocketRows(file: string): UdpSocketRow[] {
-  const out: UdpSocketRow[] = [];
-  for (const line of read(file).split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    const local = /^([0-9A-F]{8}):([0-9A-F]{4})$/i.exec(f[1] ?? '');
-    const remote = /^([0-9A-F]{8}):([0-9A-F]{4})$/i.exec(f[2] ?? '');
-    if (!local || !remote || f.length < 13) continue;
-    out.push({ localIp: hexIp(local[1]), localPort: parseInt(local[2], 16), remoteIp: hexIp(remote[1]), remotePort: parseInt(remote[2], 16), drops: Number(f[12]) });
-  }
-  return out;
+  return inetRows(file).filter((r) => r.fields.length >= 13).map((r) => ({ ...r.sock, drops: Number(r.fields[12]) }));
 }
 
 export const TCP_LISTEN = 0x0a;
@@ -136,13 +140,13 @@ export function netstatCounter(section: string, name: string): number | undefine
   return undefined;
 }
 
-/** Processes whose argv[0] looks like QEMU: pid and argv. */
 /** "QEMU pid N (-name X)", how the doctor names a QEMU process. */
 export function qemuLabel(q: { pid: number; argv: string[] }): string {
   const nameIdx = q.argv.indexOf('-name');
   return `QEMU pid ${q.pid}${nameIdx >= 0 ? ` (-name ${q.argv[nameIdx + 1]})` : ''}`;
 }
 
+/** Processes whose argv[0] looks like QEMU: pid and argv. */
 export function qemuProcesses(): Array<{ pid: number; argv: string[] }> {
   const out: Array<{ pid: number; argv: string[] }> = [];
   let pids: string[] = [];
