@@ -70,8 +70,8 @@ class StreamPort implements Port {
   private readonly waiters = new Set<StreamPort>();
   private stuck = false;
   /** Times this port paused its reading for a congested port, and pauses that ran out. */
-  pauses = 0;
-  pauseTimeouts = 0;
+  private pauses = 0;
+  private pauseTimeouts = 0;
   constructor(
     readonly name: string,
     readonly kind: PortKind,
