@@ -63,6 +63,18 @@
 //   5. A peer whose path vanished (ENOENT/ECONNREFUSED on connect or send: the guest exited) loses
 //      its backlog, counted in kSendErrors; its next datagram is tried afresh (a restarted QEMU
 //      rebinds the path; a doorbell still connected to the old socket is reconnected on suspicion).
+//   6. Flow control: a unix datagram sender can be held back where a UDP one cannot (a full unix
+//      receiver queue makes the sender wait, and QEMU then stops taking frames from its guest,
+//      which TCP in the guest feels as a slower path, not as loss). So when a frame forwarded from
+//      a unix socket's rx slab finds its destination's backlog a quarter full (kFlowPauseDatagrams
+//      or kFlowPauseBytes), that unix socket stops reading (its poll drops UV_READABLE, the busy
+//      spin skips it) until the backlog is back to a sixteenth: its senders then wait in their own
+//      queues, as they would sending straight to the slow receiver. Ethernet's PAUSE, with the
+//      watchdog of data-centre PFC: a backlog that holds a socket kFlowPauseMaxMs without draining
+//      that far is stuck (a receiver that stopped reading, or two switches each waiting for the
+//      other) and holds nobody until it has emptied; it then drops at its bounds, as in stage 3.
+//      Counted in kFlowPauses and kFlowTimeouts. The cost is head-of-line blocking: while one
+//      receiver is slow, every sender into the paused socket waits, up to the watchdog.
 //   close() drops every backlog (counted in kSendDropped) and closes the doorbells.
 //
 // Errors at setup are thrown as JS errors shaped like Node's: `.code` is the errno name
@@ -143,6 +155,15 @@ constexpr int kMaxBatch = 1024;
 // lost frames on this 2-vCPU machine in 2 of 5 trials at 150k frames/s of 1514 bytes.
 constexpr int kBacklogDatagrams = 1024;
 constexpr size_t kBacklogBytes = 2u << 20;
+// Flow control between unix datagram sockets (send stage 6 in the header): a backlog this deep
+// (datagrams or bytes: a quarter of its bounds) stops the unix socket that its datagrams came
+// from reading, until it is back down to the resume marks; a backlog that holds a socket paused
+// for kFlowPauseMaxMs without draining that far is stuck and holds nobody until it empties.
+constexpr int kFlowPauseDatagrams = kBacklogDatagrams / 4;
+constexpr size_t kFlowPauseBytes = kBacklogBytes / 4;
+constexpr int kFlowResumeDatagrams = kBacklogDatagrams / 16;
+constexpr size_t kFlowResumeBytes = kBacklogBytes / 16;
+constexpr uint64_t kFlowPauseMaxMs = 200;
 // Datagrams handed to one sendmmsg call when draining a backlog (also the scratch size used to
 // resend a refused GSO message one datagram at a time, so it must be >= kGsoMaxSegments).
 constexpr int kBacklogSendBatch = 64;
@@ -169,7 +190,9 @@ enum CounterIndex {
   kSendQueued = 5,     // gauge: datagrams waiting in unix peer backlogs right now
   kGsoMessages = 6,    // UDP GSO messages sent (each carried 2..kGsoMaxSegments datagrams)
   kGsoDatagrams = 7,   // datagrams those messages carried
-  kCounterCount = 8,
+  kFlowPauses = 8,     // times one of this socket's backlogs stopped a unix socket reading (stage 6)
+  kFlowTimeouts = 9,   // backlogs that held one kFlowPauseMaxMs without draining (stuck)
+  kCounterCount = 10,
 };
 
 enum class Kind { kInet, kUnix };
@@ -510,6 +533,15 @@ struct PeerBacklog {
   int head = 0;
   int count = 0;
   size_t wr = 0;  // where the newest datagram ends
+  size_t bytes = 0;  // payload bytes waiting
+  // Flow control (send stage 6): rx slab ids of the unix sockets this backlog keeps from reading,
+  // the watchdog that ends the wait, and whether it ran out (stuck: holds nobody until empty).
+  std::vector<int32_t> holding;
+  uv_timer_t* timer = nullptr;
+  bool stuck = false;
+
+  bool Deep() const { return count >= kFlowPauseDatagrams || bytes >= kFlowPauseBytes; }
+  bool Shallow() const { return count <= kFlowResumeDatagrams && bytes <= kFlowResumeBytes; }
 
   // Appends a copy; false (nothing stored) when the ring is full by count or by bytes.
   bool Push(const uint8_t* data, size_t n) {
@@ -539,15 +571,18 @@ struct PeerBacklog {
     len[slot] = static_cast<uint32_t>(n);
     count++;
     wr = at + n;
+    bytes += n;
     return true;
   }
 
   void Pop(int n) {
+    for (int j = 0; j < n; j++) bytes -= len[(head + j) % kBacklogDatagrams];
     head = (head + n) % kBacklogDatagrams;
     count -= n;
     if (count == 0) {
       head = 0;
       wr = 0;
+      bytes = 0;
     }
   }
 
@@ -555,6 +590,7 @@ struct PeerBacklog {
     head = 0;
     count = 0;
     wr = 0;
+    bytes = 0;
     buf.reset();
   }
 };
@@ -571,18 +607,19 @@ struct RxSlabEntry {
   uint8_t* base;
   size_t bytes;
   int32_t id;
+  BatchSocket* owner;  // the socket that receives into it (flow control pauses it)
 };
 static RxSlabEntry gRxSlabs[kMaxRxSlabs];
 static int32_t gRxSlabGeneration = 0;
 static std::mutex gRxSlabsLock;
 
-static int32_t RegisterRxSlab(uint8_t* base, size_t bytes) {
+static int32_t RegisterRxSlab(uint8_t* base, size_t bytes, BatchSocket* owner) {
   std::lock_guard<std::mutex> hold(gRxSlabsLock);
   for (int slot = 1; slot < kMaxRxSlabs; slot++) {
     if (gRxSlabs[slot].base == nullptr) {
       gRxSlabGeneration = (gRxSlabGeneration + 1) & ((1 << (31 - kRxSlabSlotBits)) - 1);
       int32_t id = (gRxSlabGeneration << kRxSlabSlotBits) | slot;
-      gRxSlabs[slot] = {base, bytes, id};
+      gRxSlabs[slot] = {base, bytes, id, owner};
       return id;
     }
   }
@@ -591,16 +628,16 @@ static int32_t RegisterRxSlab(uint8_t* base, size_t bytes) {
 
 // The slab an id names, or {nullptr, 0} when that registration is gone (or the id is not one).
 static RxSlabEntry LookupRxSlab(int32_t id) {
-  if (id <= 0) return {nullptr, 0, 0};
+  if (id <= 0) return {nullptr, 0, 0, nullptr};
   const RxSlabEntry& e = gRxSlabs[id & (kMaxRxSlabs - 1)];
-  return e.id == id ? e : RxSlabEntry{nullptr, 0, 0};
+  return e.id == id ? e : RxSlabEntry{nullptr, 0, 0, nullptr};
 }
 
 static void UnregisterRxSlab(int32_t id) {
   if (id <= 0) return;
   std::lock_guard<std::mutex> hold(gRxSlabsLock);
   RxSlabEntry& e = gRxSlabs[id & (kMaxRxSlabs - 1)];
-  if (e.id == id) e = {nullptr, 0, 0};
+  if (e.id == id) e = {nullptr, 0, 0, nullptr};
 }
 
 class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
@@ -671,7 +708,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     for (size_t i = 0; i < 10; i++) {
       if (i != 1) memory_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
     }
-    rxSlabId_ = RegisterRxSlab(rxBase_, rx.Length());
+    rxSlabId_ = RegisterRxSlab(rxBase_, rx.Length(), this);
 
     rxHdrs_.resize(batch_);
     rxIov_.resize(batch_);
@@ -696,6 +733,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     txIds_.resize(txCap_);
     txSegs_.resize(txCap_);
     txMsgBytes_.resize(txCap_);
+    txMsgSrcs_.resize(txCap_);
     txCtl_.assign(static_cast<size_t>(txCap_) * CMSG_SPACE(sizeof(uint16_t)), 0);
     for (int i = 0; i < kBacklogSendBatch; i++) {
       msghdr& h = blHdrs_[i].msg_hdr;
@@ -964,7 +1002,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
   // The main socket's poll: UV_READABLE once started, UV_WRITABLE while some backlog waits for
   // our own send buffer. Returns 0 or a libuv error.
   int UpdateMainPoll() {
-    int events = (started_ ? UV_READABLE : 0) | (selfWaiters_ > 0 ? UV_WRITABLE : 0);
+    int events = (started_ && pausedBy_ == 0 ? UV_READABLE : 0) | (selfWaiters_ > 0 ? UV_WRITABLE : 0);
     if (events == 0) {
       if (poll_) uv_poll_stop(poll_);
       return 0;
@@ -1040,7 +1078,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       }
       PeerBacklog* b = ActiveBacklog(id);
       if (b) {
-        Backlog(b, base + off, static_cast<size_t>(len));
+        Backlog(b, base + off, static_cast<size_t>(len), src);
         continue;
       }
       txIov_[v].iov_base = base + off;
@@ -1068,6 +1106,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       txIds_[k] = id;
       txSegs_[k] = 1;
       txMsgBytes_[k] = static_cast<size_t>(len);
+      txMsgSrcs_[k] = src;
       v++;
       k++;
     }
@@ -1129,13 +1168,15 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
         int w = i;
         for (int j = i; j < k; j++) {
           if (txIds_[j] == id) {
-            Backlog(b, static_cast<uint8_t*>(txHdrs_[j].msg_hdr.msg_iov[0].iov_base), txHdrs_[j].msg_hdr.msg_iov[0].iov_len);
+            Backlog(b, static_cast<uint8_t*>(txHdrs_[j].msg_hdr.msg_iov[0].iov_base), txHdrs_[j].msg_hdr.msg_iov[0].iov_len,
+                    txMsgSrcs_[j]);
           } else if (w != j) {
             txHdrs_[w].msg_hdr.msg_iov = txHdrs_[j].msg_hdr.msg_iov;
             txHdrs_[w].msg_hdr.msg_name = txHdrs_[j].msg_hdr.msg_name;
             txHdrs_[w].msg_hdr.msg_namelen = txHdrs_[j].msg_hdr.msg_namelen;
             txIds_[w] = txIds_[j];
             txSegs_[w] = 1;
+            txMsgSrcs_[w] = txMsgSrcs_[j];
             w++;
           } else {
             w++;
@@ -1219,15 +1260,83 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
   }
 
   // Appends one datagram; when the backlog is full the NEWEST (this one) is dropped and counted
-  // as a full-queue drop, so a peer that never reads costs at most kBacklogBytes.
-  void Backlog(PeerBacklog* b, const uint8_t* data, size_t len) {
+  // as a full-queue drop, so a peer that never reads costs at most kBacklogBytes. `src` is the rx
+  // slab the datagram was forwarded from (0: copied in): a deep backlog pauses that socket.
+  void Backlog(PeerBacklog* b, const uint8_t* data, size_t len, int32_t src) {
     if (b->Push(data, len)) {
       counters_[kSendQueued] += 1;
+      if (src != 0 && !b->stuck && b->Deep()) Hold(b, src);
     } else {
       counters_[kSendDropped] += 1;
       counters_[kSendErrors] += 1;
     }
   }
+
+  // ---- Flow control (header, send stage 6) ----
+
+  // Stops the unix socket that owns rx slab `src` from reading until this backlog is shallow
+  // again (Release), or its watchdog runs out. A UDP socket is never paused: its senders cannot
+  // be held back, the kernel would only drop at its queue instead of here.
+  void Hold(PeerBacklog* b, int32_t src) {
+    for (int32_t h : b->holding) {
+      if (h == src) return;
+    }
+    BatchSocket* s = LookupRxSlab(src).owner;
+    if (!s || s->kind_ != Kind::kUnix || s->closed_ || !s->started_) return;
+    if (b->holding.empty() && StartFlowTimer(b) != 0) return;  // a wait without a bound: none
+    b->holding.push_back(src);
+    s->pausedBy_ += 1;
+    s->UpdateMainPoll();
+    counters_[kFlowPauses] += 1;
+  }
+
+  // Lets every socket this backlog holds read again.
+  void Release(PeerBacklog* b) {
+    if (b->timer) uv_timer_stop(b->timer);
+    for (int32_t id : b->holding) {
+      BatchSocket* s = LookupRxSlab(id).owner;
+      if (!s) continue;  // gone
+      s->pausedBy_ -= 1;
+      if (!s->closed_) s->UpdateMainPoll();
+    }
+    b->holding.clear();
+  }
+
+  int StartFlowTimer(PeerBacklog* b) {
+    if (!b->timer) {
+      b->timer = new uv_timer_t;
+      int r = uv_timer_init(loop_, b->timer);
+      if (r != 0) {
+        delete b->timer;
+        b->timer = nullptr;
+        return r;
+      }
+      b->timer->data = b;
+    }
+    return uv_timer_start(b->timer, OnFlowTimeout, kFlowPauseMaxMs, 0);
+  }
+
+  // The backlog held a socket kFlowPauseMaxMs without draining to its resume marks: its receiver
+  // is stuck (stopped reading, or a loop of switches each waiting for the other). It lets go and
+  // pauses nobody again until it has emptied; meanwhile it drops at its bounds, as without flow
+  // control.
+  static void OnFlowTimeout(uv_timer_t* t) {
+    PeerBacklog* b = static_cast<PeerBacklog*>(t->data);
+    BatchSocket* self = b->owner;
+    if (self->closed_ || b->holding.empty()) return;
+    b->stuck = true;
+    self->counters_[kFlowTimeouts] += 1;
+    self->Release(b);
+  }
+
+  static void CloseFlowTimer(PeerBacklog* b) {
+    if (!b->timer) return;
+    uv_timer_stop(b->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(b->timer), FreeTimer);
+    b->timer = nullptr;
+  }
+
+  static void FreeTimer(uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); }
 
   static bool PeerGone(int err) { return err == ENOENT || err == ECONNREFUSED || err == ENOTDIR; }
 
@@ -1296,9 +1405,12 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       if (err == 0) {
         // Drained: stop watching, free the ring, keep the doorbell for the next burst.
         StopDoorbellPoll(b);
+        Release(b);
+        b->stuck = false;
         b->Clear();
         return;
       }
+      if (!b->holding.empty() && b->Shallow()) Release(b);
       if (PeerGone(err)) {
         DropBacklog(b);
         return;
@@ -1376,6 +1488,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     counters_[kSendQueued] -= b->count;
     SetWaitingOnSelf(b, false);
     CloseDoorbell(b);
+    Release(b);
+    b->stuck = false;
     b->Clear();
   }
 
@@ -1416,6 +1530,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       counters_[kSendErrors] += b->count;
       counters_[kSendQueued] -= b->count;
       CloseDoorbell(b.get());
+      Release(b.get());
+      CloseFlowTimer(b.get());
       b->Clear();
     }
     backlogs_.clear();
@@ -1447,14 +1563,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       return;
     }
     if ((events & UV_WRITABLE) && self->selfWaiters_ > 0) self->OnSelfWritable();
-    if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0) {
+    if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0 && self->pausedBy_ == 0) {
       const int n = self->Receive();
       if (n > 0) BusySpin(n);
     }
   }
 
  public:
-  int BusyFd() const override { return fd_ >= 0 && started_ && !closed_ ? fd_ : -1; }
+  int BusyFd() const override { return fd_ >= 0 && started_ && !closed_ && pausedBy_ == 0 ? fd_ : -1; }
   int BusyReceive() override { return Receive(); }
   bool BusyWaitsOnLoop() const override { return counters_ != nullptr && counters_[kSendQueued] > 0; }
 
@@ -1514,6 +1630,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
         }
       }
       if (n < batch_) return delivered;  // The queue is drained; skip the EAGAIN round trip.
+      if (pausedBy_ > 0) return delivered;  // a receiver is slow: leave the rest to its senders' queues
     }
     return delivered;
   }
@@ -1570,6 +1687,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
   std::vector<int> txIds_;  // peer id of txHdrs_[i]
   std::vector<int> txSegs_;  // datagrams in txHdrs_[i] (> 1: a GSO message)
   std::vector<size_t> txMsgBytes_;  // payload bytes in txHdrs_[i]
+  std::vector<int32_t> txMsgSrcs_;  // txSrcs of txHdrs_[i]'s datagram (unix: one per message)
   std::vector<uint8_t> txCtl_;  // one UDP_SEGMENT cmsg per message
   // UDP GSO: on for udp4 sockets that checksum (SO_NO_CHECK forbids it) when the kernel has it;
   // segments longer than gsoMaxSeg_ are never coalesced (lowered when a path refuses one).
@@ -1579,6 +1697,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
   // Unix peer backlogs, indexed by peer id (created on a peer's first EAGAIN, kept until close).
   std::vector<std::unique_ptr<PeerBacklog>> backlogs_;
   int selfWaiters_ = 0;  // backlogs waiting for the main socket's own UV_WRITABLE
+  int pausedBy_ = 0;     // backlogs (of any socket) that keep this one from reading (stage 6)
   mmsghdr blHdrs_[kBacklogSendBatch];
   iovec blIov_[kBacklogSendBatch];
 

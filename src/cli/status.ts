@@ -79,6 +79,12 @@ export function formatStatus(s: StatusReport): string {
     out.push(`  ${t.url} socket: send dropped ${k.sendDropped} (queue full), other send errors ${k.sendErrors - k.sendDropped}, ` +
       `queued for slow receivers ${k.sendQueued}, receive errors ${k.recvErrors}, truncated ${k.truncated}, no reply address ${k.unaddressable}`);
   }
+  for (const t of s.transports) {
+    const k = t.socket;
+    if (!k || !k.flowPauses) continue;
+    out.push(`  ${t.url} socket: reading paused for slow readers ${k.flowPauses} (flow control), ` +
+      `stuck readers ${k.flowTimeouts} (held it 200 ms; frames to them are dropped once their backlog is full)`);
+  }
   out.push('');
   out.push('Ports');
   out.push(table([

@@ -74,6 +74,10 @@ export interface SocketStats {
   readonly truncated: number;
   /** Datagrams from a source with no reply address (an unbound unix sender, a full peer table). */
   readonly unaddressable: number;
+  /** Unix: times a slow receiver's deep backlog stopped a unix socket reading (flow control). */
+  readonly flowPauses: number;
+  /** Unix: slow receivers that held a socket 200 ms without draining (stuck; then dropped at the backlog's bounds). */
+  readonly flowTimeouts: number;
 }
 
 export interface BatchSocket {

@@ -19,6 +19,11 @@
  *      backlog in the addon, sent in order when the receiver has room (as QEMU itself does). A full
  *      backlog (1024 datagrams or 2 MiB) drops the newest, counted in stats.sendDropped;
  *      stats.sendQueued is how many wait right now. UDP keeps dropping on EAGAIN.
+ *   5. Flow control, unix datagram sockets only: a backlog a quarter full stops the unix socket its
+ *      frames came from reading until it drains (its senders wait in their own queues, as they
+ *      would sending to the slow receiver directly), at most 200 ms per wait; a receiver that
+ *      holds one that long is stuck and holds nobody until its backlog empties. Counted in
+ *      stats.flowPauses and stats.flowTimeouts.
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
 import { createRequire } from 'node:module';
@@ -51,7 +56,9 @@ const C_UNADDRESSABLE = 4;
 const C_SEND_QUEUED = 5;
 const C_GSO_MESSAGES = 6;
 const C_GSO_DATAGRAMS = 7;
-const COUNTER_COUNT = 8;
+const C_FLOW_PAUSES = 8;
+const C_FLOW_TIMEOUTS = 9;
+const COUNTER_COUNT = 10;
 
 // ---------------------------------------------------------------------------------------------
 // Loading the addon
@@ -385,6 +392,10 @@ class NativeStats {
   /** UDP GSO: messages sent with a UDP_SEGMENT cmsg, and the datagrams they carried. */
   get gsoMessages(): number { return this.c[C_GSO_MESSAGES]; }
   get gsoDatagrams(): number { return this.c[C_GSO_DATAGRAMS]; }
+  /** Unix only: times a deep backlog here stopped a unix socket reading (flow control, step 5). */
+  get flowPauses(): number { return this.c[C_FLOW_PAUSES]; }
+  /** Unix only: backlogs that held a socket 200 ms without draining (stuck receivers). */
+  get flowTimeouts(): number { return this.c[C_FLOW_TIMEOUTS]; }
 }
 
 /**
@@ -559,6 +570,9 @@ class JsStats {
   unaddressable = 0;
   /** Always 0 here: no unix datagrams, so no per-peer backlogs. */
   sendQueued = 0;
+  /** Always 0 here: no unix datagrams, so no flow control. */
+  flowPauses = 0;
+  flowTimeouts = 0;
 }
 
 /** A plain copy of a socket's counters for status (null: no socket open). */
@@ -569,6 +583,7 @@ export function socketStatsOf(...socks: Array<BatchSocket | null>): SocketStats 
   return {
     sendErrors: sum('sendErrors'), sendDropped: sum('sendDropped'), sendQueued: sum('sendQueued'),
     recvErrors: sum('recvErrors'), truncated: sum('truncated'), unaddressable: sum('unaddressable'),
+    flowPauses: sum('flowPauses'), flowTimeouts: sum('flowTimeouts'),
   };
 }
 

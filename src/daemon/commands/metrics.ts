@@ -33,6 +33,9 @@ export function metricsText(d: Daemon): string {
   const flowing = ports.filter((p) => p.flow !== undefined).map((p) => [p, p.flow!()] as const);
   counter('lanparty_port_flow_pauses_total', 'Stream ports: times the port stopped reading because a stream port it sent to was congested (flow control).', flowing.map(([p, f]) => [portLabels(p), f.pauses]));
   counter('lanparty_port_flow_pause_timeouts_total', 'Stream ports: waits for a congested port that ran out (that port was stuck).', flowing.map(([p, f]) => [portLabels(p), f.pauseTimeouts]));
+  const unixgram = d.transports.map((x) => x.status()).filter((x) => x.kind === 'unixgram' && x.socket);
+  counter('lanparty_transport_flow_pauses_total', 'Unix datagram transports: times a reader\'s deep backlog stopped the transport\'s socket reading (flow control).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowPauses]));
+  counter('lanparty_transport_flow_pause_timeouts_total', 'Unix datagram transports: readers that held the socket 200 ms without draining (stuck).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowTimeouts]));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops]]);
   const t = d.sw.table;

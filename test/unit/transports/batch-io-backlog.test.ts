@@ -12,6 +12,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, unixBacklogLimits,
   type BatchSocket, type BatchSocketOptions,
@@ -222,6 +225,126 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
     assert.deepEqual(rx2.seqs(), range(1000, 1060));
     assert.equal(a.stats.sendErrors, 0);
     assert.equal(a.stats.sendQueued, 0);
+  });
+
+  /**
+   * A relay like lanparty's unixgram port: R forwards every frame it reads to S straight from its
+   * rx slab (no copy, so the addon knows which socket each frame came from). G sends to R.
+   */
+  async function relay(): Promise<{ g: BatchSocket; r: BatchSocket; s: BatchSocket; toR: number }> {
+    const g = await unix();
+    const r = await unix();
+    const s = await unix();
+    const toS = r.peerId(s.localAddress());
+    r.start((count) => {
+      for (let i = 0; i < count; i++) r.send(toS, r.rx.bufs[i], 0, r.rx.lengths[i]);
+    });
+    return { g, r, s, toR: g.peerId(r.localAddress()) };
+  }
+  type Flow = { flowPauses: number; flowTimeouts: number };
+  const flow = (x: BatchSocket): Flow => x.stats as unknown as Flow;
+
+  it('flow control: a slow receiver stops the relay reading, so its sender waits instead of the relay dropping', async () => {
+    const { g, r, s, toR } = await relay();
+    // As many as the sender's own backlog holds: its flush sends them all at once.
+    const total = LIMITS.datagrams;
+    for (let i = 0; i < total; i++) g.send(toR, frameOf(i, 1000), 0, 1000);
+    g.flush();
+    await sleep(60); // S does not read yet (well within the 200 ms watchdog)
+    assert.ok(flow(r).flowPauses >= 1, `pauses ${flow(r).flowPauses}`);
+    assert.equal(flow(r).flowTimeouts, 0);
+    assert.equal(r.stats.sendDropped, 0);
+    // The relay holds a quarter of its bound, plus what it read in the batch that got there ...
+    const held = r.stats.sendQueued;
+    assert.ok(held >= LIMITS.datagrams / 4 && held < LIMITS.datagrams / 2, `relay backlog ${held}`);
+    // ... and the rest waits at the sender, which the relay no longer reads.
+    assert.ok(g.stats.sendQueued > total / 2, `sender backlog ${g.stats.sendQueued}`);
+    const rx = new Collector(s, 5000);
+    await rx.until(total);
+    await sleep(20);
+    assert.deepEqual(rx.seqs(), range(0, total));
+    assert.equal(r.stats.sendErrors, 0);
+    assert.equal(g.stats.sendErrors, 0);
+    assert.equal(r.stats.sendQueued, 0);
+    assert.equal(g.stats.sendQueued, 0);
+    assert.equal(flow(r).flowTimeouts, 0);
+  });
+
+  it('flow control: a receiver that never reads holds the relay 200 ms, then is stuck: the relay reads on and drops for it', async () => {
+    const { g, r, toR } = await relay();
+    const total = LIMITS.datagrams;
+    for (let i = 0; i < total; i++) g.send(toR, frameOf(i, 1000), 0, 1000);
+    g.flush();
+    await sleep(60);
+    assert.equal(flow(r).flowTimeouts, 0);
+    assert.ok(g.stats.sendQueued > total / 2, `sender backlog ${g.stats.sendQueued}`);
+    const pausedAt = Date.now();
+    await waitFor('the watchdog', () => flow(r).flowTimeouts === 1, 1000);
+    assert.ok(Date.now() - pausedAt < 400, 'the watchdog ran out in about 200 ms');
+    // Reading again: the sender's backlog drains into the relay, which keeps it for S.
+    await waitFor('the sender to drain', () => g.stats.sendQueued === 0);
+    assert.equal(g.stats.sendErrors, 0);
+    assert.equal(r.stats.sendDropped, 0);
+    const inKernel = total - r.stats.sendQueued;
+    assert.ok(inKernel >= 1 && inKernel <= 16, `in S's kernel queue ${inKernel}`);
+    // Stuck: more frames do not pause the relay again; its backlog fills to its bound and drops.
+    const pauses = flow(r).flowPauses;
+    for (let i = 0; i < 100; i++) g.send(toR, frameOf(total + i, 1000), 0, 1000);
+    g.flush();
+    await waitFor('the relay to read them', () => r.stats.sendQueued + r.stats.sendDropped === total + 100 - inKernel);
+    assert.equal(r.stats.sendQueued, LIMITS.datagrams);
+    assert.equal(flow(r).flowPauses, pauses);
+    assert.equal(flow(r).flowTimeouts, 1);
+  });
+
+  it('flow control: a stuck receiver that empties its backlog can pause the relay again', async (t) => {
+    // S is another process that reads exactly as many datagrams as it is told to.
+    const g = await unix();
+    const r = await unix();
+    const sPath = join(dir, `py${n++}.sock`);
+    const py = [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])',
+      'print("ready", flush=True)',
+      'for line in sys.stdin:',
+      '    for _ in range(int(line)): s.recv(70000)',
+      '    print("read", flush=True)',
+    ].join('\n');
+    const child = spawn('python3', ['-c', py, sPath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    t.after(() => child.kill());
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const next = async (): Promise<string> => {
+      const l = await Promise.race([lines.next(), sleep(5000).then(() => ({ value: 'timeout' }))]);
+      return String(l.value);
+    };
+    const first = await Promise.race([next(), once(child, 'error').then(([e]) => `error ${(e as Error).message}`)]);
+    if (first !== 'ready') {
+      t.skip(`needs python3 as a second process (${first})`);
+      return;
+    }
+    const toS = r.peerId({ kind: 'unix', path: sPath });
+    r.start((count) => {
+      for (let i = 0; i < count; i++) r.send(toS, r.rx.bufs[i], 0, r.rx.lengths[i]);
+    });
+    const toR = g.peerId(r.localAddress());
+    const total = LIMITS.datagrams;
+    for (let i = 0; i < total; i++) g.send(toR, frameOf(i, 1000), 0, 1000);
+    g.flush();
+    await waitFor('the watchdog', () => flow(r).flowTimeouts === 1, 1000);
+    await waitFor('the sender to drain', () => g.stats.sendQueued === 0);
+    // S reads everything the relay has: its backlog empties, so it is no longer stuck.
+    child.stdin!.write(`${total}\n`);
+    assert.equal(await next(), 'read');
+    await waitFor('the relay backlog to empty', () => r.stats.sendQueued === 0);
+    const pauses = flow(r).flowPauses;
+    // S stops reading again: a new burst pauses the relay again, before any watchdog runs out.
+    for (let i = 0; i < total; i++) g.send(toR, frameOf(total + i, 1000), 0, 1000);
+    g.flush();
+    await waitFor('a new pause', () => flow(r).flowPauses > pauses, 1000);
+    assert.equal(flow(r).flowTimeouts, 1);
+    assert.equal(r.stats.sendDropped, 0);
+    assert.ok(g.stats.sendQueued > 0, 'the sender waits again');
+    child.stdin!.end();
   });
 
   it('close() with a backlog drops it (counted), releases everything, and is idempotent', async () => {
