@@ -25,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { inFreshNetns } from '../helpers/self-netns.js';
+import { openGuestUdpSocket } from '../../src/cli/guest-socket.js';
 import { repoRoot } from '../helpers/guest.js';
 import { emitDhcp, emptyDhcpRepr, DHCPDISCOVER } from '../../src/wire/dhcp.js';
 import { emitIpv4, IP_PROTO_UDP } from '../../src/wire/ipv4.js';
@@ -282,6 +283,40 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     assert.match(human.stdout, /^X udp-guest-buffer: port \d+ /m);
     qemu.kill('SIGKILL');
     await new Promise((res) => qemu!.once('exit', res));
+    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+  });
+
+  test('a guest socket that lanparty qemu made and that still drops: the fix is net.core.rmem_max', async () => {
+    const GUEST = 34997;
+    const dropsNow = () => {
+      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
+        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
+      return row ? Number(row[12]) : undefined;
+    };
+    const c = dgram.createSocket('udp4');
+    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:02', 0x88b5, Buffer.from('launched')), 33001, '127.0.0.1', () => r()));
+    await new Promise((r) => setTimeout(r, 300));
+    await new Promise<void>((r) => c.close(() => r()));
+    // The launcher's socket (connected to lanparty's port, never read here: QEMU would read it),
+    // with a small buffer so that it overflows like a guest's that fell behind.
+    const g = await openGuestUdpSocket({ host: '127.0.0.1', port: GUEST }, { host: '127.0.0.1', port: 33001 }, 32768);
+    try {
+      for (let i = 0; i < 600; i++) {
+        await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
+        if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
+      }
+      const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+      const drops = dropsNow()!;
+      assert.ok(drops > 0, `the kernel dropped some at the launcher's socket: ${drops}`);
+      const f = findingsOf(r, 'udp-guest-buffer');
+      assert.equal(f.length, 1, JSON.stringify(f));
+      assert.match(f[0].problem, new RegExp(`^port \\d+ \\(udp 127\\.0\\.0\\.1:${GUEST}\\): the guest at 127\\.0\\.0\\.1:${GUEST} did not take ${drops} datagrams`));
+      const rmemMax = fs.readFileSync('/proc/sys/net/core/rmem_max', 'utf8').trim();
+      assert.match(f[0].fix, new RegExp(`^its socket already has the larger buffer lanparty qemu gives \\(up to net\\.core\\.rmem_max = ${rmemMax}\\); .*sysctl -w net\\.core\\.rmem_max=4194304`));
+    } finally {
+      g.close();
+    }
     await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
   });
 }

@@ -4,6 +4,9 @@
  * falls behind by more, lanparty's per-peer backlog (1024 datagrams or 2 MiB per reader, kept by the addon behind batch-io)
  * takes the rest, and past that datagrams are dropped: counted in the transport's socket stats
  * (`sendDropped`), after the port had counted them as sent. Reported only when such drops happened.
+ * Frames from other unixgram guests get there only once the reader is stuck (flow control holds
+ * their senders back for 200 ms first, `flowTimeouts`); frames from udp, TAP or stream ports,
+ * whose senders cannot be held back, get there whenever the reader falls that far behind.
  * Bursts of full-size frames are what a queue of 10 cannot absorb (bench/RESULTS.md: unixgram at
  * 1514 bytes); a reader that does not read at all (a paused guest) is not helped by a longer one.
  */
@@ -42,7 +45,8 @@ export const unixDgramQueue: Check = {
       const short = !Number.isFinite(qlen) || qlen < SUGGESTED_MAX_DGRAM_QLEN;
       findings.push({
         check: this.name,
-        problem: `port ${s.url} dropped ${s.socket.sendDropped} datagrams for readers that were too slow: a reader's kernel queue (${queue} datagrams) and lanparty's backlog for it were both full`,
+        problem: `port ${s.url} dropped ${s.socket.sendDropped} datagrams for readers that were too slow: a reader's kernel queue (${queue} datagrams) and lanparty's backlog for it were both full` +
+          (s.socket.flowTimeouts > 0 ? ` (${s.socket.flowTimeouts} times a reader held the port's senders back 200 ms without draining, so flow control stopped waiting for it)` : ''),
         fix: short
           ? `lengthen the queue as root: sysctl -w net.unix.max_dgram_qlen=${SUGGESTED_MAX_DGRAM_QLEN} (it is per network namespace and applies to sockets created after it, so restart lanparty and the guests; keep it in /etc/sysctl.d/), or use a udp:// port, whose queue is counted in bytes`
           : `the queue is already ${qlen}: a reader is not reading (a paused or hung guest?); lanparty status shows which port stopped taking frames`,

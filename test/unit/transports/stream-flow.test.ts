@@ -105,4 +105,28 @@ describe('stream flow control', () => {
     await until('more drops at x', () => x.port.counters.drops['queue-full'] >= drops + 200);
     assert.equal(s.port.flow!().pauses, pauses, 'no new pause for a stuck port');
   });
+
+  it('a stuck receiver that drains is waited for again', async () => {
+    const s = await client(6);
+    const x = await client(7);
+    await new Promise((r) => setTimeout(r, 20));
+    const seen = x.frames();
+    x.sock.pause();
+    for (let i = 0; i < 3000; i++) s.sock.write(frame(7, 6));
+    await until('x to be found stuck', () => s.port.flow!().pauseTimeouts === 1, 10_000);
+    await until('frames to x to be dropped', () => x.port.counters.drops['queue-full'] > 0);
+    await until('s to have sent everything', () => s.port.counters.rxFrames === 1 + 3000, 10_000);
+    // x reads again and drains everything that was not dropped: its socket's 'drain' clears `stuck`.
+    x.sock.resume();
+    const dropped = x.port.counters.drops['queue-full'];
+    await until('x to read what was kept', () => x.frames() - seen === 3000 - dropped, 10_000);
+    // x stops reading once more: s is paused for it again, before anything is dropped.
+    x.sock.pause();
+    const pauses = s.port.flow!().pauses;
+    for (let i = 0; i < 3000; i++) s.sock.write(frame(7, 6));
+    await until('a new pause for x', () => s.port.flow!().pauses > pauses, 2000);
+    assert.equal(x.port.counters.drops['queue-full'], dropped, 'waited for, not dropped');
+    assert.equal(s.port.flow!().pauseTimeouts, 1);
+    x.sock.resume();
+  });
 });
