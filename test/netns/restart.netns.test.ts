@@ -8,17 +8,24 @@
  *   │  g32 10.0.0.32  udp   :34032 -> :33001 ──────────┤   lanparty #1 ──SIGKILL──┐           │
  *   │  g33 10.0.0.33  unixgram g33.sock -> dgram.sock ─┼── (also mcast            ├ leases.json│
  *   │  g34 10.0.0.34  stream server=on :5589 <─connect─┤    230.0.0.2:33010,      │ same ports │
- *   │  g35 10.0.0.35  stream server=off ──> :33002 ────┘    nobody else there)    │           │
+ *   │  g35 10.0.0.35  stream server=off ──> :33002 ────┤    nobody else there)    │           │
+ *   │  g36 10.0.0.36  udp via lanparty qemu -> :33001 ─┘   (its socket, fd 3)     │           │
  *   │                                                      lanparty #2 ───────────┘           │
  *   └─────────────────────────────────────────────────────────────────────────────────────────┘
- *   Every guest runs lp.pingloop: once a second, one ping to each of the four others, one
+ *   Every guest runs lp.pingloop: once a second, one ping to each of the five others, one
  *   LP-TICK line (timestamped here on arrival).
  *
+ *   g36 is started by `lanparty qemu`, which makes its udp socket (connected to lanparty's port)
+ *   and passes it to QEMU: QEMU 7.2 ignores the failed recv() and send() of a connected socket
+ *   while nobody is bound at the other end, so it comes back too.
+ *
  *   1. g31..g34 boot, lanparty #1 starts (connects to g34), then g35 (a QEMU 7.2 stream client
- *      needs a listener). Wait until every guest has had a tick reaching all four others.
+ *      needs a listener) and g36 (the launcher asks lanparty for its ports). Wait until every
+ *      guest has had a tick reaching all five others.
  *   2. SIGKILL lanparty #1 (a crash: the kernel closes its sockets), wait, start lanparty #2 with
  *      the same ports and lease file.
- *   3. Within ~10 s of #2's "ready", g31..g34 (mcast, udp, unixgram, tcp+connect) reach each other
+ *   3. Within ~10 s of #2's "ready", g31..g34 and g36 (mcast, udp, unixgram, tcp+connect, udp
+ *      through the launcher's socket) reach each other
  *      again. g35 never does: QEMU 7.2 stream clients do not reconnect (QEMU-TRANSPORTS.md §5),
  *      and lanparty's `up` output says so next to the tcp listener ("... it cannot reconnect").
  */
@@ -30,6 +37,7 @@ import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js
 import { buildGuest, guestSkipReason, macForGuest, qemuVersion, startGuest, summaryLines, type Guest, type GuestResult } from '../helpers/guest.js';
 import { attach, guestIp, type LanMember, type TransportKind } from '../helpers/guest-lan.js';
 import { lanpartyMissing, startLanparty, type Lanparty } from '../helpers/netns-lanparty.js';
+import { launch } from '../helpers/launcher.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 
@@ -43,6 +51,8 @@ const WATCH_AFTER_READY_MS = 20_000;
 const SPARE_MCAST_PORT = 'mcast://230.0.0.2:33010?localaddr=127.0.0.1&ttl=1';
 
 const KINDS: Array<[TransportKind, number]> = [['mcast', 31], ['udp', 32], ['unixgram', 33], ['tcp+connect', 34], ['tcp', 35]];
+/** The guest `lanparty qemu` starts on the udp port (its socket made by the launcher). */
+const LAUNCHED = 36;
 /** Transports whose guests come back after a lanparty restart with QEMU 7.2. */
 const RECONNECTS = new Set<TransportKind>(['mcast', 'udp', 'unixgram', 'tcp+connect']);
 
@@ -67,19 +77,20 @@ async function until(what: string, cond: () => boolean, timeoutMs: number): Prom
   }
 }
 
-test('lanparty restart: guests on mcast, udp, unixgram, tcp+connect come back; a QEMU 7.2 tcp client cannot, and lanparty says so', { skip, timeout: 420_000 }, async (t) => {
+test('lanparty restart: guests on mcast, udp (QEMU\'s socket or the launcher\'s), unixgram, tcp+connect come back; a QEMU 7.2 tcp client cannot, and lanparty says so', { skip, timeout: 420_000 }, async (t) => {
   const missing = lanpartyMissing();
   assert.equal(missing, undefined, missing);
   t.diagnostic(qemuVersion());
   const ns = await Netns.create('restart');
   const dir = tempDir('restart');
   const leaseFile = join(dir, 'leases.json');
-  const members: Array<LanMember & { kind: TransportKind }> = KINDS.map(([kind, n]) => ({
+  const members: Array<LanMember & { kind: TransportKind; launched?: boolean }> = KINDS.map(([kind, n]) => ({
     kind,
     name: `g${n}`,
     n,
     attachment: attach(kind, n, dir, '230.0.0.1:33000'),
   }));
+  members.push({ kind: 'udp', name: `g${LAUNCHED}`, n: LAUNCHED, attachment: attach('udp', LAUNCHED, dir), launched: true });
   const ports = [...new Set([...members.flatMap((m) => m.attachment.ports), SPARE_MCAST_PORT])];
 
   const guests = new Map<string, Guest>();
@@ -107,34 +118,55 @@ test('lanparty restart: guests on mcast, udp, unixgram, tcp+connect come back; a
     }
     return out;
   };
-  const start = async (m: LanMember) => {
+  let lp1: Lanparty | undefined;
+  let lp2: Lanparty | undefined;
+  let launcherSaid: string[] = [];
+  const start = async (m: LanMember & { launched?: boolean }) => {
+    const cmdline = { ip: `${guestIp(m.n)}/24`, pingloop: `${members.filter((o) => o !== m).map((o) => guestIp(o.n)).join(',')}:${LOOP_S}`, wait: 5 };
+    if (m.launched) {
+      const l = await launch({ ns, name: m.name, control: lp1!.controlPath, launcherArgs: ['--transport', 'udp'], cmdline });
+      launcherSaid = l.stderr;
+      stamps.set(m.name, []);
+      guests.set(m.name, {
+        name: m.name,
+        lines: l.lines,
+        result: async () => {
+          const r = await l.done(360_000);
+          const ok = r.done === 'ok';
+          return { done: ok ? 'ok' : 'fail', reason: ok ? '' : r.done, lines: l.lines, results: r.results, bootMs: NaN, doneMs: NaN };
+        },
+        exited: () => l.exited(),
+        kill: () => l.signal('SIGTERM'), // the launcher passes it to QEMU
+      });
+      return;
+    }
     const g = await startGuest({
       ns,
       name: m.name,
       mac: macForGuest(m.n),
       netdevArgs: [m.attachment.netdev],
-      cmdline: { ip: `${guestIp(m.n)}/24`, pingloop: `${members.filter((o) => o !== m).map((o) => guestIp(o.n)).join(',')}:${LOOP_S}`, wait: 5 },
+      cmdline,
       timeoutMs: 360_000,
     });
     stamps.set(m.name, []);
     guests.set(m.name, g);
   };
 
-  let lp1: Lanparty | undefined;
-  let lp2: Lanparty | undefined;
   try {
     // 1. Stream servers and datagram guests first, then lanparty #1, then the 7.2 stream client.
-    const early = members.filter((m) => !m.attachment.needsListeningLanparty);
+    const early = members.filter((m) => !m.attachment.needsListeningLanparty && !m.launched);
     await Promise.all(early.map(start));
     for (const m of early) if (m.attachment.serverPort !== undefined) await ns.waitListening('tcp', m.attachment.serverPort, 60_000);
     lp1 = await startLanparty({ ns, ports, leaseFile, label: 'lanparty#1' });
-    await Promise.all(members.filter((m) => m.attachment.needsListeningLanparty).map(start));
+    await Promise.all(members.filter((m) => m.attachment.needsListeningLanparty || m.launched).map(start));
     const allOk = (m: LanMember, tk: Tick) => members.every((o) => o === m || tk.ok.get(guestIp(o.n)) === true);
-    await until('every guest to reach all four others once', () => members.every((m) => ticks(m.name).some((tk) => allOk(m, tk))), 180_000);
+    await until('every guest to reach all five others once', () => members.every((m) => ticks(m.name).some((tk) => allOk(m, tk))), 180_000);
     for (const m of members) {
       const first = ticks(m.name).find((tk) => allOk(m, tk))!;
       t.diagnostic(`before: ${m.name} (${m.kind}) first reached everyone at loop t=${first.t}: ${first.line}`);
     }
+    t.diagnostic(`g${LAUNCHED}'s launcher: ${launcherSaid.join(' | ')}`);
+    assert.match(launcherSaid.join('\n'), new RegExp(`g${LAUNCHED} receives on a socket lanparty made`), 'the launcher made the udp socket');
     await sleep(3_000);
 
     // 2. Crash and restart.
