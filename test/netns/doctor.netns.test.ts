@@ -286,6 +286,44 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
   });
 
+  test('a libvirt-style guest (JSON -netdev socket,udp=) whose socket drops: the fix is net.core.rmem_default', async () => {
+    const GUEST = 34995;
+    const dropsNow = () => {
+      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
+        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
+      return row ? Number(row[12]) : undefined;
+    };
+    const c = dgram.createSocket('udp4');
+    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:03', 0x88b5, Buffer.from('libvirt')), 33001, '127.0.0.1', () => r()));
+    await new Promise((r) => setTimeout(r, 300));
+    await new Promise<void>((r) => c.close(() => r()));
+    // What libvirt runs for <interface type='udp'>: the legacy socket backend, in JSON.
+    const netdev = JSON.stringify({ type: 'socket', id: 'hostnet0', udp: '127.0.0.1:33001', localaddr: `127.0.0.1:${GUEST}` });
+    const argv = ['-M', 'pc', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-name', 'guest=vm1,debug-threads=on',
+      '-netdev', netdev, '-device', 'virtio-net-pci,netdev=hostnet0,romfile='];
+    console.log(`$ qemu-system-x86_64 ${argv.join(' ')} &`);
+    const vm = spawn('qemu-system-x86_64', argv, { stdio: 'ignore' });
+    try {
+      await until('QEMU to bind the guest address', async () => (dropsNow() !== undefined ? true : undefined));
+      for (let i = 0; i < 600; i++) {
+        await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
+        if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
+      }
+      const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+      const drops = dropsNow()!;
+      assert.ok(drops > 0, `the kernel dropped some at QEMU's socket: ${drops}`);
+      const f = findingsOf(r, 'udp-guest-buffer');
+      assert.equal(f.length, 1, JSON.stringify(f));
+      assert.match(f[0].problem, new RegExp(`^port \\d+ \\(udp 127\\.0\\.0\\.1:${GUEST}\\): QEMU pid ${vm.pid} \\(-name guest=vm1,debug-threads=on\\) at 127\\.0\\.0\\.1:${GUEST} did not take ${drops} datagrams`));
+      assert.match(f[0].fix, /^this QEMU uses -netdev socket,udp= \(libvirt's <interface type='udp'> becomes that\), and QEMU makes that socket with net\.core\.rmem_default \(\d+\): raise it as root, sysctl -w net\.core\.rmem_default=2097152 /);
+    } finally {
+      vm.kill('SIGKILL');
+      await new Promise((res) => (vm.exitCode !== null || vm.signalCode !== null ? res(null) : vm.once('exit', res)));
+    }
+    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+  });
+
   test('a guest socket that lanparty qemu made and that still drops: the fix is net.core.rmem_max', async () => {
     const GUEST = 34997;
     const dropsNow = () => {

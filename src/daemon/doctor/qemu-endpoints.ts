@@ -14,9 +14,26 @@ type Target =
   | { kind: 'unixgram'; path: string }
   | { kind: 'unix'; path: string };
 
-/** A -netdev value's options: `type` (its first item), then key=value pairs. */
+/**
+ * A -netdev value's options: `type` (its first item), then key=value pairs. The JSON form
+ * (`{"type":"socket","udp":"127.0.0.1:33001",...}`, what libvirt passes) gives the same map, nested
+ * objects flattened with dots (`"local":{"type":"inet"}` is `local.type`).
+ */
 export function netdevOptions(spec: string): Map<string, string> {
   const m = new Map<string, string>();
+  if (spec.trimStart().startsWith('{')) {
+    let parsed: unknown;
+    try { parsed = JSON.parse(spec); } catch { return m; }
+    const flatten = (o: unknown, prefix: string): void => {
+      if (o === null || typeof o !== 'object' || Array.isArray(o)) return;
+      for (const [k, v] of Object.entries(o as Record<string, unknown>)) {
+        if (v !== null && typeof v === 'object') flatten(v, `${prefix}${k}.`);
+        else if (v !== null && v !== undefined) m.set(`${prefix}${k}`, String(v));
+      }
+    };
+    flatten(parsed, '');
+    return m;
+  }
   const parts = spec.split(',');
   m.set('type', parts[0]);
   for (const p of parts.slice(1)) {
