@@ -73,7 +73,7 @@ export const udpGuestBuffer: Check = {
           ? `its socket already has the larger buffer lanparty qemu gives (up to net.core.rmem_max = ${rmemMax ?? '?'}); if the guest runs and still loses frames, raise that as root (sysctl -w net.core.rmem_max=4194304) and start the guest again`
           : qemu?.legacy
             ? `this QEMU uses -netdev socket,udp= (libvirt's <interface type='udp'> becomes that), and QEMU makes that socket with net.core.rmem_default (${rmemDefault ?? '?'}): ` +
-              `raise it as root, sysctl -w net.core.rmem_default=${SUGGESTED_RMEM_DEFAULT} (every socket made after it starts with that much; keep it in /etc/sysctl.d/), and restart the guest; ` +
+              `raise it as root, sysctl -w net.core.rmem_default=${SUGGESTED_RMEM_DEFAULT} (one value for the whole host, which only its first network namespace may set: a child namespace refuses it; every socket made after it starts with that much; keep it in /etc/sysctl.d/), and restart the guest; ` +
               'or, started by hand, ' + ownFix
             : ownFix,
       });
