@@ -47,6 +47,11 @@ export interface BatchSocketOptions {
    * The environment variable LANPARTY_UDP_GSO=0 turns it off everywhere (for measuring).
    */
   udpGso?: boolean;
+  /**
+   * Unix: flow control (batch-io.ts, send step 5): a reader's deep backlog stops this socket
+   * reading. Default: LANPARTY_UNIX_FLOW_CONTROL=1 in the environment, else off.
+   */
+  flowControl?: boolean;
 }
 
 /** Receive side of one wakeup. Valid only during the onBatch call; slots are reused. */

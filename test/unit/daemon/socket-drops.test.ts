@@ -1,7 +1,8 @@
 /**
  * Drops below the ports are visible: a unix datagram receiver that never reads fills its kernel
- * queue, then lanparty's bounded per-peer backlog: first a quarter of it, which stops lanparty
- * reading the port (flow control) until the reader is found stuck 200 ms later, then all of it
+ * queue, then lanparty's bounded per-peer backlog: first a quarter of it, which (with flow control
+ * turned on, LANPARTY_UNIX_FLOW_CONTROL=1) stops lanparty reading the port until the reader is
+ * found stuck 200 ms later, then all of it
  * (kBacklogDatagrams), and the rest are dropped at flush time, after the port already counted them
  * as sent. `status` must show them on the
  * transport's row (JSON: transports[].socket; text: a "socket:" line), not lose them.
@@ -15,6 +16,10 @@ import { formatStatus } from '../../../src/cli/status.js';
 import { metricsText } from '../../../src/daemon/commands/metrics.js';
 import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../../src/transports/batch-io.js';
 import { startSilentReaderLan } from '../../helpers/silent-reader.js';
+
+// Flow control on unixgram ports is off by default (it pauses every guest of the port); this test
+// turns it on for the daemon below (each test file runs in its own process).
+process.env.LANPARTY_UNIX_FLOW_CONTROL = '1';
 
 const skip = nativeAvailable() ? false : `native addon unavailable (unix datagrams need it): ${nativeLoadError()}`;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-sockdrops-'));

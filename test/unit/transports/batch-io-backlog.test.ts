@@ -231,9 +231,9 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
    * A relay like lanparty's unixgram port: R forwards every frame it reads to S straight from its
    * rx slab (no copy, so the addon knows which socket each frame came from). G sends to R.
    */
-  async function relay(): Promise<{ g: BatchSocket; r: BatchSocket; s: BatchSocket; toR: number }> {
+  async function relay(flowControl = true): Promise<{ g: BatchSocket; r: BatchSocket; s: BatchSocket; toR: number }> {
     const g = await unix();
-    const r = await unix();
+    const r = await unix(undefined, { flowControl });
     const s = await unix();
     const toS = r.peerId(s.localAddress());
     r.start((count) => {
@@ -243,6 +243,20 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
   }
   type Flow = { flowPauses: number; flowTimeouts: number };
   const flow = (x: BatchSocket): Flow => x.stats as unknown as Flow;
+
+  it('flow control is off unless asked for: the relay reads on and drops at its bound', async () => {
+    const { g, r, toR } = await relay(false);
+    const total = LIMITS.datagrams;
+    for (let i = 0; i < 2; i++) {
+      for (let j = 0; j < total; j++) g.send(toR, frameOf(i * total + j, 1000), 0, 1000);
+      g.flush();
+      await waitFor('the sender to drain', () => g.stats.sendQueued === 0);
+    }
+    await waitFor('the relay to read everything', () => r.stats.sendQueued + r.stats.sendDropped >= 2 * total - 16);
+    assert.equal(flow(r).flowPauses, 0);
+    assert.equal(r.stats.sendQueued, LIMITS.datagrams);
+    assert.ok(r.stats.sendDropped > 0, `dropped ${r.stats.sendDropped}`);
+  });
 
   it('flow control: a slow receiver stops the relay reading, so its sender waits instead of the relay dropping', async () => {
     const { g, r, s, toR } = await relay();
@@ -300,7 +314,7 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
   it('flow control: a stuck receiver that empties its backlog can pause the relay again', async (t) => {
     // S is another process that reads exactly as many datagrams as it is told to.
     const g = await unix();
-    const r = await unix();
+    const r = await unix(undefined, { flowControl: true });
     const sPath = join(dir, `py${n++}.sock`);
     const py = [
       'import socket, sys',
