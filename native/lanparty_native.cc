@@ -78,7 +78,7 @@
 //      Counted in kFlowPauses and kFlowTimeouts. The cost is head-of-line blocking: while one
 //      receiver is slow, every sender into the paused socket waits, up to the watchdog, and one
 //      unixgram port's socket carries all its guests (measured: a ping between two other guests
-//      went from p99 0.09 ms to 22 ms while one guest flooded a slow one).
+//      went from p99 0.1 ms to 14-22 ms while one guest flooded a slow one: bench/tools/hol-unixgram.sh).
 //   close() drops every backlog (counted in kSendDropped) and closes the doorbells.
 //
 // Errors at setup are thrown as JS errors shaped like Node's: `.code` is the errno name

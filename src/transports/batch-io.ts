@@ -26,7 +26,7 @@
  *      that long is stuck and holds nobody until its backlog empties. Counted in stats.flowPauses
  *      and stats.flowTimeouts. Off by default because one socket carries every guest of a
  *      unixgram port: pausing it holds back all of them, not only the one sending to the slow
- *      reader (measured: another guest's ping p99 went from 0.09 to 22 ms during such a flood).
+ *      reader (bench/tools/hol-unixgram.sh: another guest's ping p99 went from 0.1 to 14-22 ms during such a flood).
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
 import { createRequire } from 'node:module';
