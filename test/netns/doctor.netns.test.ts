@@ -242,19 +242,37 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     }
   });
 
-  test('a guest whose udp socket drops what lanparty sends it (a paused QEMU: its receive buffer fills)', async () => {
-    const GUEST = 34998;
-    const dropsNow = () => {
-      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
-        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
-      return row ? Number(row[12]) : undefined;
-    };
-    // lanparty learns the guest's address from one frame, sent before QEMU takes the address over.
+  /** The kernel's drop count for the udp socket bound at 127.0.0.1:port (/proc/net/udp), or undefined. */
+  const udpDropsAt = (port: number): number | undefined => {
+    const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
+      .find((f) => f[1] === `0100007F:${port.toString(16).toUpperCase()}`);
+    return row ? Number(row[12]) : undefined;
+  };
+  /** lanparty learns a guest's udp address from one frame, sent before the guest's socket takes the address over. */
+  const learnUdpGuest = async (port: number, mac: string, text: string): Promise<void> => {
     const c = dgram.createSocket('udp4');
-    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
-    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:01', 0x88b5, Buffer.from('soon paused')), 33001, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => c.bind(port, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', mac, 0x88b5, Buffer.from(text)), 33001, '127.0.0.1', () => r()));
     await new Promise((r) => setTimeout(r, 300));
     await new Promise<void>((r) => c.close(() => r()));
+  };
+  /**
+   * 600 broadcasts of 1000 bytes from A, flooded to every udp peer, in bursts of 40 with pauses in
+   * which B (this process) reads them; a guest socket that nobody reads does not.
+   */
+  const floodUdpPeers = async (): Promise<void> => {
+    for (let i = 0; i < 600; i++) {
+      await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
+      if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
+    }
+  };
+  const untilUdpGuestBuffer = () => until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+  const untilUdpGuestBufferGone = () => until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+
+  test('a guest whose udp socket drops what lanparty sends it (a paused QEMU: its receive buffer fills)', async () => {
+    const GUEST = 34998;
+    const dropsNow = () => udpDropsAt(GUEST);
+    await learnUdpGuest(GUEST, '02:00:00:00:ee:01', 'soon paused');
     // A QEMU that never starts its CPU (-S): its virtio NIC takes no frames, so QEMU stops reading.
     const argv = ['-M', 'pc', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-name', 'paused',
       '-netdev', `dgram,id=u,local.type=inet,local.host=127.0.0.1,local.port=${GUEST},remote.type=inet,remote.host=127.0.0.1,remote.port=33001`,
@@ -265,13 +283,8 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     assert.equal(dropsNow(), 0);
     const { report: before } = await doctor();
     assert.deepEqual(findingsOf(before, 'udp-guest-buffer'), [], 'nothing dropped yet, nothing said');
-    // 600 broadcasts of 1000 bytes, flooded to every udp peer, in bursts of 40 with pauses in which
-    // B (this process) reads them; QEMU does not.
-    for (let i = 0; i < 600; i++) {
-      await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
-      if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
-    }
-    const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+    await floodUdpPeers();
+    const r = await untilUdpGuestBuffer();
     const drops = dropsNow()!;
     assert.ok(drops > 0 && drops < 600, `the kernel dropped some at QEMU's socket (its buffer held the rest): ${drops}`);
     const f = findingsOf(r, 'udp-guest-buffer');
@@ -283,21 +296,13 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     assert.match(human.stdout, /^X udp-guest-buffer: port \d+ /m);
     qemu.kill('SIGKILL');
     await new Promise((res) => qemu!.once('exit', res));
-    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+    await untilUdpGuestBufferGone();
   });
 
   test('a libvirt-style guest (JSON -netdev socket,udp=) whose socket drops: the fix is net.core.rmem_default', async () => {
     const GUEST = 34995;
-    const dropsNow = () => {
-      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
-        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
-      return row ? Number(row[12]) : undefined;
-    };
-    const c = dgram.createSocket('udp4');
-    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
-    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:03', 0x88b5, Buffer.from('libvirt')), 33001, '127.0.0.1', () => r()));
-    await new Promise((r) => setTimeout(r, 300));
-    await new Promise<void>((r) => c.close(() => r()));
+    const dropsNow = () => udpDropsAt(GUEST);
+    await learnUdpGuest(GUEST, '02:00:00:00:ee:03', 'libvirt');
     // What libvirt runs for <interface type='udp'>: the legacy socket backend, in JSON.
     const netdev = JSON.stringify({ type: 'socket', id: 'hostnet0', udp: '127.0.0.1:33001', localaddr: `127.0.0.1:${GUEST}` });
     const argv = ['-M', 'pc', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-name', 'guest=vm1,debug-threads=on',
@@ -306,11 +311,8 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     const vm = spawn('qemu-system-x86_64', argv, { stdio: 'ignore' });
     try {
       await until('QEMU to bind the guest address', async () => (dropsNow() !== undefined ? true : undefined));
-      for (let i = 0; i < 600; i++) {
-        await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
-        if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
-      }
-      const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+      await floodUdpPeers();
+      const r = await untilUdpGuestBuffer();
       const drops = dropsNow()!;
       assert.ok(drops > 0, `the kernel dropped some at QEMU's socket: ${drops}`);
       const f = findingsOf(r, 'udp-guest-buffer');
@@ -321,30 +323,19 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
       vm.kill('SIGKILL');
       await new Promise((res) => (vm.exitCode !== null || vm.signalCode !== null ? res(null) : vm.once('exit', res)));
     }
-    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+    await untilUdpGuestBufferGone();
   });
 
   test('a guest socket that lanparty qemu made and that still drops: the fix is net.core.rmem_max', async () => {
     const GUEST = 34997;
-    const dropsNow = () => {
-      const row = fs.readFileSync('/proc/net/udp', 'utf8').split('\n').map((l) => l.trim().split(/\s+/))
-        .find((f) => f[1] === `0100007F:${GUEST.toString(16).toUpperCase()}`);
-      return row ? Number(row[12]) : undefined;
-    };
-    const c = dgram.createSocket('udp4');
-    await new Promise<void>((r) => c.bind(GUEST, '127.0.0.1', () => r()));
-    await new Promise<void>((r) => c.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:ee:02', 0x88b5, Buffer.from('launched')), 33001, '127.0.0.1', () => r()));
-    await new Promise((r) => setTimeout(r, 300));
-    await new Promise<void>((r) => c.close(() => r()));
+    const dropsNow = () => udpDropsAt(GUEST);
+    await learnUdpGuest(GUEST, '02:00:00:00:ee:02', 'launched');
     // The launcher's socket (connected to lanparty's port, never read here: QEMU would read it),
     // with a small buffer so that it overflows like a guest's that fell behind.
     const g = await openGuestUdpSocket({ host: '127.0.0.1', port: GUEST }, { host: '127.0.0.1', port: 33001 }, 32768);
     try {
-      for (let i = 0; i < 600; i++) {
-        await A.send(hexFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:0a:01', 0x88b5, Buffer.alloc(986, i)));
-        if (i % 40 === 39) await new Promise((res) => setTimeout(res, 30));
-      }
-      const r = await until('udp-guest-buffer', async () => { const x = (await doctor()).report; return findingsOf(x, 'udp-guest-buffer').length ? x : undefined; });
+      await floodUdpPeers();
+      const r = await untilUdpGuestBuffer();
       const drops = dropsNow()!;
       assert.ok(drops > 0, `the kernel dropped some at the launcher's socket: ${drops}`);
       const f = findingsOf(r, 'udp-guest-buffer');
@@ -355,6 +346,6 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
     } finally {
       g.close();
     }
-    await until('the finding to go with the socket', async () => (findingsOf((await doctor()).report, 'udp-guest-buffer').length === 0 ? true : undefined));
+    await untilUdpGuestBufferGone();
   });
 }
