@@ -1703,7 +1703,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
   std::vector<std::unique_ptr<PeerBacklog>> backlogs_;
   int selfWaiters_ = 0;  // backlogs waiting for the main socket's own UV_WRITABLE
   int pausedBy_ = 0;     // backlogs (of any socket) that keep this one from reading (stage 6)
-  bool flowControl_ = false;  // unix, unless turned off (LANPARTY_UNIX_FLOW_CONTROL=0): may be paused
+  bool flowControl_ = false;  // unix, opened with flowControl (off unless asked for): may be paused
   mmsghdr blHdrs_[kBacklogSendBatch];
   iovec blIov_[kBacklogSendBatch];
 
