@@ -4,9 +4,10 @@
  * falls behind by more, lanparty's per-peer backlog (1024 datagrams or 2 MiB per reader, kept by the addon behind batch-io)
  * takes the rest, and past that datagrams are dropped: counted in the transport's socket stats
  * (`sendDropped`), after the port had counted them as sent. Reported only when such drops happened.
- * Frames from other unixgram guests get there only once the reader is stuck (flow control holds
- * their senders back for 200 ms first, `flowTimeouts`); frames from udp, TAP or stream ports,
- * whose senders cannot be held back, get there whenever the reader falls that far behind.
+ * With flow control turned on (LANPARTY_UNIX_FLOW_CONTROL=1; off by default), frames from other
+ * unixgram guests get there only once the reader is stuck (their senders are held back 200 ms
+ * first, `flowTimeouts`); frames from udp, TAP or stream ports, whose senders cannot be held back,
+ * get there whenever the reader falls that far behind, as every frame does without it.
  * Bursts of full-size frames are what a queue of 10 cannot absorb (bench/RESULTS.md: unixgram at
  * 1514 bytes); a reader that does not read at all (a paused guest) is not helped by a longer one.
  */
