@@ -75,15 +75,15 @@ export function formatStatus(s: StatusReport): string {
   // Drops below the ports (at flush time, or before a datagram has a port): only when there are any.
   for (const t of s.transports) {
     const k = t.socket;
-    if (!k || k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable === 0) continue;
-    out.push(`  ${t.url} socket: send dropped ${k.sendDropped} (queue full), other send errors ${k.sendErrors - k.sendDropped}, ` +
-      `queued for slow receivers ${k.sendQueued}, receive errors ${k.recvErrors}, truncated ${k.truncated}, no reply address ${k.unaddressable}`);
-  }
-  for (const t of s.transports) {
-    const k = t.socket;
-    if (!k || !k.flowPauses) continue;
-    out.push(`  ${t.url} socket: reading paused for slow readers ${k.flowPauses} (flow control), ` +
-      `stuck readers ${k.flowTimeouts} (held it 200 ms; frames to them are dropped once their backlog is full)`);
+    if (!k) continue;
+    if (k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable > 0) {
+      out.push(`  ${t.url} socket: send dropped ${k.sendDropped} (queue full), other send errors ${k.sendErrors - k.sendDropped}, ` +
+        `queued for slow receivers ${k.sendQueued}, receive errors ${k.recvErrors}, truncated ${k.truncated}, no reply address ${k.unaddressable}`);
+    }
+    if (k.flowPauses > 0) {
+      out.push(`  ${t.url} socket: reading paused for slow readers ${k.flowPauses} (flow control), ` +
+        `stuck readers ${k.flowTimeouts} (held it 200 ms; frames to them are dropped once their backlog is full)`);
+    }
   }
   out.push('');
   out.push('Ports');
