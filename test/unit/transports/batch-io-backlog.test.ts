@@ -231,14 +231,18 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
    * A relay like lanparty's unixgram port: R forwards every frame it reads to S straight from its
    * rx slab (no copy, so the addon knows which socket each frame came from). G sends to R.
    */
+  /** Starts `r` forwarding every frame it reads to peer `to`, from its rx slab (no copy). */
+  function forward(r: BatchSocket, to: number): void {
+    r.start((count) => {
+      for (let i = 0; i < count; i++) r.send(to, r.rx.bufs[i], 0, r.rx.lengths[i]);
+    });
+  }
+
   async function relay(flowControl = true): Promise<{ g: BatchSocket; r: BatchSocket; s: BatchSocket; toR: number }> {
     const g = await unix();
     const r = await unix(undefined, { flowControl });
     const s = await unix();
-    const toS = r.peerId(s.localAddress());
-    r.start((count) => {
-      for (let i = 0; i < count; i++) r.send(toS, r.rx.bufs[i], 0, r.rx.lengths[i]);
-    });
+    forward(r, r.peerId(s.localAddress()));
     return { g, r, s, toR: g.peerId(r.localAddress()) };
   }
   type Flow = { flowPauses: number; flowTimeouts: number };
@@ -336,10 +340,7 @@ describe('batch-io native unix send backlog', { skip: nativeAvailable() ? false 
       t.skip(`needs python3 as a second process (${first})`);
       return;
     }
-    const toS = r.peerId({ kind: 'unix', path: sPath });
-    r.start((count) => {
-      for (let i = 0; i < count; i++) r.send(toS, r.rx.bufs[i], 0, r.rx.lengths[i]);
-    });
+    forward(r, r.peerId({ kind: 'unix', path: sPath }));
     const toR = g.peerId(r.localAddress());
     const total = LIMITS.datagrams;
     for (let i = 0; i < total; i++) g.send(toR, frameOf(i, 1000), 0, 1000);
