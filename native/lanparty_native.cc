@@ -1,5 +1,6 @@
-// lanparty_native: batched datagram I/O, TAP device I/O, and the peer links' ChaCha20-Poly1305
-// (both near the end of the file), for src/transports/batch-io.ts, and nothing more.
+// lanparty_native: batched datagram I/O, TAP device I/O, stream port reads, and the peer links'
+// ChaCha20-Poly1305 (the last three near the end of the file), for src/transports/batch-io.ts,
+// and nothing more.
 //
 // The addon owns a non-blocking AF_INET or AF_UNIX SOCK_DGRAM socket and moves datagrams between
 // it and memory that JS allocated once (slabs and typed arrays handed over at construction). It
@@ -18,9 +19,8 @@
 //      the other sockets on the loop; level triggering brings us back).
 //   7. With busy polling on (setBusyPoll; lanparty up turns it on unless --busy-poll 0), BusySpin()
 //      then keeps reading every socket and TAP device for a while before libuv sleeps again, at
-//      a light load only (see BusyPollable). It also watches the stream sockets that libuv reads
-//      (busyWatch) and gives the thread back as soon as one is readable; JS starts a spin after
-//      reading stream frames (busyAfter).
+//      a light load only (see BusyPollable). Stream ports' connections are read here too
+//      (StreamReader, near the end), so a spin reads them the same way.
 //
 // Send stages:
 //   1. copyIn() memcpys each frame into the tx slab; JS records (offset, length, peer id, source 0)
@@ -358,14 +358,6 @@ struct BusyPoll {
   int64_t lastDelivery = 0;              // MonoUs() of the last wakeup with frames
   double windowFrames = 0;               // frames delivered in it
   double rate = 0;                       // frames/s over the last whole window
-  // Stream sockets (Node's net: libuv reads them, so the spin must not). The spin polls them too
-  // and, when one becomes readable, ends at once: libuv's next poll finds it ready and reads it
-  // without the process sleeping. busyAfter() starts a spin after JS read stream frames.
-  std::vector<int> watched;              // fds, from busyWatch()
-  double handoffs = 0;                   // spins ended because a watched stream became readable
-  double pending = 0;                    // stream frames delivered since the check handle was armed
-  uv_check_t* check = nullptr;           // runs the spin after the poll phase that read them
-  bool armed = false;
 };
 BusyPoll g_busy;
 
@@ -430,19 +422,10 @@ void BusySpin(int delivered) {
       g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
       g_busy.polled.push_back(m);
     }
-    for (int fd : g_busy.watched) g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
     if (waits || g_busy.fds.empty()) break;
     if (poll(g_busy.fds.data(), g_busy.fds.size(), 0) <= 0) {
       sched_yield();
       continue;
-    }
-    bool handoff = false;
-    for (size_t i = g_busy.polled.size(); i < g_busy.fds.size(); i++) {
-      handoff = handoff || (g_busy.fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-    }
-    if (handoff) {  // libuv reads it: give the thread back now
-      g_busy.handoffs += 1;
-      break;
     }
     const uint64_t leaves = g_busy.leaves;
     for (size_t i = 0; i < g_busy.polled.size(); i++) {
@@ -471,54 +454,6 @@ void BusySpin(int delivered) {
   g_busy.tokensUs -= idle;
   g_busy.idleUs += static_cast<double>(idle);
   g_busy.spinning = false;
-}
-
-// busyWatch(fd, on): adds a stream socket's fd to the ones a spin watches, or removes it once. A
-// closed socket's number may already be reused by a new one when JS hears of the close, so the
-// list holds one entry per watch, not per number.
-Napi::Value BusyWatch(const Napi::CallbackInfo& info) {
-  if (info.Length() < 2 || !info[0].IsNumber()) return info.Env().Undefined();
-  const int fd = info[0].As<Napi::Number>().Int32Value();
-  std::vector<int>& w = g_busy.watched;
-  if (info[1].ToBoolean().Value()) {
-    if (fd >= 0) w.push_back(fd);
-    return info.Env().Undefined();
-  }
-  for (size_t i = 0; i < w.size(); i++) {
-    if (w[i] != fd) continue;
-    w.erase(w.begin() + static_cast<std::ptrdiff_t>(i));
-    break;
-  }
-  return info.Env().Undefined();
-}
-
-void BusyCheck(uv_check_t* h) {
-  uv_check_stop(h);
-  g_busy.armed = false;
-  const int n = static_cast<int>(g_busy.pending);
-  g_busy.pending = 0;
-  BusySpin(n);
-}
-
-// busyAfter(frames): JS read `frames` frames from a stream socket in this turn of the loop. The
-// spin runs in the check phase that follows, from native code, as after a datagram wakeup: by
-// then the microtasks that flushed the forwarded frames have run, and what the spin reads is
-// handed to JS by MakeCallback (its own microtasks drain there too).
-Napi::Value BusyAfter(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (g_busy.us <= 0 || info.Length() < 1 || !info[0].IsNumber()) return env.Undefined();
-  g_busy.pending += info[0].As<Napi::Number>().DoubleValue();
-  if (g_busy.armed) return env.Undefined();
-  if (!g_busy.check) {
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) return env.Undefined();
-    g_busy.check = new uv_check_t;
-    uv_check_init(loop, g_busy.check);
-    uv_unref(reinterpret_cast<uv_handle_t*>(g_busy.check));  // never keeps the process alive
-  }
-  uv_check_start(g_busy.check, BusyCheck);
-  g_busy.armed = true;
-  return env.Undefined();
 }
 
 // One unix peer's send backlog: a FIFO of datagrams in a byte ring (each datagram contiguous; a
@@ -2016,6 +1951,213 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
   double* counters_ = nullptr;
 };
 
+// StreamReader: reads one connected stream socket (QEMU's tcp or unix stream netdev) for
+// src/transports/stream, so that reading a stream port costs what reading a datagram port costs:
+// no Buffer per read, no trip through Node's stream machinery, and busy polling reads it itself
+// (a BusyPollable) instead of handing the socket back to libuv. Node's net.Socket keeps the
+// connection (connect, accept, writes, 'drain', close); it never reads it (JS opens it paused).
+//   new StreamReader(fd, slab): reads into the JS-owned slab on a dup of fd, so Node closing its
+//     own fd does not close ours, and the other way round.
+//   start(callback): callback(n) with n > 0 bytes at slab[0, n), every read; it returns how many
+//     frames they completed (busy polling's count). callback(0) at end of stream and
+//     callback(-errno) on an error, once: reading has stopped then.
+//   pause() / resume(): stop and start reading (flow control); close(): stop and close the dup.
+// The slab is rewritten by the next read, which never happens while the callback runs: JS frames
+// the bytes synchronously (StreamFramer copies only a frame that continues into the next read).
+class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "StreamReader", {
+      InstanceMethod<&StreamReader::Start>("start"),
+      InstanceMethod<&StreamReader::Pause>("pause"),
+      InstanceMethod<&StreamReader::Resume>("resume"),
+      InstanceMethod<&StreamReader::Close>("close"),
+    });
+    exports.Set("StreamReader", ctor);
+  }
+
+  explicit StreamReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StreamReader>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBuffer()) {
+      Napi::TypeError::New(env, "StreamReader: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
+      return;
+    }
+    const int fd = info[0].As<Napi::Number>().Int32Value();
+    Napi::Buffer<uint8_t> slab = info[1].As<Napi::Buffer<uint8_t>>();
+    if (fd < 0 || slab.Length() < 4) {
+      Napi::RangeError::New(env, "StreamReader: needs an fd and a slab of at least 4 bytes").ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (fd_ < 0) {
+      ErrnoError(env, errno, "dup", "stream socket").ThrowAsJavaScriptException();
+      return;
+    }
+    const int flags = fcntl(fd_, F_GETFL);
+    if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+    base_ = slab.Data();
+    bytes_ = slab.Length();
+    memory_ = Napi::Persistent(info[1].As<Napi::Object>());
+    asyncContext_ = new Napi::AsyncContext(env, "lanparty:stream-reader");
+  }
+
+  ~StreamReader() override {
+    if (fd_ >= 0) ::close(fd_);
+    delete asyncContext_;
+  }
+
+  int BusyFd() const override { return fd_ >= 0 && !closed_ && poll_ && !paused_ ? fd_ : -1; }
+  int BusyReceive() override { return Receive(); }
+
+ private:
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || closed_ || poll_ || !info[0].IsFunction()) {
+      Napi::Error::New(env, "StreamReader: start() needs an open reader, a callback, and may run once").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+      Napi::Error::New(env, "StreamReader: no libuv loop").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    poll_ = new uv_poll_t;
+    int r = uv_poll_init(loop, poll_, fd_);
+    if (r == 0) {
+      poll_->data = this;
+      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+    } else {
+      delete poll_;
+    }
+    if (r != 0) {
+      poll_ = nullptr;
+      ErrnoError(env, -r, "uv_poll_start", "stream socket").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    // Unreferenced like Node's own sockets are not: the net.Socket beside us keeps the loop alive.
+    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    Ref();
+    referenced_ = true;
+    BusyJoin(this);
+    return env.Undefined();
+  }
+
+  Napi::Value Pause(const Napi::CallbackInfo& info) {
+    if (poll_ && !paused_) uv_poll_stop(poll_);
+    paused_ = true;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    if (poll_ && paused_ && !closed_) uv_poll_start(poll_, UV_READABLE, OnPoll);
+    paused_ = false;
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseNow();
+    return info.Env().Undefined();
+  }
+
+  void StopPoll() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+      poll_ = nullptr;
+    }
+  }
+
+  void CloseNow() {
+    if (closed_) return;
+    closed_ = true;
+    BusyLeave(this);
+    StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (!callback_.IsEmpty()) callback_.Reset();
+    if (referenced_) {
+      referenced_ = false;
+      Unref();
+    }
+  }
+
+  static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
+
+  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+    StreamReader* self = static_cast<StreamReader*>(handle->data);
+    if (self->fd_ < 0 || self->closed_) return;
+    int n = 0;
+    if (status < 0) {
+      self->End(status);
+    } else {
+      n = self->Receive();
+    }
+    if (n > 0) BusySpin(n);
+  }
+
+  // Calls JS with `arg`; returns what it returned as a frame count (0 when not a number).
+  int Call(Napi::Env env, double arg) {
+    napi_value argv[1] = {Napi::Number::New(env, arg)};
+    Napi::Value r = callback_.MakeCallback(Value(), 1, argv, *asyncContext_);
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+      return 0;
+    }
+    return !r.IsEmpty() && r.IsNumber() ? r.As<Napi::Number>().Int32Value() : 0;
+  }
+
+  // End of stream (0) or an error (-errno): stop reading, tell JS once.
+  void End(int code) {
+    StopPoll();
+    if (callback_.IsEmpty()) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    Call(env, code);
+    if (!callback_.IsEmpty()) callback_.Reset();
+  }
+
+  // Reads until the socket is empty (a read shorter than the slab), or kMaxBatchesPerWakeup
+  // reads (fairness with the other sockets; level triggering brings us back).
+  int Receive() {
+    int frames = 0;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0 && !closed_ && poll_ && !paused_; round++) {
+      ssize_t r;
+      do {
+        r = ::read(fd_, base_, bytes_);
+      } while (r < 0 && errno == EINTR);
+      if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK) End(-errno);
+        return frames;
+      }
+      if (r == 0) {
+        End(0);
+        return frames;
+      }
+      frames += Call(env, static_cast<double>(r));
+      if (static_cast<size_t>(r) < bytes_) return frames;
+    }
+    return frames;
+  }
+
+  int fd_ = -1;
+  bool closed_ = false;
+  bool paused_ = false;
+  bool referenced_ = false;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* asyncContext_ = nullptr;
+  Napi::ObjectReference memory_;
+  uint8_t* base_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // configureInterface(name, address, prefixLength, mtu, up): the classic interface ioctls on an
 // AF_INET socket (what ifconfig does). address '' = leave alone; mtu 0 = leave alone. Needs
 // CAP_NET_ADMIN. Chosen over spawning `ip`: synchronous, no dependency on iproute2 at run time,
@@ -2272,12 +2414,11 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
     g_busy.refilledAt = MonoUs();
     g_busy.tokensUs = kBusyPollBurstUs;
   }
-  const double v[12] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
+  const double v[10] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
                         g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate,
-                        static_cast<double>(kBusyPollMaxBatch), g_busy.handoffs,
-                        static_cast<double>(g_busy.watched.size())};
-  Napi::Array a = Napi::Array::New(env, 12);
-  for (uint32_t i = 0; i < 12; i++) a.Set(i, Napi::Number::New(env, v[i]));
+                        static_cast<double>(kBusyPollMaxBatch)};
+  Napi::Array a = Napi::Array::New(env, 10);
+  for (uint32_t i = 0; i < 10; i++) a.Set(i, Napi::Number::New(env, v[i]));
   return a;
 }
 
@@ -2285,9 +2426,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   BatchSocket::Init(env, exports);
   exports.Set("interfaceState", Napi::Function::New<InterfaceState>(env, "interfaceState"));
   exports.Set("setBusyPoll", Napi::Function::New<SetBusyPoll>(env, "setBusyPoll"));
-  exports.Set("busyWatch", Napi::Function::New<BusyWatch>(env, "busyWatch"));
-  exports.Set("busyAfter", Napi::Function::New<BusyAfter>(env, "busyAfter"));
   TapDevice::Init(env, exports);
+  StreamReader::Init(env, exports);
   exports.Set("configureInterface", Napi::Function::New<ConfigureInterface>(env, "configureInterface"));
   InitAead(env, exports);
   return exports;

@@ -54,8 +54,7 @@ function busyPollText(b: StatusReport['busyPoll']): string {
   if (!b || b.us === 0) return '';
   const spent = b.skipped > 0 ? `, spent ${b.skipped} times` : '';
   const loaded = b.loaded > 0 ? `; not under a load (above ${b.maxRate} frames/s or more than ${b.maxBatch} at once): ${b.loaded} times` : '';
-  const streams = b.streams > 0 || b.handoffs > 0 ? `, ${b.handoffs} stream reads handed to Node early (${b.streams} streams watched)` : '';
-  return `, busy poll ${b.us} µs (${b.frames} frames read spinning${streams}, ${Math.round(b.idleUs / 1000)} ms idle spinning, budget ${b.budgetPercent}% of a core${spent}${loaded})`;
+  return `, busy poll ${b.us} µs (${b.frames} frames read spinning, ${Math.round(b.idleUs / 1000)} ms idle spinning, budget ${b.budgetPercent}% of a core${spent}${loaded})`;
 }
 
 export function formatStatus(s: StatusReport): string {

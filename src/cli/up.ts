@@ -56,6 +56,7 @@ Environment (for measuring and troubleshooting the data path; see README, "Speed
   LANPARTY_UDP_GSO=0        send one UDP datagram per message (no UDP GSO)
   LANPARTY_ZERO_COPY=0      copy every forwarded datagram before sending it
   LANPARTY_NATIVE_AEAD=0    encrypt peer-link packets with node:crypto instead of the addon
+  LANPARTY_STREAM_READER=0  let Node read tcp and unix stream connections instead of the addon
   LANPARTY_UNIX_FLOW_CONTROL=1
                             stop reading a unixgram port while one of its readers is slow: no
                             drops for a bulk flow, but every guest of that port waits (README)

@@ -87,6 +87,8 @@ interface NativeModule {
     txSlab: Buffer, txOffs: Int32Array, txLens: Int32Array, txPeers: Int32Array, txSrcs: Int32Array, counters: Float64Array,
   ) => NativeHandle;
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
+  /** Absent from an addon built before it: stream ports then read through Node. */
+  StreamReader?: new (fd: number, slab: Buffer) => StreamReader;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
   interfaceState(name: string): InterfaceState | null;
   /** Present when the addon was built with OpenSSL's headers (Node ships them). */
@@ -97,10 +99,6 @@ interface NativeModule {
   backlogBytes: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
   setBusyPoll?(us?: number, budgetPercent?: number): number[];
-  /** Adds (on) or removes a stream socket's fd from those a spin watches. */
-  busyWatch?(fd: number, on: boolean): void;
-  /** JS read this many stream frames in this turn of the loop: spin in the check phase after it. */
-  busyAfter?(frames: number): void;
 }
 
 interface NativeTapHandle {
@@ -181,48 +179,40 @@ export interface BusyPollState {
   loaded: number;
   /** Frames a second above which it does not spin (fixed in the addon). */
   maxRate: number;
-  /** Frames a second through the native sockets and TAPs over the last measured window (20 ms, ended by a frame). */
+  /** Frames a second through the native sockets, TAPs and stream readers over the last measured window (20 ms, ended by a frame). */
   rate: number;
   /** Frames read at once above which it does not spin, and after which a spin ends (fixed in the addon). */
   maxBatch: number;
-  /** Spins that ended early because a stream socket (read by Node, not the addon) became readable. */
-  handoffs: number;
-  /** Stream sockets watched while spinning. */
-  streams: number;
 }
 
 function busyState(v: number[]): BusyPollState {
-  busyUs = v[0];
-  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9], handoffs: v[10], streams: v[11] };
+  return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9] };
 }
 
-/** The busy-poll time last set, so that the stream path calls into the addon only while it is on. */
-let busyUs = 0;
+/**
+ * Reads a connected stream socket in the addon (StreamReader there) into `slab`, on a dup of the
+ * socket's fd: start(cb) calls cb(n) with n > 0 bytes at slab[0, n) for every read, and cb returns
+ * how many frames they completed (busy polling's count); cb(0) at end of stream, cb(-errno) on an
+ * error, once. The net.Socket must never read (open it paused: pauseOnConnect, or pause() before
+ * it connects); it still writes, and closing it is the caller's business.
+ */
+export interface StreamReader {
+  start(cb: (n: number) => number): void;
+  pause(): void;
+  resume(): void;
+  close(): void;
+}
 
 /**
- * Stream sockets take part in busy polling from the outside: Node's net reads them, so the addon
- * only watches their fds while it spins and gives the thread back as soon as one is readable
- * (libuv's next poll then reads it without a wake-up), and a stream read at a light load starts
- * a spin of its own (busyAfterStream). Without the addon, or for a socket without an fd, these do
- * nothing.
+ * A native reader for `sock` (see StreamReader), or null: no addon, an addon without it, no fd,
+ * or LANPARTY_STREAM_READER=0 (then Node reads the socket, as it did before the addon had one).
  */
-export function busyWatchStream(sock: object): number {
+export function openStreamReader(sock: object, slab: Buffer): StreamReader | null {
   const m = loadNative();
   // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (!m?.busyWatch || typeof fd !== 'number' || fd < 0) return -1;
-  m.busyWatch(fd, true);
-  return fd;
-}
-
-/** Stops watching what busyWatchStream returned (before or after the socket closed; -1 does nothing). */
-export function busyUnwatch(fd: number): void {
-  if (fd >= 0) loadNative()?.busyWatch?.(fd, false);
-}
-
-/** Called after a stream socket's chunk delivered `frames` frames (see busyWatchStream). */
-export function busyAfterStream(frames: number): void {
-  if (busyUs > 0 && frames > 0) loadNative()!.busyAfter?.(frames);
+  if (!m?.StreamReader || typeof fd !== 'number' || fd < 0 || process.env.LANPARTY_STREAM_READER === '0') return null;
+  return new m.StreamReader(fd, slab);
 }
 
 /**

@@ -309,7 +309,6 @@ if (inFreshNetns(import.meta.url, 'capture, dump, inject, status, metrics, contr
     assert.match(text, /^lanparty_busy_poll_idle_seconds_total [\d.e-]+$/m);
     assert.match(text, /^lanparty_busy_poll_skipped_total \d+$/m);
     assert.match(text, /^lanparty_busy_poll_loaded_total \d+$/m);
-    assert.match(text, /^lanparty_busy_poll_handoffs_total \d+$/m);
     // Flow control counters exist for the stream port only (nothing congested here: 0).
     const c = (await status()).ports.find((p) => p.id === portOf.C.id)! as PortRow & { flow?: { pauses: number; pauseTimeouts: number } };
     assert.deepEqual(c.flow, { pauses: 0, pauseTimeouts: 0 }, 'status --json: ports[].flow on the unix stream port');

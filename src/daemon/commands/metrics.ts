@@ -47,7 +47,6 @@ export function metricsText(d: Daemon): string {
     counter('lanparty_busy_poll_frames_total', 'Frames read while busy polling, each without a wake-up.', [['', bp.frames]]);
     counter('lanparty_busy_poll_idle_seconds_total', 'CPU time busy polling spent without frames.', [['', bp.idleUs / 1e6]]);
     counter('lanparty_busy_poll_skipped_total', 'Wakeups that slept at once because the busy-poll budget was spent.', [['', bp.skipped]]);
-    counter('lanparty_busy_poll_handoffs_total', 'Spins that ended early because a stream port (read by Node) became readable, each a wake-up saved.', [['', bp.handoffs]]);
     counter('lanparty_busy_poll_loaded_total', 'Wakeups that did not busy poll under a load (frames faster than its light-load bound, or a batch).', [['', bp.loaded]]);
   }
   return out.join('\n') + '\n';

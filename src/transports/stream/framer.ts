@@ -36,10 +36,12 @@ export class StreamFramer {
     return this.state === STATE_LENGTH && this.headerFill === 0;
   }
 
-  /** Feeds one chunk. Returns false after a protocol error (then `error` is set; stop feeding). */
-  push(chunk: Buffer): boolean {
+  /**
+   * Feeds one chunk: chunk[0, n). Returns false after a protocol error (then `error` is set; stop
+   * feeding). Frames wholly inside it are handed on as views, valid only during the call.
+   */
+  push(chunk: Buffer, n: number = chunk.length): boolean {
     let pos = 0;
-    const n = chunk.length;
     while (pos < n) {
       if (this.state === STATE_LENGTH) {
         let len: number;

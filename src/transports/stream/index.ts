@@ -6,8 +6,11 @@
  *   tcp+connect://HOST:PORT, unix+connect:// lanparty connects out to a QEMU with server=on and
  *                                            reconnects (backoff 100 ms .. 2 s) when that QEMU restarts.
  *
- * Stages for a received chunk: socket 'data' → StreamFramer (views, copies only split frames) →
- * sink.input. Sending, per port:
+ * Stages for a received chunk: the addon's StreamReader reads the connection into the port's read
+ * slab (64 KiB, reused; Node's net.Socket, opened paused, never reads it) → StreamFramer (views,
+ * copies only a frame split across reads) → sink.input. Without the addon, or with
+ * LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a Buffer per read) → the same.
+ * Sending, per port:
  *   1. send() copies length + frame into the port's output slab (64 KiB, reused until full),
  *      because the caller's buffer is only ours for the call;
  *   2. the first send of a tick schedules one flush (queueMicrotask, bound once);
@@ -19,7 +22,7 @@
  *
  * Flow control between stream ports (802.3x PAUSE, with the watchdog of data-centre PFC): when a
  * frame read from one stream port finds another stream port's queue above PAUSE_BYTES, the reading
- * port stops reading (socket.pause(): TCP or the unix socket then pushes back on its QEMU) until
+ * port stops reading (TCP or the unix socket then pushes back on its QEMU) until
  * the congested port's socket drains. A sender faster than its receiver is slowed down instead of
  * losing frames, as it would be on a direct connection. The cost is head-of-line blocking: while
  * paused, the sender's frames to other ports wait too. So a pause lasts at most PAUSE_MAX_MS: then
@@ -33,7 +36,7 @@ import type { Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
-import { busyAfterStream, busyUnwatch, busyWatchStream } from '../batch-io.js';
+import { openStreamReader, type StreamReader } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -46,6 +49,8 @@ const SLAB_BYTES = 64 * 1024;
 const PAUSE_BYTES = 256 * 1024;
 /** Longest a port waits for a congested one before that one counts as stuck. */
 const PAUSE_MAX_MS = 200;
+/** What one read of a connection takes at most (the native reader's slab; Node reads 64 KiB too). */
+const READ_BYTES = 64 * 1024;
 
 /** The stream port whose chunk is being forwarded right now (forwarding is synchronous), else null. */
 let reading: StreamPort | null = null;
@@ -55,8 +60,8 @@ class StreamPort implements Port {
   readonly counters = new PortCounters();
   readonly framer: StreamFramer;
   open = true;
-  /** The socket's fd while busy polling watches it (busyWatchStream), else -1. */
-  watchedFd = -1;
+  /** The addon's reader of this connection (openStreamReader), or null when Node reads it. */
+  reader: StreamReader | null = null;
   /** Output slab: bytes [flushedTo, used) are copied frames not yet handed to the socket. */
   private slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
   private used = 0;
@@ -134,7 +139,8 @@ class StreamPort implements Port {
     if (this.waitingFor !== null || !this.open) return;
     this.waitingFor = congested;
     this.pauses++;
-    this.socket.pause();
+    if (this.reader) this.reader.pause();
+    else this.socket.pause();
     congested.waiters.add(this);
     this.watchdog = setTimeout(() => {
       this.pauseTimeouts++;
@@ -156,7 +162,9 @@ class StreamPort implements Port {
     if (this.watchdog !== null) clearTimeout(this.watchdog);
     this.watchdog = null;
     this.waitingFor = null;
-    if (this.open) this.socket.resume();
+    if (!this.open) return;
+    if (this.reader) this.reader.resume();
+    else this.socket.resume();
   }
   /** Flow control state is dropped with the port: it waits for nobody, and nobody waits for it. */
   private endFlowControl(): void {
@@ -166,27 +174,22 @@ class StreamPort implements Port {
     }
     this.releaseWaiters();
   }
-  /** Leaves busy polling's watch list (at close, or when the socket closed by itself). */
-  unwatch(): void {
-    busyUnwatch(this.watchedFd);
-    this.watchedFd = -1;
-  }
   close(): void {
     this.open = false;
-    this.unwatch();
     this.endFlowControl();
+    this.reader?.close();
     this.socket.destroy();
   }
   /** The socket closed by itself. */
   gone(): void {
-    this.unwatch();
     this.endFlowControl();
+    this.reader?.close();
   }
-  /** Reads one chunk: every frame in it is forwarded with this port as `reading`. */
-  readChunk(chunk: Buffer): boolean {
+  /** Reads chunk[0, n): every frame in it is forwarded with this port as `reading`. */
+  readChunk(chunk: Buffer, n: number): boolean {
     reading = this;
     try {
-      return this.framer.push(chunk);
+      return this.framer.push(chunk, n);
     } finally {
       reading = null;
     }
@@ -209,20 +212,39 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   if (addr.kind === 'tcp') sock.setNoDelay(true);
   const port = new StreamPort(name, kind, ctx.maxFrameBytes, remoteOf(sock, addr), sock, ctx.sink);
   ctx.sink.addPort(port);
-  // Busy polling (native addon): watched while the addon spins, and a light load read here starts
-  // a spin, so the reply to what this chunk carried is read without the process sleeping.
-  port.watchedFd = busyWatchStream(sock);
   const counters = port.counters;
-  sock.on('data', (chunk: Buffer) => {
-    const before = counters.rxFrames;
-    const ok = port.readChunk(chunk);
-    busyAfterStream(counters.rxFrames - before);
-    if (!ok) {
-      port.counters.drops['bad-length']++;
-      log.info(`port ${port.id} (${port.name}): frame length ${port.framer.badLength} exceeds ${ctx.maxFrameBytes} bytes; closing the connection (is the peer speaking QEMU's stream format?)`);
-      sock.destroy();
-    }
-  });
+  const badLength = (): void => {
+    counters.drops['bad-length']++;
+    log.info(`port ${port.id} (${port.name}): frame length ${port.framer.badLength} exceeds ${ctx.maxFrameBytes} bytes; closing the connection (is the peer speaking QEMU's stream format?)`);
+    sock.destroy();
+  };
+  // The socket was opened paused (it has not read a byte): the addon reads it if it can, else Node.
+  const slab = Buffer.allocUnsafe(READ_BYTES);
+  const reader = openStreamReader(sock, slab);
+  if (reader !== null) {
+    // Read like a datagram port: into one slab, no Buffer per read, and busy polling reads it
+    // in its spin (measured: p50 and p99 of a 2 kHz ping through tcp and unix ports 15-25% lower
+    // than Node reading them).
+    port.reader = reader;
+    reader.start((n) => {
+      if (n <= 0) {
+        if (n < 0) log.debug(`port ${port.name}: read failed (errno ${-n})`);
+        sock.destroy();  // 'close' below counts a frame cut short and removes the port
+        return 0;
+      }
+      const before = counters.rxFrames;
+      if (!port.readChunk(slab, n)) {
+        reader.close();  // now: what follows the bad length must not be read as frames
+        badLength();
+      }
+      return counters.rxFrames - before;
+    });
+  } else {
+    sock.on('data', (chunk: Buffer) => {
+      if (!port.readChunk(chunk, chunk.length)) badLength();
+    });
+    sock.resume();
+  }
   sock.on('drain', () => port.drained());
   sock.on('error', (err: NodeJS.ErrnoException) => log.debug(`port ${port.name}: ${err.code ?? err.message}`));
   sock.on('close', () => {
@@ -251,7 +273,8 @@ export class StreamListener implements Transport {
 
   async start(): Promise<void> {
     if (this.addr.kind === 'unix') await prepareUnixPath(this.addr.path, `port ${this.url}`);
-    const server = net.createServer((sock) => {
+    // Paused: the addon may read the connection instead of Node (attach).
+    const server = net.createServer({ pauseOnConnect: true }, (sock) => {
       const name = `${this.kind} ${describe(this.addr)}#${++this.serial}`;
       const port = attach(sock, name, this.kind, this.addr, this.ctx, this.log, (p) => this.conns.delete(p));
       this.conns.add(port);
@@ -313,6 +336,7 @@ export class StreamConnector implements Transport {
     this.timer = null;
     if (this.closed) return;
     const sock = this.addr.kind === 'tcp' ? net.connect({ host: this.addr.host, port: this.addr.port }) : net.connect({ path: this.addr.path });
+    sock.pause();  // Node must not start reading when it connects: the addon may read it instead (attach).
     let connected = false;
     sock.once('connect', () => {
       connected = true;

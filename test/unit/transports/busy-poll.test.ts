@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, setBusyPoll, busyPollState,
-  busyWatchStream, busyUnwatch, busyAfterStream,
+  openStreamReader,
   type BatchSocket,
 } from '../../../src/transports/batch-io.js';
 import { openStream } from '../../../src/transports/stream/index.js';
@@ -253,7 +253,7 @@ describe('busy polling (native)', { skip }, () => {
   /** A unix stream connection in this process: `client` writes, `server` is lanparty's end. */
   async function streamPair(name: string): Promise<{ client: net.Socket; server: net.Socket; close: () => Promise<void> }> {
     const path = join(dir, name);
-    const srv = net.createServer();
+    const srv = net.createServer({ pauseOnConnect: true });  // the addon may read it (openStreamReader)
     await new Promise<void>((r) => srv.listen(path, r));
     const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
     const client = net.connect(path);
@@ -269,44 +269,57 @@ describe('busy polling (native)', { skip }, () => {
     };
   }
 
-  it('ends a spin as soon as a watched stream socket is readable, so libuv reads it at once', async () => {
-    // a's callback writes to the stream (a unix stream write lands in the reader's queue at
-    // once), then the spin after a's wakeup finds it readable. Watched, the spin hands the thread
-    // back (counted); unwatched, it cannot see it and spins its full 1000 µs.
-    setBusyPoll(1000, 100);
-    const p = await streamPair('w.sock');
-    let got = 0;
-    p.server.on('data', (d: Buffer) => { got += d.length; });
-    const fd = busyWatchStream(p.server);
-    assert.ok(fd >= 0, 'a unix stream socket has an fd');
-    assert.equal(busyPollState()!.streams, 1);
-    const watched = async (): Promise<{ handoffs: number; idleUs: number }> => {
+  it('reads a stream connection in the spin, before the loop turns (the addon reads it, not Node)', async () => {
+    // a's callback writes to the stream (a unix stream write lands in the reader's queue at once).
+    // On, the spin after a's wakeup reads it through the StreamReader; off, it waits for the
+    // next poll phase, after the immediate.
+    const run = async (): Promise<{ order: string[]; frames: number }> => {
+      const p = await streamPair(`r${Date.now()}.sock`);
+      const slab = Buffer.alloc(4096);
+      const reader = openStreamReader(p.server, slab);
+      assert.ok(reader, 'the addon reads stream sockets');
+      const [a, c] = [await udp(), await udp()];
+      const order: string[] = [];
+      let done: () => void = () => {};
+      const finished = new Promise<void>((r) => { done = r; });
+      const check = () => { if (order.length === 3) done(); };
+      reader.start((n) => { order.push(`stream ${slab.toString('latin1', 0, n)}`); check(); return 1; });
+      a.start(() => {
+        order.push('a');
+        p.client.write('x');
+        setImmediate(() => { order.push('immediate'); check(); });
+      });
+      c.start(() => {});
       await new Promise((r) => setTimeout(r, 30));  // a quiet rate window, and the bucket refills
       const before = busyPollState()!;
-      await relayOrder(() => p.client.write('x'));
+      c.send(c.peerId(a.localAddress()), Buffer.from('probe'), 0, 5);
+      const timer = setTimeout(() => done(), 3000);
+      await finished;
+      clearTimeout(timer);
       const now = busyPollState()!;
-      return { handoffs: now.handoffs - before.handoffs, idleUs: now.idleUs - before.idleUs };
+      reader.close();
+      await p.close();
+      return { order, frames: now.frames - before.frames };
     };
-    const on = await watched();
-    assert.equal(on.handoffs, 1, 'the spin ended for the stream');
-    assert.ok(on.idleUs < 900, `spun idle ${on.idleUs} µs: it gave the thread back early`);
-    busyUnwatch(fd);
-    assert.equal(busyPollState()!.streams, 0);
-    const off = await watched();
-    assert.equal(off.handoffs, 0);
-    assert.ok(off.idleUs >= 900, `spun idle ${off.idleUs} µs: unwatched, the spin runs out`);
-    const t0 = Date.now();
-    while (got < 2 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(got, 2, 'both writes were read by Node');
-    await p.close();
+    setBusyPoll(0);
+    const off = await run();
+    assert.deepEqual(off.order, ['a', 'immediate', 'stream x']);
+    assert.equal(off.frames, 0);
+    await new Promise((r) => setTimeout(r, 20));
+    setBusyPoll(1000, 100);
+    const on = await run();
+    assert.deepEqual(on.order, ['a', 'stream x', 'immediate']);
+    assert.equal(on.frames, 1, 'the frame the reader reported was read while spinning');
     setBusyPoll(0, 20);
   });
 
   it('spins after a stream read at a light load, reading the reply before the loop turns', async () => {
-    // The stream's data handler forwards through c to b, as the switch would, and reports its
-    // frame (busyAfterStream). On, the spin in the check phase reads b before the immediate.
+    // The reader's callback forwards through c to b, as the switch would, and reports one frame.
+    // On, the spin after that read reads b before the immediate.
     const run = async (): Promise<{ order: string[]; spins: number; frames: number }> => {
       const p = await streamPair(`s${Date.now()}.sock`);
+      const slab = Buffer.alloc(4096);
+      const reader = openStreamReader(p.server, slab)!;
       const [b, c] = [await udp(), await udp()];
       const order: string[] = [];
       let done: () => void = () => {};
@@ -315,11 +328,11 @@ describe('busy polling (native)', { skip }, () => {
       const toB = c.peerId(b.localAddress());
       b.start(() => { order.push('b'); check(); });
       c.start(() => {});
-      p.server.on('data', () => {
+      reader.start(() => {
         order.push('stream');
         c.send(toB, Buffer.from('reply'), 0, 5);
-        busyAfterStream(1);
         setImmediate(() => { order.push('immediate'); check(); });
+        return 1;
       });
       await new Promise((r) => setTimeout(r, 30));
       const before = busyPollState()!;
@@ -328,6 +341,7 @@ describe('busy polling (native)', { skip }, () => {
       await finished;
       clearTimeout(timer);
       const now = busyPollState()!;
+      reader.close();
       await p.close();
       return { order, spins: now.spins - before.spins, frames: now.frames - before.frames };
     };
@@ -344,20 +358,18 @@ describe('busy polling (native)', { skip }, () => {
     setBusyPoll(0, 20);
   });
 
-  it('a stream port watches its connection while it is open and starts spins for its frames', async () => {
+  it('a stream port reads its connection through the addon, and its frames start spins', async () => {
     setBusyPoll(1000, 100);
     const sw = new Switch({}, silentLogger);
     const path = join(dir, 'port.sock');
     const t = openStream(`unix://${path}`, { kind: 'unix', path }, false, { sink: sw, log: silentLogger, maxFrameBytes: 1514 });
     await t.start();
-    const base = busyPollState()!;
     const conn = net.connect(path);
     await new Promise<void>((r) => conn.once('connect', r));
     const t0 = Date.now();
     while (sw.ports.length < 1 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(busyPollState()!.streams, base.streams + 1, 'watched while connected');
     // One 60-byte frame in QEMU's stream format: the switch floods it (no other port) and the
-    // port reports it, which starts a spin (nothing else arrives, so it idles, then sleeps).
+    // reader reports it, which starts a spin (nothing else arrives, so it idles, then sleeps).
     const frame = Buffer.alloc(64);
     frame.writeUInt32BE(60, 0);
     Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1]).copy(frame, 4);
@@ -370,7 +382,7 @@ describe('busy polling (native)', { skip }, () => {
     assert.equal(busyPollState()!.spins - before.spins, 1, 'one spin for the frame');
     conn.destroy();
     while (sw.ports.length > 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
-    assert.equal(busyPollState()!.streams, base.streams, 'unwatched once closed');
+    assert.equal(sw.ports.length, 0, 'the port left the switch when its peer closed');
     await t.close();
     setBusyPoll(0, 20);
   });
