@@ -1682,7 +1682,126 @@ enum TapCounterIndex {
   kTapCounterCount = 2,
 };
 
-class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
+// What TapDevice and StreamReader share: one fd of theirs, read when a uv_poll_t on Node's loop
+// says it is readable (T::OnReadable) and by busy polling (T::BusyReceive), delivering to a JS
+// callback; closed once, before or after the fd failed. BatchSocket has its own: it also polls
+// for writing and for its backlogs' doorbells.
+template <typename T>
+class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
+ public:
+  explicit PolledFd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info) {}
+  ~PolledFd() override {
+    if (fd_ >= 0) ::close(fd_);
+    delete asyncContext_;
+  }
+  int BusyFd() const override { return fd_ >= 0 && !closed_ && poll_ && !paused_ ? fd_ : -1; }
+
+ protected:
+  // start(callback): polls fd_ for reading from now on. `keepsLoopAlive` false: the poll does not
+  // hold the process open (something beside it does). Throws (returns false) on a second start.
+  bool StartPolling(const Napi::CallbackInfo& info, const char* cls, bool keepsLoopAlive) {
+    Napi::Env env = info.Env();
+    if (fd_ < 0 || closed_ || poll_ || !info[0].IsFunction()) {
+      Napi::Error::New(env, std::string(cls) + ": start() needs an open fd, a callback, and may run once").ThrowAsJavaScriptException();
+      return false;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+      Napi::Error::New(env, std::string(cls) + ": no libuv loop").ThrowAsJavaScriptException();
+      return false;
+    }
+    poll_ = new uv_poll_t;
+    int r = uv_poll_init(loop, poll_, fd_);
+    if (r == 0) {
+      poll_->data = this;
+      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
+      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+    } else {
+      delete poll_;
+    }
+    if (r != 0) {
+      poll_ = nullptr;
+      ErrnoError(env, -r, "uv_poll_start", cls).ThrowAsJavaScriptException();
+      return false;
+    }
+    if (!keepsLoopAlive) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
+    this->Ref();
+    referenced_ = true;
+    BusyJoin(this);
+    return true;
+  }
+
+  // Stops reading for good (the fd stays open until CloseNow).
+  void StopPoll() {
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
+      poll_ = nullptr;
+    }
+  }
+
+  // Stops and starts reading for a while (flow control).
+  void SetPaused(bool paused) {
+    if (poll_ && !closed_ && paused != paused_) {
+      if (paused) uv_poll_stop(poll_);
+      else uv_poll_start(poll_, UV_READABLE, OnPoll);
+    }
+    paused_ = paused;
+  }
+
+  void CloseNow() {
+    if (closed_) return;
+    closed_ = true;
+    BusyLeave(this);
+    StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+    if (!callback_.IsEmpty()) callback_.Reset();
+    if (referenced_) {
+      referenced_ = false;
+      this->Unref();
+    }
+  }
+
+  // Calls JS with one number (an exception there is Node's uncaught exception); returns what JS
+  // returned, as a number (0 when it was not one).
+  int Call(Napi::Env env, double arg) {
+    napi_value argv[1] = {Napi::Number::New(env, arg)};
+    Napi::Value r = callback_.MakeCallback(this->Value(), 1, argv, *asyncContext_);
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+      return 0;
+    }
+    return !r.IsEmpty() && r.IsNumber() ? r.template As<Napi::Number>().Int32Value() : 0;
+  }
+
+  // True while reading may go on: open, polled, not paused (JS may close or pause us in a callback).
+  bool Reading() const { return fd_ >= 0 && !closed_ && poll_ && !paused_; }
+
+  int fd_ = -1;
+  bool closed_ = false;
+  bool paused_ = false;
+  bool referenced_ = false;
+  uv_poll_t* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext* asyncContext_ = nullptr;
+
+ private:
+  static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
+
+  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
+    T* self = static_cast<T*>(static_cast<PolledFd*>(handle->data));
+    if (self->fd_ < 0 || self->closed_) return;
+    const int n = self->OnReadable(status);
+    if (n > 0) BusySpin(n);
+  }
+};
+
+class TapDevice : public PolledFd<TapDevice> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "TapDevice", {
@@ -1695,7 +1814,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
   }
 
   // new TapDevice(rxSlab, slotBytes, lengths, counters): JS-owned memory, kept for our life.
-  explicit TapDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapDevice>(info) {
+  explicit TapDevice(const Napi::CallbackInfo& info) : PolledFd<TapDevice>(info) {
     Napi::Env env = info.Env();
     if (info.Length() != 4 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
         !info[3].IsTypedArray()) {
@@ -1720,11 +1839,6 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
       if (i != 1) memory_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
     }
     asyncContext_ = new Napi::AsyncContext(env, "lanparty:tap-device");
-  }
-
-  ~TapDevice() override {
-    if (fd_ >= 0) ::close(fd_);
-    delete asyncContext_;
   }
 
  private:
@@ -1771,35 +1885,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
 
   // start(callback): callback(count) per batch; callback(-errno) once when the device fails.
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (fd_ < 0 || poll_ || !info[0].IsFunction()) {
-      Napi::Error::New(env, "TapDevice: start() needs an open device, a callback, and may run once").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
-      Napi::Error::New(env, "TapDevice: no libuv loop").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(loop, poll_, fd_);
-    if (r == 0) {
-      poll_->data = this;
-      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-    } else {
-      delete poll_;
-    }
-    if (r != 0) {
-      poll_ = nullptr;
-      ErrnoError(env, -r, "uv_poll_start", "").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-    Ref();
-    referenced_ = true;
-    BusyJoin(this);
-    return env.Undefined();
+    StartPolling(info, "TapDevice", true);
+    return info.Env().Undefined();
   }
 
   // write(buf, off, len) -> TxResult. One frame, straight from the caller's memory.
@@ -1838,46 +1925,15 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
     return info.Env().Undefined();
   }
 
-  void StopPoll() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-      poll_ = nullptr;
-    }
-  }
-
-  void CloseNow() {
-    if (closed_) return;
-    closed_ = true;
-    BusyLeave(this);
-    StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (!callback_.IsEmpty()) callback_.Reset();
-    if (referenced_) {
-      referenced_ = false;
-      Unref();
-    }
-  }
-
-  static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-
-  static void OnPoll(uv_poll_t* handle, int status, int events) {
-    TapDevice* self = static_cast<TapDevice*>(handle->data);
-    if (self->fd_ < 0 || self->closed_) return;
+ public:
+  int OnReadable(int status) {
     if (status < 0) {
-      self->Fail(-status);
-      return;
+      Fail(-status);
+      return 0;
     }
     // EPOLLERR arrives with UV_READABLE set (libuv adds it), so read() reports the errno.
-    const int n = self->Receive();
-    if (n > 0) BusySpin(n);
+    return Receive();
   }
-
- public:
-  int BusyFd() const override { return fd_ >= 0 && !closed_ && poll_ ? fd_ : -1; }
   int BusyReceive() override { return Receive(); }
 
  private:
@@ -1889,23 +1945,14 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
     StopPoll();
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    napi_value argv[1] = {Napi::Number::New(env, -err)};
-    Call(env, argv);
-  }
-
-  void Call(Napi::Env env, napi_value* argv) {
-    callback_.MakeCallback(Value(), 1, argv, *asyncContext_);
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
-    }
+    Call(env, -err);
   }
 
   int Receive() {
     int delivered = 0;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0 && !closed_ && poll_; round++) {
+    for (int round = 0; round < kMaxBatchesPerWakeup && Reading(); round++) {
       int out = 0;
       int err = 0;
       while (out < batch_) {
@@ -1924,9 +1971,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
       }
       if (out > 0) {
         delivered += out;
-        napi_value argv[1] = {Napi::Number::New(env, out)};
-        Call(env, argv);
-        if (fd_ < 0 || closed_ || !poll_) return delivered;  // JS closed us from the callback.
+        Call(env, out);
+        if (!Reading()) return delivered;  // JS closed us from the callback.
       }
       if (err != 0) {
         Fail(err);
@@ -1937,12 +1983,6 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
     return delivered;
   }
 
-  int fd_ = -1;
-  bool closed_ = false;
-  bool referenced_ = false;
-  uv_poll_t* poll_ = nullptr;
-  Napi::FunctionReference callback_;
-  Napi::AsyncContext* asyncContext_ = nullptr;
   std::vector<Napi::ObjectReference> memory_;
   int batch_ = 0;
   int slotBytes_ = 0;
@@ -1953,8 +1993,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
 
 // StreamReader: reads one connected stream socket (QEMU's tcp or unix stream netdev) for
 // src/transports/stream, so that reading a stream port costs what reading a datagram port costs:
-// no Buffer per read, no trip through Node's stream machinery, and busy polling reads it itself
-// (a BusyPollable) instead of handing the socket back to libuv. Node's net.Socket keeps the
+// no Buffer per read, no trip through Node's stream machinery, and busy polling reads it in its
+// spin like any other BusyPollable. Node's net.Socket keeps the
 // connection (connect, accept, writes, 'drain', close); it never reads it (JS opens it paused).
 //   new StreamReader(fd, slab): reads into the JS-owned slab on a dup of fd, so Node closing its
 //     own fd does not close ours, and the other way round.
@@ -1964,7 +2004,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice>, public BusyPollable {
 //   pause() / resume(): stop and start reading (flow control); close(): stop and close the dup.
 // The slab is rewritten by the next read, which never happens while the callback runs: JS frames
 // the bytes synchronously (StreamFramer copies only a frame that continues into the next read).
-class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable {
+class StreamReader : public PolledFd<StreamReader> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     Napi::Function ctor = DefineClass(env, "StreamReader", {
@@ -1976,7 +2016,7 @@ class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable 
     exports.Set("StreamReader", ctor);
   }
 
-  explicit StreamReader(const Napi::CallbackInfo& info) : Napi::ObjectWrap<StreamReader>(info) {
+  explicit StreamReader(const Napi::CallbackInfo& info) : PolledFd<StreamReader>(info) {
     Napi::Env env = info.Env();
     if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBuffer()) {
       Napi::TypeError::New(env, "StreamReader: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
@@ -2001,114 +2041,32 @@ class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable 
     asyncContext_ = new Napi::AsyncContext(env, "lanparty:stream-reader");
   }
 
-  ~StreamReader() override {
-    if (fd_ >= 0) ::close(fd_);
-    delete asyncContext_;
+  int OnReadable(int status) {
+    if (status < 0) {
+      End(status);
+      return 0;
+    }
+    return Receive();
   }
-
-  int BusyFd() const override { return fd_ >= 0 && !closed_ && poll_ && !paused_ ? fd_ : -1; }
   int BusyReceive() override { return Receive(); }
 
  private:
   Napi::Value Start(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (fd_ < 0 || closed_ || poll_ || !info[0].IsFunction()) {
-      Napi::Error::New(env, "StreamReader: start() needs an open reader, a callback, and may run once").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
-      Napi::Error::New(env, "StreamReader: no libuv loop").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    poll_ = new uv_poll_t;
-    int r = uv_poll_init(loop, poll_, fd_);
-    if (r == 0) {
-      poll_->data = this;
-      r = uv_poll_start(poll_, UV_READABLE, OnPoll);
-      if (r != 0) uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-    } else {
-      delete poll_;
-    }
-    if (r != 0) {
-      poll_ = nullptr;
-      ErrnoError(env, -r, "uv_poll_start", "stream socket").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    // Unreferenced like Node's own sockets are not: the net.Socket beside us keeps the loop alive.
-    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-    Ref();
-    referenced_ = true;
-    BusyJoin(this);
-    return env.Undefined();
+    // The net.Socket beside us keeps the loop alive while the connection is open.
+    StartPolling(info, "StreamReader", false);
+    return info.Env().Undefined();
   }
-
   Napi::Value Pause(const Napi::CallbackInfo& info) {
-    if (poll_ && !paused_) uv_poll_stop(poll_);
-    paused_ = true;
+    SetPaused(true);
     return info.Env().Undefined();
   }
-
   Napi::Value Resume(const Napi::CallbackInfo& info) {
-    if (poll_ && paused_ && !closed_) uv_poll_start(poll_, UV_READABLE, OnPoll);
-    paused_ = false;
+    SetPaused(false);
     return info.Env().Undefined();
   }
-
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseNow();
     return info.Env().Undefined();
-  }
-
-  void StopPoll() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), FreePoll);
-      poll_ = nullptr;
-    }
-  }
-
-  void CloseNow() {
-    if (closed_) return;
-    closed_ = true;
-    BusyLeave(this);
-    StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (!callback_.IsEmpty()) callback_.Reset();
-    if (referenced_) {
-      referenced_ = false;
-      Unref();
-    }
-  }
-
-  static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-
-  static void OnPoll(uv_poll_t* handle, int status, int /*events*/) {
-    StreamReader* self = static_cast<StreamReader*>(handle->data);
-    if (self->fd_ < 0 || self->closed_) return;
-    int n = 0;
-    if (status < 0) {
-      self->End(status);
-    } else {
-      n = self->Receive();
-    }
-    if (n > 0) BusySpin(n);
-  }
-
-  // Calls JS with `arg`; returns what it returned as a frame count (0 when not a number).
-  int Call(Napi::Env env, double arg) {
-    napi_value argv[1] = {Napi::Number::New(env, arg)};
-    Napi::Value r = callback_.MakeCallback(Value(), 1, argv, *asyncContext_);
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
-      return 0;
-    }
-    return !r.IsEmpty() && r.IsNumber() ? r.As<Napi::Number>().Int32Value() : 0;
   }
 
   // End of stream (0) or an error (-errno): stop reading, tell JS once.
@@ -2127,7 +2085,7 @@ class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable 
     int frames = 0;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    for (int round = 0; round < kMaxBatchesPerWakeup && fd_ >= 0 && !closed_ && poll_ && !paused_; round++) {
+    for (int round = 0; round < kMaxBatchesPerWakeup && Reading(); round++) {
       ssize_t r;
       do {
         r = ::read(fd_, base_, bytes_);
@@ -2146,13 +2104,6 @@ class StreamReader : public Napi::ObjectWrap<StreamReader>, public BusyPollable 
     return frames;
   }
 
-  int fd_ = -1;
-  bool closed_ = false;
-  bool paused_ = false;
-  bool referenced_ = false;
-  uv_poll_t* poll_ = nullptr;
-  Napi::FunctionReference callback_;
-  Napi::AsyncContext* asyncContext_ = nullptr;
   Napi::ObjectReference memory_;
   uint8_t* base_ = nullptr;
   size_t bytes_ = 0;

@@ -208,11 +208,16 @@ export interface StreamReader {
  * or LANPARTY_STREAM_READER=0 (then Node reads the socket, as it did before the addon had one).
  */
 export function openStreamReader(sock: object, slab: Buffer): StreamReader | null {
-  const m = loadNative();
+  const m = streamReaderAvailable() ? loadNative() : null;
   // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (!m?.StreamReader || typeof fd !== 'number' || fd < 0 || process.env.LANPARTY_STREAM_READER === '0') return null;
+  if (!m?.StreamReader || typeof fd !== 'number' || fd < 0) return null;
   return new m.StreamReader(fd, slab);
+}
+
+/** True when openStreamReader can give stream sockets to the addon (see there). */
+export function streamReaderAvailable(): boolean {
+  return process.env.LANPARTY_STREAM_READER !== '0' && loadNative()?.StreamReader !== undefined;
 }
 
 /**

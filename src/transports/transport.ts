@@ -23,6 +23,7 @@ export interface TransportStatus {
   address: string;
   /** Number of switch ports it has now. */
   portCount: number;
+  /** The addon moves its frames (datagrams: recvmmsg/sendmmsg; streams: the addon reads them). */
   native: boolean;
   /**
    * Datagram transports: the counters of their socket(s), where drops at flush time land (a full

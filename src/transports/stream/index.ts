@@ -36,7 +36,7 @@ import type { Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
-import { openStreamReader, type StreamReader } from '../batch-io.js';
+import { openStreamReader, streamReaderAvailable, type StreamReader } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -308,7 +308,7 @@ export class StreamListener implements Transport {
   }
 
   status(): TransportStatus {
-    return { url: this.url, kind: this.kind, state: this.server ? 'listening' : 'closed', address: describe(this.addr), portCount: this.conns.size, native: false };
+    return { url: this.url, kind: this.kind, state: this.server ? 'listening' : 'closed', address: describe(this.addr), portCount: this.conns.size, native: streamReaderAvailable() };
   }
 }
 
@@ -387,7 +387,7 @@ export class StreamConnector implements Transport {
   }
 
   status(): TransportStatus {
-    return { url: this.url, kind: this.kind, state: this.state, address: describe(this.addr), portCount: this.port ? 1 : 0, native: false };
+    return { url: this.url, kind: this.kind, state: this.state, address: describe(this.addr), portCount: this.port ? 1 : 0, native: streamReaderAvailable() };
   }
 }
 

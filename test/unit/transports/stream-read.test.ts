@@ -83,6 +83,7 @@ for (const mode of modes) {
     it('delivers frames byte for byte however the stream is cut: many per read, split headers and bodies', async () => {
       const a = await connect();
       const b = await connect();
+      assert.equal(t.status().native, mode.env === '1', 'status --json says who reads the connections');
       const frames = [frame(1, 60, 1), frame(1, 1514, 2), frame(1, 300, 3), frame(1, 1514, 4), frame(1, 61, 5)];
       const wire = Buffer.concat(frames.map(framed));
       // All at once (several frames in one read), then the same bytes again cut at awkward places:
