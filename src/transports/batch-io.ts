@@ -205,14 +205,19 @@ export interface StreamReader {
 
 /**
  * A native reader for `sock` (see StreamReader), or null: no addon, an addon without it, no fd,
- * or LANPARTY_STREAM_READER=0 (then Node reads the socket, as it did before the addon had one).
+ * LANPARTY_STREAM_READER=0, or no fd left to dup (then Node reads the socket, as it did before
+ * the addon had one).
  */
 export function openStreamReader(sock: object, slab: Buffer): StreamReader | null {
   const m = streamReaderAvailable() ? loadNative() : null;
   // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
   if (!m?.StreamReader || typeof fd !== 'number' || fd < 0) return null;
-  return new m.StreamReader(fd, slab);
+  try {
+    return new m.StreamReader(fd, slab);
+  } catch {
+    return null;  // dup failed (EMFILE: out of file descriptors): Node reads this one
+  }
 }
 
 /** True when openStreamReader can give stream sockets to the addon (see there). */
