@@ -17,6 +17,7 @@ import { nativeAvailable } from '../../../src/transports/batch-io.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import type { Port } from '../../../src/switch/port.js';
+import { waitFor } from '../../helpers/netns.js';
 
 /** A frame from MAC 02::<src> to broadcast, `len` bytes, its payload counting up from `seed`. */
 function frame(src: number, len: number, seed: number): Buffer {
@@ -53,13 +54,7 @@ for (const mode of modes) {
       else process.env.LANPARTY_STREAM_READER = saved;
     });
 
-    const until = async (what: string, cond: () => boolean, ms = 5000): Promise<void> => {
-      const t0 = Date.now();
-      while (!cond()) {
-        if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        await sleep(5);
-      }
-    };
+    const until = (what: string, cond: () => boolean): Promise<boolean> => waitFor(what, cond, 5000, 5);
 
     /** Connects a client; returns it, its port, and the bytes it has read so far. */
     async function connect(): Promise<{ sock: net.Socket; port: Port; got: () => Buffer }> {
