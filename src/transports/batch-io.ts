@@ -197,6 +197,8 @@ function busyState(v: number[]): BusyPollState {
  * it connects); it still writes, and closing it is the caller's business.
  */
 export interface StreamReader {
+  /** What the reader reads into: callback(n) means bytes [0, n) of it are new. */
+  readonly slab: Buffer;
   start(cb: (n: number) => number): void;
   pause(): void;
   resume(): void;
@@ -208,13 +210,15 @@ export interface StreamReader {
  * LANPARTY_STREAM_READER=0, or no fd left to dup (then Node reads the socket, as it did before
  * the addon had one).
  */
-export function openStreamReader(sock: object, slab: Buffer): StreamReader | null {
+export function openStreamReader(sock: object, slabBytes: number): StreamReader | null {
   const m = streamReaderAvailable() ? loadNative() : null;
   // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
   if (!m?.StreamReader || typeof fd !== 'number' || fd < 0) return null;
+  // Allocated here, once the addon will read: a connection Node reads needs no slab of its own.
+  const slab = Buffer.allocUnsafe(slabBytes);
   try {
-    return new m.StreamReader(fd, slab);
+    return Object.defineProperty(new m.StreamReader(fd, slab), 'slab', { value: slab, enumerable: true }) as StreamReader;
   } catch {
     return null;  // dup failed (EMFILE: out of file descriptors): Node reads this one
   }

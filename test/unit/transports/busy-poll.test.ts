@@ -275,9 +275,10 @@ describe('busy polling (native)', { skip }, () => {
     // next poll phase, after the immediate.
     const run = async (): Promise<{ order: string[]; frames: number }> => {
       const p = await streamPair(`r${Date.now()}.sock`);
-      const slab = Buffer.alloc(4096);
-      const reader = openStreamReader(p.server, slab);
+      const reader = openStreamReader(p.server, 4096);
       assert.ok(reader, 'the addon reads stream sockets');
+      const slab = reader.slab;
+      assert.equal(slab.length, 4096);
       const [a, c] = [await udp(), await udp()];
       const order: string[] = [];
       let done: () => void = () => {};
@@ -318,8 +319,7 @@ describe('busy polling (native)', { skip }, () => {
     // On, the spin after that read reads b before the immediate.
     const run = async (): Promise<{ order: string[]; spins: number; frames: number }> => {
       const p = await streamPair(`s${Date.now()}.sock`);
-      const slab = Buffer.alloc(4096);
-      const reader = openStreamReader(p.server, slab)!;
+      const reader = openStreamReader(p.server, 4096)!;
       const [b, c] = [await udp(), await udp()];
       const order: string[] = [];
       let done: () => void = () => {};
