@@ -68,7 +68,12 @@ const CONFIRM_STEPS = SMOKE ? 2 : 6;
 const IPERF_SECONDS = Number(process.env.LP_BENCH_IPERF_SECONDS ?? 20);
 const LOSS_LIMIT = 0.001;
 
-type Transport = 'udp' | 'unixgram' | 'tcp' | 'unix' | 'mcast' | LinkKind;
+/**
+ * unixgram-q512: unixgram with net.unix.max_dgram_qlen at SUGGESTED_MAX_DGRAM_QLEN (what `lanparty
+ * up` and `doctor` tell a user with a unixgram port to set) for every relay of that row, no relay
+ * too; `unixgram` keeps the kernel's default of 10 that a new namespace starts with.
+ */
+type Transport = 'udp' | 'unixgram' | 'unixgram-q512' | 'tcp' | 'unix' | 'mcast' | LinkKind;
 /** Links between two lanparty instances (stage 5): raw frames over UDP, VXLAN, encrypted peer link. */
 type LinkKind = 'link-udp' | 'link-vxlan' | 'link-wg';
 type Relay = 'none' | 'socat' | 'vde' | 'lanparty' | 'lanparty-bp';
@@ -91,14 +96,15 @@ const listArg = (flag: string): string[] | null => {
   const i = argv.indexOf(flag);
   return i >= 0 ? argv[i + 1].split(',') : null;
 };
-const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'tcp', 'unix', 'mcast'])) as Transport[];
+const TRANSPORTS = (listArg('--transports') ?? (SMOKE ? ['udp', 'tcp'] : ['udp', 'unixgram', 'unixgram-q512', 'tcp', 'unix', 'mcast'])) as Transport[];
 const SIZES = (listArg('--sizes') ?? (SMOKE ? ['64', '1514'] : ['64', '1514', '9000'])).map(Number);
 const RELAYS = (listArg('--relays') ?? ['none', 'socat', 'vde', 'lanparty', 'lanparty-bp']) as Relay[];
 const LINKS = (listArg('--links') ?? ['link-udp', 'link-vxlan', 'link-wg']) as LinkKind[];
 /** Path MTU of the links stage (lo's MTU while it runs): what a link between hosts crosses. */
 const LINK_PATH_MTU = 1500;
 const LINK_SIZES = (listArg('--link-sizes') ?? (SMOKE ? ['1514'] : ['64', '1514'])).map(Number);
-const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : TRANSPORTS.filter((t) => t !== 'mcast');
+// One frame in flight never fills a queue: the queue length changes nothing there.
+const LATENCY_TRANSPORTS: Transport[] = SMOKE ? ['udp'] : TRANSPORTS.filter((t) => t !== 'mcast' && t !== 'unixgram-q512');
 
 const ROOT = repoRoot();
 const LPGEN = join(ROOT, 'bench', 'tools', 'build', 'lpgen');
@@ -360,6 +366,14 @@ async function openLink(topo: Topo, kind: LinkKind, b: number, d: string): Promi
   await prime(`udp:127.0.0.1:${B}`, topo.right, topo.leftBind);
 }
 
+const QLEN_FILE = '/proc/sys/net/unix/max_dgram_qlen';
+/** Sets net.unix.max_dgram_qlen in the bench's namespace; returns what it was. */
+function setMaxDgramQlen(n: number): number {
+  const before = Number(readFileSync(QLEN_FILE, 'utf8').trim());
+  writeFileSync(QLEN_FILE, String(n));
+  return before;
+}
+
 async function openTopo(transport: Transport, asked: Relay, bidirectional: boolean): Promise<Topo> {
   // lanparty-bp is lanparty with the other busy-poll setting (how lanparty waits for frames).
   const relay: Relay = asked === 'lanparty-bp' ? 'lanparty' : asked;
@@ -370,10 +384,14 @@ async function openTopo(transport: Transport, asked: Relay, bidirectional: boole
   const noop = async () => {};
   const topo: Topo = { transport, relay: asked, enter: '', leftBind: null, right: '', beforeSession: noop, afterSession: noop, close: noop, lanparty: null, learned: true };
   const procs: Proc[] = [];
+  // The sysctl applies to unix sockets made after it (per namespace: the bench's own): lanparty's,
+  // each trial's sink and sender. Put back when the topology closes.
+  const qlenBefore = transport === 'unixgram-q512' ? setMaxDgramQlen(SUGGESTED_MAX_DGRAM_QLEN) : null;
   topo.close = async () => {
     for (const p of procs.reverse()) await p.stop();
     if (topo.lanparty) await topo.lanparty.stop();
     if (topo.lanparty2) await topo.lanparty2.stop();
+    if (qlenBefore !== null) setMaxDgramQlen(qlenBefore);
   };
   const socatBase = ['socat', '-b', '65536', ...(bidirectional ? [] : ['-u'])];
   const A = b + 2;
@@ -406,7 +424,8 @@ async function openTopo(transport: Transport, asked: Relay, bidirectional: boole
         }
         break;
       }
-      case 'unixgram': {
+      case 'unixgram':
+      case 'unixgram-q512': {
         topo.leftBind = `unix:${d}/u${n}-l.sock`;
         topo.right = `unix:${d}/u${n}-r.sock`;
         const a = `${d}/u${n}-a.sock`;
@@ -523,7 +542,9 @@ async function openTopo(transport: Transport, asked: Relay, bidirectional: boole
 // ---------------------------------------------------------------------------------------------
 // 1. Frame rate
 
-interface Trial { offered: number; txFps: number; rxFps: number; loss: number; count: number; received: number }
+/** CPU seconds (user + system) that a trial took from each process; relay null where not measured (socat, vde). */
+interface TrialCpu { gen: number; sink: number; relay: number | null }
+interface Trial { offered: number; txFps: number; rxFps: number; loss: number; count: number; received: number; sent: number; cpu: TrialCpu }
 
 async function trial(topo: Topo, size: number, rate: number, count: number): Promise<Trial> {
   unlinkEndpoint(topo.right);
@@ -531,18 +552,25 @@ async function trial(topo: Topo, size: number, rate: number, count: number): Pro
   const sink = startProc([LPGEN, 'sink', topo.right, '--idle-ms', '250', '--batch', '256'], 'lpgen sink');
   await waitEndpoint(topo.right);
   await topo.beforeSession();
+  const relayPid = topo.lanparty?.proc.child.pid;
+  const relay0 = relayPid !== undefined ? cpuTicks(relayPid) : 0;
   const gen = await runProc([LPGEN, 'send', topo.enter, ...(topo.leftBind ? ['--bind', topo.leftBind] : []),
     '--size', String(size), '--count', String(count), '--rate', String(rate), '--src', L_MAC, '--dst', R_MAC], 'lpgen send', 60_000);
   // A sink that got nothing waits forever: give it 1.5 s after the sender.
   const t = setTimeout(() => killProcess(sink.child, 'lpgen sink'), 1500);
   await sink.exited;
   clearTimeout(t);
+  // The sink ran until --idle-ms after the last frame; lanparty had nothing to do then.
+  const relay = relayPid !== undefined ? (cpuTicks(relayPid) - relay0) / CLK_TCK : null;
   await topo.afterSession();
   const g = lastJson(gen.out);
-  const s = lastJson(sink.out.join('')) ?? { frames: 0, fps: 0 };
+  const s = lastJson(sink.out.join('')) ?? { frames: 0, fps: 0, cpu_s: 0 };
   if (!g) throw new Error(`lpgen send ${topo.enter} failed (exit ${gen.code}): ${gen.err.trim()}`);
   const received = Math.min(s.frames, count);
-  return { offered: rate, txFps: g.fps, rxFps: s.fps, loss: 1 - received / count, count, received };
+  return {
+    offered: rate, txFps: g.fps, rxFps: s.fps, loss: 1 - received / count, count, received, sent: g.frames,
+    cpu: { gen: g.cpu_s ?? NaN, sink: s.cpu_s ?? NaN, relay },
+  };
 }
 
 function countFor(size: number, rate: number): number {
@@ -574,13 +602,18 @@ interface RateResult {
   learned: boolean;
   trials: number;
   hwmKb: number;
+  /**
+   * CPU µs per frame in the unpaced (saturated) trial: the sender and the relay (lanparty only) per
+   * frame sent, the sink per frame delivered. null when that trial did not run.
+   */
+  cpuUs: { gen: number; sink: number; relay: number | null } | null;
 }
 
 /** Checked on this machine: vde_switch + vde_plug cut every frame to 1518 bytes (a 1600-byte frame arrives as 1518). */
 const VDE_MAX_FRAME = 1518;
 
 async function findRate(transport: Transport, size: number, relay: Relay): Promise<RateResult> {
-  const base: RateResult = { transport, size, relay, skipped: null, fps: 0, offered: 0, loss: 1, saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0 };
+  const base: RateResult = { transport, size, relay, skipped: null, fps: 0, offered: 0, loss: 1, saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0, cpuUs: null };
   if (relay === 'vde' && transport === 'udp' && size > VDE_MAX_FRAME) {
     return { ...base, skipped: `vde_switch/vde_plug truncate frames to ${VDE_MAX_FRAME} bytes (a 1600-byte frame arrives as 1518), so ${size}-byte frames cannot pass` };
   }
@@ -605,6 +638,14 @@ async function findRate(transport: Transport, size: number, relay: Relay): Promi
     const unpaced = await run(0);
     base.saturatedFps = unpaced.rxFps;
     base.saturatedLoss = unpaced.loss;
+    const perFrame = (cpuS: number, frames: number) => (frames > 0 ? (cpuS * 1e6) / frames : NaN);
+    base.cpuUs = {
+      gen: perFrame(unpaced.cpu.gen, unpaced.sent),
+      sink: perFrame(unpaced.cpu.sink, unpaced.received),
+      // Per frame it was given, not per frame delivered: dropping a frame costs it little, and at
+      // a lossless rate it handles exactly the frames it delivers.
+      relay: unpaced.cpu.relay === null ? null : perFrame(unpaced.cpu.relay, unpaced.sent),
+    };
     let good = 0;
     let goodIsUnpaced = false;
     if (unpaced.loss < LOSS_LIMIT) {
@@ -976,14 +1017,19 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   out.push('');
   if (skips.length) out.push(`¹ not measured: ${skips.join('; ')}.`, '');
   out.push('² Stream sinks only listen, so they never send a frame: lanparty floods their frames as unknown unicast to the one other', 'port (one send, the same work as a unicast forward). On the datagram transports the sink\'s MAC is learned first.', '');
+  if (TRANSPORTS.includes('unixgram-q512')) {
+    out.push(`unixgram-q512 is unixgram with net.unix.max_dgram_qlen = ${SUGGESTED_MAX_DGRAM_QLEN} for every relay in its row, no relay too (what \`lanparty up\` and`,
+      '`doctor` tell a user with a unixgram port to set); the unixgram row has the kernel\'s default of 10, which every new', 'network namespace starts with.', '');
+  }
+  out.push(...cpuTable(r));
   const hwm = r.rates.filter((x) => x.relay === 'lanparty' && x.hwmKb > 0).map((x) => x.hwmKb);
   if (hwm.length) out.push(`lanparty peak RSS during the rate runs: ${Math.min(...hwm)}–${Math.max(...hwm)} kB.`, '');
 
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
   out.push(`Busy polling is ${busyDefaultText}; "${relayLabel('lanparty-bp')}" is lanparty with it ${DEFAULT_BUSY_POLL_US > 0 ? 'off' : 'on'}. On, after frames arrive`,
     `lanparty keeps reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process (its idle spinning`,
-    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core, and it does not spin above ${busyMaxRate()} frames/s; README, "Speed"). It reads the native datagram ports itself;`,
-    'stream ports are read by Node, so there it watches their sockets while it spins and hands one to Node as soon as it is readable.', '');
+    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core, and it does not spin above ${busyMaxRate()} frames/s; README, "Speed"). It reads the`,
+    'native datagram ports, TAP devices and stream connections (the addon reads those too) itself, in the spin.', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');
   out.push('Two loads, one frame in flight in both: "2 kHz" sends a probe every 500 µs (all processes sleep between probes, so',
@@ -1066,6 +1112,52 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   return out.join('\n');
 }
 
+/**
+ * Where the CPU goes in the unpaced runs, and the most lanparty could reach at its own cost. The
+ * sender and sink run beside the relay on the same CPUs, so at a rate F the three need
+ * F × (sender + sink + relay) CPU-seconds a second out of the machine's N, and the relay, one
+ * thread on the data path, needs F × relay out of one core. All three costs come from lanparty's
+ * unpaced run: F ≤ min(N ÷ (sender + sink + lanparty), 1 ÷ lanparty), shown ÷ no relay's lossless
+ * rate (at most 1). A measured ratio near the ceiling is the machine's
+ * limit, not lanparty's: only a lower cost per frame raises it.
+ */
+function cpuCeiling(none: RateResult | undefined, lp: RateResult | undefined): { fps: number; ratio: number } | null {
+  if (!none?.cpuUs || !lp?.cpuUs || none.skipped || lp.skipped) return null;
+  // The sender's and sink's cost as they were with lanparty between them: not the no-relay run's
+  // (udp: a sink reading lanparty's GSO-batched datagrams costs less per frame than one reading the sender's).
+  const g = lp.cpuUs.gen, k = lp.cpuUs.sink, l = lp.cpuUs.relay ?? NaN;
+  const fps = Math.min(cpus().length / (g + k + l), 1 / l) * 1e6;
+  if (!Number.isFinite(fps)) return null;
+  return { fps, ratio: none.fps > 0 ? Math.min(1, fps / none.fps) : NaN };
+}
+
+function cpuTable(r: AllResults): string[] {
+  const n = cpus().length;
+  const get = (t: Transport, s: number, rl: Relay) => r.rates.find((x) => x.transport === t && x.size === s && x.relay === rl);
+  const rows: string[] = [];
+  const us = (x: number | null | undefined) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2));
+  for (const t of TRANSPORTS) {
+    for (const s of SIZES) {
+      const none = get(t, s, 'none'), lp = get(t, s, 'lanparty');
+      if (!none?.cpuUs || !lp?.cpuUs || none.skipped || lp.skipped) continue;
+      const c = cpuCeiling(none, lp);
+      rows.push(`| ${t} | ${s} | ${us(none.cpuUs.gen)} / ${us(none.cpuUs.sink)} | ${us(lp.cpuUs.gen)} / ${us(lp.cpuUs.sink)} / ${us(lp.cpuUs.relay)} | ${c ? fmtFps(c.fps) : '–'} | ${c && Number.isFinite(c.ratio) ? `${c.ratio.toFixed(2)}x` : '–'} | ${ratio(lp.fps, none.fps)} |`);
+    }
+  }
+  if (rows.length === 0) return [];
+  return [
+    `### Where the CPU goes (unpaced runs, ${n} CPUs)`, '',
+    'CPU µs (user + system) per frame: the sender and lanparty per frame sent, the sink per frame delivered (getrusage in',
+    'lpgen, /proc/PID/stat for lanparty, 10 ms ticks). All three share the machine\'s CPUs, so lanparty can deliver at most',
+    `F = min(${n} ÷ (sender + sink + lanparty), 1 ÷ lanparty) frames/s at the costs measured with lanparty between them.`,
+    '"ceiling ÷ none" is that F ÷ the no-relay lossless rate (at most 1): where the',
+    'measured lp/none is close to it, the machine, not the switch, sets the ratio, and only a lower cost per frame raises it.', '',
+    '| transport | size B | none: sender / sink µs | lanparty: sender / sink / lanparty µs | ceiling F | ceiling ÷ none | lp/none |',
+    '|---|---:|---|---|---:|---:|---:|',
+    ...rows, '',
+  ];
+}
+
 function targets(r: AllResults): string[] {
   const out = ['## Targets (issue 8), from this run', ''];
   const get = (t: Transport, s: number, rl: Relay) => r.rates.find((x) => x.transport === t && x.size === s && x.relay === rl);
@@ -1082,7 +1174,9 @@ function targets(r: AllResults): string[] {
       const ceiling = so.fps > 0 && n.fps > 0 && 4 * so.fps > n.fps
         ? ` — unreachable for any relay here: 4x socat = ${fmtFps(4 * so.fps)} f/s > no relay ${fmtFps(n.fps)} f/s`
         : '';
-      out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)})`);
+      const c = cpuCeiling(n, lp);
+      const cpuNote = c && Number.isFinite(c.ratio) && rn < 0.5 ? `; at lanparty's own CPU cost per frame these CPUs allow at most ${c.ratio.toFixed(2)}x, "Where the CPU goes"` : '';
+      out.push(`- ${t} ${s} B: lanparty ≥ 4x socat: ${mark(Number.isFinite(rs) ? rs >= 4 : null)} (${ratio(lp.fps, so.fps)}${ceiling}); ≥ 0.5x no relay: ${mark(Number.isFinite(rn) ? rn >= 0.5 : null)} (${ratio(lp.fps, n.fps)}${cpuNote})`);
     }
   }
   const lpLat = r.lat.filter((x) => (x.relay === 'lanparty' || x.relay === 'lanparty-bp') && !x.skipped);
@@ -1148,7 +1242,7 @@ async function main(): Promise<void> {
           if (rl === 'lanparty-bp' && !listArg('--relays')) continue;
           const r = await findRate(t, s, rl).catch((err: Error): RateResult => ({
             transport: t, size: s, relay: rl, skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
-            saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
+            saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0, cpuUs: null,
           }));
           results.rates.push(r);
           say(r.skipped
@@ -1170,7 +1264,7 @@ async function main(): Promise<void> {
       for (const s of LINK_SIZES) {
         const r = await findRate(k, s, 'lanparty').catch((err: Error): RateResult => ({
           transport: k, size: s, relay: 'lanparty', skipped: `error: ${err.message.split('\n')[0]}`, fps: 0, offered: 0, loss: 1,
-          saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0,
+          saturatedFps: 0, saturatedLoss: 1, learned: true, trials: 0, hwmKb: 0, cpuUs: null,
         }));
         results.links.push(r);
         say(r.skipped
