@@ -1122,8 +1122,8 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
  * F × (sender + sink + relay) CPU-seconds a second out of the machine's N, and the relay, one
  * thread on the data path, needs F × relay out of one core. All three costs come from lanparty's
  * unpaced run: F ≤ min(N ÷ (sender + sink + lanparty), 1 ÷ lanparty), shown ÷ no relay's lossless
- * rate (at most 1). A measured ratio near the ceiling is the machine's
- * limit, not lanparty's: only a lower cost per frame raises it.
+ * rate (at most 1). A measured ratio near the ceiling is as fast as these costs allow here: only a
+ * lower cost per frame (lanparty's, or the kernel's work on its behalf) raises it.
  */
 function cpuCeiling(none: RateResult | undefined, lp: RateResult | undefined): { fps: number; ratio: number } | null {
   if (!none?.cpuUs || !lp?.cpuUs || none.skipped || lp.skipped) return null;
@@ -1154,8 +1154,9 @@ function cpuTable(r: AllResults): string[] {
     'CPU µs (user + system) per frame: the sender and lanparty per frame sent, the sink per frame delivered (getrusage in',
     'lpgen, /proc/PID/stat for lanparty, 10 ms ticks). All three share the machine\'s CPUs, so lanparty can deliver at most',
     `F = min(${n} ÷ (sender + sink + lanparty), 1 ÷ lanparty) frames/s at the costs measured with lanparty between them.`,
-    '"ceiling ÷ none" is that F ÷ the no-relay lossless rate (at most 1): where the',
-    'measured lp/none is close to it, the machine, not the switch, sets the ratio, and only a lower cost per frame raises it.', '',
+    '"ceiling ÷ none" is that F ÷ the no-relay lossless rate (at most 1). Where lp/none is close to it, lanparty runs as fast as',
+    'its cost per frame (its own code and the kernel\'s work for it) allows on these CPUs, and only a lower cost raises it; well',
+    'below it, the time goes elsewhere (drops, waiting, scheduling). From one trial and 10 ms ticks: approximate.', '',
     '| transport | size B | none: sender / sink µs | lanparty: sender / sink / lanparty µs | ceiling F | ceiling ÷ none | lp/none |',
     '|---|---:|---|---|---:|---:|---:|',
     ...rows, '',
