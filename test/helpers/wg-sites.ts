@@ -253,13 +253,24 @@ export class FrameClient {
   close(): void { this.sock.destroy(); }
 }
 
-/** Connects a QEMU-stream-format client (4-byte big-endian length + frame) to a site's unix port. */
-export function connectClient(site: Site): Promise<FrameClient> {
+/**
+ * Connects a QEMU-stream-format client (4-byte big-endian length + frame) to a site's unix port,
+ * and waits until the site's lanparty has made it a switch port: 'connect' fires as soon as the
+ * connection is queued at the listener, and a frame flooded before lanparty accepts it reaches no
+ * port for this client (seen in CI on a loaded machine: the first frame of a test never arrived).
+ */
+export async function connectClient(site: Site): Promise<FrameClient> {
+  type Ports = { ports: Array<{ id: number; kind: string }> };
+  const unixPortIds = async (): Promise<number[]> =>
+    site.lp ? (await lanpartyStatus<Ports>(site.lp)).ports.filter((p) => p.kind === 'unix').map((p) => p.id) : [];
+  const before = Math.max(0, ...(await unixPortIds()));
   const sock = net.connect({ path: site.streamPath });
-  return new Promise((resolve, reject) => {
+  const client = await new Promise<FrameClient>((resolve, reject) => {
     sock.once('error', reject);
     sock.once('connect', () => resolve(new FrameClient(site.tag, site.clientMac, sock)));
   });
+  if (site.lp) await waitFor(`site ${site.tag}: lanparty's port for the new client`, async () => (await unixPortIds()).some((id) => id > before), 5000, 20);
+  return client;
 }
 
 export const BROADCAST = 'ff:ff:ff:ff:ff:ff';
