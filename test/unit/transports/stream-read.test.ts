@@ -4,7 +4,9 @@
  * (StreamReader: one reused slab) and by Node (LANPARTY_STREAM_READER=0, or no addon). Both must
  * deliver the same frames byte for byte, however the bytes are cut into reads, and count the same
  * bad input: an empty frame, a length over the limit (the connection is closed), and a stream
- * that ends inside a frame.
+ * that ends inside a frame. Frames from one stream port to another are copied a read's run at a
+ * time (cut-through, src/transports/stream/index.ts): the receivers must still get exactly their
+ * frames, in order, when runs are broken by drops, empty frames and frames for other ports.
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +26,12 @@ function frame(src: number, len: number, seed: number): Buffer {
   const f = Buffer.alloc(len);
   for (let i = 14; i < len; i++) f[i] = (seed + i) & 0xff;
   Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, src, 0x88, 0xb5]).copy(f, 0);
+  return f;
+}
+/** A `len`-byte frame from MAC 02::<src> to 02::<dst> (or broadcast when dst is 0xff). */
+function unicast(src: number, dst: number, len: number, seed: number): Buffer {
+  const f = frame(src, len, seed);
+  if (dst !== 0xff) Buffer.from([2, 0, 0, 0, 0, dst]).copy(f, 0);
   return f;
 }
 function framed(f: Buffer): Buffer {
@@ -99,6 +107,50 @@ for (const mode of modes) {
       a.sock.destroy();
       b.sock.destroy();
       await until('both ports gone', () => sw.ports.length === 0);
+    });
+
+    it('forwards runs of frames between stream ports in order, byte for byte, however they are cut and interleaved', async () => {
+      const a = await connect();
+      const b = await connect();
+      const c = await connect();
+      // Teach the switch where 02::0a, 02::0b and 02::0c are (broadcasts each of them reads too).
+      for (const [who, mac] of [[a, 0x0a], [b, 0x0b], [c, 0x0c]] as const) who.sock.write(framed(frame(mac, 60, mac)));
+      await until('the three hellos', () => a.got().length > 0 && b.got().length > 0 && c.got().length > 0 && sw.ports.every((p) => p.counters.rxFrames === 1));
+      await until('every hello delivered twice', () => a.got().length + b.got().length + c.got().length === 6 * 64);
+      const b0 = b.got().length;
+      const c0 = c.got().length;
+      // From a: runs to b, a frame to c in between, broadcasts (to both), an empty frame, a runt
+      // (dropped), a frame to a itself (dropped), then more to b, sizes mixed.
+      const seq: Array<{ f: Buffer; to: string }> = [];
+      let seed = 0;
+      const add = (dst: number, len: number, to: string): void => { seq.push({ f: unicast(0x0a, dst, len, ++seed), to }); };
+      add(0x0b, 60, 'b'); add(0x0b, 1514, 'b'); add(0x0b, 64, 'b'); add(0x0c, 100, 'c'); add(0x0b, 70, 'b');
+      add(0xff, 200, 'bc'); add(0xff, 61, 'bc'); add(0x0b, 99, 'b');
+      seq.push({ f: Buffer.alloc(0), to: '' });  // empty: counted, not forwarded
+      add(0x0b, 300, 'b');
+      seq.push({ f: Buffer.alloc(10, 0x0b), to: '' });  // runt
+      add(0x0a, 80, '');  // to its own port
+      add(0x0b, 1000, 'b'); add(0x0c, 1400, 'c'); add(0x0c, 60, 'c'); add(0x0b, 60, 'b');
+      const wire = Buffer.concat(seq.map((s) => framed(s.f)));
+      const want = (who: string): Buffer => Buffer.concat(seq.filter((s) => s.to.includes(who)).map((s) => framed(s.f)));
+      // Once in one write, then cut inside headers and bodies so runs end at every read.
+      a.sock.write(wire);
+      await until('the whole sequence once', () => b.got().length === b0 + want('b').length && c.got().length === c0 + want('c').length);
+      let at = 0;
+      for (const cut of [3, 70, 1590, 1600, 2000, 2777, wire.length - 1, wire.length]) {
+        a.sock.write(wire.subarray(at, cut));
+        at = cut;
+        await sleep(15);
+      }
+      await until('the whole sequence twice', () => b.got().length === b0 + 2 * want('b').length && c.got().length === c0 + 2 * want('c').length);
+      assert.ok(b.got().subarray(b0).equals(Buffer.concat([want('b'), want('b')])), 'b read exactly its frames, in order');
+      assert.ok(c.got().subarray(c0).equals(Buffer.concat([want('c'), want('c')])), 'c read exactly its frames, in order');
+      assert.equal(a.got().length, 2 * 64, 'a got only the two hellos, not its own frame back');
+      assert.equal(a.port.counters.drops.runt, 2);
+      assert.equal(a.port.counters.drops['self-loop'], 2);
+      assert.equal(b.port.counters.txFrames, 2 + 2 * seq.filter((s) => s.to.includes('b')).length);
+      for (const x of [a, b, c]) x.sock.destroy();
+      await until('all ports gone', () => sw.ports.length === 0);
     });
 
     it('counts an empty frame and a stream that ends inside a frame', async () => {
