@@ -19,12 +19,13 @@ export const BROADCAST_MAC = 0xffffffffffff;
 
 /** The destination MAC at buf[off..off+6) as a 48-bit number. */
 export function dstMac(buf: Buffer, off: number): number {
-  return buf.readUInt32BE(off) * 0x10000 + buf.readUInt16BE(off + 4);
+  // Byte arithmetic, not readUInt32BE: no bounds check and no call (the caller checked len >= 14).
+  return ((buf[off] << 8) | buf[off + 1]) * 0x100000000 + (((buf[off + 2] << 24) | (buf[off + 3] << 16) | (buf[off + 4] << 8) | buf[off + 5]) >>> 0);
 }
 
 /** The source MAC at buf[off+6..off+12) as a 48-bit number. */
 export function srcMac(buf: Buffer, off: number): number {
-  return buf.readUInt32BE(off + 6) * 0x10000 + buf.readUInt16BE(off + 10);
+  return ((buf[off + 6] << 8) | buf[off + 7]) * 0x100000000 + (((buf[off + 8] << 24) | (buf[off + 9] << 16) | (buf[off + 10] << 8) | buf[off + 11]) >>> 0);
 }
 
 /** True for broadcast and multicast destinations (I/G bit). */
@@ -37,8 +38,8 @@ export function isGroupDst(buf: Buffer, off: number): boolean {
  * selects the MAC table. Caller guarantees len >= 14.
  */
 export function vlanId(buf: Buffer, off: number, len: number): number {
-  const type = buf.readUInt16BE(off + 12);
-  if ((type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ) && len >= 18) return buf.readUInt16BE(off + 14) & 0x0fff;
+  const type = (buf[off + 12] << 8) | buf[off + 13];
+  if ((type === ETHERTYPE_VLAN || type === ETHERTYPE_QINQ) && len >= 18) return ((buf[off + 14] << 8) | buf[off + 15]) & 0x0fff;
   return 0;
 }
 

@@ -200,3 +200,56 @@ test('flushLearned forgets learned MACs, keeps pinned ones, and unicast floods u
   assert.equal(sw.counters.floods, floods + 1, 'A unknown again: flooded');
   assert.deepEqual(ports.map((p) => p.frames.length), [2, 1, 3]);
 });
+
+test('the entries last learned and looked up (kept beside the table) never outlive a change to it', () => {
+  // Each step repeats frames between the same MACs first, so the hot entries are the ones changed.
+  const sw = new Switch({ macAgeMs: 1000 }, undefined, 0);
+  const ports = [new MemoryPort('p0'), new MemoryPort('p1'), new MemoryPort('p2')];
+  for (const p of ports) sw.addPort(p);
+  const [p0, p1, p2] = ports;
+  const macA = 0x02000000000a;
+  const counts = () => ports.map((p) => p.frames.length);
+  const talk = () => {
+    for (let i = 0; i < 3; i++) {
+      inject(sw, p0, frame(B, A));
+      inject(sw, p1, frame(A, B));
+    }
+  };
+  talk();
+  assert.deepEqual(counts(), [3, 3, 1], 'one flood, then unicast both ways');
+  // Forgetting learned MACs: the next frame to B floods, and A is learned again.
+  sw.flushLearned('test');
+  inject(sw, p0, frame(B, A));
+  assert.deepEqual(counts(), [3, 4, 2]);
+  assert.equal(sw.table.lookup(macA, 0), p0);
+  talk();
+  // A moves to p2 right after being learned on p0 again and again: moved at once, counted.
+  inject(sw, p2, frame(B, A));
+  assert.equal(sw.table.lookup(macA, 0), p2);
+  assert.equal(sw.table.counters.moved, 1);
+  const p0Seen = p0.frames.length;
+  const p2Seen = p2.frames.length;
+  inject(sw, p1, frame(A, B));
+  assert.deepEqual([p0.frames.length, p2.frames.length], [p0Seen, p2Seen + 1], 'the reply to A goes to p2 now, not p0');
+  // Ageing: after the sweep, frames to A flood, and A comes back with a new entry.
+  sw.tick(5000);
+  assert.equal(sw.table.size, 0);
+  const before = counts();
+  inject(sw, p1, frame(A, B));
+  assert.deepEqual(counts(), [before[0] + 1, before[1], before[2] + 1], 'A unknown: flooded');
+  inject(sw, p2, frame(B, A));
+  assert.equal(sw.table.size, 2);
+  assert.equal(sw.table.counters.learned, 6, 'A and B learned three times each');
+  // Pinning A to p0 while p2 keeps sending from it: each frame is refused as spoofing.
+  sw.table.pin(macA, 0, p0, 5000);
+  inject(sw, p2, frame(B, A));
+  inject(sw, p2, frame(B, A));
+  assert.equal(sw.table.counters.pinnedRefused, 2);
+  assert.equal(sw.table.lookup(macA, 0), p0);
+  // A port removed while its MAC (B) is the last destination looked up: frames to B flood.
+  sw.removePort(p1);
+  const p0Before = p0.frames.length;
+  inject(sw, p2, frame(B, A));
+  assert.equal(p0.frames.length, p0Before + 1, 'flooded to p0, the only other port');
+  assert.equal(sw.table.lookup(0x02000000000b, 0), undefined);
+});
