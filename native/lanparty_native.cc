@@ -2002,6 +2002,8 @@ class TapDevice : public PolledFd<TapDevice> {
 //     frames they completed (busy polling's count). callback(0) at end of stream and
 //     callback(-errno) on an error, once: reading has stopped then.
 //   pause() / resume(): stop and start reading (flow control); close(): stop and close the dup.
+//   useSlab(buffer): read into this buffer from the next read on (the callback may call it: JS
+//     handed a view of the old slab to a socket that keeps it, a write that did not complete).
 // The slab is rewritten by the next read, which never happens while the callback runs: JS frames
 // the bytes synchronously (StreamFramer copies only a frame that continues into the next read).
 class StreamReader : public PolledFd<StreamReader> {
@@ -2012,6 +2014,7 @@ class StreamReader : public PolledFd<StreamReader> {
       InstanceMethod<&StreamReader::Pause>("pause"),
       InstanceMethod<&StreamReader::Resume>("resume"),
       InstanceMethod<&StreamReader::Close>("close"),
+      InstanceMethod<&StreamReader::UseSlab>("useSlab"),
     });
     exports.Set("StreamReader", ctor);
   }
@@ -2067,6 +2070,18 @@ class StreamReader : public PolledFd<StreamReader> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     CloseNow();
     return info.Env().Undefined();
+  }
+  Napi::Value UseSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() < 4) {
+      Napi::TypeError::New(env, "StreamReader.useSlab: needs a buffer of at least 4 bytes").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Buffer<uint8_t> slab = info[0].As<Napi::Buffer<uint8_t>>();
+    base_ = slab.Data();
+    bytes_ = slab.Length();
+    memory_ = Napi::Persistent(info[0].As<Napi::Object>());
+    return env.Undefined();
   }
 
   // End of stream (0) or an error (-errno): stop reading, tell JS once.

@@ -88,7 +88,7 @@ interface NativeModule {
   ) => NativeHandle;
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
   /** Absent from an addon built before it: stream ports then read through Node. */
-  StreamReader?: new (fd: number, slab: Buffer) => StreamReader;
+  StreamReader?: new (fd: number, slab: Buffer) => NativeStreamReader;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
   interfaceState(name: string): InterfaceState | null;
   /** Present when the addon was built with OpenSSL's headers (Node ships them). */
@@ -196,6 +196,15 @@ function busyState(v: number[]): BusyPollState {
  * error, once. The net.Socket must never read (open it paused: pauseOnConnect, or pause() before
  * it connects); it still writes, and closing it is the caller's business.
  */
+/** The addon's StreamReader object; `useSlab` is absent from an addon built before it. */
+interface NativeStreamReader {
+  start(cb: (n: number) => number): void;
+  pause(): void;
+  resume(): void;
+  close(): void;
+  useSlab?: (slab: Buffer) => void;
+}
+
 export interface StreamReader {
   /** What the reader reads into: callback(n) means bytes [0, n) of it are new. */
   readonly slab: Buffer;
@@ -203,6 +212,12 @@ export interface StreamReader {
   pause(): void;
   resume(): void;
   close(): void;
+  /**
+   * Reads into a new slab from the next read on, and returns it: call it (from the callback too)
+   * when something keeps a view of the current one, such as a socket write that did not complete.
+   * Null when the addon is older than this method: then nothing may keep a view of the slab.
+   */
+  readonly renewSlab: (() => Buffer) | null;
 }
 
 /**
@@ -216,12 +231,26 @@ export function openStreamReader(sock: object, slabBytes: number): StreamReader 
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
   if (!m?.StreamReader || typeof fd !== 'number' || fd < 0) return null;
   // Allocated here, once the addon will read: a connection Node reads needs no slab of its own.
-  const slab = Buffer.allocUnsafe(slabBytes);
+  let native: NativeStreamReader;
+  let slab = Buffer.allocUnsafe(slabBytes);
   try {
-    return Object.defineProperty(new m.StreamReader(fd, slab), 'slab', { value: slab, enumerable: true }) as StreamReader;
+    native = new m.StreamReader(fd, slab);
   } catch {
     return null;  // dup failed (EMFILE: out of file descriptors): Node reads this one
   }
+  const useSlab = native.useSlab;
+  return {
+    get slab() { return slab; },
+    start: (cb) => native.start(cb),
+    pause: () => native.pause(),
+    resume: () => native.resume(),
+    close: () => native.close(),
+    renewSlab: typeof useSlab !== 'function' ? null : () => {
+      slab = Buffer.allocUnsafe(slabBytes);
+      native.useSlab!(slab);
+      return slab;
+    },
+  };
 }
 
 /** True when openStreamReader can give stream sockets to the addon (see there). */

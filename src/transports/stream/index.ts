@@ -11,14 +11,17 @@
  * copies only a frame split across reads) → sink.input. Without the addon, or with
  * LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a Buffer per read) → the same.
  * Sending, per port:
- *   1. send() copies length + frame into the port's output slab (64 KiB, reused until full),
- *      because the caller's buffer is only ours for the call. Cut-through: a frame that follows
- *      the previous one sent here in the same read chunk of another stream port already has its
- *      length in front of it, so it only extends a pending run [runStart, runEnd) of that chunk,
- *      and the whole run is copied once, when the chunk has been forwarded (settleRuns) or before
- *      anything else is sent here. Between two guests on stream ports that is one copy per read
- *      instead of one per frame (measured in the issue 8 note);
- *   2. the first send of a tick schedules one flush (queueMicrotask, bound once);
+ *   1. Cut-through: a frame that arrived in the read chunk of another stream port already has its
+ *      length in front of it, as it must leave. send() only notes it as a run [runStart, runEnd)
+ *      of that chunk, and the next frames of the chunk sent here, right behind it, extend the run.
+ *      When the chunk has been forwarded (settleRuns), or before anything else is sent here, the
+ *      run is settled: written to the socket straight from the chunk when nothing else waits to
+ *      be written (if the socket keeps a view of it, a write that did not complete, the reading
+ *      port reads into a new slab from then on), else copied behind what waits. Between two
+ *      guests on stream ports that is one write per read and no copy at all (issue 8 note);
+ *   2. any other frame is copied (length + frame) into the port's output slab (64 KiB, reused
+ *      until full), because the caller's buffer is only ours for the call, and the first such
+ *      send of a tick schedules one flush (queueMicrotask, bound once);
  *   3. flush() hands everything copied since the last flush to the socket in one write, so a
  *      batch of frames from one wakeup costs one system call, not one per frame.
  * When more than QUEUE_LIMIT_BYTES is already queued (a stalled VM: QEMU stops reading when its
@@ -59,10 +62,17 @@ const READ_BYTES = 64 * 1024;
 
 /** The stream port whose chunk is being forwarded right now (forwarding is synchronous), else null. */
 let reading: StreamPort | null = null;
-/** The chunk it is forwarding: frames handed on as views of it have their length header in front. */
+/**
+ * The chunk it is forwarding. A frame handed on as a view of it at offset 4 or more has its length
+ * in front of it: only a frame whose length was split across reads starts before 4.
+ */
 let readingChunk: Buffer | null = null;
-/** Ports holding a run of readingChunk not yet copied; settled before the chunk may be reused. */
+/** Ports holding a run of readingChunk not yet written or copied; settled before the chunk is reused. */
 const unsettled: StreamPort[] = [];
+/** Set when a socket kept a view of readingChunk: the reading port must not read into it again. */
+let chunkKept = false;
+/** False while forwarding a chunk whose reader cannot change slabs (an addon built before useSlab). */
+let chunkMayBeKept = true;
 
 function settleRuns(): void {
   for (let i = 0; i < unsettled.length; i++) unsettled[i].settle();
@@ -125,39 +135,61 @@ class StreamPort implements Port {
     this.counters.txFrames++;
     this.counters.txBytes += len;
     if (buf === this.runChunk && off === this.runEnd + 4) {
-      // The next frame of the chunk, right behind the last one sent here: its length is in place.
+      // The next frame of the chunk, right behind the last one sent here.
       this.runEnd = off + len;
       return;
     }
     if (this.runChunk !== null) this.settle();
+    if (buf === readingChunk && off >= 4) {
+      this.runChunk = buf;
+      this.runStart = off - 4;
+      this.runEnd = off + len;
+      unsettled.push(this);
+      return;
+    }
     const need = 4 + len;
     if (this.slab.length - this.used < need) this.newSlab(need);
     const slab = this.slab;
     slab.writeUInt32BE(len, this.used);
     buf.copy(slab, this.used + 4, off, off + len);
     this.used += need;
-    if (buf === readingChunk) {
-      this.runChunk = buf;
-      this.runStart = this.runEnd = off + len;
-      unsettled.push(this);
-    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       queueMicrotask(this.flushBound);
     }
   }
 
-  /** Copies the pending cut-through run into the output slab. */
+  /** Writes the pending cut-through run, or copies it behind what waits to be written. */
   settle(): void {
     const chunk = this.runChunk;
     if (chunk === null) return;
     this.runChunk = null;
-    const n = this.runEnd - this.runStart;
-    if (n === 0) return;
-    if (this.slab.length - this.used < n) this.newSlab(n);
-    chunk.copy(this.slab, this.used, this.runStart, this.runEnd);
-    this.used += n;
+    const start = this.runStart;
+    const end = this.runEnd;
     this.runStart = this.runEnd = 0;
+    if (!this.open) return;
+    if (chunkMayBeKept && this.socket.writableLength === 0) {
+      // Straight from the chunk, behind what the slab holds (often a frame split across reads),
+      // in one writev. A write that completes at once keeps nothing.
+      const behind = this.used > this.flushedTo;
+      if (behind) {
+        this.socket.cork();
+        this.flush();
+      }
+      this.socket.write(chunk.subarray(start, end));
+      if (behind) this.socket.uncork();
+      if (this.socket.writableLength > 0) chunkKept = true;
+      return;
+    }
+    const n = end - start;
+    if (this.slab.length - this.used < n) this.newSlab(n);
+    chunk.copy(this.slab, this.used, start, end);
+    this.used += n;
+    this.scheduleFlush();
   }
 
   /** Flushes and starts a fresh slab with room for `need` bytes (the socket keeps views of the old one, so it is never rewritten). */
@@ -230,14 +262,21 @@ class StreamPort implements Port {
     this.endFlowControl();
     this.reader?.close();
   }
-  /** Reads chunk[0, n): every frame in it is forwarded with this port as `reading`. */
+  /**
+   * Reads chunk[0, n): every frame in it is forwarded with this port as `reading`. Returns false
+   * after a bad length. A socket may keep a view of the chunk (a write that did not complete):
+   * then the addon's reader gets a new slab (Node gives every read a buffer of its own).
+   */
   readChunk(chunk: Buffer, n: number): boolean {
     reading = this;
     readingChunk = chunk;
+    chunkKept = false;
+    chunkMayBeKept = this.reader === null || this.reader.renewSlab !== null;
     try {
       return this.framer.push(chunk, n);
     } finally {
       settleRuns();  // before the chunk's bytes can be read over
+      if (chunkKept) this.reader?.renewSlab!();
       reading = null;
       readingChunk = null;
     }
@@ -269,7 +308,6 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
   // The socket was opened paused (it has not read a byte): the addon reads it if it can, else Node.
   const reader = openStreamReader(sock, READ_BYTES);
   if (reader !== null) {
-    const slab = reader.slab;
     // Read like a datagram port: into one slab, no Buffer per read, and busy polling reads it
     // in its spin (measured: p50 and p99 of a 2 kHz ping through tcp and unix ports 15-25% lower
     // than Node reading them).
@@ -281,7 +319,7 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
         return 0;
       }
       const before = counters.rxFrames;
-      if (!port.readChunk(slab, n)) {
+      if (!port.readChunk(reader.slab, n)) {
         reader.close();  // now: what follows the bad length must not be read as frames
         badLength();
       }

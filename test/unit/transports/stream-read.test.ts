@@ -153,6 +153,29 @@ for (const mode of modes) {
       await until('all ports gone', () => sw.ports.length === 0);
     });
 
+    it('a receiver that reads slowly gets every byte: frames written straight from the read chunk are never read over', async () => {
+      const a = await connect();
+      const b = await connect();
+      a.sock.write(framed(frame(0x0a, 60, 0)));
+      b.sock.write(framed(frame(0x0b, 60, 0)));
+      await until('both hellos', () => a.got().length === 64 && b.got().length === 64);
+      // b stops reading: writes to it stop completing, so its socket keeps views of a's chunks
+      // while a reads on (up to the pause threshold), in one write per 64 KiB here.
+      b.sock.pause();
+      const frames = Array.from({ length: 600 }, (_, i) => framed(unicast(0x0a, 0x0b, 1000 + (i % 7), i)));
+      const wire = Buffer.concat(frames);
+      for (let at = 0; at < wire.length; at += 65536) a.sock.write(wire.subarray(at, at + 65536));
+      await until('a to read it all', () => a.port.counters.rxFrames === 601);
+      await sleep(50);
+      b.sock.resume();
+      await until('b to read it all', () => b.got().length === 64 + wire.length);
+      assert.ok(b.got().subarray(64).equals(wire), 'b read exactly what a sent, in order');
+      assert.equal(b.port.counters.drops['queue-full'], 0);
+      a.sock.destroy();
+      b.sock.destroy();
+      await until('both ports gone', () => sw.ports.length === 0);
+    });
+
     it('counts an empty frame and a stream that ends inside a frame', async () => {
       const a = await connect();
       const port = a.port;
