@@ -213,11 +213,12 @@ export interface StreamReader {
   resume(): void;
   close(): void;
   /**
-   * Reads into a new slab from the next read on, and returns it: call it (from the callback too)
-   * when something keeps a view of the current one, such as a socket write that did not complete.
-   * Null when the addon is older than this method: then nothing may keep a view of the slab.
+   * Reads into a new slab (of `bytes`, else the current size) from the next read on, and returns
+   * it: call it (from the callback too) when something keeps a view of the current one, such as
+   * a socket write that did not complete, or to read more at once. Null when the addon is older
+   * than this method: then nothing may keep a view of the slab.
    */
-  readonly renewSlab: (() => Buffer) | null;
+  readonly renewSlab: ((bytes?: number) => Buffer) | null;
 }
 
 /**
@@ -245,8 +246,8 @@ export function openStreamReader(sock: object, slabBytes: number): StreamReader 
     pause: () => native.pause(),
     resume: () => native.resume(),
     close: () => native.close(),
-    renewSlab: typeof useSlab !== 'function' ? null : () => {
-      slab = Buffer.allocUnsafe(slabBytes);
+    renewSlab: typeof useSlab !== 'function' ? null : (bytes = slab.length) => {
+      slab = Buffer.allocUnsafe(bytes);
       native.useSlab!(slab);
       return slab;
     },

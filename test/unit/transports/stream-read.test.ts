@@ -171,6 +171,8 @@ for (const mode of modes) {
       await until('b to read it all', () => b.got().length === 64 + wire.length);
       assert.ok(b.got().subarray(64).equals(wire), 'b read exactly what a sent, in order');
       assert.equal(b.port.counters.drops['queue-full'], 0);
+      const slabOf = (p: Port): number | undefined => (p as unknown as { reader: { slab: Buffer } | null }).reader?.slab.length;
+      if (mode.env === '1') assert.equal(slabOf(a.port), 64 * 1024, 'a busy unix connection keeps reading 64 KiB at a time');
       a.sock.destroy();
       b.sock.destroy();
       await until('both ports gone', () => sw.ports.length === 0);
@@ -217,3 +219,41 @@ for (const mode of modes) {
     });
   });
 }
+
+describe('stream port reading: a busy tcp connection', { skip: nativeAvailable() ? false : 'native addon not loaded' }, () => {
+  it('reads 256 KiB at a time once a read fills its 64 KiB slab, and forwards every byte', async () => {
+    const free = net.createServer();
+    await new Promise<void>((r) => free.listen(0, '127.0.0.1', r));
+    const portNo = (free.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => free.close(() => r()));
+    const sw = new Switch({}, silentLogger);
+    const t = openStream(`tcp://127.0.0.1:${portNo}`, { kind: 'tcp', host: '127.0.0.1', port: portNo }, false, { sink: sw, log: silentLogger, maxFrameBytes: 1514 });
+    await t.start();
+    const socks: net.Socket[] = [];
+    try {
+      const join = async (): Promise<{ sock: net.Socket; port: Port; got: () => Buffer }> => {
+        const before = sw.ports.length;
+        const sock = net.connect(portNo, '127.0.0.1');
+        socks.push(sock);
+        await new Promise<void>((r) => sock.once('connect', r));
+        await waitFor('the port', () => sw.ports.length === before + 1, 5000, 5);
+        const chunks: Buffer[] = [];
+        sock.on('data', (d: Buffer) => chunks.push(d));
+        return { sock, port: sw.ports[sw.ports.length - 1], got: () => Buffer.concat(chunks) };
+      };
+      const a = await join();
+      const b = await join();
+      const slabOf = (p: Port): number | undefined => (p as unknown as { reader: { slab: Buffer } | null }).reader?.slab.length;
+      assert.equal(slabOf(a.port), 64 * 1024, 'a new connection reads 64 KiB at a time');
+      const wire = Buffer.concat(Array.from({ length: 1500 }, (_, i) => framed(frame(0x0a, 1400 + (i % 9), i))));
+      a.sock.write(wire);
+      await waitFor('b to read it all', () => b.got().length === wire.length, 10000, 5);
+      assert.ok(b.got().equals(wire), 'b read exactly what a sent');
+      assert.equal(slabOf(a.port), 256 * 1024, 'a read filled the slab: the busy connection reads 256 KiB at a time');
+      assert.equal(slabOf(b.port), 64 * 1024, 'b sent nothing: it keeps 64 KiB');
+    } finally {
+      for (const s of socks) s.destroy();
+      await t.close();
+    }
+  });
+});
