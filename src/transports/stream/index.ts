@@ -8,8 +8,7 @@
  *
  * Stages for a received chunk: the addon's StreamReader reads the connection into the port's read
  * slab (64 KiB, reused, 256 KiB once a tcp connection fills it; Node's net.Socket, opened paused,
- * never reads it) → StreamFramer (views,
- * copies only a frame split across reads) → sink.input. Without the addon, or with
+ * never reads it) → StreamFramer (views, copies only a frame split across reads) → sink.input. Without the addon, or with
  * LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a Buffer per read) → the same.
  * Sending, per port:
  *   1. Cut-through: a frame that arrived in the read chunk of another stream port already has its
@@ -101,7 +100,7 @@ class StreamPort implements Port {
   private flushedTo = 0;
   private flushScheduled = false;
   private readonly flushBound: () => void;
-  /** Cut-through: bytes [runStart, runEnd) of runChunk (frames with their headers) still to copy. */
+  /** Cut-through: bytes [runStart, runEnd) of runChunk (frames with their lengths) still to write. */
   private runChunk: Buffer | null = null;
   private runStart = 0;
   private runEnd = 0;
