@@ -189,13 +189,6 @@ function busyState(v: number[]): BusyPollState {
   return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9] };
 }
 
-/**
- * Reads a connected stream socket in the addon (StreamReader there) into `slab`, on a dup of the
- * socket's fd: start(cb) calls cb(n) with n > 0 bytes at slab[0, n) for every read, and cb returns
- * how many frames they completed (busy polling's count); cb(0) at end of stream, cb(-errno) on an
- * error, once. The net.Socket must never read (open it paused: pauseOnConnect, or pause() before
- * it connects); it still writes, and closing it is the caller's business.
- */
 /** The addon's StreamReader object; `useSlab` is absent from an addon built before it. */
 interface NativeStreamReader {
   start(cb: (n: number) => number): void;
@@ -205,6 +198,13 @@ interface NativeStreamReader {
   useSlab?: (slab: Buffer) => void;
 }
 
+/**
+ * Reads a connected stream socket in the addon (StreamReader there) into `slab`, on a dup of the
+ * socket's fd: start(cb) calls cb(n) with n > 0 bytes at slab[0, n) for every read, and cb returns
+ * how many frames they completed (busy polling's count); cb(0) at end of stream, cb(-errno) on an
+ * error, once. The net.Socket must never read (open it paused: pauseOnConnect, or pause() before
+ * it connects); it still writes, and closing it is the caller's business.
+ */
 export interface StreamReader {
   /** What the reader reads into: callback(n) means bytes [0, n) of it are new. */
   readonly slab: Buffer;

@@ -14,11 +14,12 @@
  *   1. Cut-through: a frame that arrived in the read chunk of another stream port already has its
  *      length in front of it, as it must leave. send() only notes it as a run [runStart, runEnd)
  *      of that chunk, and the next frames of the chunk sent here, right behind it, extend the run.
- *      When the chunk has been forwarded (settleRuns), or before anything else is sent here, the
- *      run is settled: written to the socket straight from the chunk when nothing else waits to
- *      be written (if the socket keeps a view of it, a write that did not complete, the reading
- *      port reads into a new slab from then on), else copied behind what waits. Between two
- *      guests on stream ports that is one write per read and no copy at all (issue 8 note);
+ *      Before anything else is sent here, the run is copied into the output slab (below). When
+ *      the chunk has been forwarded (settleRuns), the last run is written to the socket straight
+ *      from the chunk, behind what the slab holds, in one writev, unless the socket is still
+ *      writing (then it is copied too). If the socket keeps a view of the chunk (a write that did
+ *      not complete), the reading port reads into a new slab from then on. Between two guests on
+ *      stream ports that is one write per read and no copy at all (issue 8 note);
  *   2. any other frame is copied (length + frame) into the port's output slab (64 KiB, reused
  *      until full), because the caller's buffer is only ours for the call, and the first such
  *      send of a tick schedules one flush (queueMicrotask, bound once);
@@ -83,7 +84,7 @@ let chunkKept = false;
 let chunkMayBeKept = true;
 
 function settleRuns(): void {
-  for (let i = 0; i < unsettled.length; i++) unsettled[i].settle();
+  for (let i = 0; i < unsettled.length; i++) unsettled[i].settle(true);
   unsettled.length = 0;
 }
 
@@ -147,7 +148,7 @@ class StreamPort implements Port {
       this.runEnd = off + len;
       return;
     }
-    if (this.runChunk !== null) this.settle();
+    if (this.runChunk !== null) this.settle(false);
     if (buf === readingChunk && off >= 4) {
       this.runChunk = buf;
       this.runStart = off - 4;
@@ -171,8 +172,13 @@ class StreamPort implements Port {
     }
   }
 
-  /** Writes the pending cut-through run, or copies it behind what waits to be written. */
-  settle(): void {
+  /**
+   * Writes the pending cut-through run (`write`: the chunk has been forwarded), or copies it
+   * behind what waits to be written: a run broken in the middle of a chunk (frames for this port
+   * interleaved with others) is copied, so that the chunk still costs one write here, not one per
+   * run.
+   */
+  settle(write: boolean): void {
     const chunk = this.runChunk;
     if (chunk === null) return;
     this.runChunk = null;
@@ -180,7 +186,7 @@ class StreamPort implements Port {
     const end = this.runEnd;
     this.runStart = this.runEnd = 0;
     if (!this.open) return;
-    if (chunkMayBeKept && this.socket.writableLength === 0) {
+    if (write && chunkMayBeKept && this.socket.writableLength === 0) {
       // Straight from the chunk, behind what the slab holds (often a frame split across reads),
       // in one writev. A write that completes at once keeps nothing.
       const behind = this.used > this.flushedTo;
@@ -211,7 +217,7 @@ class StreamPort implements Port {
   /** Hands the frames copied since the last flush to the socket in one write. */
   flush(): void {
     this.flushScheduled = false;
-    if (this.runChunk !== null) this.settle();
+    if (this.runChunk !== null) this.settle(false);
     if (this.used === this.flushedTo || !this.open) return;
     this.socket.write(this.slab.subarray(this.flushedTo, this.used));
     this.flushedTo = this.used;

@@ -153,6 +153,28 @@ for (const mode of modes) {
       await until('all ports gone', () => sw.ports.length === 0);
     });
 
+    it('frames for two ports interleaved cost each port about one write per read, not one per frame', async () => {
+      const a = await connect();
+      const b = await connect();
+      const c = await connect();
+      for (const [who, mac] of [[a, 0x0a], [b, 0x0b], [c, 0x0c]] as const) who.sock.write(framed(frame(mac, 60, mac)));
+      await until('every hello delivered twice', () => a.got().length + b.got().length + c.got().length === 6 * 64);
+      const b0 = b.got().length;
+      const bSock = (b.port as unknown as { socket: net.Socket }).socket;
+      const write = bSock.write.bind(bSock) as (d: Buffer) => boolean;
+      let writes = 0;
+      bSock.write = ((d: Buffer) => { writes++; return write(d); }) as typeof bSock.write;
+      // 1000 frames alternating between b and c, about 100 KiB: two reads or a few more.
+      const frames = Array.from({ length: 1000 }, (_, i) => unicast(0x0a, i % 2 ? 0x0b : 0x0c, 100, i));
+      a.sock.write(Buffer.concat(frames.map(framed)));
+      const want = Buffer.concat(frames.filter((_, i) => i % 2).map(framed));
+      await until('b to read its 500', () => b.got().length === b0 + want.length);
+      assert.ok(b.got().subarray(b0).equals(want), 'b read exactly its frames, in order');
+      assert.ok(writes > 0 && writes <= 40, `b's socket was written ${writes} times for 500 interleaved frames`);
+      for (const x of [a, b, c]) x.sock.destroy();
+      await until('all ports gone', () => sw.ports.length === 0);
+    });
+
     it('a receiver that reads slowly gets every byte: frames written straight from the read chunk are never read over', async () => {
       const a = await connect();
       const b = await connect();
