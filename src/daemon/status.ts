@@ -16,12 +16,16 @@ class RateState {
 
 export class RateTracker {
   private readonly states = new WeakMap<Port, RateState>();
+  /** When the previous sample was taken; -1 before the first. */
+  private lastMs = -1;
   sample(ports: readonly Port[], nowMs: number): void {
     for (const p of ports) {
       let s = this.states.get(p);
       if (s === undefined) {
+        // A port that came up since the previous sample counted from 0 within that interval: its
+        // first rate is over the interval (low if it came late in it), not 0 until the next one.
         s = new RateState();
-        s.atMs = nowMs;
+        s.atMs = this.lastMs >= 0 ? this.lastMs : nowMs;
         this.states.set(p, s);
       }
       const dt = (nowMs - s.atMs) / 1000;
@@ -34,6 +38,7 @@ export class RateTracker {
       }
       s.rxFrames = c.rxFrames; s.txFrames = c.txFrames; s.rxBytes = c.rxBytes; s.txBytes = c.txBytes; s.atMs = nowMs;
     }
+    this.lastMs = nowMs;
   }
   rates(p: Port): { rxFramesPerS: number; txFramesPerS: number; rxBitsPerS: number; txBitsPerS: number } {
     const s = this.states.get(p);
