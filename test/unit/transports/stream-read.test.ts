@@ -79,6 +79,15 @@ for (const mode of modes) {
       return { sock, port, got: () => Buffer.concat(chunks) };
     }
 
+    /** Connects a, b and c and teaches the switch their MACs 02::0a, 02::0b and 02::0c (a broadcast from each, read by the other two). */
+    async function threeKnown(): Promise<Array<Awaited<ReturnType<typeof connect>>>> {
+      const all = [await connect(), await connect(), await connect()];
+      all.forEach((who, i) => who.sock.write(framed(frame(0x0a + i, 60, 0x0a + i))));
+      await until('the three hellos', () => all.every((who) => who.got().length > 0) && sw.ports.every((p) => p.counters.rxFrames === 1));
+      await until('every hello delivered twice', () => all.reduce((n, who) => n + who.got().length, 0) === 6 * 64);
+      return all;
+    }
+
     it('starts reading', async () => {
       await t.start();
     });
@@ -110,13 +119,7 @@ for (const mode of modes) {
     });
 
     it('forwards runs of frames between stream ports in order, byte for byte, however they are cut and interleaved', async () => {
-      const a = await connect();
-      const b = await connect();
-      const c = await connect();
-      // Teach the switch where 02::0a, 02::0b and 02::0c are (broadcasts each of them reads too).
-      for (const [who, mac] of [[a, 0x0a], [b, 0x0b], [c, 0x0c]] as const) who.sock.write(framed(frame(mac, 60, mac)));
-      await until('the three hellos', () => a.got().length > 0 && b.got().length > 0 && c.got().length > 0 && sw.ports.every((p) => p.counters.rxFrames === 1));
-      await until('every hello delivered twice', () => a.got().length + b.got().length + c.got().length === 6 * 64);
+      const [a, b, c] = await threeKnown();
       const b0 = b.got().length;
       const c0 = c.got().length;
       // From a: runs to b, a frame to c in between, broadcasts (to both), an empty frame, a runt
@@ -154,11 +157,7 @@ for (const mode of modes) {
     });
 
     it('frames for two ports interleaved cost each port about one write per read, not one per frame', async () => {
-      const a = await connect();
-      const b = await connect();
-      const c = await connect();
-      for (const [who, mac] of [[a, 0x0a], [b, 0x0b], [c, 0x0c]] as const) who.sock.write(framed(frame(mac, 60, mac)));
-      await until('every hello delivered twice', () => a.got().length + b.got().length + c.got().length === 6 * 64);
+      const [a, b, c] = await threeKnown();
       const b0 = b.got().length;
       const bSock = (b.port as unknown as { socket: net.Socket }).socket;
       const write = bSock.write.bind(bSock) as (d: Buffer) => boolean;
