@@ -162,20 +162,26 @@ wait_event() { # EVENT N S
 }
 
 # Ping each target: one probe at a time until the first answer (the peer may still be booting),
-# then a short burst whose loss and average round trip are reported.
+# then a short burst whose loss and average round trip are reported. A burst with no answer at all
+# (a lossy path can lose three in a row) starts over, until lp.deadline.
 for target in $(echo "$lp_ping" | tr ',' ' '); do
-    tries=0
-    until ping -c 1 -W 1 "$target" >/dev/null 2>&1; do
-        tries=$((tries + 1))
+    tries=0 bursts=0
+    while :; do
+        until ping -c 1 -W 1 "$target" >/dev/null 2>&1; do
+            tries=$((tries + 1))
+            before_deadline || break
+        done
+        out=$(ping -c 3 -i 0.2 -W 2 "$target" 2>&1)
+        bursts=$((bursts + 1))
+        received=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+        rtt=$(echo "$out" | sed -n 's#.*min/avg/max = [0-9.]*/\([0-9.]*\)/.*#\1#p')
+        [ "${received:-0}" -gt 0 ] && break
         before_deadline || break
     done
-    out=$(ping -c 3 -i 0.2 -W 2 "$target" 2>&1)
-    received=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
-    rtt=$(echo "$out" | sed -n 's#.*min/avg/max = [0-9.]*/\([0-9.]*\)/.*#\1#p')
     if [ "${received:-0}" -gt 0 ]; then
-        echo "LP-RESULT ping $target ok rtt_ms=$rtt received=$received/3 retries=$tries"
+        echo "LP-RESULT ping $target ok rtt_ms=$rtt received=$received/3 retries=$tries bursts=$bursts"
     else
-        echo "LP-RESULT ping $target fail retries=$tries"
+        echo "LP-RESULT ping $target fail retries=$tries bursts=$bursts"
         fail "ping-$target"
     fi
 done
