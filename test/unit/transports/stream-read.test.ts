@@ -10,10 +10,12 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { openStream } from '../../../src/transports/stream/index.js';
 import { nativeAvailable } from '../../../src/transports/batch-io.js';
 import { Switch } from '../../../src/switch/switch.js';
@@ -41,8 +43,30 @@ function framed(f: Buffer): Buffer {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const modes: Array<{ name: string; env: string; skip: string | false }> = [
+/**
+ * The addon's module object, as batch-io.ts loaded it (require's cache), or null. An addon built
+ * before StreamReader.useSlab gives readers whose renewSlab is null: nothing may then keep a view
+ * of the read slab, and runs between stream ports are copied. `withoutUseSlab` stands in for one.
+ */
+type ReaderClass = new (...args: unknown[]) => object;
+const addon = ((): { StreamReader?: ReaderClass } | null => {
+  if (!nativeAvailable()) return null;
+  const req = createRequire(import.meta.url);
+  for (const rel of ['../../../../native/build/Release/lanparty_native.node', '../../../native/build/Release/lanparty_native.node']) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(path)) return req(path) as { StreamReader?: ReaderClass };
+  }
+  return null;
+})();
+const currentReader = addon?.StreamReader;
+function withoutUseSlab(on: boolean): void {
+  if (!addon || !currentReader) return;
+  addon.StreamReader = on ? class extends currentReader { get useSlab(): undefined { return undefined; } } : currentReader;
+}
+
+const modes: Array<{ name: string; env: string; oldAddon?: boolean; skip: string | false }> = [
   { name: 'the addon reads', env: '1', skip: nativeAvailable() ? false : 'native addon not loaded' },
+  { name: 'an addon without useSlab reads (runs are copied, never written from its slab)', env: '1', oldAddon: true, skip: currentReader ? false : 'native addon not loaded' },
   { name: 'Node reads (LANPARTY_STREAM_READER=0)', env: '0', skip: false },
 ];
 
@@ -60,6 +84,7 @@ for (const mode of modes) {
       rmSync(dir, { recursive: true, force: true });
       if (saved === undefined) delete process.env.LANPARTY_STREAM_READER;
       else process.env.LANPARTY_STREAM_READER = saved;
+      withoutUseSlab(false);
     });
 
     const until = (what: string, cond: () => boolean): Promise<boolean> => waitFor(what, cond, 5000, 5);
@@ -67,6 +92,7 @@ for (const mode of modes) {
     /** Connects a client; returns it, its port, and the bytes it has read so far. */
     async function connect(): Promise<{ sock: net.Socket; port: Port; got: () => Buffer }> {
       process.env.LANPARTY_STREAM_READER = mode.env;
+      withoutUseSlab(mode.oldAddon === true);
       const before = sw.ports.length;
       const sock = net.connect(path);
       socks.push(sock);
@@ -96,6 +122,8 @@ for (const mode of modes) {
       const a = await connect();
       const b = await connect();
       assert.equal(t.status().native, mode.env === '1', 'status --json says who reads the connections');
+      const readerOf = (p: Port): { renewSlab: unknown } | null => (p as unknown as { reader: { renewSlab: unknown } | null }).reader;
+      if (mode.env === '1') assert.equal(readerOf(a.port)!.renewSlab === null, mode.oldAddon === true, 'renewSlab is null exactly with an addon without useSlab');
       const frames = [frame(1, 60, 1), frame(1, 1514, 2), frame(1, 300, 3), frame(1, 1514, 4), frame(1, 61, 5)];
       const wire = Buffer.concat(frames.map(framed));
       // All at once (several frames in one read), then the same bytes again cut at awkward places:
