@@ -10,12 +10,11 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { openStream } from '../../../src/transports/stream/index.js';
 import { nativeAvailable } from '../../../src/transports/batch-io.js';
 import { Switch } from '../../../src/switch/switch.js';
@@ -44,19 +43,17 @@ function framed(f: Buffer): Buffer {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * The addon's module object, as batch-io.ts loaded it (require's cache), or null. An addon built
+ * The addon's module object, as batch-io.ts loaded it (found in require's cache), or null. An addon built
  * before StreamReader.useSlab gives readers whose renewSlab is null: nothing may then keep a view
  * of the read slab, and runs between stream ports are copied. `withoutUseSlab` stands in for one.
  */
 type ReaderClass = new (...args: unknown[]) => object;
 const addon = ((): { StreamReader?: ReaderClass } | null => {
   if (!nativeAvailable()) return null;
-  const req = createRequire(import.meta.url);
-  for (const rel of ['../../../../native/build/Release/lanparty_native.node', '../../../native/build/Release/lanparty_native.node']) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(path)) return req(path) as { StreamReader?: ReaderClass };
-  }
-  return null;
+  const cache = createRequire(import.meta.url).cache;
+  const key = Object.keys(cache).find((k) => k.endsWith('/lanparty_native.node'));
+  assert.ok(key, `the loaded addon is in require's cache: ${Object.keys(cache).join(', ')}`);
+  return cache[key]!.exports as { StreamReader?: ReaderClass };
 })();
 const currentReader = addon?.StreamReader;
 function withoutUseSlab(on: boolean): void {
