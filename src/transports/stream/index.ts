@@ -8,8 +8,9 @@
  *
  * Stages for a received chunk: the addon's StreamReader reads the connection into the port's read
  * slab (64 KiB, reused, 256 KiB once a tcp connection fills it; Node's net.Socket, opened paused,
- * never reads it) → StreamFramer (views, copies only a frame split across reads) → sink.input. Without the addon, or with
- * LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a Buffer per read) → the same.
+ * never reads it) → StreamFramer (views, copies only a frame split across reads) → sink.input.
+ * Without the addon, or with LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a
+ * Buffer per read) → the same.
  * Sending, per port:
  *   1. Cut-through: a frame that arrived in the read chunk of another stream port already has its
  *      length in front of it, as it must leave. send() only notes it as a run [runStart, runEnd)

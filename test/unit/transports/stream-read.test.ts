@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import { createRequire } from 'node:module';
 import { openStream } from '../../../src/transports/stream/index.js';
-import { nativeAvailable } from '../../../src/transports/batch-io.js';
+import { nativeAvailable, type StreamReader } from '../../../src/transports/batch-io.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import type { Port } from '../../../src/switch/port.js';
@@ -41,11 +41,16 @@ function framed(f: Buffer): Buffer {
   return Buffer.concat([h, f]);
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The addon's reader of a stream port's connection (null: Node reads it). */
+const readerOf = (p: Port): StreamReader | null => (p as unknown as { reader: StreamReader | null }).reader;
+/** How many bytes the port's next read may take (undefined: Node reads it). */
+const slabOf = (p: Port): number | undefined => readerOf(p)?.slab.length;
 
 /**
- * The addon's module object, as batch-io.ts loaded it (found in require's cache), or null. An addon built
- * before StreamReader.useSlab gives readers whose renewSlab is null: nothing may then keep a view
- * of the read slab, and runs between stream ports are copied. `withoutUseSlab` stands in for one.
+ * The addon's module object, as batch-io.ts loaded it (found in require's cache), or null. An
+ * addon built before StreamReader.useSlab gives readers whose renewSlab is null: nothing may then
+ * keep a view of the read slab, and runs between stream ports are copied. `withoutUseSlab` stands
+ * in for one.
  */
 type ReaderClass = new (...args: unknown[]) => object;
 const addon = ((): { StreamReader?: ReaderClass } | null => {
@@ -119,7 +124,6 @@ for (const mode of modes) {
       const a = await connect();
       const b = await connect();
       assert.equal(t.status().native, mode.env === '1', 'status --json says who reads the connections');
-      const readerOf = (p: Port): { renewSlab: unknown } | null => (p as unknown as { reader: { renewSlab: unknown } | null }).reader;
       if (mode.env === '1') assert.equal(readerOf(a.port)!.renewSlab === null, mode.oldAddon === true, 'renewSlab is null exactly with an addon without useSlab');
       const frames = [frame(1, 60, 1), frame(1, 1514, 2), frame(1, 300, 3), frame(1, 1514, 4), frame(1, 61, 5)];
       const wire = Buffer.concat(frames.map(framed));
@@ -217,7 +221,6 @@ for (const mode of modes) {
       await until('b to read it all', () => b.got().length === 64 + wire.length);
       assert.ok(b.got().subarray(64).equals(wire), 'b read exactly what a sent, in order');
       assert.equal(b.port.counters.drops['queue-full'], 0);
-      const slabOf = (p: Port): number | undefined => (p as unknown as { reader: { slab: Buffer } | null }).reader?.slab.length;
       if (mode.env === '1') assert.equal(slabOf(a.port), 64 * 1024, 'a busy unix connection keeps reading 64 KiB at a time');
       a.sock.destroy();
       b.sock.destroy();
@@ -289,7 +292,6 @@ describe('stream port reading: a busy tcp connection', { skip: nativeAvailable()
       };
       const a = await join();
       const b = await join();
-      const slabOf = (p: Port): number | undefined => (p as unknown as { reader: { slab: Buffer } | null }).reader?.slab.length;
       assert.equal(slabOf(a.port), 64 * 1024, 'a new connection reads 64 KiB at a time');
       const wire = Buffer.concat(Array.from({ length: 1500 }, (_, i) => framed(frame(0x0a, 1400 + (i % 9), i))));
       a.sock.write(wire);
