@@ -1074,7 +1074,7 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (r.iperf.length) {
     out.push(`## 4. Guest to guest: iperf3 (TCP, ${IPERF_SECONDS} s) between two QEMU guests`, '');
     out.push('Each setup in its own namespace, run one after another. Under TCG the guests, not the relay, are the bottleneck',
-      '(/work/shared/KERNEL.md), so the targets are read as ratios to the plain QEMU multicast group at the same guest MTU.', '');
+      '(docs/test-machine.md), so the targets are read as ratios to the plain QEMU multicast group at the same guest MTU.', '');
     out.push('| setup | guest MTU | Mbit/s | ÷ plain mcast (same MTU) | udp datagrams dropped at a full receive buffer | note |');
     out.push('|---|---:|---:|---:|---:|---|');
     for (const x of r.iperf) {
@@ -1207,7 +1207,7 @@ function targets(r: AllResults): string[] {
   const ip = (setup: string, mtu: number) => r.iperf.find((x) => x.setup === setup && x.mtu === mtu)?.mbps ?? NaN;
   if (r.iperf.length) {
     const lpU = ip('lanparty udp', 1500), mc = ip('plain mcast', 1500), so = ip('socat udp', 1500), vde = ip('vde udp', 1500);
-    out.push(`- guest iperf3 ≥ 3x socat: on this TCG machine read as lanparty ≥ 0.9x the plain multicast group (KERNEL.md); lanparty udp ÷ socat udp = ${ratio(lpU, so)} (not a meaningful 3x test under TCG)`);
+    out.push(`- guest iperf3 ≥ 3x socat: on this TCG machine read as lanparty ≥ 0.9x the plain multicast group (docs/test-machine.md); lanparty udp ÷ socat udp = ${ratio(lpU, so)} (not a meaningful 3x test under TCG)`);
     out.push(`- guest iperf3 ≥ vde_switch: ${mark(Number.isFinite(lpU) && Number.isFinite(vde) ? lpU >= vde : null)} (${ratio(lpU, vde)})`);
     out.push(`- guest iperf3 ≥ 0.9x plain mcast, MTU 1500 (udp port, QEMU's own socket): ${mark(Number.isFinite(lpU) && Number.isFinite(mc) ? lpU >= 0.9 * mc : null)} (${ratio(lpU, mc)})`);
     const lpL = ip(LAUNCHER_SETUP, 1500);

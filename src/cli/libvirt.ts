@@ -1,7 +1,8 @@
 /**
  * `lanparty libvirt NAME`: prints the libvirt `<interface>` element that joins a domain to the
  * running lanparty, with NAME's stable MAC. libvirt's socket-style interfaces become QEMU's legacy
- * `-netdev socket` (QEMU-TRANSPORTS.md §9), which speaks the same wire formats as lanparty's ports:
+ * `-netdev socket` (docs/qemu-transports.md §9), which speaks the same wire formats as lanparty's
+ * ports:
  *   mcast  <source address= port=/>                    → lanparty's mcast:// group
  *   udp    <source address= port=><local .../></source> → lanparty's udp:// listener
  *   client <source address= port=/>                    → lanparty's tcp:// listener (QEMU connects)

@@ -7,7 +7,7 @@
  * and the web view show the name) → spawn QEMU with `-netdev ... -device MODEL,netdev=lp0,mac=...`
  * added → forward SIGINT/SIGTERM/SIGHUP → exit with QEMU's exit code (128+N if a signal killed it).
  *
- * The choice (QEMU-TRANSPORTS.md §5, §8): a 7.2 stream client never reconnects, so on 7.2 a
+ * The choice (docs/qemu-transports.md §5, §8): a 7.2 stream client never reconnects, so on 7.2 a
  * datagram transport (unixgram, udp, mcast) is preferred: it survives a lanparty restart because
  * nothing is connected. From 8.0 a stream client reconnects (reconnect=, reconnect-ms= from 9.2),
  * and a stream is preferred for its backpressure and jumbo frames. Before 7.2 only `-netdev
@@ -115,7 +115,8 @@ export function chooseTransport(all: TransportInfo[], v: QemuVersion | null, wan
     if (nd.startsWith('socket,')) return nd;
     if (!hasDgram) {
       if (t.kind !== 'udp') return null;
-      // Before 7.2: the same UDP wire format through -netdev socket,udp= (QEMU-TRANSPORTS.md §3).
+      // Before 7.2: the same UDP wire format through -netdev socket,udp=
+      // (docs/qemu-transports.md §3).
       const f = netdevOptions(nd);
       return `socket,id=${f.get('id')},udp=${f.get('remote.host')}:${f.get('remote.port')},localaddr=${f.get('local.host')}:${f.get('local.port')}`;
     }

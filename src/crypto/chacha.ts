@@ -4,7 +4,7 @@
  * to seal cookie replies. Read RFC 8439 §2.3 (the block function) first.
  *
  * Nonces: WireGuard's AEAD nonce is 32 zero bits then a 64-bit little-endian counter. Counters are
- * numbers below 2^53 (see STYLE.md), written as two 32-bit halves.
+ * numbers below 2^53 (exact in a JS number), written as two 32-bit halves.
  * Leaf module: imports only node:crypto.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';

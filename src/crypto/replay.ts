@@ -1,7 +1,7 @@
 /**
  * Sliding replay window for transport counters (RFC 6479's bitmap of 32-bit blocks, the shape of
  * wireguard-go's replay/): accepts each counter at most once and anything older than the window is
- * rejected. Read RFC 6479 §2 first. Counters are numbers below 2^53 (STYLE.md), which bounds a
+ * rejected. Read RFC 6479 §2 first. Counters are JS numbers below 2^53, which bounds a
  * session at 2^53 messages instead of WireGuard's 2^64 - 2^13 - 1; the caller rekeys long before.
  *
  *   blocks: [ ... | b(i-1) | b(i) | ... ]  ring of BLOCK_COUNT words; `last` is the highest counter

@@ -79,8 +79,8 @@ export function buildGuest(): Promise<GuestImage> {
 let accelNote: string | undefined;
 
 /**
- * `-accel kvm` only when a real KVM module is loaded: on the dev and CI machines /dev/kvm is PVM
- * (kvm_pvm), which can't boot a stock kernel (docs: /work/shared/KERNEL.md).
+ * `-accel kvm` only when a real KVM module is loaded: a /dev/kvm may be PVM (kvm_pvm), which
+ * can't boot a stock kernel (docs/test-machine.md).
  */
 export function accelArgs(): string[] {
   const kvm = ['kvm_intel', 'kvm_amd'].find((m) => existsSync(`/sys/module/${m}`));

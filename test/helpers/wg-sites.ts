@@ -2,8 +2,8 @@
  * Multi-site WireGuard peer-link tests (test/netns/wg-sites*.netns.test.ts): "sites" are network
  * namespaces, each with one lanparty whose [wg] peers are the other sites, all joined through a
  * router namespace that forwards, NATs (nftables masquerade), drops (nftables: a fixed cut or
- * `numgen random` loss) and delays (a small user-space UDP relay, since this kernel has no netem;
- * see /work/shared/KERNEL.md).
+ * `numgen random` loss) and delays (a small user-space UDP relay, since the tests do without netem;
+ * see docs/test-machine.md).
  *
  *            va 10.50.1.2 ── ra 10.50.1.1 ┐
  *   site a                                 │ router r (ip_forward, nftables table inet lp:

@@ -1,7 +1,7 @@
 /*
  * iperf3 (TCP, guest to guest) through lanparty's udp dgram port, and on QEMU's plain multicast
  * group for comparison. The rates are reported (t.diagnostic), not asserted: under TCG the guests,
- * not the relay, are the bottleneck (/work/shared/KERNEL.md), so only the run has to succeed.
+ * not the relay, are the bottleneck (docs/test-machine.md), so only the run has to succeed.
  *
  *   netns lp<pid>-N-iperf-lp                          netns lp<pid>-N-iperf-ref
  *   ┌──────────────────────────────────────────┐      ┌──────────────────────────────────────┐

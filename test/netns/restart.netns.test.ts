@@ -26,7 +26,8 @@
  *      the same ports and lease file.
  *   3. Within ~10 s of #2's "ready", g31..g34 and g36 (mcast, udp, unixgram, tcp+connect, udp
  *      through the launcher's socket) reach each other
- *      again. g35 never does: QEMU 7.2 stream clients do not reconnect (QEMU-TRANSPORTS.md §5),
+ *      again. g35 never does: QEMU 7.2 stream clients do not reconnect
+ *      (docs/qemu-transports.md §5),
  *      and lanparty's `up` output says so next to the tcp listener ("... it cannot reconnect").
  */
 import { after, before, test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * Dependencies point one way (STYLE.md §2, after tailscale's deptest): reads the import lines of
+ * Dependencies point one way (after tailscale's deptest): reads the import lines of
  * every module under src/ and fails when a folder imports one it must not.
  */
 import { test } from 'node:test';

@@ -1,7 +1,8 @@
 /**
  * QEMU datagram transports: `-netdev dgram` (inet and unix) and `-netdev socket,udp=`.
  * lanparty binds one socket; QEMU sends every frame to it with sendto() from its own bound local
- * address, one frame per datagram, and accepts frames from any sender (QEMU-TRANSPORTS.md §3-4).
+ * address, one frame per datagram, and accepts frames from any sender
+ * (docs/qemu-transports.md §3-4).
  * So each source address is its own switch port, created when first heard from (or named in the
  * config as a fixed peer, which exists from the start and never ages out).
  *

@@ -2,7 +2,7 @@
  * The QEMU multicast group (`-netdev socket,mcast=GROUP:PORT[,localaddr=IP]`, and `-netdev dgram`
  * with a multicast remote) as one switch port: the group is a hub segment, and every QEMU on it
  * sends from the same address and port (QEMU binds group:port and sends on that socket), so guests
- * behind it are told apart by source MAC only (QEMU-TRANSPORTS.md §2).
+ * behind it are told apart by source MAC only (docs/qemu-transports.md §2).
  *
  * Two sockets, as QEMU's source dictates:
  *   receive: bound to GROUP:PORT with SO_REUSEADDR (shared with the QEMUs), member of the group on

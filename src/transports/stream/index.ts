@@ -1,6 +1,7 @@
 /**
  * QEMU stream transports: `-netdev stream` (7.2+) and `-netdev socket,listen=/connect=`, over TCP or
- * unix stream sockets, every frame preceded by a 4-byte big-endian length (QEMU-TRANSPORTS.md §5).
+ * unix stream sockets, every frame preceded by a 4-byte big-endian length
+ * (docs/qemu-transports.md §5).
  *
  *   tcp://HOST:PORT, unix:///PATH            lanparty listens; every accepted connection is a port.
  *   tcp+connect://HOST:PORT, unix+connect:// lanparty connects out to a QEMU with server=on and

@@ -1,5 +1,5 @@
 /**
- * What VXLAN runs over (DESIGN.md "Ports stack"): an underlay moves datagrams between this VTEP
+ * What VXLAN runs over: an underlay moves datagrams between this VTEP
  * and remote VTEPs named by IPv4 address. The UDP underlay here is a BatchSocket bound to the
  * configured address and port; a later encrypted peer link can be another underlay (its sources
  * are the peers' tunnel addresses) without touching the VXLAN port.

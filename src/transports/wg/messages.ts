@@ -59,7 +59,7 @@ export const INITIATION_MIN_INTERVAL_MS = 20;
 export const MAX_TIMER_HANDSHAKES = REKEY_ATTEMPT_TIME_MS / REKEY_TIMEOUT_MS;
 /**
  * WireGuard's REKEY_AFTER_MESSAGES is 2^60 and REJECT_AFTER_MESSAGES 2^64 - 2^13 - 1. Counters are
- * JS numbers here (exact below 2^53, STYLE.md), so a session ends at 2^53 - 2^13 - 1 instead and
+ * JS numbers here (exact below 2^53), so a session ends at 2^53 - 2^13 - 1 instead and
  * rekeys at 2^52: both are far beyond what a link sends in REKEY_AFTER_TIME.
  */
 export const REKEY_AFTER_MESSAGES = 2 ** 52;

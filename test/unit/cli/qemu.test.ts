@@ -1,7 +1,7 @@
 /**
- * lanparty qemu: version parsing, the transport choice per QEMU version (QEMU-TRANSPORTS.md §5,
- * §8: no stream reconnect on 7.2, reconnect= from 8.0, reconnect-ms= from 9.2, no dgram/stream
- * before 7.2), the argv it builds and the exit code it passes on.
+ * lanparty qemu: version parsing, the transport choice per QEMU version
+ * (docs/qemu-transports.md §5, §8: no stream reconnect on 7.2, reconnect= from 8.0, reconnect-ms=
+ * from 9.2, no dgram/stream before 7.2), the argv it builds and the exit code it passes on.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
