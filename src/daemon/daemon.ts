@@ -62,6 +62,7 @@ export class Daemon {
     this.sw = new Switch({
       macAgeMs: config.switch.macAgeMs,
       macTableSize: config.switch.macTableSize,
+      macPortSize: config.switch.macPortSize,
       maxFrameBytes: config.switch.maxFrameBytes,
     }, log.child('switch'), Date.now());
     this.control = new ControlServer(config.control.socketPath, log.child('control'));

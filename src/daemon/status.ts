@@ -69,7 +69,7 @@ export interface StatusReport {
   busyPoll: BusyPollState | null;
   switch: {
     counters: Record<string, number>;
-    table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number; pinnedRefused: number; flushed: number };
+    table: { size: number; capacity: number; learned: number; moved: number; expired: number; evicted: number; pinnedRefused: number; flushed: number };
     /** Totals of ports that have gone (closed connections, idle peers), drops included. */
     retired: { ports: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> };
   };
