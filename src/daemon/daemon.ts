@@ -5,6 +5,7 @@
 import { Switch } from '../switch/switch.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
+import { RateLimitedLog } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import type { Transport } from '../transports/transport.js';
 import { openTransport } from './transports.js';
@@ -46,7 +47,10 @@ export class Daemon {
   readonly startedAtMs = Date.now();
   readonly control: ControlServer;
   readonly rates = new RateTracker();
-  readonly snoop = new IpSnoop();
+  readonly snoop: IpSnoop;
+  /** Parts of the 1 s tick (a transport's, the switch's ...) that threw; the others still ran. */
+  tickErrors = 0;
+  private readonly tickErrorLog: RateLimitedLog;
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
   services: Services | null = null;
@@ -65,6 +69,9 @@ export class Daemon {
       macPortSize: config.switch.macPortSize,
       maxFrameBytes: config.switch.maxFrameBytes,
     }, log.child('switch'), Date.now());
+    // Addresses are kept per MAC as long as the MAC table would keep the MAC.
+    this.snoop = new IpSnoop(config.switch.macTableSize, config.switch.macAgeMs);
+    this.tickErrorLog = new RateLimitedLog((m) => this.log.error(m));
     this.control = new ControlServer(config.control.socketPath, log.child('control'));
     this.control.register({ name: 'status', usage: 'status: ports, counters, rates, MAC table, services', handler: () => this.status() });
     for (const r of registrars) r(this);
@@ -94,6 +101,8 @@ export class Daemon {
       switch: {
         counters: { ...this.sw.counters },
         table: { size: this.sw.table.size, capacity: this.sw.table.capacity, ...this.sw.table.counters },
+        ipSnoop: { macs: this.snoop.size, conflicts: this.snoop.conflicts.size, ...this.snoop.counters },
+        tickErrors: this.tickErrors,
         retired: {
           ports: this.sw.retiredPorts,
           rxFrames: this.sw.retired.rxFrames, rxBytes: this.sw.retired.rxBytes,
@@ -149,11 +158,24 @@ export class Daemon {
     this.timer = setInterval(() => this.tick(Date.now()), 1000);
   }
 
+  /**
+   * The 1 s tick. Each part is guarded: one that throws (a bug) is counted in `tickErrors` and
+   * logged (rate limited), and the other parts, and the next tick, still run.
+   */
   tick(nowMs: number): void {
-    this.sw.tick(nowMs);
-    this.snoop.setNow(nowMs);
-    for (const t of this.transports) t.tick(nowMs);
-    this.rates.sample(this.sw.ports, nowMs);
+    this.guard('switch', nowMs, () => this.sw.tick(nowMs));
+    this.guard('ip snoop', nowMs, () => this.snoop.tick(nowMs));
+    for (const t of this.transports) this.guard(t.url, nowMs, () => t.tick(nowMs));
+    this.guard('rates', nowMs, () => this.rates.sample(this.sw.ports, nowMs));
+  }
+
+  private guard(what: string, nowMs: number, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.tickErrors++;
+      this.tickErrorLog.write(nowMs, `tick of ${what} threw (lanparty goes on): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
   }
 
   async stop(): Promise<void> {
