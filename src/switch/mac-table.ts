@@ -378,6 +378,46 @@ export class MacTable {
     pe.heapIndex = i;
   }
 
+  /**
+   * Checks the table's own bookkeeping (for tests and fuzzing): every learned entry is in its
+   * port's list once, lists are in order of lastSeenMs, counts add up to `size`, the heap is a
+   * max-heap, and no entry is over a limit. Returns what is wrong, or null. O(entries).
+   */
+  audit(): string | null {
+    let learned = 0;
+    for (const [vlan, t] of this.vlans) {
+      if (vlan !== 0 && t.size === 0) return `empty table kept for VLAN ${vlan}`;
+      for (const [mac, e] of t) {
+        if (e.mac !== mac || e.vlan !== vlan) return `entry under ${mac}/${vlan} says ${e.mac}/${e.vlan}`;
+        if (e.pinned !== (e.owner === null)) return `entry ${mac}: pinned ${e.pinned} but owner ${e.owner !== null}`;
+        if (e.owner !== null && e.owner.port !== e.port) return `entry ${mac} listed under another port`;
+        if (!e.pinned) learned++;
+      }
+    }
+    if (learned !== this.size) return `size ${this.size}, learned entries ${learned}`;
+    if (this.size > this.capacity) return `size ${this.size} over capacity ${this.capacity}`;
+    let listed = 0;
+    for (const [port, pe] of this.byPort) {
+      if (pe.port !== port || pe.count === 0) return `port list for ${port.name} wrong or empty`;
+      if (pe.count > this.portCapacity) return `port ${port.name} holds ${pe.count} over ${this.portCapacity}`;
+      if (this.heap[pe.heapIndex] !== pe) return `port ${port.name} not at its heap index`;
+      let n = 0;
+      let prev: MacEntry | null = null;
+      for (let e = pe.head; e !== null; e = e.next) {
+        if (e.prev !== prev || e.owner !== pe) return `port ${port.name}: broken list`;
+        if (prev !== null && prev.lastSeenMs > e.lastSeenMs) return `port ${port.name}: list out of order`;
+        if (this.tableFor(e.vlan, false)?.get(e.mac) !== e) return `port ${port.name}: listed entry ${e.mac} not in its table`;
+        prev = e;
+        n++;
+      }
+      if (prev !== pe.tail || n !== pe.count) return `port ${port.name}: count ${pe.count}, listed ${n}`;
+      listed += n;
+    }
+    if (listed !== this.size || this.heap.length !== this.byPort.size) return `listed ${listed}, heap ${this.heap.length}, ports ${this.byPort.size}`;
+    for (let i = 1; i < this.heap.length; i++) if (this.heap[(i - 1) >> 1].count < this.heap[i].count) return `heap order broken at ${i}`;
+    return null;
+  }
+
   /** Snapshot for status: one row per entry. Allocates; control plane only. */
   entries(nowMs: number): Array<{ mac: number; vlan: number; port: Port; ageMs: number; pinned: boolean }> {
     const rows: Array<{ mac: number; vlan: number; port: Port; ageMs: number; pinned: boolean }> = [];

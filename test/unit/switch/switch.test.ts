@@ -158,6 +158,7 @@ test('a MAC flood from one port past capacity does not lock out another port (fa
   inject(sw, c, frame(B, C));
   assert.equal(b.frames.length, bSeen + 1, 'the unicast to B reached b');
   assert.deepEqual([a.frames.length, c.frames.length, sw.counters.floods], [aSeen, cSeen, floods], 'and was not flooded');
+  assert.equal(sw.table.audit(), null);
 });
 
 test('eviction takes the least recently seen entry of the fullest port, and ties go to any fullest port', () => {
@@ -188,6 +189,7 @@ test('eviction takes the least recently seen entry of the fullest port, and ties
   sw.tick(2000 + 300_000);
   assert.equal(sw.table.size, 1, 'only m6 (seen at 3000) is left');
   assert.equal(sw.table.counters.expired, 3);
+  assert.equal(sw.table.audit(), null);
 });
 
 test('a port at its own MAC limit replaces its own oldest entry; other ports keep theirs', () => {
@@ -209,6 +211,7 @@ test('a port at its own MAC limit replaces its own oldest entry; other ports kee
   assert.equal(sw.table.countOn(b), 0);
   assert.equal(sw.table.counters.moved, 1);
   assert.equal(sw.table.lookup(0x02000000030c, 0), undefined);
+  assert.equal(sw.table.audit(), null);
 });
 
 test('removing a port forgets its MACs', () => {
@@ -366,4 +369,30 @@ test('a tap that throws is counted and the frame is still forwarded', () => {
   assert.equal(ports[1].frames.length, 1);
   assert.equal(seen, 1, 'the taps after it still ran');
   assert.equal(sw.counters.tapErrors, 1);
+});
+
+test('random learning, moves, VLANs, ageing, pins and port removals keep the table\'s bookkeeping consistent', () => {
+  const sw = new Switch({ macAgeMs: 5000, macTableSize: 32, macPortSize: 20 }, undefined, 0);
+  const ports = Array.from({ length: 5 }, (_, i) => new MemoryPort(`r${i}`));
+  for (const p of ports) sw.addPort(p);
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const f = frame(BCAST, A, 0x8100, 60);
+  let now = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const op = rnd(100);
+    if (op < 2) { now += 1000 * (1 + rnd(3)); sw.tick(now); }
+    else if (op < 3) { const p = ports[rnd(5)]; sw.removePort(p); sw.addPort(p); }
+    else if (op < 4) sw.table.pin(0x020000000000 + rnd(64), 0, ports[rnd(5)], now);
+    else if (op < 5 && rnd(10) === 0) sw.flushLearned('test');
+    else {
+      f.writeUIntBE(0x020000000000 + rnd(64), 6, 6);
+      f.writeUInt16BE(rnd(4) === 0 ? 0x8100 : 0x0800, 12);
+      f.writeUInt16BE(rnd(3), 14);
+      sw.input(ports[rnd(5)], f, 0, f.length);
+    }
+    const bad = sw.table.audit();
+    if (bad !== null) assert.fail(`after step ${i}: ${bad}`);
+  }
+  assert.ok(sw.table.counters.evicted > 0 && sw.table.counters.moved > 0 && sw.table.counters.expired > 0);
 });
