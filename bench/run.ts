@@ -797,21 +797,21 @@ async function busyPollCpu(): Promise<BusyCpuResult[]> {
 // ---------------------------------------------------------------------------------------------
 // 3. Memory under a flood of random source MACs
 
-interface MemoryResult { tableCapacity: number; steps: Array<{ macsSent: number; rssKb: number; hwmKb: number; tableSize: number; tableFull: number }> }
+interface MemoryResult { tableCapacity: number; steps: Array<{ macsSent: number; rssKb: number; hwmKb: number; tableSize: number; evicted: number }> }
 
 async function memory(): Promise<MemoryResult> {
   const b = (portBase += 10);
   const lp = await startLanpartyHere([`udp://127.0.0.1:${b}?peer=127.0.0.1:${b + 1}`], benchDir);
   const status = async () => {
     const r = await runProc([process.execPath, CLI, 'status', '--json', '--control', lp.control], 'lanparty status', 10_000);
-    return JSON.parse(r.out) as { switch: { table: { size: number; capacity: number; tableFull: number } } };
+    return JSON.parse(r.out) as { switch: { table: { size: number; capacity: number; evicted: number } } };
   };
   const steps: MemoryResult['steps'] = [];
   const sample = async (macsSent: number) => {
     await sleep(300);
     const s = await status();
     const m = lp.rssKb();
-    steps.push({ macsSent, rssKb: m.rss, hwmKb: m.hwm, tableSize: s.switch.table.size, tableFull: s.switch.table.tableFull });
+    steps.push({ macsSent, rssKb: m.rss, hwmKb: m.hwm, tableSize: s.switch.table.size, evicted: s.switch.table.evicted });
     say(`  memory: after ${macsSent} random source MACs: RSS ${m.rss} kB (peak ${m.hwm} kB), table ${s.switch.table.size}/${s.switch.table.capacity}`);
     return s;
   };
@@ -1065,9 +1065,9 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   if (r.mem) {
     out.push('## 3. Memory under a flood of random source MACs', '');
     out.push(`lanparty with one udp port; lpping macflood sends 64-byte frames from random unicast source MACs at 100k frames/s. MAC table capacity ${r.mem.tableCapacity} (default \`--mac-table-size\`).`, '');
-    out.push('| random MACs sent | RSS kB | peak RSS kB | MAC table entries | refused (table full) |');
+    out.push('| random MACs sent | RSS kB | peak RSS kB | MAC table entries | evicted (table full) |');
     out.push('|---:|---:|---:|---:|---:|');
-    for (const s of r.mem.steps) out.push(`| ${s.macsSent} | ${s.rssKb} | ${s.hwmKb} | ${s.tableSize} | ${s.tableFull} |`);
+    for (const s of r.mem.steps) out.push(`| ${s.macsSent} | ${s.rssKb} | ${s.hwmKb} | ${s.tableSize} | ${s.evicted} |`);
     out.push('');
   }
 

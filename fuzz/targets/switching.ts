@@ -97,7 +97,7 @@ export const switchTarget: FuzzTarget = {
   async setup(load) {
     const sw = await load<typeof SwitchMod>('src/switch/index.js');
     const log = await load<typeof Logger>('src/util/logger.js');
-    const s = new sw.Switch({ macTableSize: 64, macAgeMs: 5000, maxFrameBytes: 200 }, log.silentLogger, 0);
+    const s = new sw.Switch({ macTableSize: 64, macPortSize: 40, macAgeMs: 5000, maxFrameBytes: 200 }, log.silentLogger, 0);
     const ports: CountingPort[] = [];
     for (let i = 0; i < 3; i++) {
       const p: CountingPort = {
@@ -118,6 +118,7 @@ export const switchTarget: FuzzTarget = {
         s.input(port, frame, 0, frame.length);
         assert.equal(port.counters.rxFrames, before + 1);
         assert.ok(s.table.size <= s.table.capacity, 'MAC table within capacity');
+        assert.equal(s.table.audit(), null, 'MAC table bookkeeping');
         if (frame.length >= 14 && frame.length <= 200) {
           const src = frame.readUInt32BE(6) * 0x10000 + frame.readUInt16BE(10);
           const vlan = (frame.readUInt16BE(12) === 0x8100 || frame.readUInt16BE(12) === 0x88a8) && frame.length >= 18 ? frame.readUInt16BE(14) & 0xfff : 0;
@@ -166,6 +167,7 @@ export const servicesTarget: FuzzTarget = {
     let answered = 0;
     let inputs = 0;
     const vhostStats = (services.port as unknown as { stats: { drops: Record<string, number> } }).stats;
+    const fragments: Buffer[] = [];
     const checkOutput = (f: Buffer): void => {
       assert.ok(f.length >= 14);
       const type = f.readUInt16BE(12);
@@ -173,6 +175,19 @@ export const servicesTarget: FuzzTarget = {
       assert.equal(type, 0x0800, 'services send only ARP and IPv4');
       const ip = wire.ipv4.parseIpv4(f, 14, f.length - 14);
       const o = 14 + ip.headerBytes;
+      if (ip.moreFragments || ip.fragmentOffsetBytes !== 0) {
+        // A reply over the MTU: its fragments come in order within one input; the last one
+        // completes the message, which must then parse.
+        assert.ok(f.length <= 1514, 'fragments fit the MTU');
+        assert.equal(ip.fragmentOffsetBytes, fragments.length === 0 ? 0 : fragments.reduce((n, b) => n + b.length, 0), 'fragments in order, no gap');
+        fragments.push(Buffer.from(f.subarray(o, o + ip.payloadBytes)));
+        if (ip.moreFragments) return;
+        const whole = Buffer.concat(fragments);
+        fragments.length = 0;
+        assert.equal(ip.protocol, 1, 'only echo replies are fragmented');
+        wire.icmp.parseIcmp(whole, 0, whole.length);
+        return;
+      }
       if (ip.protocol === 1) { wire.icmp.parseIcmp(f, o, ip.payloadBytes); return; }
       const u = wire.udp.parseUdp(f, o, ip.payloadBytes, ip.src, ip.dst);
       if (u.srcPort === 67) wire.dhcp.parseDhcp(f, o + 8, u.payloadBytes);
@@ -195,6 +210,7 @@ export const servicesTarget: FuzzTarget = {
         // vhost.stats directly: services.status() formats every lease, too slow per input.
         assert.equal(vhostStats.drops.error, 0, 'a service handler threw (caught and counted as "error")');
         for (const f of out) checkOutput(f);
+        assert.equal(fragments.length, 0, 'every fragmented reply was complete');
         answered += out.length;
         out.length = 0;
       },

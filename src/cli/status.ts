@@ -61,7 +61,7 @@ export function formatStatus(s: StatusReport): string {
   const out: string[] = [];
   out.push(`lanparty ${s.version} pid ${s.pid}, up ${s.uptimeS} s, config ${s.config}, data path ${s.native ? 'native (recvmmsg/sendmmsg)' : 'JS'}${busyPollText(s.busyPoll)}`);
   if (s.memory) out.push(`memory: RSS ${si(s.memory.rssBytes, 'B')}, JS heap ${si(s.memory.heapUsedBytes, 'B')}, buffers ${si(s.memory.externalBytes, 'B')}`);
-  out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, refused (full) ${s.switch.table.tableFull}${s.switch.table.flushed ? `, forgotten on topology changes ${s.switch.table.flushed}` : ''}`);
+  out.push(`MAC table ${s.switch.table.size}/${s.switch.table.capacity}: learned ${s.switch.table.learned}, moved ${s.switch.table.moved}, expired ${s.switch.table.expired}, evicted ${s.switch.table.evicted}${s.switch.table.flushed ? `, forgotten on topology changes ${s.switch.table.flushed}` : ''}`);
   const gone = s.switch.retired;
   if (gone && gone.ports > 0) {
     const drops = Object.entries(gone.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';

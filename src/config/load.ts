@@ -140,9 +140,10 @@ export function readConfigFile(file: string): Table {
 export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'defaults'): Config {
   checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests', 'wg']);
   const sw = table(doc.switch, 'switch');
-  checkKeys(sw, 'switch', ['mac_age_seconds', 'mac_table_size', 'max_frame_bytes', 'peer_idle_seconds', 'busy_poll_us', 'busy_poll_budget_percent']);
+  checkKeys(sw, 'switch', ['mac_age_seconds', 'mac_table_size', 'mac_port_size', 'max_frame_bytes', 'peer_idle_seconds', 'busy_poll_us', 'busy_poll_budget_percent']);
   const macAgeS = intIn(flags.macAgeSeconds ?? sw.mac_age_seconds, flags.macAgeSeconds !== undefined ? '--mac-age' : 'switch.mac_age_seconds', 1, 86400 * 7, 300);
   const macTableSize = intIn(flags.macTableSize ?? sw.mac_table_size, flags.macTableSize !== undefined ? '--mac-table-size' : 'switch.mac_table_size', 16, 1 << 20, 8192);
+  const macPortSize = intIn(sw.mac_port_size, 'switch.mac_port_size', 1, 1 << 20, macTableSize);
   const maxFrameBytes = intIn(flags.maxFrameBytes ?? sw.max_frame_bytes, flags.maxFrameBytes !== undefined ? '--max-frame' : 'switch.max_frame_bytes', 64, 69632, 65535 + 18);
   const busyPollUs = intIn(flags.busyPollUs ?? sw.busy_poll_us, flags.busyPollUs !== undefined ? '--busy-poll' : 'switch.busy_poll_us', 0, 1000, DEFAULT_BUSY_POLL_US);
   const busyPollBudgetPercent = intIn(flags.busyPollBudgetPercent ?? sw.busy_poll_budget_percent, flags.busyPollBudgetPercent !== undefined ? '--busy-poll-budget' : 'switch.busy_poll_budget_percent', 1, 100, DEFAULT_BUSY_POLL_BUDGET_PERCENT);
@@ -230,7 +231,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   for (const g of guests ?? []) if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(g)) fail('guests', `"${g}" is not a valid guest name (letters, digits, . _ -; up to 63)`);
 
   return {
-    switch: { macAgeMs: macAgeS * 1000, macTableSize, maxFrameBytes, busyPollUs, busyPollBudgetPercent },
+    switch: { macAgeMs: macAgeS * 1000, macTableSize, macPortSize: Math.min(macPortSize, macTableSize), maxFrameBytes, busyPollUs, busyPollBudgetPercent },
     ports,
     services: {
       // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off

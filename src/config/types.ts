@@ -72,7 +72,7 @@ export interface ServicesConfig {
 
 export interface Config {
   /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in transports/batch-io.ts (us 0: off). */
-  switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
+  switch: { macAgeMs: number; macTableSize: number; macPortSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
   ports: PortConfig[];
   services: ServicesConfig;
   control: { socketPath: string };

@@ -5,6 +5,7 @@
 import { Switch } from '../switch/switch.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../util/logger.js';
+import { RateLimitedLog } from '../util/logger.js';
 import { LanpartyError } from '../util/errors.js';
 import type { Transport } from '../transports/transport.js';
 import { openTransport } from './transports.js';
@@ -46,24 +47,35 @@ export class Daemon {
   readonly startedAtMs = Date.now();
   readonly control: ControlServer;
   readonly rates = new RateTracker();
-  readonly snoop = new IpSnoop();
+  readonly snoop: IpSnoop;
+  /**
+   * Parts of the 1 s tick (a transport's, the switch's ...) and handlers of switch events that
+   * threw (bugs); the others still ran.
+   */
+  internalErrors = 0;
+  private readonly internalErrorLog: RateLimitedLog;
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
   services: Services | null = null;
   private readonly stopHooks: Array<() => void> = [];
-  private readonly onPortUp = (m: unknown) => this.control.emit('port:up', this.portEvent((m as { port: Port }).port));
-  private readonly onPortDown = (m: unknown) => this.control.emit('port:down', this.portEvent((m as { port: Port }).port));
-  private readonly onMacMove = (m: unknown) => {
+  // diagnostics_channel rethrows a subscriber's error as an uncaught exception: guarded.
+  private readonly onPortUp = (m: unknown) => this.guard('port:up event', this.sw.now(), () => this.control.emit('port:up', this.portEvent((m as { port: Port }).port)));
+  private readonly onPortDown = (m: unknown) => this.guard('port:down event', this.sw.now(), () => this.control.emit('port:down', this.portEvent((m as { port: Port }).port)));
+  private readonly onMacMove = (m: unknown) => this.guard('mac:move event', this.sw.now(), () => {
     const { mac, vlan, from, to } = m as { mac: number; vlan: number; from: Port; to: Port };
     this.control.emit('mac:move', { mac: formatMac(mac), vlan, from: from.id, to: to.id });
-  };
+  });
 
   constructor(readonly config: Config, readonly log: Logger, private readonly opts: DaemonOptions) {
     this.sw = new Switch({
       macAgeMs: config.switch.macAgeMs,
       macTableSize: config.switch.macTableSize,
+      macPortSize: config.switch.macPortSize,
       maxFrameBytes: config.switch.maxFrameBytes,
     }, log.child('switch'), Date.now());
+    // Addresses are kept per MAC as long as the MAC table would keep the MAC.
+    this.snoop = new IpSnoop(config.switch.macTableSize, config.switch.macAgeMs);
+    this.internalErrorLog = new RateLimitedLog((m) => this.log.error(m));
     this.control = new ControlServer(config.control.socketPath, log.child('control'));
     this.control.register({ name: 'status', usage: 'status: ports, counters, rates, MAC table, services', handler: () => this.status() });
     for (const r of registrars) r(this);
@@ -93,6 +105,8 @@ export class Daemon {
       switch: {
         counters: { ...this.sw.counters },
         table: { size: this.sw.table.size, capacity: this.sw.table.capacity, ...this.sw.table.counters },
+        ipSnoop: { macs: this.snoop.size, conflicts: this.snoop.conflicts.size, ...this.snoop.counters },
+        internalErrors: this.internalErrors,
         retired: {
           ports: this.sw.retiredPorts,
           rxFrames: this.sw.retired.rxFrames, rxBytes: this.sw.retired.rxBytes,
@@ -148,11 +162,24 @@ export class Daemon {
     this.timer = setInterval(() => this.tick(Date.now()), 1000);
   }
 
+  /**
+   * The 1 s tick. Each part is guarded: one that throws (a bug) is counted in `internalErrors`
+   * and logged (rate limited), and the other parts, and the next tick, still run.
+   */
   tick(nowMs: number): void {
-    this.sw.tick(nowMs);
-    this.snoop.setNow(nowMs);
-    for (const t of this.transports) t.tick(nowMs);
-    this.rates.sample(this.sw.ports, nowMs);
+    this.guard('tick of the switch', nowMs, () => this.sw.tick(nowMs));
+    this.guard('tick of ip snoop', nowMs, () => this.snoop.tick(nowMs));
+    for (const t of this.transports) this.guard(`tick of ${t.url}`, nowMs, () => t.tick(nowMs));
+    this.guard('tick of rates', nowMs, () => this.rates.sample(this.sw.ports, nowMs));
+  }
+
+  private guard(what: string, nowMs: number, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.internalErrors++;
+      this.internalErrorLog.write(nowMs, `${what} threw (lanparty goes on): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
   }
 
   async stop(): Promise<void> {

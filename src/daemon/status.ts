@@ -69,7 +69,11 @@ export interface StatusReport {
   busyPoll: BusyPollState | null;
   switch: {
     counters: Record<string, number>;
-    table: { size: number; capacity: number; learned: number; moved: number; expired: number; tableFull: number; pinnedRefused: number; flushed: number };
+    table: { size: number; capacity: number; learned: number; moved: number; expired: number; evicted: number; pinnedRefused: number; flushed: number };
+    /** Addresses seen per MAC (ip-snoop): MACs and conflicts held, and what was forgotten. */
+    ipSnoop?: { macs: number; conflicts: number; expired: number; evicted: number; conflictsDropped: number };
+    /** Parts of the 1 s tick and switch event handlers that threw (each logged; the rest ran). */
+    internalErrors?: number;
     /** Totals of ports that have gone (closed connections, idle peers), drops included. */
     retired: { ports: number; rxFrames: number; rxBytes: number; txFrames: number; txBytes: number; drops: Record<string, number> };
   };

@@ -43,7 +43,7 @@ export async function startServices(
 ): Promise<Services> {
   const r = resolveServices(opts);
   const hostText = formatIpv4Address(r.hostIp);
-  const vhost = new VirtualHost(r.hostIp, r.hostMac, r.subnet, sink, log, hostText);
+  const vhost = new VirtualHost(r.hostIp, r.hostMac, r.subnet, sink, log, hostText, clock);
   let dhcp: DhcpServer | null = null;
   if (r.dhcp !== null) {
     const dlog = log.child('dhcp');

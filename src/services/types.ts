@@ -2,6 +2,7 @@
  * Configuration, status and injected-time types shared by the services (vhost, dhcp, dns).
  * Configuration types are plain data; `resolve.ts` turns them into checked runtime values.
  */
+import type { ReassemblyCounters } from '../wire/ipv4-reassembly.js';
 
 export interface StaticLease {
   /** Match by client MAC (48-bit number) ... */
@@ -129,7 +130,7 @@ export interface DnsCounters {
 
 export type VhostDropReason =
   | 'malformed-arp' | 'malformed-ipv4' | 'malformed-udp' | 'malformed-icmp'
-  | 'fragment'       // IPv4 fragments are not reassembled
+  | 'fragment'       // an IPv4 fragment dropped by reassembly (see `reassembly` for why)
   | 'not-for-us'     // unicast frame or packet for another host (flooded unknown unicast)
   | 'unsupported'    // other ethertypes, IP protocols and ports
   | 'error';         // a handler threw (a bug); counted so the port keeps serving
@@ -142,6 +143,8 @@ export interface VhostCounters {
   arpReplies: number;
   icmpEchoReplies: number;
   drops: Record<VhostDropReason, number>;
+  /** IPv4 reassembly (wire/ipv4-reassembly.ts): packets completed, and dropped by reason. */
+  reassembly: ReassemblyCounters;
 }
 
 export interface ServicesStatus {

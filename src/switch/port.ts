@@ -18,10 +18,11 @@ export type DropReason =
   | 'bad-length'    // stream length prefix out of range
   | 'truncated'     // stream closed mid-frame
   | 'port-down'     // port not connected
-  | 'empty';        // 0-byte datagram
+  | 'empty'         // 0-byte datagram
+  | 'port-error';   // the port's send threw (a bug in that port); the switch went on
 
 export const DROP_REASONS: readonly DropReason[] = [
-  'runt', 'oversize', 'self-loop', 'own-frame', 'queue-full', 'send-error', 'bad-length', 'truncated', 'port-down', 'empty',
+  'runt', 'oversize', 'self-loop', 'own-frame', 'queue-full', 'send-error', 'bad-length', 'truncated', 'port-down', 'empty', 'port-error',
 ];
 
 export type PortKind = 'mcast' | 'udp' | 'unixgram' | 'tcp' | 'unix' | 'tap' | 'vxlan' | 'wg' | 'service' | 'test';
@@ -36,7 +37,7 @@ export class PortCounters {
   rxLargestBytes = 0;
   drops: Record<DropReason, number> = {
     'runt': 0, 'oversize': 0, 'self-loop': 0, 'own-frame': 0, 'queue-full': 0,
-    'send-error': 0, 'bad-length': 0, 'truncated': 0, 'port-down': 0, 'empty': 0,
+    'send-error': 0, 'bad-length': 0, 'truncated': 0, 'port-down': 0, 'empty': 0, 'port-error': 0,
   };
 }
 
@@ -51,7 +52,10 @@ export interface Port {
   readonly maxFrameBytes: number;
   /** Where the port's remote end is, for status (e.g. "127.0.0.1:40001"). */
   endpoint(): string;
-  /** Sends one frame out of this port. Must not throw; failures become counted drops. */
+  /**
+   * Sends one frame out of this port. Must not throw; failures become counted drops. (If it does
+   * throw, the switch counts a `port-error` drop on this port and goes on with the other ports.)
+   */
   send(buf: Buffer, off: number, len: number): void;
   /** Releases the port's resources. The owner removes it from the switch first. */
   close(): void;

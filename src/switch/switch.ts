@@ -10,6 +10,10 @@
  *   6. Known unicast: send to its port, or drop as `self-loop` if that is the ingress port.
  *   7. Unknown unicast: flood to every other port.
  * Frames are forwarded untouched, 802.1Q tags included; the VLAN ID only picks the MAC table.
+ * A port whose `send` throws (a bug in that port) loses that frame, counted as its `port-error`
+ * drop and logged (rate limited); the flood goes on to the ports after it. A tap that throws is
+ * counted in `tapErrors`. The try blocks sit around the send loops, not inside them: entering one
+ * costs nothing measurable in V8, and a throw restarts the loop after the port that threw.
  *
  * The switch never reads a clock: `tick(nowMs)` sets the time (the daemon calls it every second)
  * and runs the ageing sweep. Dependencies: wire and util only.
@@ -29,8 +33,10 @@ export const macMoveChannel = diagnostics_channel.channel('lanparty:mac:move');
 export interface SwitchOptions {
   /** Ageing time for learned MACs in milliseconds (802.1D default 300 s). */
   macAgeMs: number;
-  /** Most MAC entries held over all VLANs. */
+  /** Most MAC entries held over all VLANs; when full, the port holding the most loses its oldest. */
   macTableSize: number;
+  /** Most MAC entries learned on one port (its oldest goes first); macTableSize when not set. */
+  macPortSize: number;
   /** Largest frame accepted, bytes from the destination MAC, no FCS. */
   maxFrameBytes: number;
 }
@@ -38,6 +44,7 @@ export interface SwitchOptions {
 export const DEFAULT_SWITCH_OPTIONS: SwitchOptions = {
   macAgeMs: 300_000,
   macTableSize: 8192,
+  macPortSize: 8192,
   // A guest MTU of 65535 plus Ethernet header and one VLAN tag.
   maxFrameBytes: 65535 + 14 + 4,
 };
@@ -51,6 +58,10 @@ export class SwitchCounters {
   runts = 0;
   oversize = 0;
   selfLoops = 0;
+  /** Frames lost because a port's send threw (also counted per port as `port-error`). */
+  portErrors = 0;
+  /** Taps (capture, address snooping) that threw on a frame; the frame was still forwarded. */
+  tapErrors = 0;
 }
 
 export class Switch implements FrameSink {
@@ -71,16 +82,33 @@ export class Switch implements FrameSink {
   private taps: Tap[] = [];
   private readonly log: Logger;
   private readonly moveLog: RateLimitedLog;
+  private readonly errorLog: RateLimitedLog;
+  /** Evictions since the last eviction log line, and when that line was written. */
+  private evictedUnlogged = 0;
+  private evictLogMs = -Infinity;
 
   constructor(opts: Partial<SwitchOptions> = {}, log: Logger = silentLogger, nowMs = 0) {
     this.opts = { ...DEFAULT_SWITCH_OPTIONS, ...opts };
-    this.table = new MacTable(this.opts.macTableSize, this.opts.macAgeMs);
+    if (opts.macPortSize === undefined) this.opts.macPortSize = this.opts.macTableSize;
+    this.table = new MacTable(this.opts.macTableSize, this.opts.macAgeMs, this.opts.macPortSize);
     this.log = log;
     this.nowMs = nowMs;
     this.moveLog = new RateLimitedLog((m) => this.log.info(m));
     this.table.onMove = (mac, vlan, from, to) => {
       if (macMoveChannel.hasSubscribers) macMoveChannel.publish({ mac, vlan, from, to });
       this.moveLog.write(this.nowMs, `MAC ${formatMac(mac)}${vlan ? ' vlan ' + vlan : ''} moved from port ${from.id} (${from.name}) to port ${to.id} (${to.name})`);
+    };
+    this.errorLog = new RateLimitedLog((m) => this.log.error(m));
+    this.table.onEvict = (mac, vlan, from, limit) => {
+      // At most one line per 10 s however fast a flood evicts; the string is built only then.
+      this.evictedUnlogged++;
+      if (this.nowMs - this.evictLogMs < EVICT_LOG_INTERVAL_MS) return;
+      const why = limit === 'port'
+        ? `port ${from.id} (${from.name}) reached its limit of ${this.table.portCapacity} MACs`
+        : `the table is full (${this.table.capacity}) and port ${from.id} (${from.name}) holds the most (${this.table.countOn(from) + 1})`;
+      this.log.info(`MAC table: evicted ${this.evictedUnlogged} entr${this.evictedUnlogged === 1 ? 'y' : 'ies'}, the last ${formatMac(mac)}${vlan ? ' vlan ' + vlan : ''}: ${why}`);
+      this.evictedUnlogged = 0;
+      this.evictLogMs = this.nowMs;
     };
   }
 
@@ -145,8 +173,7 @@ export class Switch implements FrameSink {
       this.counters.oversize++;
       return;
     }
-    const taps = this.taps;
-    for (let i = 0; i < taps.length; i++) taps[i](port, buf, off, len);
+    if (this.taps.length > 0) this.runTaps(port, buf, off, len);
 
     const vlan = vlanId(buf, off, len);
     if ((buf[off + 6] & 1) === 0) this.table.learn(srcMac(buf, off), vlan, port, this.nowMs);
@@ -160,17 +187,56 @@ export class Switch implements FrameSink {
           return;
         }
         this.counters.unicasts++;
-        out.send(buf, off, len);
+        try {
+          out.send(buf, off, len);
+        } catch (err) {
+          this.portFailed(out, err);
+        }
         return;
       }
     }
     this.counters.floods++;
     const ports = this.ports;
-    for (let i = 0; i < ports.length; i++) {
-      const p = ports[i];
-      if (p !== port) p.send(buf, off, len);
+    let i = 0;
+    while (i < ports.length) {
+      try {
+        for (; i < ports.length; i++) {
+          const p = ports[i];
+          if (p !== port) p.send(buf, off, len);
+        }
+      } catch (err) {
+        this.portFailed(ports[i], err);
+        i++;
+      }
     }
   }
+
+  private runTaps(port: Port, buf: Buffer, off: number, len: number): void {
+    const taps = this.taps;
+    let i = 0;
+    while (i < taps.length) {
+      try {
+        for (; i < taps.length; i++) taps[i](port, buf, off, len);
+      } catch (err) {
+        this.counters.tapErrors++;
+        this.errorLog.write(this.nowMs, `tap ${i} threw on a frame from port ${port.id} (${port.name}); frame still forwarded: ${errorText(err)}`);
+        i++;
+      }
+    }
+  }
+
+  /** A port's send threw: the frame is lost on that port only, counted and logged (rate limited). */
+  private portFailed(p: Port, err: unknown): void {
+    p.counters.drops['port-error']++;
+    this.counters.portErrors++;
+    this.errorLog.write(this.nowMs, `port ${p.id} (${p.name}): send threw, frame dropped (port-error): ${errorText(err)}`);
+  }
+}
+
+const EVICT_LOG_INTERVAL_MS = 10_000;
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
 /** to += sign × from, counter by counter (the largest frame only grows). */

@@ -24,6 +24,9 @@ export interface Ipv4Repr {
   dontFragment: boolean;
   /** Bytes after the header, from the total length field (Ethernet padding excluded). */
   payloadBytes: number;
+  /** Emit only: a fragment (RFC 791 §3.2): more follow, and this one's offset (a multiple of 8). */
+  moreFragments?: boolean;
+  fragmentOffsetBytes?: number;
 }
 
 export interface Ipv4Parsed extends Ipv4Repr {
@@ -74,7 +77,7 @@ export function emitIpv4(repr: Ipv4Repr, buf: Buffer, off: number): void {
   buf[off + field.tos] = 0;
   buf.writeUInt16BE(IPV4_HEADER_BYTES + repr.payloadBytes, off + field.totalLength);
   buf.writeUInt16BE(repr.ident & 0xffff, off + field.ident);
-  buf.writeUInt16BE(repr.dontFragment ? 0x4000 : 0, off + field.flagsFrag);
+  buf.writeUInt16BE((repr.dontFragment ? 0x4000 : 0) | (repr.moreFragments === true ? 0x2000 : 0) | ((repr.fragmentOffsetBytes ?? 0) >>> 3), off + field.flagsFrag);
   buf[off + field.ttl] = repr.ttl;
   buf[off + field.protocol] = repr.protocol;
   buf.writeUInt16BE(0, off + field.checksum);

@@ -1,6 +1,7 @@
 /**
  * The `doctor` control command and what it needs to watch while the daemon runs: the MAC moves the
- * switch publishes (bounded to MAX_TRACKED_MACS MACs). The largest frame per port comes from the
+ * switch publishes (bounded to MAX_TRACKED_MACS MACs, the one that moved least recently goes, and
+ * MAX_PORT_HISTORY ports each). The largest frame per port comes from the
  * port counters (rxLargestBytes), so the doctor adds nothing to the per-frame path.
  */
 import type { Daemon } from '../daemon.js';
@@ -19,13 +20,20 @@ export function register(d: Daemon): void {
     if (!d.sw.ports.includes(to)) return;
     let h: MacMoveHistory | undefined = facts.macMoves.get(mac);
     if (h === undefined) {
-      if (facts.macMoves.size >= MAX_TRACKED_MACS) return;
+      if (facts.macMoves.size >= MAX_TRACKED_MACS) {
+        for (const oldest of facts.macMoves.keys()) { facts.macMoves.delete(oldest); break; }
+      }
       h = { ports: [from.id], portNames: new Map([[from.id, from.name]]), moves: 0, returns: 0, lastMs: 0 };
-      facts.macMoves.set(mac, h);
+    } else {
+      facts.macMoves.delete(mac); // re-inserted below: the Map stays in order of the last move
     }
+    facts.macMoves.set(mac, h);
     if (h.ports.includes(to.id)) h.returns++;
     h.ports.push(to.id);
-    if (h.ports.length > MAX_PORT_HISTORY) h.ports.shift();
+    if (h.ports.length > MAX_PORT_HISTORY) {
+      const gone = h.ports.shift()!;
+      if (!h.ports.includes(gone)) h.portNames.delete(gone);
+    }
     h.portNames.set(to.id, to.name);
     h.moves++;
     h.lastMs = Date.now();

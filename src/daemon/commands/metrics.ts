@@ -37,10 +37,10 @@ export function metricsText(d: Daemon): string {
   counter('lanparty_transport_flow_pauses_total', 'Unix datagram transports: times a reader\'s deep backlog stopped the transport\'s socket reading (flow control).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowPauses]));
   counter('lanparty_transport_flow_pause_timeouts_total', 'Unix datagram transports: readers that held the socket 200 ms without draining (stuck).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowTimeouts]));
   const sc = d.sw.counters;
-  counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops]]);
+  counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops], ['kind="port-error"', sc.portErrors]]);
   const t = d.sw.table;
   out.push('# HELP lanparty_mac_table_entries MACs in the table.', '# TYPE lanparty_mac_table_entries gauge', `lanparty_mac_table_entries ${t.size}`);
-  counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="table-full"', t.counters.tableFull]]);
+  counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="evicted"', t.counters.evicted]]);
   out.push('# HELP lanparty_ports Switch ports now.', '# TYPE lanparty_ports gauge', `lanparty_ports ${ports.length}`);
   const bp = busyPollState();
   if (bp) {

@@ -4,9 +4,10 @@
  * Stages of `send(buf, off, len)` (the switch delivering a frame to it):
  *   1. Count the frame; accept only frames to its MAC or to a group address.
  *   2. ARP: let DHCP see it (probe conflicts), then answer requests for the host address.
- *   3. IPv4 (checked parse, no fragments): ICMP echo to the host address gets a reply; UDP 67 goes
- *      to DHCP, UDP 53 to the host address goes to DNS, and DHCP replies from other MACs go to
- *      DHCP's rogue-server check.
+ *   3. IPv4 (checked parse): fragments to the host address are reassembled (bounded: see the
+ *      REASSEMBLY_ constants); ICMP echo to the host address gets a reply, fragmented to the
+ *      MTU when larger; UDP 67 goes to DHCP, UDP 53 to the host address goes to DNS, and DHCP
+ *      replies from other MACs go to DHCP's rogue-server check.
  * Replies are built in fresh buffers and handed to `sink.input` synchronously (the switch's `input`
  * is reentrant: it keeps no per-frame state outside its locals). A malformed frame is a counted
  * drop; `send` never throws. Read RFC 826 (ARP), RFC 792 (ICMP) and RFC 1122 section 3.2.2.6.
@@ -26,12 +27,24 @@ import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, emitIcmpEcho, icmpEchoBufferLen, pa
 import { IPV4_BROADCAST, IPV4_HEADER_BYTES, IP_PROTO_ICMP, IP_PROTO_UDP, emitIpv4, parseIpv4 } from '../../wire/ipv4.js';
 import type { Ipv4Cidr, Ipv4Parsed } from '../../wire/ipv4.js';
 import { UDP_HEADER_BYTES, emitUdp, parseUdp } from '../../wire/udp.js';
+import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';
 import type { DhcpOutput, DhcpServer } from '../dhcp/server.js';
 import type { DnsResponder } from '../dns/responder.js';
-import type { VhostCounters, VhostDropReason } from '../types.js';
-import { VHOST_DROP_REASONS } from '../types.js';
+import type { Clock, VhostCounters, VhostDropReason } from '../types.js';
+import { VHOST_DROP_REASONS, systemClock } from '../types.js';
 
 const IP_TTL = 64;
+/** The host's MTU: IPv4 packets it sends are at most this long (maxFrameBytes less Ethernet). */
+const MTU_BYTES = 1500;
+/**
+ * Reassembly limits. A ping of 65,507 bytes needs one packet in flight; 4 per source leave room
+ * for a burst, and 32 in all (at most 2 MiB of reused buffers) for several guests at once. Linux
+ * waits 30 s (ipfrag_time); on a LAN the fragments of a packet arrive within milliseconds.
+ */
+export const REASSEMBLY_MAX_PACKETS = 32;
+export const REASSEMBLY_MAX_PACKETS_PER_SOURCE = 4;
+export const REASSEMBLY_MAX_BYTES = 1 << 20;
+export const REASSEMBLY_TIMEOUT_MS = 10_000;
 
 export class VirtualHost implements Port, DhcpOutput {
   id = 0;
@@ -45,6 +58,10 @@ export class VirtualHost implements Port, DhcpOutput {
   dns: DnsResponder | null = null;
   private nextIdent = 1;
   private closed = false;
+  private readonly reassembler = new Ipv4Reassembler({
+    maxPackets: REASSEMBLY_MAX_PACKETS, maxPacketsPerSource: REASSEMBLY_MAX_PACKETS_PER_SOURCE,
+    maxBytes: REASSEMBLY_MAX_BYTES, timeoutMs: REASSEMBLY_TIMEOUT_MS,
+  });
 
   constructor(
     readonly hostIp: number,
@@ -53,11 +70,12 @@ export class VirtualHost implements Port, DhcpOutput {
     private readonly sink: FrameSink,
     private readonly log: Logger,
     displayAddress: string,
+    private readonly clock: Clock = systemClock,
   ) {
     this.name = `services ${displayAddress}`;
     const drops = {} as Record<VhostDropReason, number>;
     for (const r of VHOST_DROP_REASONS) drops[r] = 0;
-    this.stats = { arpReplies: 0, icmpEchoReplies: 0, drops };
+    this.stats = { arpReplies: 0, icmpEchoReplies: 0, drops, reassembly: this.reassembler.counters };
   }
 
   endpoint(): string { return ''; }
@@ -123,19 +141,34 @@ export class VirtualHost implements Port, DhcpOutput {
       this.stats.drops['malformed-ipv4']++;
       return;
     }
-    if (ip.moreFragments || ip.fragmentOffsetBytes !== 0) { this.stats.drops.fragment++; return; }
-    const pOff = off + ip.headerBytes;
+    let pOff = off + ip.headerBytes;
+    let pLen = ip.payloadBytes;
     const toHost = ip.dst === this.hostIp;
+    if (ip.moreFragments || ip.fragmentOffsetBytes !== 0) {
+      if (!toHost) { this.stats.drops['not-for-us']++; return; }
+      // RFC 791: a packet is named by source, destination, protocol and identification; the
+      // destination is always the host address here.
+      const r = this.reassembler.counters;
+      const dropped = r.fragmentsDropped;
+      const whole = this.reassembler.add(ip.src, ip.protocol * 0x10000 + ip.ident, buf.readUInt16BE(off + 6), buf, pOff, pLen, this.clock.nowMs());
+      this.stats.drops.fragment += r.fragmentsDropped - dropped;
+      if (whole === null) return;
+      // The first fragment's header is not kept; any header makes a packet over 65,535 bytes.
+      if (whole.totalBytes > 0xffff - IPV4_HEADER_BYTES) { this.stats.drops['malformed-ipv4']++; return; }
+      buf = whole.buf;
+      pOff = 0;
+      pLen = whole.totalBytes;
+    }
     const toAll = ip.dst === IPV4_BROADCAST || ip.dst === this.subnet.broadcast;
     if (ip.protocol === IP_PROTO_ICMP) {
       if (!toHost) { this.stats.drops['not-for-us']++; return; }
-      this.onIcmp(ethSrc, ip, buf, pOff);
+      this.onIcmp(ethSrc, ip, buf, pOff, pLen);
       return;
     }
     if (ip.protocol !== IP_PROTO_UDP) { this.stats.drops.unsupported++; return; }
     let srcPort: number, dstPort: number, payloadBytes: number;
     try {
-      ({ srcPort, dstPort, payloadBytes } = parseUdp(buf, pOff, ip.payloadBytes, ip.src, ip.dst));
+      ({ srcPort, dstPort, payloadBytes } = parseUdp(buf, pOff, pLen, ip.src, ip.dst));
     } catch {
       this.stats.drops['malformed-udp']++;
       return;
@@ -155,10 +188,10 @@ export class VirtualHost implements Port, DhcpOutput {
     }
   }
 
-  private onIcmp(ethSrc: number, ip: Ipv4Parsed, buf: Buffer, off: number): void {
+  private onIcmp(ethSrc: number, ip: Ipv4Parsed, buf: Buffer, off: number, len: number): void {
     let echo;
     try {
-      echo = parseIcmp(buf, off, ip.payloadBytes);
+      echo = parseIcmp(buf, off, len);
     } catch {
       this.stats.drops['malformed-icmp']++;
       return;
@@ -167,12 +200,31 @@ export class VirtualHost implements Port, DhcpOutput {
     // RFC 1122 3.2.2.6: the reply carries the request's identifier, sequence number and data.
     const reply = { type: ICMP_ECHO_REPLY, code: 0, ident: echo.ident, seq: echo.seq, data: echo.data };
     const icmpBytes = icmpEchoBufferLen(reply);
-    const f = Buffer.alloc(Math.max(ETH_MIN_FRAME_BYTES, ETH_HEADER_BYTES + IPV4_HEADER_BYTES + icmpBytes));
-    this.ethHeader(f, ethSrc, ETHERTYPE_IPV4);
-    emitIpv4({ src: this.hostIp, dst: ip.src, protocol: IP_PROTO_ICMP, ttl: IP_TTL, ident: this.ident(), dontFragment: false, payloadBytes: icmpBytes }, f, ETH_HEADER_BYTES);
-    emitIcmpEcho(reply, f, ETH_HEADER_BYTES + IPV4_HEADER_BYTES);
     this.stats.icmpEchoReplies++;
-    this.output(f);
+    if (IPV4_HEADER_BYTES + icmpBytes <= MTU_BYTES) {
+      const f = Buffer.alloc(Math.max(ETH_MIN_FRAME_BYTES, ETH_HEADER_BYTES + IPV4_HEADER_BYTES + icmpBytes));
+      this.ethHeader(f, ethSrc, ETHERTYPE_IPV4);
+      emitIpv4({ src: this.hostIp, dst: ip.src, protocol: IP_PROTO_ICMP, ttl: IP_TTL, ident: this.ident(), dontFragment: false, payloadBytes: icmpBytes }, f, ETH_HEADER_BYTES);
+      emitIcmpEcho(reply, f, ETH_HEADER_BYTES + IPV4_HEADER_BYTES);
+      this.output(f);
+      return;
+    }
+    // Larger than the MTU: the whole message first, then one frame per fragment (RFC 791 §3.2).
+    const msg = Buffer.alloc(icmpBytes);
+    emitIcmpEcho(reply, msg, 0);
+    const ident = this.ident();
+    const chunk = Math.floor((MTU_BYTES - IPV4_HEADER_BYTES) / 8) * 8;
+    for (let fo = 0; fo < icmpBytes; fo += chunk) {
+      const n = Math.min(chunk, icmpBytes - fo);
+      const f = Buffer.alloc(Math.max(ETH_MIN_FRAME_BYTES, ETH_HEADER_BYTES + IPV4_HEADER_BYTES + n));
+      this.ethHeader(f, ethSrc, ETHERTYPE_IPV4);
+      emitIpv4({
+        src: this.hostIp, dst: ip.src, protocol: IP_PROTO_ICMP, ttl: IP_TTL, ident, dontFragment: false, payloadBytes: n,
+        moreFragments: fo + n < icmpBytes, fragmentOffsetBytes: fo,
+      }, f, ETH_HEADER_BYTES);
+      msg.copy(f, ETH_HEADER_BYTES + IPV4_HEADER_BYTES, fo, fo + n);
+      this.output(f);
+    }
   }
 
   /** DhcpOutput: a DHCP message from port 67 of the host address. */

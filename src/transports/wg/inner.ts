@@ -13,7 +13,7 @@
  * when vx0's MTU is 1500 over a 1420 wg0, and reassembles ours. The Decapsulator keeps at most
  * REASSEMBLY_MAX packets per peer for REASSEMBLY_TIMEOUT_MS (RFC 791 uses 15 s; frames are useless
  * that late, so 2 s), each in a reused slot (at most 64 KiB each: 1 MiB per peer at worst);
- * overlapping fragments drop their packet.
+ * overlapping fragments drop their packet (wire/ipv4-reassembly.ts, shared with the virtual host).
  *
  * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
  * a stock host answers those with ICMP port unreachable, which we count and drop. A peer that
@@ -21,6 +21,8 @@
  * kernel's echo reply proves the session live (stp.ts "Stock hosts"); replies are counted.
  */
 import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
+import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';
+import type { ReassembledPacket } from '../../wire/ipv4-reassembly.js';
 
 export const IPV4_HEADER_BYTES = 20;
 export const UDP_HEADER_BYTES = 8;
@@ -163,26 +165,6 @@ export class InnerCounters {
   'echo-reply' = 0;
 }
 
-/** Most fragments one packet may arrive in (a 64 KiB datagram at a 576-byte tunnel MTU is 119). */
-const REASSEMBLY_MAX_PARTS = 128;
-
-/**
- * One packet being reassembled. Slots and their buffers are reused (no allocation per frame once
- * a slot's buffer has grown to the largest packet seen); `key` < 0 marks a free slot.
- */
-class Reassembly {
-  key = -1;
-  startedMs = 0;
-  /** Arrival order of the first fragment, to evict the oldest when all slots are busy. */
-  born = 0;
-  totalBytes = -1;
-  gotBytes = 0;
-  parts = 0;
-  buf = Buffer.allocUnsafe(2048);
-  readonly starts = new Int32Array(REASSEMBLY_MAX_PARTS);
-  readonly ends = new Int32Array(REASSEMBLY_MAX_PARTS);
-}
-
 /** Result kinds of `Decapsulator.packet`. */
 export const INNER_NONE = 0;
 export const INNER_FRAME = 1;
@@ -196,8 +178,10 @@ export const INNER_CONTROL = 2;
 export class Decapsulator {
   readonly counters = new InnerCounters();
   readonly out: { buf: Buffer; off: number; len: number } = { buf: Buffer.alloc(0), off: 0, len: 0 };
-  private readonly slots: Reassembly[] = [];
-  private born = 0;
+  /** One source (the peer), so the per-source limit is the total; bytes never bind (16 × 64 KiB). */
+  private readonly reassembler = new Ipv4Reassembler({
+    maxPackets: REASSEMBLY_MAX, maxPacketsPerSource: REASSEMBLY_MAX, maxBytes: REASSEMBLY_MAX * MAX_IP_BYTES, timeoutMs: REASSEMBLY_TIMEOUT_MS,
+  });
 
   /** `local`: our tunnel address; `peer`: the only source we accept (WireGuard's allowed IPs). */
   constructor(private readonly local: number, private readonly peer: number, private readonly vni: number) {}
@@ -247,79 +231,16 @@ export class Decapsulator {
   }
 
   /**
-   * Keeps a fragment's data (copied into the packet's slot: the receive buffer is reused) and
-   * returns the slot when the packet is complete: the whole UDP datagram is then
-   * `slot.buf[0, slot.totalBytes)`, valid until the next call. Exact duplicates are dropped alone;
-   * a fragment that overlaps another, or disagrees on the end, drops the whole packet (as Linux
-   * does since 4.19, and RFC 5722 requires for IPv6): a gap hidden by an overlap could otherwise
-   * deliver bytes nobody sent.
+   * Hands a fragment to the reassembler and returns the packet when complete: the whole UDP
+   * datagram is then `slot.buf[0, slot.totalBytes)`, valid until the next call. Its fragments
+   * dropped (malformed, duplicate, overlapping, evicted, timed out) count as `fragment-dropped`.
    */
-  private reassemble(id: number, frag: number, buf: Buffer, off: number, len: number, nowMs: number): Reassembly | null {
-    const start = (frag & 0x1fff) * 8;
-    const end = start + len;
-    const more = (frag & 0x2000) !== 0;
-    const c = this.counters;
-    if (end > MAX_IP_BYTES || (more && len % 8 !== 0)) {
-      c['fragment-dropped']++;
-      return null;
-    }
-    let slot: Reassembly | null = null;
-    let free: Reassembly | null = null;
-    let oldest: Reassembly | null = null;
-    for (const s of this.slots) {
-      if (s.key >= 0 && nowMs - s.startedMs > REASSEMBLY_TIMEOUT_MS) {
-        c['fragment-dropped'] += s.parts;
-        s.key = -1;
-      }
-      if (s.key === id) slot = s;
-      else if (s.key < 0) free ??= s;
-      else if (oldest === null || s.born < oldest.born) oldest = s;
-    }
-    if (slot === null) {
-      if (free === null && this.slots.length < REASSEMBLY_MAX) this.slots.push(free = new Reassembly());
-      if (free === null) {
-        free = oldest!; // Full: the oldest incomplete packet goes.
-        c['fragment-dropped'] += free.parts;
-      }
-      slot = free;
-      slot.key = id;
-      slot.startedMs = nowMs;
-      slot.born = ++this.born;
-      slot.totalBytes = -1;
-      slot.gotBytes = 0;
-      slot.parts = 0;
-    }
-    for (let i = 0; i < slot.parts; i++) {
-      if (start >= slot.ends[i] || end <= slot.starts[i]) continue;
-      if (start === slot.starts[i] && end === slot.ends[i]) { c['fragment-dropped']++; return null; } // duplicate
-      return this.discard(slot);
-    }
-    if (slot.parts === REASSEMBLY_MAX_PARTS || (slot.totalBytes >= 0 && (end > slot.totalBytes || (!more && end !== slot.totalBytes)))) return this.discard(slot);
-    if (!more) {
-      for (let i = 0; i < slot.parts; i++) if (slot.ends[i] > end) return this.discard(slot);
-      slot.totalBytes = end;
-    }
-    if (slot.buf.length < end) {
-      const grown = Buffer.allocUnsafe(Math.min(MAX_IP_BYTES, Math.max(end, slot.buf.length * 2)));
-      slot.buf.copy(grown);
-      slot.buf = grown;
-    }
-    buf.copy(slot.buf, start, off, off + len);
-    slot.starts[slot.parts] = start;
-    slot.ends[slot.parts] = end;
-    slot.parts++;
-    slot.gotBytes += len;
-    // No overlaps, so the bytes add up only when every byte is there.
-    if (slot.totalBytes < 0 || slot.gotBytes !== slot.totalBytes) return null;
-    slot.key = -1;
-    c.reassembled++;
-    return slot;
-  }
-
-  /** Drops a packet being reassembled, counting its fragments and the one in hand. */
-  private discard(slot: Reassembly): null {
-    this.counters['fragment-dropped'] += slot.parts + 1;
-    slot.key = -1;
-    return null;
+  private reassemble(id: number, frag: number, buf: Buffer, off: number, len: number, nowMs: number): ReassembledPacket | null {
+    const r = this.reassembler.counters;
+    const dropped = r.fragmentsDropped;
+    const whole = this.reassembler.add(this.peer, id, frag, buf, off, len, nowMs);
+    this.counters['fragment-dropped'] += r.fragmentsDropped - dropped;
+    if (whole !== null) this.counters.reassembled++;
+    return whole;
   }
 }

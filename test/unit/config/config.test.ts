@@ -85,4 +85,7 @@ test('busy polling: 50 µs (budget 20% of a core) by default, from the file or t
   configError(() => buildConfig({ switch: { busy_poll_us: 5000 } }), /^switch\.busy_poll_us: 5000 is out of range/);
   configError(() => buildConfig({}, { busyPollUs: 'fast' }), /^--busy-poll: /);
   configError(() => buildConfig({}, { busyPollBudgetPercent: '0' }), /^--busy-poll-budget: 0 is out of range/);
+  assert.equal(buildConfig({ switch: { mac_table_size: 100 } }).switch.macPortSize, 100, 'one port may fill the table unless limited');
+  assert.equal(buildConfig({ switch: { mac_port_size: 10 } }).switch.macPortSize, 10);
+  configError(() => buildConfig({ switch: { mac_port_size: 0 } }), /^switch\.mac_port_size: 0 is out of range/);
 });

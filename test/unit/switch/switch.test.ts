@@ -107,7 +107,7 @@ test('a MAC that moves is re-learned at once and counted', () => {
   assert.equal(sw.table.counters.moved, 1);
 });
 
-test('entries age out on tick; a full table floods and counts', () => {
+test('entries age out on tick; a full table evicts the oldest entry of the port holding the most', () => {
   const sw = new Switch({ macAgeMs: 1000, macTableSize: 16 }, undefined, 0);
   const ports = [new MemoryPort('a'), new MemoryPort('b'), new MemoryPort('c')];
   for (const p of ports) sw.addPort(p);
@@ -120,12 +120,98 @@ test('entries age out on tick; a full table floods and counts', () => {
   assert.equal(sw.table.counters.expired, 1);
   for (let i = 0; i < 20; i++) inject(sw, ports[1], frame(BCAST, `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`));
   assert.equal(sw.table.size, 16);
-  assert.equal(sw.table.counters.tableFull, 4);
-  // A source never learned because the table is full: frames to it flood, and still arrive.
+  assert.equal(sw.table.counters.evicted, 4);
+  assert.equal(sw.table.lookup(0x020000000100, 0), undefined, 'the first four went');
+  assert.equal(sw.table.lookup(0x020000000104, 0), ports[1]);
+  assert.equal(sw.table.lookup(0x020000000113, 0), ports[1], 'the last one was learned');
+  // The newest source is known: a frame to it goes to its port alone.
   const before = ports[2].frames.length;
   inject(sw, ports[0], frame('02:00:00:00:01:13', A));
-  assert.equal(ports[2].frames.length, before + 1);
+  assert.equal(ports[2].frames.length, before);
   assert.equal(ports[1].frames.length, 1 + 1);
+});
+
+test('a MAC flood from one port past capacity does not lock out another port (fair eviction)', () => {
+  const CAP = 64;
+  const sw = new Switch({ macAgeMs: 300_000, macTableSize: CAP }, undefined, 0);
+  const [a, b, c] = [new MemoryPort('a'), new MemoryPort('b'), new MemoryPort('c')];
+  for (const p of [a, b, c]) sw.addPort(p);
+  sw.tick(1000);
+  inject(sw, c, frame(BCAST, C));               // a guest on c, learned before the flood
+  let seed = 1;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+  const flood = Buffer.from(frame(BCAST, A));
+  for (let i = 0; i < CAP * 10; i++) {
+    flood.writeUInt32BE(rnd(), 6);
+    flood[6] &= 0xfe;                            // unicast source
+    sw.input(a, flood, 0, flood.length);
+  }
+  assert.equal(sw.table.size, CAP);
+  assert.ok(sw.table.counters.evicted > CAP * 8, `evicted ${sw.table.counters.evicted}`);
+  assert.equal(sw.table.lookup(0x02000000000c, 0), c, 'the guest learned before the flood stays');
+  // A new guest on b is learned, and frames to it are not flooded.
+  inject(sw, b, frame(BCAST, B));
+  assert.equal(sw.table.lookup(0x02000000000b, 0), b);
+  assert.equal(sw.table.countOn(a), CAP - 2, 'each eviction came from a, the port holding the most');
+  const [aSeen, bSeen, cSeen] = [a.frames.length, b.frames.length, c.frames.length];
+  const floods = sw.counters.floods;
+  inject(sw, c, frame(B, C));
+  assert.equal(b.frames.length, bSeen + 1, 'the unicast to B reached b');
+  assert.deepEqual([a.frames.length, c.frames.length, sw.counters.floods], [aSeen, cSeen, floods], 'and was not flooded');
+  assert.equal(sw.table.audit(), null);
+});
+
+test('eviction takes the least recently seen entry of the fullest port, and ties go to any fullest port', () => {
+  const sw = new Switch({ macAgeMs: 300_000, macTableSize: 4 }, undefined, 0);
+  const [a, b] = [new MemoryPort('a'), new MemoryPort('b')];
+  sw.addPort(a);
+  sw.addPort(b);
+  const m = (i: number) => `02:00:00:00:02:0${i}`;
+  sw.tick(1000);
+  inject(sw, a, frame(BCAST, m(1)));
+  inject(sw, a, frame(BCAST, m(2)));
+  inject(sw, a, frame(BCAST, m(3)));
+  inject(sw, b, frame(BCAST, m(4)));
+  sw.tick(2000);
+  inject(sw, a, frame(BCAST, m(1)));            // m1 seen again: m2 is a's least recent now
+  inject(sw, b, frame(BCAST, m(5)));            // full: a holds the most (3), so m2 goes
+  assert.equal(sw.table.lookup(0x020000000202, 0), undefined);
+  assert.equal(sw.table.lookup(0x020000000201, 0), a);
+  assert.equal(sw.table.lookup(0x020000000205, 0), b);
+  assert.deepEqual([sw.table.countOn(a), sw.table.countOn(b)], [2, 2]);
+  assert.equal(sw.table.counters.evicted, 1);
+  sw.tick(3000);
+  inject(sw, a, frame(BCAST, m(6)));            // 2 and 2: either port may lose one, never the newest
+  assert.equal(sw.table.size, 4);
+  assert.equal(sw.table.counters.evicted, 2);
+  assert.equal(sw.table.lookup(0x020000000206, 0), a);
+  // Ageing walks each port's list from its oldest entry.
+  sw.tick(2000 + 300_000);
+  assert.equal(sw.table.size, 1, 'only m6 (seen at 3000) is left');
+  assert.equal(sw.table.counters.expired, 3);
+  assert.equal(sw.table.audit(), null);
+});
+
+test('a port at its own MAC limit replaces its own oldest entry; other ports keep theirs', () => {
+  const sw = new Switch({ macAgeMs: 300_000, macTableSize: 64, macPortSize: 8 }, undefined, 0);
+  const [a, b] = [new MemoryPort('a'), new MemoryPort('b')];
+  sw.addPort(a);
+  sw.addPort(b);
+  inject(sw, b, frame(BCAST, B));
+  for (let i = 0; i < 20; i++) inject(sw, a, frame(BCAST, `02:00:00:00:03:${i.toString(16).padStart(2, '0')}`));
+  assert.equal(sw.table.countOn(a), 8);
+  assert.equal(sw.table.size, 9);
+  assert.equal(sw.table.counters.evicted, 12);
+  assert.equal(sw.table.lookup(0x02000000030b, 0), undefined);
+  assert.equal(sw.table.lookup(0x02000000030c, 0), a);
+  // A MAC moving onto a full port takes the place of that port's oldest entry.
+  inject(sw, a, frame(BCAST, B));
+  assert.equal(sw.table.lookup(0x02000000000b, 0), a);
+  assert.equal(sw.table.countOn(a), 8);
+  assert.equal(sw.table.countOn(b), 0);
+  assert.equal(sw.table.counters.moved, 1);
+  assert.equal(sw.table.lookup(0x02000000030c, 0), undefined);
+  assert.equal(sw.table.audit(), null);
 });
 
 test('removing a port forgets its MACs', () => {
@@ -252,4 +338,61 @@ test('the entries last learned and looked up (kept beside the table) never outli
   inject(sw, p2, frame(B, A));
   assert.equal(p0.frames.length, p0Before + 1, 'flooded to p0, the only other port');
   assert.equal(sw.table.lookup(0x02000000000b, 0), undefined);
+});
+
+/** A port whose send throws (a bug in that port), on every frame. */
+class ThrowingPort extends MemoryPort {
+  override send(): void { throw new Error('boom'); }
+}
+
+test('a port whose send throws costs that port only: counted as port-error, the others still get the frame', () => {
+  const sw = new Switch();
+  const [p0, bad, p2, p3] = [new MemoryPort('p0'), new ThrowingPort('bad'), new MemoryPort('p2'), new MemoryPort('p3')];
+  for (const p of [p0, bad, p2, p3]) sw.addPort(p);
+  inject(sw, p0, frame(BCAST, A));              // flood: bad throws in the middle
+  assert.deepEqual([p2.frames.length, p3.frames.length], [1, 1]);
+  assert.equal(bad.counters.drops['port-error'], 1);
+  inject(sw, bad, frame(BCAST, B));             // B learned on bad
+  inject(sw, p0, frame(B, A));                  // unicast to bad: throws, counted, no flood
+  assert.equal(bad.counters.drops['port-error'], 2);
+  assert.equal(sw.counters.portErrors, 2);
+  inject(sw, p2, frame(A, C));                  // and forwarding goes on
+  assert.equal(p0.frames.length, 2);
+});
+
+test('a tap that throws is counted and the frame is still forwarded', () => {
+  const { sw, ports } = setup(2);
+  let seen = 0;
+  sw.addTap(() => { throw new Error('tap bug'); });
+  sw.addTap(() => { seen++; });
+  inject(sw, ports[0], frame(BCAST, A));
+  assert.equal(ports[1].frames.length, 1);
+  assert.equal(seen, 1, 'the taps after it still ran');
+  assert.equal(sw.counters.tapErrors, 1);
+});
+
+test('random learning, moves, VLANs, ageing, pins and port removals keep the table\'s bookkeeping consistent', () => {
+  const sw = new Switch({ macAgeMs: 5000, macTableSize: 32, macPortSize: 20 }, undefined, 0);
+  const ports = Array.from({ length: 5 }, (_, i) => new MemoryPort(`r${i}`));
+  for (const p of ports) sw.addPort(p);
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const f = frame(BCAST, A, 0x8100, 60);
+  let now = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const op = rnd(100);
+    if (op < 2) { now += 1000 * (1 + rnd(3)); sw.tick(now); }
+    else if (op < 3) { const p = ports[rnd(5)]; sw.removePort(p); sw.addPort(p); }
+    else if (op < 4) sw.table.pin(0x020000000000 + rnd(64), 0, ports[rnd(5)], now);
+    else if (op < 5 && rnd(10) === 0) sw.flushLearned('test');
+    else {
+      f.writeUIntBE(0x020000000000 + rnd(64), 6, 6);
+      f.writeUInt16BE(rnd(4) === 0 ? 0x8100 : 0x0800, 12);
+      f.writeUInt16BE(rnd(3), 14);
+      sw.input(ports[rnd(5)], f, 0, f.length);
+    }
+    const bad = sw.table.audit();
+    if (bad !== null) assert.fail(`after step ${i}: ${bad}`);
+  }
+  assert.ok(sw.table.counters.evicted > 0 && sw.table.counters.moved > 0 && sw.table.counters.expired > 0);
 });
