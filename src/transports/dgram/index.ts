@@ -25,6 +25,8 @@ import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
  * that spoke lately.
  */
 export const PEER_EVICT_IDLE_MS = 10_000;
+/** At most one line per this interval about refused or evicted peers (a remote triggers them). */
+const PEER_LOG_INTERVAL_MS = 10_000;
 
 /** Largest UDP payload over IPv4. */
 export const UDP_MAX_PAYLOAD = 65507;
@@ -98,6 +100,8 @@ export class DgramTransport implements Transport {
   private evictableNext = 0;
   /** No dynamic port can be evicted before this (switch clock ms). */
   private noEvictUntilMs = 0;
+  private refusedLoggedMs = -Infinity;
+  private evictedLoggedMs = -Infinity;
   private readonly onBatchBound: (count: number) => void;
   private readonly onEvictedBound: (peer: number) => void;
   private readonly maxFrameBytes: number;
@@ -155,6 +159,10 @@ export class DgramTransport implements Transport {
         if (port === undefined) {
           this.refusedPeers++;
           this.sock!.releasePeer(peer);
+          if (this.nowMs - this.refusedLoggedMs >= PEER_LOG_INTERVAL_MS) {
+            this.refusedLoggedMs = this.nowMs;
+            this.ctx.log.info(`port ${this.url}: ${this.portCount} peers (the most it keeps), none silent ${PEER_EVICT_IDLE_MS / 1000} s: new sources are refused (${this.refusedPeers} so far)`);
+          }
           continue;
         }
       }
@@ -210,6 +218,10 @@ export class DgramTransport implements Transport {
       if (this.byPeer[p.peer] === p && now - p.lastRxMs >= PEER_EVICT_IDLE_MS) {
         this.forget(p);
         this.evictedPeers++;
+        if (now - this.evictedLoggedMs >= PEER_LOG_INTERVAL_MS) {
+          this.evictedLoggedMs = now;
+          this.ctx.log.info(`port ${this.url}: ${this.portCount + 1} peers (the most it keeps): forgot ${p.endpoint()}, silent ${Math.round((now - p.lastRxMs) / 1000)} s, to make room for a new source (${this.evictedPeers} so far)`);
+        }
         return true;
       }
     }
