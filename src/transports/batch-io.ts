@@ -166,7 +166,13 @@ function loadNative(): NativeModule | null {
     tried.push(path);
     if (!existsSync(path)) continue;
     try {
-      nativeModule = require(path) as NativeModule;
+      const m = require(path) as NativeModule;
+      // A build older than peer-id release would keep every source for good: use the JS path.
+      if (typeof (m.BatchSocket.prototype as Partial<NativeHandle>).releasePeer !== 'function') {
+        loadError = `native addon ${path} is older than this lanparty (its BatchSocket cannot release peer ids); rebuild it with npm run build:native`;
+        return null;
+      }
+      nativeModule = m;
       return nativeModule;
     } catch (err) {
       loadError = `native addon ${path} failed to load: ${(err as Error).message}; rebuild it with npm run build:native`;
