@@ -11,8 +11,10 @@
 //   2. recvmmsg(MSG_DONTWAIT) fills up to batchSize slots of the rx slab (slot i at i*slotBytes).
 //   3. Datagrams flagged MSG_TRUNC are dropped and counted; later slots are moved down (rare path).
 //   4. Each source sockaddr is mapped to a small peer id through the peer table (a new id is the
-//      only case that allocates; JS asks for the id's address once, when it first sees the id).
-//      A source with no id (unbound unix sender, table full) is dropped and counted the same way.
+//      only case that may allocate; JS asks for the id's address once, when it first sees the id).
+//      Ids live until JS releases them; a full table refuses new sources or, when JS opted in,
+//      evicts the least recently heard one and reports it (PeerTable, near the top). A source
+//      with no id (unbound unix sender, table full) is dropped and counted the same way.
 //   5. lengths[] and peers[] are filled and the JS callback gets the count (MakeCallback, so the
 //      microtask queue, where JS schedules its send flush, drains before the slots are reused).
 //   6. Repeat from 2 until EAGAIN, a short batch, or kMaxBatchesPerWakeup batches (fairness with
@@ -121,8 +123,11 @@
 #define LP_HAVE_OPENSSL 0
 #endif
 
+#include <sys/random.h>
+
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -147,9 +152,14 @@ constexpr int64_t kBusyPollRateWindowUs = 20000;
 // is slower than libuv's wait (measured: udp 64 B lossless rate 0.81-0.94x while the first rate
 // window spun). This answers within microseconds, before the rate window has been measured.
 constexpr int kBusyPollMaxBatch = 4;
-// Upper bound on distinct peers; beyond it new sources get id -1 (a spoofed-source flood must not
-// grow memory without limit).
+// Upper bound on live peer ids per socket (a socket may be opened with a smaller maxPeers); beyond
+// it a new source gets id -1, or evicts the least recently heard one (PeerTable), so a flood of
+// spoofed sources cannot grow memory without limit.
 constexpr int kMaxPeers = 65536;
+// Evicted ids that JS has not released yet, at most (PeerTable); the id space is the live ids
+// plus these.
+constexpr int kEvictedMax = 1024;
+constexpr int kMaxPeerIds = kMaxPeers + kEvictedMax;
 // Largest batch accepted for either direction (the kernel's UIO_MAXIOV).
 constexpr int kMaxBatch = 1024;
 // Per-peer unix send backlog bounds (see the header): whichever is reached first. The byte ring is
@@ -196,7 +206,9 @@ enum CounterIndex {
   kGsoDatagrams = 7,   // datagrams those messages carried
   kFlowPauses = 8,     // times one of this socket's backlogs stopped a unix socket reading (stage 6)
   kFlowTimeouts = 9,   // backlogs that held one kFlowPauseMaxMs without draining (stuck)
-  kCounterCount = 10,
+  kPeersLive = 10,     // gauge: peer ids in use (PeerTable), evicted ones not yet released included
+  kPeersEvicted = 11,  // ids evicted because the table was full (least recently heard first)
+  kCounterCount = 12,
 };
 
 enum class Kind { kInet, kUnix };
@@ -256,26 +268,144 @@ bool Canonical(const sockaddr_storage& in, socklen_t inLen, PeerAddr* out) {
   return false;
 }
 
-// Peer table: canonical sockaddr -> small int id, ids dense from 0. Open addressing over an index
-// array (power-of-two size, at most half full); lookups never allocate, inserts may grow it.
+// SipHash-1-3 (Aumasson and Bernstein; the variant Rust's HashMap and CPython use for tables that
+// take untrusted keys): a keyed 64-bit hash, so a sender cannot choose addresses that collide in
+// the peer table without knowing the key, which is random per process (PeerHashKey).
+inline uint64_t Rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+inline void SipRound(uint64_t& v0, uint64_t& v1, uint64_t& v2, uint64_t& v3) {
+  v0 += v1; v1 = Rotl64(v1, 13); v1 ^= v0; v0 = Rotl64(v0, 32);
+  v2 += v3; v3 = Rotl64(v3, 16); v3 ^= v2;
+  v0 += v3; v3 = Rotl64(v3, 21); v3 ^= v0;
+  v2 += v1; v1 = Rotl64(v1, 17); v1 ^= v2; v2 = Rotl64(v2, 32);
+}
+
+uint64_t SipHash13(uint64_t k0, uint64_t k1, const uint8_t* p, size_t n) {
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
+  uint64_t v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull;
+  uint64_t v3 = k1 ^ 0x7465646279746573ull;
+  const uint8_t* end = p + (n & ~static_cast<size_t>(7));
+  for (; p != end; p += 8) {
+    uint64_t m;
+    memcpy(&m, p, 8);  // little-endian hosts (Linux on x86-64 and arm64); the key is random anyway
+    v3 ^= m;
+    SipRound(v0, v1, v2, v3);
+    v0 ^= m;
+  }
+  uint64_t b = static_cast<uint64_t>(n) << 56;
+  switch (n & 7) {
+    case 7: b |= static_cast<uint64_t>(p[6]) << 48; [[fallthrough]];
+    case 6: b |= static_cast<uint64_t>(p[5]) << 40; [[fallthrough]];
+    case 5: b |= static_cast<uint64_t>(p[4]) << 32; [[fallthrough]];
+    case 4: b |= static_cast<uint64_t>(p[3]) << 24; [[fallthrough]];
+    case 3: b |= static_cast<uint64_t>(p[2]) << 16; [[fallthrough]];
+    case 2: b |= static_cast<uint64_t>(p[1]) << 8; [[fallthrough]];
+    case 1: b |= static_cast<uint64_t>(p[0]); break;
+    default: break;
+  }
+  v3 ^= b;
+  SipRound(v0, v1, v2, v3);
+  v0 ^= b;
+  v2 ^= 0xff;
+  SipRound(v0, v1, v2, v3);
+  SipRound(v0, v1, v2, v3);
+  SipRound(v0, v1, v2, v3);
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+// The peer tables' hash key: 128 random bits drawn once per process (getrandom, else
+// std::random_device), so bucket collisions cannot be planned from outside.
+struct PeerHashKey {
+  uint64_t k0 = 0;
+  uint64_t k1 = 0;
+  PeerHashKey() {
+    uint64_t k[2] = {0, 0};
+    if (getrandom(k, sizeof(k), 0) != static_cast<ssize_t>(sizeof(k))) {
+      std::random_device rd;
+      k[0] = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+      k[1] = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+    }
+    k0 = k[0];
+    k1 = k[1];
+  }
+};
+
+const PeerHashKey& HashKey() {
+  static const PeerHashKey key;
+  return key;
+}
+
+// Peer table: canonical sockaddr -> small int id, for one socket. An id is live from the first
+// datagram (or peerId call) until the owner releases it (release(id) from JS: the dgram port aged
+// the peer out, a WireGuard port never authenticated the source) or the table evicts it.
+//   - At most `limit` ids are live (kMaxPeers unless the socket was opened with a smaller
+//     maxPeers). A new source beyond that gets no id (-1, counted as unaddressable), unless the
+//     owner opted in to eviction: then the least recently heard live id that is not pinned (an
+//     id JS asked for with peerId, such as a fixed peer or a configured endpoint) and was not
+//     heard in the batch being received is evicted to make room.
+//   - An evicted id is not reused at once: it leaves the hash (its address gets a new id if heard
+//     again) but keeps its address for sends JS queued before it learnt of the eviction. Its id is
+//     reported in the socket's evicted list, which JS drains before the batch that needed the room
+//     (and after a peerId call), dropping what it keeps for that id and releasing it. Only a
+//     released id is reused, so JS never sees one id mean two addresses. At most kEvictedMax ids
+//     wait for that; with the list full, new sources are refused instead.
+// Open addressing with linear probing over an index array of (id, hash) (power-of-two size, at
+// most half full; removal shifts the run back, so there are no tombstones). Lookups never
+// allocate; a new id may grow the arrays (bounded by kMaxPeerIds).
 class PeerTable {
  public:
-  PeerTable() : index_(64, -1) {}
+  PeerTable() : index_(64) {}
 
-  // Returns the id for addr, creating one if needed; -1 when the table is full.
-  int Intern(const PeerAddr& p) {
+  void SetLimit(int limit) { limit_ = limit < 1 ? 1 : (limit > kMaxPeers ? kMaxPeers : limit); }
+  // A new receive batch: ids heard from now on are not evicted until the next one.
+  void NextRound() { round_++; }
+  int Live() const { return live_; }
+
+  // The id for addr, creating one if needed; -1 when there is no room. `pin`: JS asked for it (a
+  // pinned id is never evicted). `heard`: a datagram from it is being received (LRU order).
+  int Intern(const PeerAddr& p, bool pin, bool heard) {
     uint32_t h = Hash(p);
     size_t mask = index_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      int id = index_[i];
+      int id = index_[i].id;
       if (id < 0) break;
+      if (index_[i].hash != h) continue;
       const PeerAddr& q = peers_[id];
-      if (q.len == p.len && memcmp(&q.addr, &p.addr, p.len) == 0) return id;
+      if (q.len == p.len && memcmp(&q.addr, &p.addr, p.len) == 0) {
+        if (pin && !pinned_[id]) {
+          Unlink(id);
+          pinned_[id] = 1;
+        } else if (heard && !pinned_[id]) {
+          Touch(id);
+        }
+        return id;
+      }
     }
-    if (static_cast<int>(peers_.size()) >= kMaxPeers) return -1;
-    int id = static_cast<int>(peers_.size());
-    peers_.push_back(p);
-    if (peers_.size() * 2 > index_.size()) {
+    if (live_ >= limit_ && !EvictOne()) return -1;
+    int id;
+    if (!free_.empty()) {
+      id = free_.back();
+      free_.pop_back();
+    } else if (static_cast<int>(peers_.size()) < kMaxPeerIds) {
+      id = static_cast<int>(peers_.size());
+      peers_.push_back(p);
+      state_.push_back(kFree);
+      pinned_.push_back(0);
+      prev_.push_back(-1);
+      next_.push_back(-1);
+      heardRound_.push_back(0);
+    } else {
+      return -1;
+    }
+    peers_[id] = p;
+    state_[id] = kLive;
+    pinned_[id] = pin ? 1 : 0;
+    heardRound_[id] = round_;
+    prev_[id] = next_[id] = -1;
+    if (!pin) Append(id);
+    live_++;
+    if (static_cast<size_t>(live_) * 2 > index_.size()) {
       Rehash(index_.size() * 2);
     } else {
       Place(id, h);
@@ -283,32 +413,141 @@ class PeerTable {
     return id;
   }
 
+  // The address of a live or evicted (not yet released) id, else null.
   const PeerAddr* Get(int id) const {
-    if (id < 0 || id >= static_cast<int>(peers_.size())) return nullptr;
+    if (id < 0 || id >= static_cast<int>(peers_.size()) || state_[id] == kFree) return nullptr;
     return &peers_[id];
   }
 
- private:
-  static uint32_t Hash(const PeerAddr& p) {
-    // FNV-1a over the canonical bytes.
-    const uint8_t* b = reinterpret_cast<const uint8_t*>(&p.addr);
-    uint32_t h = 2166136261u;
-    for (socklen_t i = 0; i < p.len; i++) h = (h ^ b[i]) * 16777619u;
-    return h;
+  // Forgets id (live or evicted) and makes it reusable. False when it was not in use.
+  bool Release(int id) {
+    if (id < 0 || id >= static_cast<int>(peers_.size()) || state_[id] == kFree) return false;
+    if (state_[id] == kLive) {
+      Unindex(id);
+      if (!pinned_[id]) Unlink(id);
+      live_--;
+    } else {
+      evictedWaiting_--;
+    }
+    state_[id] = kFree;
+    pinned_[id] = 0;
+    free_.push_back(id);
+    return true;
   }
+
+  // Opts in to eviction: evicted ids are reported in report[1..report[0]] (kEvictedMax + 1
+  // int32s, JS-owned; JS reads them, sets report[0] to 0 and releases each id).
+  void SetEviction(int32_t* report) {
+    report_ = report;
+    if (report_) report_[0] = 0;
+  }
+  // Evicted ids not released yet.
+  int EvictedWaiting() const { return evictedWaiting_; }
+
+  uint64_t evictions = 0;
+
+ private:
+  enum State : uint8_t { kFree = 0, kLive = 1, kEvicted = 2 };
+  struct Slot {
+    int32_t id = -1;
+    uint32_t hash = 0;
+  };
+
+  static uint32_t Hash(const PeerAddr& p) {
+    const PeerHashKey& k = HashKey();
+    return static_cast<uint32_t>(SipHash13(k.k0, k.k1, reinterpret_cast<const uint8_t*>(&p.addr), p.len));
+  }
+
+  bool EvictOne() {
+    if (!report_ || evictedWaiting_ >= kEvictedMax) return false;
+    int32_t reported = report_[0];
+    if (reported < 0 || reported >= kEvictedMax) return false;  // JS broke the contract: refuse
+    int id = lruHead_;
+    if (id < 0 || heardRound_[id] == round_) return false;  // nothing evictable, or all heard just now
+    Unindex(id);
+    Unlink(id);
+    state_[id] = kEvicted;
+    live_--;
+    evictedWaiting_++;
+    report_[1 + reported] = id;
+    report_[0] = reported + 1;
+    evictions++;
+    return true;
+  }
+
+  // LRU list of live, unpinned ids: head least recently heard, tail most.
+  void Append(int id) {
+    prev_[id] = lruTail_;
+    next_[id] = -1;
+    if (lruTail_ >= 0) next_[lruTail_] = id; else lruHead_ = id;
+    lruTail_ = id;
+  }
+  void Unlink(int id) {
+    int p = prev_[id], n = next_[id];
+    if (p >= 0) next_[p] = n; else if (lruHead_ == id) lruHead_ = n;
+    if (n >= 0) prev_[n] = p; else if (lruTail_ == id) lruTail_ = p;
+    prev_[id] = next_[id] = -1;
+  }
+  void Touch(int id) {
+    heardRound_[id] = round_;
+    if (lruTail_ == id) return;
+    Unlink(id);
+    Append(id);
+  }
+
   void Place(int id, uint32_t h) {
     size_t mask = index_.size() - 1;
     size_t i = h & mask;
-    while (index_[i] >= 0) i = (i + 1) & mask;
-    index_[i] = id;
+    while (index_[i].id >= 0) i = (i + 1) & mask;
+    index_[i].id = id;
+    index_[i].hash = h;
+  }
+  // Removes id from the index, shifting later entries of its run back (no tombstones).
+  void Unindex(int id) {
+    uint32_t h = Hash(peers_[id]);
+    size_t mask = index_.size() - 1;
+    size_t i = h & mask;
+    while (index_[i].id != id) {
+      if (index_[i].id < 0) return;  // not indexed
+      i = (i + 1) & mask;
+    }
+    size_t j = i;
+    for (;;) {
+      index_[i].id = -1;
+      for (;;) {
+        j = (j + 1) & mask;
+        if (index_[j].id < 0) return;
+        size_t home = index_[j].hash & mask;
+        // Entry j may fill the hole at i unless its home lies cyclically in (i, j].
+        bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!stays) break;
+      }
+      index_[i] = index_[j];
+      i = j;
+    }
   }
   void Rehash(size_t size) {
-    index_.assign(size, -1);
-    for (int id = 0; id < static_cast<int>(peers_.size()); id++) Place(id, Hash(peers_[id]));
+    index_.assign(size, Slot());
+    for (int id = 0; id < static_cast<int>(peers_.size()); id++) {
+      if (state_[id] == kLive) Place(id, Hash(peers_[id]));
+    }
   }
 
-  std::vector<int> index_;
+  std::vector<Slot> index_;
   std::vector<PeerAddr> peers_;
+  std::vector<uint8_t> state_;
+  std::vector<uint8_t> pinned_;
+  std::vector<int32_t> prev_;
+  std::vector<int32_t> next_;
+  std::vector<uint32_t> heardRound_;
+  std::vector<int32_t> free_;
+  int32_t* report_ = nullptr;  // eviction on when set (see SetEviction)
+  int evictedWaiting_ = 0;
+  int lruHead_ = -1;
+  int lruTail_ = -1;
+  int live_ = 0;
+  int limit_ = kMaxPeers;
+  uint32_t round_ = 1;
 };
 
 class BatchSocket;
@@ -589,6 +828,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       InstanceMethod<&BatchSocket::PeerIdInet>("peerIdInet"),
       InstanceMethod<&BatchSocket::PeerIdUnix>("peerIdUnix"),
       InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
+      InstanceMethod<&BatchSocket::ReleasePeer>("releasePeer"),
+      InstanceMethod<&BatchSocket::EnablePeerEviction>("enablePeerEviction"),
       InstanceMethod<&BatchSocket::Start>("start"),
       InstanceMethod<&BatchSocket::CopyIn>("copyIn"),
       InstanceMethod<&BatchSocket::RxSlabId>("rxSlabId"),
@@ -599,6 +840,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     exports.Set("maxBatch", Napi::Number::New(env, kMaxBatch));
     exports.Set("backlogDatagrams", Napi::Number::New(env, kBacklogDatagrams));
     exports.Set("backlogBytes", Napi::Number::New(env, static_cast<double>(kBacklogBytes)));
+    exports.Set("maxPeers", Napi::Number::New(env, kMaxPeers));
+    exports.Set("evictedMax", Napi::Number::New(env, kEvictedMax));
     return exports;
   }
 
@@ -803,6 +1046,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       return env.Undefined();
     }
     flowControl_ = kind_ == Kind::kUnix && o.Get("flowControl").ToBoolean().Value();
+    Napi::Value maxPeers = o.Get("maxPeers");
+    if (maxPeers.IsNumber()) table_.SetLimit(maxPeers.As<Napi::Number>().Int32Value());
     fd_ = fd;
     return env.Undefined();
   }
@@ -879,7 +1124,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     }
     PeerAddr p;
     Canonical(ss, sizeof(sockaddr_in), &p);
-    return Napi::Number::New(env, table_.Intern(p));
+    int id = table_.Intern(p, true, false);
+    NotePeers();
+    return Napi::Number::New(env, id);
   }
 
   // peerIdUnix(path) -> id (or -1 when the table is full).
@@ -897,7 +1144,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     memcpy(sun->sun_path, path.data(), path.size());
     PeerAddr p;
     Canonical(ss, static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1), &p);
-    return Napi::Number::New(env, table_.Intern(p));
+    int id = table_.Intern(p, true, false);
+    NotePeers();
+    return Napi::Number::New(env, id);
   }
 
   Napi::Value PeerAddress(const Napi::CallbackInfo& info) {
@@ -905,6 +1154,52 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
     const PeerAddr* p = table_.Get(info[0].ToNumber().Int32Value());
     if (!p) return env.Null();
     return AddressObject(env, *p);
+  }
+
+  // releasePeer(id): the owner keeps nothing for this id any more (and sends nothing more to it):
+  // its address is forgotten, a unix backlog waiting for it is dropped (counted in kSendDropped),
+  // and the id may be given to another address. Returns false when the id was not in use.
+  Napi::Value ReleasePeer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int id = info[0].ToNumber().Int32Value();
+    if (id >= 0 && id < static_cast<int>(backlogs_.size()) && backlogs_[id]) {
+      PeerBacklog* b = backlogs_[id].get();
+      counters_[kSendDropped] += b->count;
+      counters_[kSendErrors] += b->count;
+      counters_[kSendQueued] -= b->count;
+      SetWaitingOnSelf(b, false);
+      CloseDoorbell(b);
+      Release(b);
+      CloseFlowTimer(b);
+      b->Clear();
+      backlogs_[id].reset();
+    }
+    bool released = table_.Release(id);
+    NotePeers();
+    return Napi::Boolean::New(env, released);
+  }
+
+  void NotePeers() {
+    counters_[kPeersLive] = table_.Live() + table_.EvictedWaiting();
+    counters_[kPeersEvicted] = static_cast<double>(table_.evictions);
+  }
+
+  // enablePeerEviction(report): opts in to eviction when the peer table is full (PeerTable).
+  // report is an Int32Array of evictedMax + 1: the addon appends evicted ids at report[1 ..
+  // report[0]] and JS, before it handles the next batch, takes them, sets report[0] = 0 and
+  // releases each id.
+  Napi::Value EnablePeerEviction(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() != 1 || !info[0].IsTypedArray() ||
+        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        info[0].As<Napi::Int32Array>().ElementLength() < static_cast<size_t>(kEvictedMax) + 1) {
+      Napi::TypeError::New(env, "BatchSocket: enablePeerEviction needs an Int32Array of evictedMax + 1 (use batch-io.ts)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Int32Array report = info[0].As<Napi::Int32Array>();
+    memory_.push_back(Napi::Persistent(report.As<Napi::Object>()));
+    table_.SetEviction(report.Data());
+    return env.Undefined();
   }
 
   // start(callback): callback(count) runs once per received batch until close().
@@ -1532,6 +1827,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
         return delivered;
       }
       if (n == 0) return delivered;
+      table_.NextRound();
       int out = 0;
       for (int i = 0; i < n; i++) {
         const msghdr& h = rxHdrs_[i].msg_hdr;
@@ -1544,7 +1840,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
         // Stage 4: map the source to a peer id. A datagram without a usable id (an unbound unix
         // sender, or the peer table full) is dropped here, so every delivered peer id is valid.
         PeerAddr p;
-        int id = Canonical(rxNames_[i], h.msg_namelen, &p) ? table_.Intern(p) : -1;
+        int id = Canonical(rxNames_[i], h.msg_namelen, &p) ? table_.Intern(p, false, true) : -1;
         if (id < 0) {
           counters_[kUnaddressable] += 1;
           continue;
@@ -1557,6 +1853,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
         peers_[out] = id;
         out++;
       }
+      NotePeers();
       // Stage 5: hand the batch to JS.
       if (out > 0) {
         delivered += out;

@@ -73,6 +73,10 @@ export function formatStatus(s: StatusReport): string {
   out.push(table([['URL', 'STATE', 'ADDRESS', 'PORTS'], ...s.transports.map((t) => [t.url, t.state, t.address, String(t.portCount)])]));
   // Drops below the ports (at flush time, or before a datagram has a port): only when there are any.
   for (const t of s.transports) {
+    const pe = t.peers;
+    if (pe && pe.refused + pe.evicted > 0) {
+      out.push(`  ${t.url} peers: ${t.portCount} of at most ${pe.max}; new sources refused ${pe.refused}, evicted to make room ${pe.evicted}, aged out ${pe.aged}`);
+    }
     const k = t.socket;
     if (!k) continue;
     if (k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable > 0) {

@@ -29,10 +29,14 @@ const THREE = Buffer.from([3]);
 export function kdf(n: 1 | 2 | 3, key: Uint8Array, input: Uint8Array): Buffer[] {
   const prk = hmac(key, input);
   const t1 = hmac(prk, ONE);
-  if (n === 1) return [t1];
+  if (n === 1) {
+    prk.fill(0);  // a secret in every use here (WireGuard's chaining and session keys)
+    return [t1];
+  }
   const t2 = hmac(prk, t1, TWO);
-  if (n === 2) return [t1, t2];
-  return [t1, t2, hmac(prk, t2, THREE)];
+  const out = n === 2 ? [t1, t2] : [t1, t2, hmac(prk, t2, THREE)];
+  prk.fill(0);
+  return out;
 }
 
 /** WireGuard's MAC(key, input): keyed BLAKE2s-128. */

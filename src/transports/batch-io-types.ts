@@ -48,6 +48,12 @@ export interface BatchSocketOptions {
    */
   udpGso?: boolean;
   /**
+   * Most peer ids live at once (distinct source addresses this socket remembers): 1..65536, default
+   * 65536. A new source beyond it is dropped and counted in `unaddressable`, unless the owner opted
+   * in to eviction (BatchSocket.onPeerEvicted).
+   */
+  maxPeers?: number;
+  /**
    * Unix: flow control (batch-io.ts, send step 5): a reader's deep backlog stops this socket
    * reading. Default: LANPARTY_UNIX_FLOW_CONTROL=1 in the environment, else off.
    */
@@ -83,6 +89,10 @@ export interface SocketStats {
   readonly flowPauses: number;
   /** Unix: slow receivers that held a socket 200 ms without draining (stuck; then dropped at the backlog's bounds). */
   readonly flowTimeouts: number;
+  /** Peer ids in use right now (source addresses remembered; at most maxPeers). */
+  readonly peers: number;
+  /** Peer ids evicted because the table was full (least recently heard first; see onPeerEvicted). */
+  readonly peersEvicted: number;
 }
 
 export interface BatchSocket {
@@ -102,9 +112,32 @@ export interface BatchSocket {
    * possible (JS fallback, unix socket): the caller must then recognise such datagrams itself.
    */
   ignoreSource(host: string, port: number): boolean;
-  /** A small integer id for a peer address, created on first use; the same address gives the same id. */
+  /**
+   * A small integer id for a peer address, created on first use; the same address gives the same
+   * id while it lives. An id asked for here is pinned: never evicted, only released. -1 when the
+   * table is full (every id pinned, or eviction not enabled).
+   *
+   * Peer ids live until releasePeer (or an eviction the owner was told of), so an owner that keeps
+   * something per source (a port, an endpoint) releases the id when it forgets that source, and an
+   * owner that keeps nothing for a source releases its id after handling its datagrams. An id is
+   * never given to another address before it was released.
+   */
   peerId(addr: DgramAddress): number;
   peerAddress(id: number): DgramAddress;
+  /**
+   * The owner keeps nothing for `id` and sends nothing more to it: its address is forgotten and the
+   * id may later name another address. Datagrams already queued to it still go out (native: the id
+   * is freed after the next flush). A unix backlog waiting for it is dropped (sendDropped).
+   */
+  releasePeer(id: number): void;
+  /**
+   * Opts in to eviction: when the table is full, a new source evicts the least recently heard
+   * peer id that is not pinned (see peerId) and was not heard in the batch being delivered, and
+   * `handler(id)` runs before that batch is delivered (or before peerId returns): the owner forgets
+   * what it keeps for the id (sends to it during the call still go out). The socket releases the
+   * id after the handler returns. Without this, a full table refuses new sources.
+   */
+  onPeerEvicted(handler: (id: number) => void): void;
   /** Starts reading; onBatch(count) is called once per wakeup with count >= 1 datagrams in rx. */
   start(onBatch: (count: number) => void): void;
   /**

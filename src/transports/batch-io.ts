@@ -27,6 +27,10 @@
  *      and stats.flowTimeouts. Off by default because one socket carries every guest of a
  *      unixgram port: pausing it holds back all of them, not only the one sending to the slow
  *      reader (bench/tools/hol-unixgram.sh: another guest's ping p99 went from 0.1 to 14-22 ms during such a flood).
+ * Peer ids: the addon's PeerTable (keyed hash, random key per process) or the fallback's maps name
+ * each source address; an id lives until the owner releases it (native: after the next flush, so
+ * datagrams queued to it still go) or, when the owner opted in, until the full table evicts it
+ * (least recently heard first) and the owner is told, before the batch that needed the room.
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
 import { createRequire } from 'node:module';
@@ -61,7 +65,12 @@ const C_GSO_MESSAGES = 6;
 const C_GSO_DATAGRAMS = 7;
 const C_FLOW_PAUSES = 8;
 const C_FLOW_TIMEOUTS = 9;
-const COUNTER_COUNT = 10;
+const C_PEERS_LIVE = 10;
+const C_PEERS_EVICTED = 11;
+const COUNTER_COUNT = 12;
+
+/** Most peer ids live at once per socket (the addon's kMaxPeers; the fallback keeps the same bound). */
+export const MAX_PEERS = 65536;
 
 // ---------------------------------------------------------------------------------------------
 // Loading the addon
@@ -73,6 +82,9 @@ interface NativeHandle {
   peerIdInet(host: string, port: number): number;
   peerIdUnix(path: string): number;
   peerAddress(id: number): DgramAddress | null;
+  releasePeer(id: number): boolean;
+  /** report: Int32Array(evictedMax + 1), see PeerTable in the addon. */
+  enablePeerEviction(report: Int32Array): void;
   start(cb: (count: number) => void): void;
   copyIn(buf: Buffer, off: number, len: number, at: number): boolean;
   /** This socket's rx slab id for other sockets' txSrcs; 0 when the addon's registry is full. */
@@ -97,6 +109,8 @@ interface NativeModule {
   /** The per-peer unix send backlog's bounds (kBacklogDatagrams, kBacklogBytes). */
   backlogDatagrams: number;
   backlogBytes: number;
+  /** Evicted peer ids reported at once, at most (kEvictedMax). */
+  evictedMax: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
   setBusyPoll?(us?: number, budgetPercent?: number): number[];
 }
@@ -125,6 +139,7 @@ interface NativeOpenOptions {
   udpGso: boolean;
   /** Unix: a reader's deep backlog may pause this socket (step 5); off unless asked for. */
   flowControl: boolean;
+  maxPeers: number;
 }
 
 // Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
@@ -151,7 +166,13 @@ function loadNative(): NativeModule | null {
     tried.push(path);
     if (!existsSync(path)) continue;
     try {
-      nativeModule = require(path) as NativeModule;
+      const m = require(path) as NativeModule;
+      // A build older than peer-id release would keep every source for good: use the JS path.
+      if (typeof (m.BatchSocket.prototype as Partial<NativeHandle>).releasePeer !== 'function') {
+        loadError = `native addon ${path} is older than this lanparty (its BatchSocket cannot release peer ids); rebuild it with npm run build:native`;
+        return null;
+      }
+      nativeModule = m;
       return nativeModule;
     } catch (err) {
       loadError = `native addon ${path} failed to load: ${(err as Error).message}; rebuild it with npm run build:native`;
@@ -326,8 +347,9 @@ export function nativeLoadError(): string | null {
  * the message names the address), or LanpartyError LP_ERR_NATIVE for a unix socket without the addon.
  *
  * Every peer id in rx.peers is valid (>= 0, peerAddress works). Datagrams whose source cannot be
- * given one (an unbound unix sender, or more than 65536 distinct sources) are dropped and counted
- * in `stats.unaddressable`. Beyond the BatchSocket interface, `stats` also has `sendDropped`: the
+ * given one (an unbound unix sender, or a full table: maxPeers live ids, default MAX_PEERS, without
+ * eviction) are dropped and counted in `stats.unaddressable`. Ids live until the owner releases
+ * them or is told of their eviction (see BatchSocket.peerId, releasePeer, onPeerEvicted). Beyond the BatchSocket interface, `stats` also has `sendDropped`: the
  * part of `sendErrors` lost to a full queue (EAGAIN/ENOBUFS) rather than a fault, and (native)
  * `sendQueued`: unix datagrams waiting in per-peer backlogs for a slow receiver (see step 4 above).
  * A unix socket with backlogged datagrams keeps the event loop alive until they leave or close().
@@ -374,6 +396,10 @@ function normalise(opts: BatchSocketOptions): Normalised {
   if (!Number.isInteger(slotBytes) || slotBytes < 1 || slotBytes > MAX_SLOT_BYTES) {
     throw new RangeError(`${what}: slotBytes ${slotBytes} out of range (1..${MAX_SLOT_BYTES})`);
   }
+  const maxPeers = opts.maxPeers ?? MAX_PEERS;
+  if (!Number.isInteger(maxPeers) || maxPeers < 1 || maxPeers > MAX_PEERS) {
+    throw new RangeError(`${what}: maxPeers ${maxPeers} out of range (1..${MAX_PEERS})`);
+  }
   const b = opts.bind as { host?: string; port?: number; path?: string };
   if (opts.kind === 'udp4') {
     if (typeof b.host !== 'string' || !Number.isInteger(b.port) || (b.port as number) < 0 || (b.port as number) > 65535) {
@@ -409,6 +435,7 @@ function normalise(opts: BatchSocketOptions): Normalised {
       noUdpChecksum: opts.kind === 'udp4' && opts.udpChecksum === false,
       udpGso: opts.kind === 'udp4' && opts.udpGso !== false && process.env.LANPARTY_UDP_GSO !== '0',
       flowControl: opts.kind === 'unix' && (opts.flowControl ?? process.env.LANPARTY_UNIX_FLOW_CONTROL === '1'),
+      maxPeers,
     },
   };
 }
@@ -436,6 +463,9 @@ class NativeStats {
   get flowPauses(): number { return this.c[C_FLOW_PAUSES]; }
   /** Unix only: backlogs that held a socket 200 ms without draining (stuck receivers). */
   get flowTimeouts(): number { return this.c[C_FLOW_TIMEOUTS]; }
+  /** Peer ids in use (evicted ones the owner has not released yet included). */
+  get peers(): number { return this.c[C_PEERS_LIVE]; }
+  get peersEvicted(): number { return this.c[C_PEERS_EVICTED]; }
 }
 
 /**
@@ -468,8 +498,17 @@ class NativeBatchSocket implements BatchSocket {
   private txUsedBytes: number;
   private flushScheduled: boolean;
   private closed: boolean;
-  private readonly peerCache: DgramAddress[];
+  private readonly peerCache: Array<DgramAddress | undefined>;
   private readonly flushQueued: () => void;
+  /** Ids released since the last flush: the addon frees them after it, so queued sends still go. */
+  private readonly releasing: number[];
+  /** Eviction reports from the addon (null until onPeerEvicted), and a copy taken to handle them. */
+  private evictReport: Int32Array | null;
+  private evictScratch: Int32Array | null;
+  private evictHandler: ((id: number) => void) | null;
+  private onBatch: ((count: number) => void) | null;
+  private readonly onNativeBatch: (count: number) => void;
+  private readonly evictedMax: number;
 
   constructor(mod: NativeModule, n: Normalised) {
     const { batchSize, slotBytes } = n;
@@ -500,6 +539,17 @@ class NativeBatchSocket implements BatchSocket {
       this.flushScheduled = false;
       this.flush();
     };
+    this.releasing = [];
+    this.evictReport = null;
+    this.evictScratch = null;
+    this.evictHandler = null;
+    this.onBatch = null;
+    this.evictedMax = mod.evictedMax;
+    this.onNativeBatch = (count) => {
+      const r = this.evictReport;
+      if (r !== null && r[0] > 0) this.drainEvicted();
+      this.onBatch!(count);
+    };
     this.handle = new mod.BatchSocket(rxSlab, slotBytes, this.rx.lengths, this.rx.peers,
       this.txSlab, this.txOffs, this.txLens, this.txPeers, this.txSrcs, this.counters);
     this.handle.open(n.open); // Throws the errno error; nothing is left open in that case.
@@ -517,7 +567,15 @@ class NativeBatchSocket implements BatchSocket {
   }
 
   peerId(addr: DgramAddress): number {
-    return addr.kind === 'udp4' ? this.handle.peerIdInet(addr.host, addr.port) : this.handle.peerIdUnix(addr.path);
+    const id = addr.kind === 'udp4' ? this.handle.peerIdInet(addr.host, addr.port) : this.handle.peerIdUnix(addr.path);
+    // Released in this tick and asked for again before the flush frees it: keep it.
+    if (this.releasing.length > 0) {
+      const at = this.releasing.indexOf(id);
+      if (at >= 0) this.releasing.splice(at, 1);
+    }
+    const r = this.evictReport;
+    if (r !== null && r[0] > 0) this.drainEvicted();
+    return id;
   }
 
   peerAddress(id: number): DgramAddress {
@@ -529,8 +587,43 @@ class NativeBatchSocket implements BatchSocket {
     return addr;
   }
 
+  releasePeer(id: number): void {
+    if (this.closed || id < 0) return;
+    this.peerCache[id] = undefined;
+    this.releasing.push(id);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushQueued);
+    }
+  }
+
+  onPeerEvicted(handler: (id: number) => void): void {
+    this.evictHandler = handler;
+    if (this.evictReport === null) {
+      this.evictReport = new Int32Array(this.evictedMax + 1);
+      this.evictScratch = new Int32Array(this.evictedMax);
+      this.handle.enablePeerEviction(this.evictReport);
+    }
+  }
+
+  /** Hands the ids the addon evicted to the owner, then releases them (see onPeerEvicted). */
+  private drainEvicted(): void {
+    const r = this.evictReport!;
+    const ids = this.evictScratch!;
+    while (r[0] > 0) {
+      const n = Math.min(r[0], ids.length);
+      for (let i = 0; i < n; i++) ids[i] = r[1 + i];
+      r[0] = 0;
+      for (let i = 0; i < n; i++) {
+        this.evictHandler!(ids[i]);
+        this.releasePeer(ids[i]);
+      }
+    }
+  }
+
   start(onBatch: (count: number) => void): void {
-    this.handle.start(onBatch);
+    this.onBatch = onBatch;
+    this.handle.start(this.onNativeBatch);
   }
 
   send(peer: number, buf: Buffer, off: number, len: number): boolean {
@@ -583,10 +676,16 @@ class NativeBatchSocket implements BatchSocket {
 
   flush(): void {
     const n = this.txCount;
-    if (n === 0) return;
-    this.txCount = 0;
-    this.txUsedBytes = 0;
-    if (!this.closed) this.handle.flush(n);
+    if (n > 0) {
+      this.txCount = 0;
+      this.txUsedBytes = 0;
+      if (!this.closed) this.handle.flush(n);
+    }
+    const rel = this.releasing;
+    if (rel.length > 0) {
+      if (!this.closed) for (let i = 0; i < rel.length; i++) this.handle.releasePeer(rel[i]);
+      rel.length = 0;
+    }
   }
 
   close(): void {
@@ -606,13 +705,15 @@ class JsStats {
   recvErrors = 0;
   truncated = 0;
   sendDropped = 0;
-  /** Always 0 here: every udp4 source has an address. */
+  /** Datagrams dropped because the peer table was full (every udp4 source has an address). */
   unaddressable = 0;
   /** Always 0 here: no unix datagrams, so no per-peer backlogs. */
   sendQueued = 0;
   /** Always 0 here: no unix datagrams, so no flow control. */
   flowPauses = 0;
   flowTimeouts = 0;
+  peers = 0;
+  peersEvicted = 0;
 }
 
 /** A plain copy of a socket's counters for status (null: no socket open). */
@@ -624,6 +725,7 @@ export function socketStatsOf(...socks: Array<BatchSocket | null>): SocketStats 
     sendErrors: sum('sendErrors'), sendDropped: sum('sendDropped'), sendQueued: sum('sendQueued'),
     recvErrors: sum('recvErrors'), truncated: sum('truncated'), unaddressable: sum('unaddressable'),
     flowPauses: sum('flowPauses'), flowTimeouts: sum('flowTimeouts'),
+    peers: sum('peers'), peersEvicted: sum('peersEvicted'),
   };
 }
 
@@ -634,28 +736,55 @@ class JsBatchSocket implements BatchSocket {
   readonly stats: JsStats;
   private readonly socket: dgram.Socket;
   private readonly mcast: BatchSocketOptions['multicast'];
+  /**
+   * The peer table, as the addon's (PeerTable there): host → port → id; ids reused once released;
+   * at most maxPeers live; with eviction on, a full table evicts the least recently heard unpinned
+   * id (a doubly linked list over ids, head least recent). Sends resolve the address at once, so
+   * an id is free as soon as it is released.
+   */
   private readonly peerIds: Map<string, Map<number, number>>;
-  private readonly peers: { kind: 'udp4'; host: string; port: number }[];
+  private readonly peers: Array<{ kind: 'udp4'; host: string; port: number } | undefined>;
+  private readonly pinned: number[];
+  private readonly lruPrev: number[];
+  private readonly lruNext: number[];
+  private lruHead: number;
+  private lruTail: number;
+  private readonly freeIds: number[];
+  private readonly maxPeers: number;
+  private evictHandler: ((id: number) => void) | null;
   private onBatch: ((count: number) => void) | null;
   private closed: boolean;
   private readonly onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void;
   private readonly onSent: (err: Error | null) => void;
 
-  constructor(socket: dgram.Socket, mcast: BatchSocketOptions['multicast']) {
+  constructor(socket: dgram.Socket, mcast: BatchSocketOptions['multicast'], maxPeers: number) {
     this.socket = socket;
     this.mcast = mcast;
     this.rx = { bufs: [Buffer.alloc(0)], lengths: new Int32Array(1), peers: new Int32Array(1) };
     this.stats = new JsStats();
     this.peerIds = new Map();
     this.peers = [];
+    this.pinned = [];
+    this.lruPrev = [];
+    this.lruNext = [];
+    this.lruHead = -1;
+    this.lruTail = -1;
+    this.freeIds = [];
+    this.maxPeers = maxPeers;
+    this.evictHandler = null;
     this.onBatch = null;
     this.closed = false;
     this.onMessage = (msg, rinfo) => {
       const cb = this.onBatch;
       if (cb === null) return;
+      const id = this.intern(rinfo.address, rinfo.port, false);
+      if (id < 0) {
+        this.stats.unaddressable++;
+        return;
+      }
       this.rx.bufs[0] = msg;
       this.rx.lengths[0] = msg.length;
-      this.rx.peers[0] = this.intern(rinfo.address, rinfo.port);
+      this.rx.peers[0] = id;
       cb(1);
     };
     this.onSent = (err) => {
@@ -674,19 +803,88 @@ class JsBatchSocket implements BatchSocket {
     this.socket.setMulticastLoopback(m.loop);
   }
 
-  private intern(host: string, port: number): number {
+  /** The id for host:port, created if needed; -1 when the table is full. `pin`: asked for by peerId. */
+  private intern(host: string, port: number, pin: boolean): number {
     let byPort = this.peerIds.get(host);
+    let id = byPort === undefined ? undefined : byPort.get(port);
+    if (id !== undefined) {
+      if (this.pinned[id] === 0) {
+        if (pin) {
+          this.unlink(id);
+          this.pinned[id] = 1;
+        } else if (this.lruTail !== id) {
+          this.unlink(id);
+          this.append(id);
+        }
+      }
+      return id;
+    }
+    if (this.stats.peers >= this.maxPeers && !this.evictOne()) return -1;
+    if (this.freeIds.length > 0) {
+      id = this.freeIds.pop()!;
+    } else {
+      id = this.peers.length;
+      this.peers.push(undefined);
+      this.pinned.push(0);
+      this.lruPrev.push(-1);
+      this.lruNext.push(-1);
+    }
     if (byPort === undefined) {
       byPort = new Map();
       this.peerIds.set(host, byPort);
     }
-    let id = byPort.get(port);
-    if (id === undefined) {
-      id = this.peers.length;
-      byPort.set(port, id);
-      this.peers.push({ kind: 'udp4', host, port });
-    }
+    byPort.set(port, id);
+    this.peers[id] = { kind: 'udp4', host, port };
+    this.pinned[id] = pin ? 1 : 0;
+    if (!pin) this.append(id);
+    this.stats.peers++;
     return id;
+  }
+
+  /** Evicts the least recently heard unpinned id, telling the owner first; false when none. */
+  private evictOne(): boolean {
+    const id = this.lruHead;
+    if (this.evictHandler === null || id < 0) return false;
+    this.stats.peersEvicted++;
+    this.evictHandler(id);
+    this.releasePeer(id);
+    return true;
+  }
+
+  private append(id: number): void {
+    this.lruPrev[id] = this.lruTail;
+    this.lruNext[id] = -1;
+    if (this.lruTail >= 0) this.lruNext[this.lruTail] = id;
+    else this.lruHead = id;
+    this.lruTail = id;
+  }
+
+  private unlink(id: number): void {
+    const p = this.lruPrev[id];
+    const n = this.lruNext[id];
+    if (p >= 0) this.lruNext[p] = n;
+    else if (this.lruHead === id) this.lruHead = n;
+    if (n >= 0) this.lruPrev[n] = p;
+    else if (this.lruTail === id) this.lruTail = p;
+    this.lruPrev[id] = -1;
+    this.lruNext[id] = -1;
+  }
+
+  releasePeer(id: number): void {
+    const a = this.peers[id];
+    if (a === undefined) return;
+    const byPort = this.peerIds.get(a.host)!;
+    byPort.delete(a.port);
+    if (byPort.size === 0) this.peerIds.delete(a.host);
+    if (this.pinned[id] === 0) this.unlink(id);
+    this.pinned[id] = 0;
+    this.peers[id] = undefined;
+    this.freeIds.push(id);
+    this.stats.peers--;
+  }
+
+  onPeerEvicted(handler: (id: number) => void): void {
+    this.evictHandler = handler;
   }
 
   localAddress(): DgramAddress {
@@ -701,7 +899,7 @@ class JsBatchSocket implements BatchSocket {
 
   peerId(addr: DgramAddress): number {
     if (addr.kind !== 'udp4') throw new TypeError(`batch socket (JS fallback): cannot address unix peer ${addr.path}`);
-    return this.intern(addr.host, addr.port);
+    return this.intern(addr.host, addr.port, true);
   }
 
   peerAddress(id: number): DgramAddress {
@@ -768,7 +966,7 @@ function openJs(n: Normalised): Promise<BatchSocket> {
     socket.once('error', onError);
     socket.bind({ address: n.open.host, port: n.open.port, exclusive: true }, () => {
       socket.removeListener('error', onError);
-      const s = new JsBatchSocket(socket, opts.multicast);
+      const s = new JsBatchSocket(socket, opts.multicast, n.open.maxPeers);
       try {
         s.configureMulticast();
       } catch (err) {

@@ -30,6 +30,12 @@ export interface TransportStatus {
    * send queue, a unix receiver's full backlog), plus what was refused before reaching a port.
    */
   socket?: SocketStats | null;
+  /**
+   * Transports with a port per source address (udp, unixgram): the most dynamic peers, datagrams
+   * from new sources refused at that bound, peers evicted to make room (silent long enough), and
+   * peers aged out (silent peerIdleMs).
+   */
+  peers?: { max: number; refused: number; evicted: number; aged: number };
 }
 
 export interface Transport {

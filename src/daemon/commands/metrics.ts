@@ -36,6 +36,12 @@ export function metricsText(d: Daemon): string {
   const unixgram = d.transports.map((x) => x.status()).filter((x) => x.kind === 'unixgram' && x.socket);
   counter('lanparty_transport_flow_pauses_total', 'Unix datagram transports: times a reader\'s deep backlog stopped the transport\'s socket reading (flow control).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowPauses]));
   counter('lanparty_transport_flow_pause_timeouts_total', 'Unix datagram transports: readers that held the socket 200 ms without draining (stuck).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowTimeouts]));
+  const dgrams = d.transports.map((x) => x.status()).filter((x) => x.socket);
+  out.push('# HELP lanparty_transport_peers Datagram transports: source addresses (peer ids) their socket remembers now.', '# TYPE lanparty_transport_peers gauge');
+  for (const x of dgrams) out.push(`lanparty_transport_peers{transport="${label(x.url)}"} ${x.socket!.peers}`);
+  counter('lanparty_transport_peer_events_total', 'Datagram transports: sources refused at the port\'s peer bound, peers evicted to make room (port or socket table), peers aged out.',
+    dgrams.flatMap((x) => [[`transport="${label(x.url)}",event="refused"`, x.peers?.refused ?? 0], [`transport="${label(x.url)}",event="evicted"`, x.peers?.evicted ?? x.socket!.peersEvicted],
+      [`transport="${label(x.url)}",event="aged"`, x.peers?.aged ?? 0]] as Array<[string, number]>));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops], ['kind="port-error"', sc.portErrors]]);
   const t = d.sw.table;

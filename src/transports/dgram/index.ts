@@ -8,7 +8,10 @@
  *
  * Stages for one wakeup: BatchSocket.rx (recvmmsg batch) → per datagram: peer id → port (array
  * lookup) → empty datagrams counted → sink.input. Sends go through BatchSocket.send, flushed once
- * per tick with sendmmsg. Dynamic peers idle for `peerIdleMs` are removed; at most `maxPeers`.
+ * per tick with sendmmsg. Dynamic peers idle for `peerIdleMs` are removed; at most `maxPeers`:
+ * then a new source takes the place of the least recently heard dynamic peer if that one has been
+ * silent PEER_EVICT_IDLE_MS, else it is refused. A source without a port keeps no state anywhere:
+ * its socket peer id is released with the port (aged, evicted) or at once (refused).
  */
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
@@ -16,6 +19,15 @@ import type { Transport, TransportContext, TransportStatus } from '../transport.
 import type { BatchSocket, DgramAddress } from '../batch-io-types.js';
 import { openBatchSocket, socketStatsOf } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
+
+/**
+ * A full port (maxPeers) gives a new source the place of its least recently heard dynamic peer
+ * only if that peer has been silent this long, so a flood of new sources cannot push out a guest
+ * that spoke lately.
+ */
+export const PEER_EVICT_IDLE_MS = 10_000;
+/** At most one line per this interval about refused or evicted peers (a remote triggers them). */
+const PEER_LOG_INTERVAL_MS = 10_000;
 
 /** Largest UDP payload over IPv4. */
 export const UDP_MAX_PAYLOAD = 65507;
@@ -82,13 +94,24 @@ export class DgramTransport implements Transport {
   private portCount = 0;
   private nowMs = 0;
   private refusedPeers = 0;
+  private evictedPeers = 0;
+  private agedPeers = 0;
+  /** Dynamic ports silent PEER_EVICT_IDLE_MS, least recently heard first (from one scan), and the next to try. */
+  private evictable: DgramPort[] = [];
+  private evictableNext = 0;
+  /** No dynamic port can be evicted before this (switch clock ms). */
+  private noEvictUntilMs = 0;
+  private refusedLoggedMs = -Infinity;
+  private evictedLoggedMs = -Infinity;
   private readonly onBatchBound: (count: number) => void;
+  private readonly onEvictedBound: (peer: number) => void;
   private readonly maxFrameBytes: number;
 
   constructor(readonly url: string, private readonly cfg: DgramConfig, private readonly ctx: TransportContext) {
     this.kind = cfg.bind.kind === 'udp4' ? 'udp' : 'unixgram';
     this.maxFrameBytes = Math.min(ctx.maxFrameBytes, cfg.bind.kind === 'udp4' ? UDP_MAX_PAYLOAD : QEMU_NET_BUFSIZE);
     this.onBatchBound = this.onBatch.bind(this);
+    this.onEvictedBound = this.onEvicted.bind(this);
   }
 
   async start(): Promise<void> {
@@ -108,13 +131,14 @@ export class DgramTransport implements Transport {
       throw socketSetupError(`port ${this.url}`, err as NodeJS.ErrnoException);
     }
     for (const p of this.cfg.peers) this.portFor(this.sock.peerId(p), true);
+    this.sock.onPeerEvicted(this.onEvictedBound);
     this.sock.start(this.onBatchBound);
   }
 
   private portFor(peer: number, fixed: boolean): DgramPort | undefined {
     const existing = this.byPeer[peer];
     if (existing !== undefined) return existing;
-    if (!fixed && this.portCount >= this.cfg.maxPeers) return undefined;
+    if (!fixed && this.portCount >= this.cfg.maxPeers && !this.evictIdlest()) return undefined;
     const sock = this.sock!;
     const remote = addressText(sock.peerAddress(peer));
     const port = new DgramPort(`${this.kind} ${remote}`, this.kind, this.maxFrameBytes, sock, peer, remote, fixed);
@@ -135,6 +159,11 @@ export class DgramTransport implements Transport {
         port = this.portFor(peer, false);
         if (port === undefined) {
           this.refusedPeers++;
+          this.sock!.releasePeer(peer);
+          if (this.nowMs - this.refusedLoggedMs >= PEER_LOG_INTERVAL_MS) {
+            this.refusedLoggedMs = this.nowMs;
+            this.ctx.log.info(`port ${this.url}: ${this.portCount} peers (the most it keeps), none silent ${PEER_EVICT_IDLE_MS / 1000} s: new sources are refused (${this.refusedPeers} so far)`);
+          }
           continue;
         }
       }
@@ -154,11 +183,64 @@ export class DgramTransport implements Transport {
     for (let i = 0; i < this.byPeer.length; i++) {
       const p = this.byPeer[i];
       if (p !== undefined && !p.fixed && nowMs - p.lastRxMs >= this.cfg.peerIdleMs) {
-        this.byPeer[i] = undefined;
-        this.portCount--;
-        this.ctx.sink.removePort(p);
+        this.forget(p);
+        this.agedPeers++;
       }
     }
+  }
+
+  /** Removes a dynamic peer's port and releases its socket peer id. */
+  private forget(p: DgramPort): void {
+    this.byPeer[p.peer] = undefined;
+    this.portCount--;
+    this.ctx.sink.removePort(p);
+    this.sock!.releasePeer(p.peer);
+  }
+
+  /** The socket's peer table was full and evicted this id (never a fixed peer's: those are pinned). */
+  private onEvicted(peer: number): void {
+    const p = this.byPeer[peer];
+    if (p === undefined) return;
+    this.byPeer[peer] = undefined;
+    this.portCount--;
+    this.ctx.sink.removePort(p);
+    this.evictedPeers++;
+  }
+
+  /**
+   * Makes room for a new source at maxPeers: forgets the least recently heard dynamic peer if it
+   * has been silent PEER_EVICT_IDLE_MS. One scan finds every such peer, so under a flood of new
+   * sources the next evictions cost no scan until they are used up.
+   */
+  private evictIdlest(): boolean {
+    const now = this.nowMs;
+    while (this.evictableNext < this.evictable.length) {
+      const p = this.evictable[this.evictableNext++];
+      if (this.byPeer[p.peer] === p && now - p.lastRxMs >= PEER_EVICT_IDLE_MS) {
+        this.forget(p);
+        this.evictedPeers++;
+        if (now - this.evictedLoggedMs >= PEER_LOG_INTERVAL_MS) {
+          this.evictedLoggedMs = now;
+          this.ctx.log.info(`port ${this.url}: ${this.portCount + 1} peers (the most it keeps): forgot ${p.endpoint()}, silent ${Math.round((now - p.lastRxMs) / 1000)} s, to make room for a new source (${this.evictedPeers} so far)`);
+        }
+        return true;
+      }
+    }
+    if (now < this.noEvictUntilMs) return false;
+    const found: DgramPort[] = [];
+    let oldestLive = Infinity;
+    for (let i = 0; i < this.byPeer.length; i++) {
+      const p = this.byPeer[i];
+      if (p === undefined || p.fixed) continue;
+      if (now - p.lastRxMs >= PEER_EVICT_IDLE_MS) found.push(p);
+      else if (p.lastRxMs < oldestLive) oldestLive = p.lastRxMs;
+    }
+    found.sort((a, b) => a.lastRxMs - b.lastRxMs);
+    this.evictable = found;
+    this.evictableNext = 0;
+    // With none found, none can be evicted before the oldest remaining one turns idle.
+    this.noEvictUntilMs = found.length > 0 ? 0 : oldestLive + PEER_EVICT_IDLE_MS;
+    return found.length > 0 && this.evictIdlest();
   }
 
   async close(): Promise<void> {
@@ -168,6 +250,7 @@ export class DgramTransport implements Transport {
     }
     this.byPeer = [];
     this.portCount = 0;
+    this.evictable = [];
     if (this.sock) this.sock.close();
     this.sock = null;
     if (this.cfg.bind.kind === 'unix') removeUnixPath(this.cfg.bind.path);
@@ -187,9 +270,10 @@ export class DgramTransport implements Transport {
     return {
       url: this.url, kind: this.kind, state: this.sock ? 'listening' : 'closed', address: addr, portCount: this.portCount,
       native: this.sock ? this.sock.native : false, socket: socketStatsOf(this.sock),
+      peers: { max: this.cfg.maxPeers, refused: this.refusedPeers, evicted: this.evictedPeers, aged: this.agedPeers },
     };
   }
 
-  /** Datagrams from new sources refused because `maxPeers` was reached. */
+  /** Datagrams from new sources refused because `maxPeers` was reached and no peer was idle enough to evict. */
   refused(): number { return this.refusedPeers; }
 }

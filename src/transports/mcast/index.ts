@@ -161,6 +161,10 @@ export class McastTransport implements Transport {
     this.port.sendSock = this.sendSock;
     this.setInSwitch(this.segment.forwarding);
     if (c.stp) segmentsOf(this.ctx.sink).add(this.segment);
+    // Every sender to the group gets a peer id; a full table forgets the least recently heard.
+    this.recvSock.onPeerEvicted((id) => {
+      if (id < this.ownPeer.length) this.ownPeer[id] = 0;
+    });
     this.recvSock.start(this.onBatchBound);
   }
 

@@ -198,6 +198,9 @@ export class VxlanTransport implements Transport {
   }
 
   async start(): Promise<void> {
+    this.underlay.onSourceEvicted((id) => {
+      if (id < this.srcState.length) this.srcState[id] = SRC_UNKNOWN;
+    });
     await this.underlay.start(this.onBatchBound);
     for (const r of this.cfg.remotes) this.table.addStatic(r.host, this.underlay.destination(r.host, r.port), this.nowMs);
     if (this.cfg.group) this.port.groupDest = this.underlay.destination(this.cfg.group.address, this.cfg.group.port);
@@ -232,7 +235,6 @@ export class VxlanTransport implements Transport {
       }
       s = v === undefined || v === null ? SRC_REFUSED : v.slot + 1;
     }
-    // Refusals from a full table are retried after the next removal (generation change).
     this.srcState[id] = s;
     return s;
   }
@@ -248,10 +250,17 @@ export class VxlanTransport implements Transport {
       const buf = rx.bufs[i];
       const len = rx.lengths[i];
       vx.rxPackets++;
-      const s = this.resolve(rx.peers[i]);
+      const id = rx.peers[i];
+      const s = this.resolve(id);
       if (s <= 0) {
-        if (s === SRC_OWN) vx.rxOwn++;
-        else vx.rxUnknownVtep++;
+        if (s === SRC_OWN) {
+          vx.rxOwn++;
+        } else {
+          // A refused source keeps nothing here or in the underlay (its next datagram is looked up afresh).
+          vx.rxUnknownVtep++;
+          this.srcState[id] = SRC_UNKNOWN;
+          this.underlay.forget(id);
+        }
         continue;
       }
       const vtep = table.slots[s - 1]!;

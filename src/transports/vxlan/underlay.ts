@@ -36,6 +36,16 @@ export interface VxlanUnderlay {
   destination(host: string, port: number): number;
   /** True when a source id is this underlay's own sending address (multicast loopback). */
   isOwn(id: number): boolean;
+  /**
+   * The caller keeps nothing for this source id (a source it refused): the underlay may forget
+   * the address, and the id may later name another one. Ids from destination() stay.
+   */
+  forget(id: number): void;
+  /**
+   * `handler(id)` runs when the underlay had to forget a source id to make room for a new source
+   * (least recently heard first; never a destination's): drop what is cached for it.
+   */
+  onSourceEvicted(handler: (id: number) => void): void;
   /** Queues one datagram; the bytes are copied before return. False when dropped. */
   send(id: number, buf: Buffer, off: number, len: number): boolean;
   /** Where it listens, for status ("10.0.0.1:4789", "0.0.0.0:4789 + 239.1.1.1"). */
@@ -74,6 +84,9 @@ export class UdpUnderlay implements VxlanUnderlay {
   private ownPort = 0;
   /** ownById[id]: 0 unknown, 1 own, 2 someone else. */
   private ownById: Uint8Array = new Uint8Array(64);
+  /** pinned[id] = 1: a destination or a group source's translation, which forget() leaves alone. */
+  private pinned: Uint8Array = new Uint8Array(64);
+  private evictedHandler: ((id: number) => void) | null = null;
   private onBatch: ((rx: RxBatch, count: number) => void) | null = null;
   private readonly onMainBound: (count: number) => void;
   private readonly onGroupBound: (count: number) => void;
@@ -119,6 +132,10 @@ export class UdpUnderlay implements VxlanUnderlay {
       this.ownPort = local.port;
     }
     this.onBatch = onBatch;
+    this.sock.onPeerEvicted((id) => {
+      if (id < this.ownById.length) this.ownById[id] = 0;
+      if (this.evictedHandler !== null) this.evictedHandler(id);
+    });
     this.sock.start(this.onMainBound);
     this.groupSock?.start(this.onGroupBound);
   }
@@ -142,6 +159,7 @@ export class UdpUnderlay implements VxlanUnderlay {
       if (mapped === 0) {
         mapped = this.sock!.peerId(this.groupSock!.peerAddress(id)) + 1;
         this.groupToMain[id] = mapped;
+        if (mapped > 0) this.pin(mapped - 1);
       }
       peers[i] = mapped - 1;
     }
@@ -154,7 +172,28 @@ export class UdpUnderlay implements VxlanUnderlay {
   }
 
   destination(host: string, port: number): number {
-    return this.sock!.peerId({ kind: 'udp4', host, port });
+    const id = this.sock!.peerId({ kind: 'udp4', host, port });
+    if (id >= 0) this.pin(id);
+    return id;
+  }
+
+  private pin(id: number): void {
+    if (id >= this.pinned.length) {
+      const grown = new Uint8Array(Math.max(id + 1, this.pinned.length * 2));
+      grown.set(this.pinned);
+      this.pinned = grown;
+    }
+    this.pinned[id] = 1;
+  }
+
+  forget(id: number): void {
+    if (this.sock === null || id < 0 || (id < this.pinned.length && this.pinned[id] === 1)) return;
+    if (id < this.ownById.length) this.ownById[id] = 0;
+    this.sock.releasePeer(id);
+  }
+
+  onSourceEvicted(handler: (id: number) => void): void {
+    this.evictedHandler = handler;
   }
 
   isOwn(id: number): boolean {

@@ -8,7 +8,9 @@
  * Receive stages (`receive`):
  *   1. Type word and exact size; anything else counted and dropped.
  *   2. Handshake (1, 2): mac1 must be valid. Under load, mac2 must be valid too or a 64-byte
- *      cookie reply goes back, and the source IP must pass the rate limiter.
+ *      cookie reply goes back (at most COOKIE_REPLIES_PER_SOURCE a second to one IP, and
+ *      COOKIE_REPLIES_PER_SECOND in all: the source is not proven yet, so this bounds what a
+ *      spoofed flood reflects), and the source IP must pass the rate limiter.
  *   3. Initiation: decrypt, find the peer by static key, reject replayed timestamps and floods,
  *      answer with a response; the responder's keypair waits in `next` until data confirms it.
  *      Response: find our handshake by index, complete it, send a keepalive or staged packets.
@@ -46,6 +48,9 @@ import {
 
 /** Packets waiting for a session, per peer (wireguard-go QueueStagedSize is 128). */
 export const STAGED_MAX = 128;
+/** Cookie replies a second to one source IP under load (a burst of 5), and to all sources. */
+export const COOKIE_REPLIES_PER_SOURCE = 20;
+export const COOKIE_REPLIES_PER_SECOND = 2000;
 const TAG_BYTES = 16;
 const NO_ENDPOINT = -1;
 
@@ -88,6 +93,11 @@ export interface WgDeviceOptions {
 
 export class Keypair {
   sendCounter = 0;
+  /** Zeroes both keys: the keypair is being discarded (never used again). */
+  wipe(): void {
+    this.sendKey.fill(0);
+    this.recvKey.fill(0);
+  }
   readonly replay = new ReplayWindow();
   constructor(
     readonly sendKey: Buffer,
@@ -163,6 +173,8 @@ export class DeviceCounters {
   rxDecryptFailed = 0;
   rxBadCookie = 0;
   txCookieReplies = 0;
+  /** Cookie replies not sent: over the per-source or the overall rate (COOKIE_REPLIES_PER_*). */
+  txCookieRepliesLimited = 0;
 }
 
 type IndexEntry = { peer: Peer; keypair: Keypair | null };
@@ -175,6 +187,8 @@ export class WgDevice {
   private readonly io: WgIo;
   private readonly checker: CookieChecker;
   private readonly limiter = new RateLimiter();
+  private readonly cookieLimiter = new RateLimiter({ packetsPerSecond: COOKIE_REPLIES_PER_SOURCE });
+  private readonly cookieBudget = new RateLimiter({ packetsPerSecond: COOKIE_REPLIES_PER_SECOND, burst: COOKIE_REPLIES_PER_SECOND / 10, maxEntries: 1 });
   /** Every transport message is sealed here; io.send copies it before returning. */
   private readonly sealBuffer = Buffer.allocUnsafe(SEAL_BUFFER_BYTES);
   private readonly peersByKey = new Map<string, Peer>();
@@ -221,6 +235,7 @@ export class WgDevice {
     this.nowMs = nowMs;
     for (let i = 0; i < this.peers.length; i++) runTimers(this, this.peers[i], nowMs);
     this.limiter.tick(nowMs);
+    this.cookieLimiter.tick(nowMs);
   }
 
   /** Starts every peer with persistent keepalive and an endpoint (wireguard-go does so on up). */
@@ -285,6 +300,10 @@ export class WgDevice {
     const src = this.io.addressBytes(endpoint);
     if (!this.checker.checkMac2(buf, off, len, src, this.nowMs)) {
       this.counters.rxBadMac2++;
+      if (!this.cookieLimiter.allow(this.io.addressHost(endpoint), this.nowMs) || !this.cookieBudget.allow('', this.nowMs)) {
+        this.counters.txCookieRepliesLimited++;
+        return false;
+      }
       const reply = this.checker.createReply(buf, off, len, src, this.nowMs);
       this.io.send(endpoint, reply, 0, reply.length);
       this.counters.txCookieReplies++;
@@ -445,8 +464,11 @@ export class WgDevice {
     peer.next = null;
   }
 
+  /** Discards a keypair: its index goes and its keys are zeroed. */
   private forget(kp: Keypair | null): void {
-    if (kp !== null && this.indices.get(kp.localIndex)?.keypair === kp) this.indices.delete(kp.localIndex);
+    if (kp === null) return;
+    if (this.indices.get(kp.localIndex)?.keypair === kp) this.indices.delete(kp.localIndex);
+    kp.wipe();
   }
 
   /** Wipes every key of a peer (zeroKeyMaterial timer, peer removal). */
@@ -455,9 +477,17 @@ export class WgDevice {
     this.forget(peer.current);
     this.forget(peer.next);
     peer.previous = peer.current = peer.next = null;
-    if (peer.handshake.localIndex !== 0 && this.indices.get(peer.handshake.localIndex)?.keypair === null) this.indices.delete(peer.handshake.localIndex);
+    this.dropHandshakeIndex(peer.handshake);
     peer.handshake.clear();
   }
+
+  /** Forgets the index of the handshake in progress (its state is being replaced or wiped). */
+  private dropHandshakeIndex(hs: Handshake): void {
+    if (hs.localIndex !== 0 && this.indices.get(hs.localIndex)?.keypair === null) this.indices.delete(hs.localIndex);
+  }
+
+  /** Receiver indices in use: one per live keypair and per handshake in flight (at most 4 a peer). */
+  get indexCount(): number { return this.indices.size; }
 
   private keepKeyFreshSending(peer: Peer): void {
     const kp = peer.current;
@@ -486,7 +516,7 @@ export class WgDevice {
     if (peer.endpoint === NO_ENDPOINT) return; // It has to find us first.
     peer.lastSentHandshakeMs = this.nowMs;
     const hs = peer.handshake;
-    if (hs.localIndex !== 0 && this.indices.get(hs.localIndex)?.keypair === null) this.indices.delete(hs.localIndex);
+    this.dropHandshakeIndex(hs);
     const index = freshIndex(this.indices);
     const msg = createInitiation(hs, index, tai64n(this.wallMs()));
     if (msg === null) {
@@ -505,6 +535,9 @@ export class WgDevice {
   private sendHandshakeResponse(peer: Peer): void {
     peer.lastSentHandshakeMs = this.nowMs;
     const hs = peer.handshake;
+    // Our own initiation, if one was in flight (both sides initiated at once), was just replaced
+    // by theirs: its response can no longer be consumed, so its index goes.
+    this.dropHandshakeIndex(hs);
     const index = freshIndex(this.indices);
     const msg = createResponse(hs, index);
     if (msg === null) {

@@ -20,7 +20,7 @@ import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket } from '../batch-io-types.js';
-import { openBatchSocket } from '../batch-io.js';
+import { openBatchSocket, socketStatsOf } from '../batch-io.js';
 import { keyText, publicKeyOf, shortKey } from '../../crypto/index.js';
 import { WgDevice, type Peer, type WgIo, type DeviceCounters } from './device.js';
 import { Decapsulator, Encapsulator, INNER_CONTROL, INNER_FRAME, INNER_OVERHEAD_BYTES, ipToNumber } from './inner.js';
@@ -189,6 +189,13 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
   private readonly publicKey: Buffer;
   private claimsRx = 0;
   private claimsRelayed = 0;
+  /**
+   * Socket peer ids that are some peer's endpoint: endpointRefs[id] counts the peers, and
+   * knownEndpoint[i] is the endpoint of ports[i] as last seen. Every other source's id is released
+   * after its batch, so only authenticated sources (and configured endpoints) hold one.
+   */
+  private endpointRefs = new Int32Array(64);
+  private knownEndpoint = new Int32Array(0);
 
   constructor(readonly url: string, private readonly cfg: WgSettings, private readonly ctx: TransportContext) {
     this.onBatchBound = this.onBatch.bind(this);
@@ -284,6 +291,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       peer.owner = port;
       this.ports.push(port);
     }
+    this.knownEndpoint = new Int32Array(this.ports.length).fill(-1);
+    this.syncEndpoints();
     sock.start(this.onBatchBound);
     const now = this.now();
     dev.tick(now);
@@ -295,10 +304,45 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     this.coarseTick();
   }
 
+  /**
+   * Stages of one batch: every datagram to the device; then endpoint moves noted (the id a peer
+   * left is released unless another peer uses it); then the id of every source that is no peer's
+   * endpoint is released, so a datagram that did not authenticate leaves no per-source state
+   * (replies sent to it, such as a cookie reply, still go: ids are freed after the flush).
+   */
   private onBatch(count: number): void {
-    const rx = this.sock!.rx;
+    const sock = this.sock!;
+    const rx = sock.rx;
     const dev = this.device!;
     for (let i = 0; i < count; i++) dev.receive(rx.peers[i], rx.bufs[i], 0, rx.lengths[i]);
+    this.syncEndpoints();
+    const refs = this.endpointRefs;
+    let last = -1;
+    for (let i = 0; i < count; i++) {
+      const id = rx.peers[i];
+      if (id !== last && (id >= refs.length || refs[id] === 0)) sock.releasePeer(id);
+      last = id;
+    }
+  }
+
+  /** Counts each port's current endpoint in endpointRefs; an id no peer uses any more is released. */
+  private syncEndpoints(): void {
+    const known = this.knownEndpoint;
+    for (let i = 0; i < this.ports.length; i++) {
+      const ep = this.ports[i].peer.endpoint;
+      const old = known[i];
+      if (ep === old) continue;
+      known[i] = ep;
+      if (ep >= 0) {
+        if (ep >= this.endpointRefs.length) {
+          const grown = new Int32Array(Math.max(ep + 1, this.endpointRefs.length * 2));
+          grown.set(this.endpointRefs);
+          this.endpointRefs = grown;
+        }
+        this.endpointRefs[ep]++;
+      }
+      if (old >= 0 && --this.endpointRefs[old] === 0) this.sock!.releasePeer(old);
+    }
   }
 
   private onPacket(peer: Peer, buf: Buffer, off: number, len: number): void {
@@ -380,6 +424,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       if (p.inSwitch) this.ctx.sink.removePort(p);
       p.inSwitch = false;
     }
+    if (this.device) for (const p of this.device.peers) this.device.zeroKeys(p);
     if (this.sock) this.sock.close();
     this.sock = null;
     this.device = null;
@@ -446,6 +491,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       url: this.url, kind: 'wg', state: this.sock ? 'listening' : 'closed',
       address: `${this.cfg.listen.host}:${this.cfg.listen.port}`,
       portCount: forwarding, native: this.sock ? this.sock.native : false,
+      socket: socketStatsOf(this.sock),
       wg: this.wgStatus(),
     };
   }

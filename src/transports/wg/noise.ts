@@ -9,7 +9,10 @@
  *   both: (send, recv) = KDF2(chain key, ε), swapped for the responder
  *
  * This module is pure: it reads no clock and no socket. MAC1/MAC2 are added and checked in
- * cookie.ts. The caller owns every buffer; created messages are new buffers.
+ * cookie.ts. The caller owns every buffer; created messages are new buffers. Secrets it derives
+ * (DH results, chaining keys, AEAD keys) are zeroed once used, and a handshake's chaining key and
+ * hash are zeroed when replaced or cleared. An ephemeral private key is a KeyObject, which JS
+ * cannot zero: dropping it leaves that to OpenSSL, which clears X25519 keys when it frees them.
  */
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import {
@@ -35,6 +38,19 @@ export const enum HandshakeState {
   InitiationConsumed = 2,
   ResponseCreated = 3,
   ResponseConsumed = 4,
+}
+
+/** Zeroes secrets that are no longer needed (the shared constants and null are left alone). */
+function wipe(...bufs: Array<Buffer | null>): void {
+  for (const b of bufs) if (b !== null && b !== INITIAL_CHAIN_KEY && b !== INITIAL_HASH && b !== ZERO_PSK) b.fill(0);
+}
+
+/** Sets a handshake's transcript hash and chaining key, zeroing the ones it held. */
+function replaceSecrets(hs: Handshake, h: Buffer, ck: Buffer): void {
+  if (hs.hash !== h) wipe(hs.hash);
+  if (hs.chainKey !== ck) wipe(hs.chainKey);
+  hs.hash = h;
+  hs.chainKey = ck;
 }
 
 /** An ephemeral key pair: the KeyObject for DH and the raw public bytes. */
@@ -65,10 +81,10 @@ export class Handshake {
     this.precomputedStaticStatic = dh(local.keyObject, remoteStatic);
   }
 
+  /** Forgets the handshake in progress, zeroing its hash and chaining key. */
   clear(): void {
     this.state = HandshakeState.Zeroed;
-    this.hash = EMPTY;
-    this.chainKey = EMPTY;
+    replaceSecrets(this, EMPTY, EMPTY);
     this.localEphemeral = null;
     this.localIndex = 0;
     this.remoteIndex = 0;
@@ -108,22 +124,30 @@ export function createInitiation(hs: Handshake, localIndex: number, timestamp: B
   ck = kdf(1, ck, eph.pub)[0];
   // es
   const es = dh(eph.key, hs.remoteStatic);
-  if (es === null) return null;
+  if (es === null) {
+    wipe(ck);
+    return null;
+  }
   let key: Buffer;
+  let prev = ck;
   [ck, key] = kdf(2, ck, es);
+  wipe(prev, es);
   // s
   const encStatic = aeadSeal(key, 0, hs.local.publicKey, h);
   encStatic.copy(msg, OFF_INIT_STATIC);
   h = mixHash(h, encStatic);
+  wipe(key);
   // ss
+  prev = ck;
   [ck, key] = kdf(2, ck, hs.precomputedStaticStatic);
+  wipe(prev);
   // {timestamp}
   const encTs = aeadSeal(key, 0, timestamp, h);
   encTs.copy(msg, OFF_INIT_TIMESTAMP);
   h = mixHash(h, encTs);
+  wipe(key);
 
-  hs.hash = h;
-  hs.chainKey = ck;
+  replaceSecrets(hs, h, ck);
   hs.localEphemeral = eph;
   hs.localIndex = localIndex;
   hs.remoteIndex = 0;
@@ -142,19 +166,37 @@ export function consumeInitiation(local: StaticKey, msg: Buffer, off: number, fi
   h = mixHash(h, remoteEphemeral);
   let ck = kdf(1, INITIAL_CHAIN_KEY, remoteEphemeral)[0];
   const es = dh(local.keyObject, remoteEphemeral);
-  if (es === null) return null;
+  if (es === null) {
+    wipe(ck);
+    return null;
+  }
   let key: Buffer;
+  let prev = ck;
   [ck, key] = kdf(2, ck, es);
+  wipe(prev, es);
   const encStatic = msg.subarray(off + OFF_INIT_STATIC, off + OFF_INIT_STATIC + 48);
   const remoteStatic = aeadOpen(key, 0, encStatic, h);
-  if (remoteStatic === null) return null;
+  wipe(key);
+  if (remoteStatic === null) {
+    wipe(ck);
+    return null;
+  }
   h = mixHash(h, encStatic);
   const hs = findPeer(remoteStatic);
-  if (hs === undefined || hs.precomputedStaticStatic === null) return null;
+  if (hs === undefined || hs.precomputedStaticStatic === null) {
+    wipe(ck);
+    return null;
+  }
+  prev = ck;
   [ck, key] = kdf(2, ck, hs.precomputedStaticStatic);
+  wipe(prev);
   const encTs = msg.subarray(off + OFF_INIT_TIMESTAMP, off + OFF_INIT_TIMESTAMP + 28);
   const timestamp = aeadOpen(key, 0, encTs, h);
-  if (timestamp === null) return null;
+  wipe(key);
+  if (timestamp === null) {
+    wipe(ck);
+    return null;
+  }
   h = mixHash(h, encTs);
   const remoteIndex = msg.readUInt32LE(off + OFF_SENDER);
   const finalHash = h;
@@ -162,10 +204,13 @@ export function consumeInitiation(local: StaticKey, msg: Buffer, off: number, fi
   return {
     hs,
     commit(nowMs: number, minIntervalMs: number): boolean {
-      if (!tai64nAfter(timestamp, hs.lastTimestamp)) return false; // replayed initiation
-      if (nowMs - hs.lastInitiationConsumedMs < minIntervalMs) return false; // flood
-      hs.hash = finalHash;
-      hs.chainKey = finalCk;
+      // Refused (replayed or too soon): nothing of this initiation is kept (unless an earlier
+      // commit of it took these very buffers).
+      if (!tai64nAfter(timestamp, hs.lastTimestamp) || nowMs - hs.lastInitiationConsumedMs < minIntervalMs) {
+        if (hs.chainKey !== finalCk) wipe(finalHash, finalCk);
+        return false;
+      }
+      replaceSecrets(hs, finalHash, finalCk);
       hs.remoteIndex = remoteIndex;
       hs.remoteEphemeral = remoteEphemeral;
       hs.lastTimestamp = timestamp;
@@ -192,21 +237,33 @@ export function createResponse(hs: Handshake, localIndex: number, eph: Ephemeral
   ck = kdf(1, ck, eph.pub)[0];
   // ee
   const ee = dh(eph.key, hs.remoteEphemeral);
-  if (ee === null) return null;
+  if (ee === null) {
+    wipe(ck);
+    return null;
+  }
+  let prev = ck;
   ck = kdf(1, ck, ee)[0];
+  wipe(prev, ee);
   // se
   const se = dh(eph.key, hs.remoteStatic);
-  if (se === null) return null;
+  if (se === null) {
+    wipe(ck);
+    return null;
+  }
+  prev = ck;
   ck = kdf(1, ck, se)[0];
+  wipe(prev, se);
   // psk
   const [ck2, tau, key] = kdf(3, ck, hs.presharedKey);
+  wipe(ck);
   h = mixHash(h, tau);
+  wipe(tau);
   // {}
   const encEmpty = aeadSeal(key, 0, EMPTY, h);
   encEmpty.copy(msg, OFF_RESP_EMPTY);
   h = mixHash(h, encEmpty);
-  hs.hash = h;
-  hs.chainKey = ck2;
+  wipe(key);
+  replaceSecrets(hs, h, ck2);
   hs.localEphemeral = eph;
   hs.localIndex = localIndex;
   hs.state = HandshakeState.ResponseCreated;
@@ -223,18 +280,34 @@ export function consumeResponse(hs: Handshake, msg: Buffer, off: number): boolea
   let h = mixHash(hs.hash, remoteEphemeral);
   let ck = kdf(1, hs.chainKey, remoteEphemeral)[0];
   const ee = dh(hs.localEphemeral.key, remoteEphemeral);
-  if (ee === null) return false;
+  if (ee === null) {
+    wipe(ck);
+    return false;
+  }
+  let prev = ck;
   ck = kdf(1, ck, ee)[0];
+  wipe(prev, ee);
   const se = dh(hs.local.keyObject, remoteEphemeral);
-  if (se === null) return false;
+  if (se === null) {
+    wipe(ck);
+    return false;
+  }
+  prev = ck;
   ck = kdf(1, ck, se)[0];
+  wipe(prev, se);
   const [ck2, tau, key] = kdf(3, ck, hs.presharedKey);
+  wipe(ck);
   h = mixHash(h, tau);
+  wipe(tau);
   const encEmpty = msg.subarray(off + OFF_RESP_EMPTY, off + OFF_RESP_EMPTY + 16);
-  if (aeadOpen(key, 0, encEmpty, h) === null) return false;
+  const opened = aeadOpen(key, 0, encEmpty, h);
+  wipe(key);
+  if (opened === null) {
+    wipe(ck2);
+    return false;
+  }
   h = mixHash(h, encEmpty);
-  hs.hash = h;
-  hs.chainKey = ck2;
+  replaceSecrets(hs, h, ck2);
   hs.remoteIndex = msg.readUInt32LE(off + OFF_SENDER);
   hs.remoteEphemeral = remoteEphemeral;
   hs.state = HandshakeState.ResponseConsumed;

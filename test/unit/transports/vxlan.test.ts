@@ -42,6 +42,14 @@ class FakeUnderlay implements VxlanUnderlay {
     return true;
   }
   describe(): string { return 'fake'; }
+  /** Source ids the port said it keeps nothing for, in order. */
+  readonly forgotten: string[] = [];
+  forget(id: number): void {
+    this.forgotten.push(this.addrs[id]);
+    this.ids.delete(this.addrs[id]);  // its next datagram gets a new id, as a socket's would
+  }
+  evicted: ((id: number) => void) | null = null;
+  onSourceEvicted(handler: (id: number) => void): void { this.evicted = handler; }
   errors(): { send: number; recv: number } { return { send: 0, recv: 0 }; }
   close(): void { this.closed = true; }
   /** Delivers datagrams as one batch, each from "host:port". */
@@ -225,4 +233,17 @@ test('locator: defaults, parameters, and errors that name the fix', () => {
     ['vxlan://10.0.0.1?vni=1&remote=10.0.0.2&key=5', /unknown parameter "key" for vxlan/],
   ];
   for (const [url, re] of bad) assert.throws(() => parseLocator(url, 'port[0].url'), (e: unknown) => (e as { code?: string }).code === 'LP_ERR_CONFIG' && re.test((e as Error).message) && /^port\[0\]\.url: /.test((e as Error).message), url);
+});
+
+test('a source that is no VTEP keeps no state: its id is given back to the underlay', async () => {
+  const { u, t } = await setup();
+  const d = vxlan(42, frame(BCAST, K1, 0x0806));
+  u.deliver(['10.66.0.1:5000', d], ['10.66.0.1:5000', d], ['10.99.0.1:4789', d]);
+  assert.deepEqual(u.forgotten, ['10.66.0.1:5000', '10.66.0.1:5000']);
+  assert.equal(t.vx.rxUnknownVtep, 2);
+  assert.equal(t.vx.rxPackets, 3);
+  // An evicted source id of a known VTEP is looked up afresh when it is heard again.
+  u.evicted!(u.destination('10.99.0.1', 4789));
+  u.deliver(['10.99.0.1:4789', d]);
+  assert.equal(t.vx.rxUnknownVtep, 2);
 });
