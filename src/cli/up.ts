@@ -119,7 +119,7 @@ export async function up(argv: string[]): Promise<number> {
     const busy = config.switch.busyPollUs > 0 ? ' and without busy polling (--busy-poll needs the addon)' : '';
     log.info(`native data path not available (${native.error}); using the slower JS path without unix datagram ports${busy}. Build it with: npm run build:native (needs g++ and make)`);
   }
-  const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
+  const daemon = new Daemon(config, log);
   await daemon.start();
   for (const s of daemon.skipped) log.info(`skipped default port ${s.url}: ${s.reason}`);
   let metrics: Awaited<ReturnType<typeof startMetrics>> | null = null;

@@ -149,6 +149,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   const peerIdleS = intIn(sw.peer_idle_seconds, 'switch.peer_idle_seconds', 1, 86400 * 7, 300);
 
   let ports: PortConfig[];
+  let defaultPortCount = 0;
   if (flags.ports && flags.ports.length > 0) {
     ports = flags.ports.map((u, i) => parseLocator(u, `--port #${i + 1}`));
   } else if (doc.port !== undefined) {
@@ -162,6 +163,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     });
   } else {
     ports = defaultPortUrls().map((u, i) => parseLocator(u, `default port #${i + 1}`));
+    defaultPortCount = ports.length;
   }
   if (doc.wg !== undefined) ports.push(parseWgSection(doc.wg));
   const seen = new Map<string, number>();
@@ -232,6 +234,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   return {
     switch: { macAgeMs: macAgeS * 1000, macTableSize, maxFrameBytes, busyPollUs, busyPollBudgetPercent },
     ports,
+    defaultPortCount,
     services: {
       // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off
       // there are no hostnames to serve unless the user wants the responder anyway.

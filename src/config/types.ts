@@ -74,6 +74,11 @@ export interface Config {
   /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in transports/batch-io.ts (us 0: off). */
   switch: { macAgeMs: number; macTableSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
   ports: PortConfig[];
+  /**
+   * How many of the first ports lanparty chose itself (its defaults; 0 when the command line or
+   * the config file names ports). Only these may be skipped when they cannot open.
+   */
+  defaultPortCount: number;
   services: ServicesConfig;
   control: { socketPath: string };
   /** Guest names to print QEMU arguments for. */

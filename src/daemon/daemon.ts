@@ -33,11 +33,6 @@ export function lanpartyVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
-export interface DaemonOptions {
-  /** Ports that came from defaults, not from the user: one that cannot open is skipped with a line. */
-  portsAreDefaults: boolean;
-}
-
 export class Daemon {
   readonly sw: Switch;
   readonly transports: Transport[] = [];
@@ -58,7 +53,7 @@ export class Daemon {
     this.control.emit('mac:move', { mac: formatMac(mac), vlan, from: from.id, to: to.id });
   };
 
-  constructor(readonly config: Config, readonly log: Logger, private readonly opts: DaemonOptions) {
+  constructor(readonly config: Config, readonly log: Logger) {
     this.sw = new Switch({
       macAgeMs: config.switch.macAgeMs,
       macTableSize: config.switch.macTableSize,
@@ -116,7 +111,7 @@ export class Daemon {
     macMoveChannel.subscribe(this.onMacMove);
     try {
       await this.control.start();
-      for (const p of this.config.ports) {
+      for (const [i, p] of this.config.ports.entries()) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
         // Give the transport the clock before its first frame, so a peer heard in the first
         // second is not taken as idle since time zero.
@@ -124,7 +119,9 @@ export class Daemon {
         try {
           await t.start();
         } catch (err) {
-          if (this.opts.portsAreDefaults && err instanceof LanpartyError && err.code === 'LP_ERR_NATIVE') {
+          // A port the user named (command line, config file, --tap) stops lanparty with its
+          // error; only one of lanparty's own defaults may be left out, and `up` says so.
+          if (i < this.config.defaultPortCount && err instanceof LanpartyError && err.code === 'LP_ERR_NATIVE') {
             this.skipped.push({ url: p.url, reason: err.message });
             continue;
           }
