@@ -23,7 +23,9 @@ Options:
   -p, --port URL           a port locator; repeat for several (replaces the defaults):
                              mcast://GROUP:PORT?localaddr=IP&ttl=N[&stp=0]   (stp=0: keep the group
                                out of the peer links' spanning tree)
-                             udp://HOST:PORT[?peer=HOST:PORT]   unixgram:///PATH[?peer=/PATH]
+                             udp://HOST:PORT[?peer=HOST:PORT&accept=CIDR,...|any]   (accept: the
+                               sources taken; beyond loopback accept= or peer= is needed)
+                             unixgram:///PATH[?peer=/PATH]
                              tcp://HOST:PORT   unix:///PATH   (QEMU stream clients connect here)
                              tcp+connect://HOST:PORT   unix+connect:///PATH   (QEMU server=on)
                              tap://NAME[?create=1&address=IP/LEN&mtu=N]   (the host joins via a TAP)

@@ -28,7 +28,14 @@ export interface WgConfig {
 export type PortConfig =
   | WgConfig
   | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number; stp: boolean }
-  | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
+  | {
+      scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }>;
+      /**
+       * accept=: the sources taken besides the fixed peers ('any': every source). null when not
+       * given: then only the fixed peers if there are any, else every source (a loopback bind).
+       */
+      accept: Array<{ network: number; prefixLength: number }> | 'any' | null;
+    }
   | { scheme: 'unixgram'; url: string; path: string; peers: string[] }
   | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }
   | { scheme: 'unix'; url: string; path: string; connect: boolean }
