@@ -86,6 +86,8 @@ export interface Config {
    * the config file names ports). Only these may be skipped when they cannot open.
    */
   defaultPortCount: number;
+  /** Private mode: the directory (made 0700) that holds its unix ports; null otherwise. */
+  privateDir: string | null;
   services: ServicesConfig;
   control: { socketPath: string };
   /** Guest names to print QEMU arguments for. */

@@ -18,6 +18,7 @@ import { RateTracker, portStatus, macRows, transportRows, type StatusReport } fr
 import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
+import { preparePrivateDir } from './private-dir.js';
 
 function memoryNow(): StatusReport['memory'] {
   const m = process.memoryUsage();
@@ -111,6 +112,7 @@ export class Daemon {
     macMoveChannel.subscribe(this.onMacMove);
     try {
       await this.control.start();
+      if (this.config.privateDir !== null) preparePrivateDir(this.config.privateDir);
       for (const [i, p] of this.config.ports.entries()) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
         // Give the transport the clock before its first frame, so a peer heard in the first
