@@ -17,6 +17,7 @@ import { openTransport } from '../../../src/daemon/transports.js';
 import type { Transport } from '../../../src/transports/transport.js';
 import { createLogger, silentLogger } from '../../../src/util/logger.js';
 import { frame } from '../../helpers/memory-port.js';
+import { NOT_ACCEPTED_LOG_INTERVAL_MS } from '../../../src/transports/dgram/index.js';
 
 const closers: Array<() => unknown> = [];
 after(async () => { for (const c of closers.reverse()) await c(); });
@@ -66,7 +67,8 @@ const BROADCAST = 'ff:ff:ff:ff:ff:ff';
 test('accept=: a stranger gets no port and none of the LAN\'s floods, and is counted; guests inside talk', async () => {
   const sw = new Switch({}, silentLogger, Date.now());
   const port = await freePort();
-  const t = await start(`udp://127.0.0.1:${port}?accept=127.0.0.2`, sw);
+  const lines: string[] = [];
+  const t = await start(`udp://127.0.0.1:${port}?accept=127.0.0.2`, sw, lines);
   const stranger = await node('127.0.0.3');
   const a = await node('127.0.0.2');
   const b = await node('127.0.0.2');
@@ -84,6 +86,19 @@ test('accept=: a stranger gets no port and none of the LAN\'s floods, and is cou
   assert.equal(t.status().portCount, 2, 'one port per guest, none for the stranger');
   assert.equal(sw.table.size, 2, 'the stranger\'s MAC was never learned');
   assert.equal(a.got[0].readUIntBE(6, 6), 0x02000000000b);
+
+  // The drops are logged from the tick, at most once per NOT_ACCEPTED_LOG_INTERVAL_MS.
+  const now = Date.now();
+  t.tick(now);
+  await send(stranger, port, frame(BROADCAST, '02:00:00:00:00:33'));
+  await until('the third drop', () => t.status().socket!.notAccepted === 3);
+  t.tick(now + 1000);
+  t.tick(now + NOT_ACCEPTED_LOG_INTERVAL_MS);
+  const drops = lines.filter((l) => l.includes('outside its accept list'));
+  assert.deepEqual(drops, [
+    `port udp://127.0.0.1:${port}?accept=127.0.0.2: dropped 2 datagrams from sources outside its accept list (2 in all, socket.notAccepted in status)`,
+    `port udp://127.0.0.1:${port}?accept=127.0.0.2: dropped 1 datagrams from sources outside its accept list (3 in all, socket.notAccepted in status)`,
+  ]);
 });
 
 test('peer= without accept=: only the fixed peers are taken', async () => {
