@@ -18,7 +18,7 @@
  */
 import * as net from 'node:net';
 import { LanpartyError } from '../util/errors.js';
-import { formatIpv4Address, parseIpv4Address, parseIpv4Cidr } from '../wire/index.js';
+import { parseIpv4Address, parseIpv4Cidr } from '../wire/index.js';
 import type { PortConfig } from './types.js';
 
 export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect', 'tap', 'vxlan'] as const;
@@ -70,11 +70,6 @@ function parseAccept(field: string, url: string, values: string[]): Array<{ netw
       return fail(field, `"${url}": accept entry ${(err as Error).message}; expected an IPv4 address or network such as 192.168.1.0/24, or any`);
     }
   });
-}
-
-/** "a.b.c.d/len" (or "a.b.c.d" for one host) of an accept entry, for messages. */
-export function formatAcceptEntry(e: { network: number; prefixLength: number }): string {
-  return e.prefixLength === 32 ? formatIpv4Address(e.network) : `${formatIpv4Address(e.network)}/${e.prefixLength}`;
 }
 
 function isMulticast(ip: string): boolean {
