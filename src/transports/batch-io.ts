@@ -527,6 +527,10 @@ class NativeBatchSocket implements BatchSocket {
     for (const n of nets) netWords.push(n.network >>> 0, n.mask >>> 0);
     const exactWords: number[] = [];
     for (const e of exact) exactWords.push(parseIpv4Address(e.host), e.port);
+    // An addon built before accept lists would take every source: refuse rather than leak.
+    if (typeof this.handle.acceptSources !== 'function') {
+      throw new LanpartyError('LP_ERR_NATIVE', 'the native addon has no accept lists (built from older sources); rebuild it with npm run build:native');
+    }
     return this.handle.acceptSources(netWords, exactWords);
   }
 

@@ -125,7 +125,13 @@ export class DgramTransport implements Transport {
     if (accept !== null && b.kind === 'udp4') {
       const exact: Array<{ host: string; port: number }> = [];
       for (const p of this.cfg.peers) if (p.kind === 'udp4') exact.push({ host: p.host, port: p.port });
-      this.sock.acceptSources(accept, exact);
+      try {
+        this.sock.acceptSources(accept, exact);
+      } catch (err) {
+        this.sock.close();
+        this.sock = null;
+        throw new LanpartyError((err as LanpartyError).code ?? 'LP_ERR_NATIVE', `port ${this.url}: ${(err as Error).message}`, { cause: err });
+      }
     }
     for (const p of this.cfg.peers) this.portFor(this.sock.peerId(p), true);
     this.sock.start(this.onBatchBound);

@@ -125,7 +125,14 @@ export class UdpUnderlay implements VxlanUnderlay {
       this.ownHost = local.host;
       this.ownPort = local.port;
     }
-    if (c.acceptOnly !== null) this.sock.acceptSources(c.acceptOnly.map((h) => ({ network: parseIpv4Address(h), mask: 0xffffffff })), []);
+    if (c.acceptOnly !== null) {
+      try {
+        this.sock.acceptSources(c.acceptOnly.map((h) => ({ network: parseIpv4Address(h), mask: 0xffffffff })), []);
+      } catch (err) {
+        this.close();
+        throw new LanpartyError((err as LanpartyError).code ?? 'LP_ERR_NATIVE', `${c.what}: ${(err as Error).message}`, { cause: err });
+      }
+    }
     this.onBatch = onBatch;
     this.sock.start(this.onMainBound);
     this.groupSock?.start(this.onGroupBound);
