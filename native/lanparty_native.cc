@@ -208,7 +208,8 @@ enum CounterIndex {
   kFlowTimeouts = 9,   // backlogs that held one kFlowPauseMaxMs without draining (stuck)
   kPeersLive = 10,     // gauge: peer ids in use (PeerTable), evicted ones not yet released included
   kPeersEvicted = 11,  // ids evicted because the table was full (least recently heard first)
-  kCounterCount = 12,
+  kNotAccepted = 12,   // udp4: from a source outside the accept list (acceptSources), dropped
+  kCounterCount = 13,
 };
 
 enum class Kind { kInet, kUnix };
@@ -825,6 +826,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       InstanceMethod<&BatchSocket::Open>("open"),
       InstanceMethod<&BatchSocket::LocalAddress>("localAddress"),
       InstanceMethod<&BatchSocket::IgnoreSource>("ignoreSource"),
+      InstanceMethod<&BatchSocket::AcceptSources>("acceptSources"),
       InstanceMethod<&BatchSocket::PeerIdInet>("peerIdInet"),
       InstanceMethod<&BatchSocket::PeerIdUnix>("peerIdUnix"),
       InstanceMethod<&BatchSocket::PeerAddress>("peerAddress"),
@@ -1092,6 +1094,45 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
       prog.filter = oneAddr;
     }
     return Napi::Boolean::New(env, setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0);
+  }
+
+  // acceptSources(nets, exact): udp4 only. From now on a datagram is taken only from a source
+  // inside one of nets (a flat array of [network, mask] host-order uint32 pairs) or equal to one
+  // of exact ([address, port] pairs); any other is dropped before it gets a peer id (no state for
+  // it) and counted in kNotAccepted. Empty arrays accept nothing. The lists are short (the
+  // locator caps them), so a linear scan per datagram costs less than a lookup structure.
+  Napi::Value AcceptSources(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (kind_ != Kind::kInet || info.Length() != 2 || !info[0].IsArray() || !info[1].IsArray()) {
+      return Napi::Boolean::New(env, false);
+    }
+    Napi::Array nets = info[0].As<Napi::Array>();
+    Napi::Array exact = info[1].As<Napi::Array>();
+    acceptNets_.clear();
+    acceptExact_.clear();
+    for (uint32_t i = 0; i + 1 < nets.Length(); i += 2) {
+      uint32_t mask = nets.Get(i + 1).ToNumber().Uint32Value();
+      acceptNets_.push_back({nets.Get(i).ToNumber().Uint32Value() & mask, mask});
+    }
+    for (uint32_t i = 0; i + 1 < exact.Length(); i += 2) {
+      acceptExact_.push_back({exact.Get(i).ToNumber().Uint32Value(), exact.Get(i + 1).ToNumber().Uint32Value()});
+    }
+    acceptOn_ = true;
+    return Napi::Boolean::New(env, true);
+  }
+
+  bool Accepts(const sockaddr_storage& ss) const {
+    if (ss.ss_family != AF_INET) return false;
+    const sockaddr_in* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    uint32_t ip = ntohl(sin->sin_addr.s_addr);
+    for (const auto& n : acceptNets_) {
+      if ((ip & n.second) == n.first) return true;
+    }
+    uint32_t port = ntohs(sin->sin_port);
+    for (const auto& e : acceptExact_) {
+      if (e.first == ip && e.second == port) return true;
+    }
+    return false;
   }
 
   // Returns {kind:'udp4', host, port} or {kind:'unix', path} for the bound address.
@@ -1837,8 +1878,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
           counters_[kTruncated] += 1;
           continue;
         }
-        // Stage 4: map the source to a peer id. A datagram without a usable id (an unbound unix
-        // sender, or the peer table full) is dropped here, so every delivered peer id is valid.
+        // Stage 4: map the source to a peer id. A source outside the accept list gets none (and
+        // leaves no state); a datagram without a usable id (an unbound unix sender, or the peer
+        // table full) is dropped here, so every delivered peer id is valid.
+        if (acceptOn_ && !Accepts(rxNames_[i])) {
+          counters_[kNotAccepted] += 1;
+          continue;
+        }
         PeerAddr p;
         int id = Canonical(rxNames_[i], h.msg_namelen, &p) ? table_.Intern(p, false, true) : -1;
         if (id < 0) {
@@ -1893,6 +1939,10 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
 
   Kind kind_ = Kind::kInet;
   int fd_ = -1;
+  // The accept list (AcceptSources); off: every source is taken.
+  bool acceptOn_ = false;
+  std::vector<std::pair<uint32_t, uint32_t>> acceptNets_;   // (network, mask), host order
+  std::vector<std::pair<uint32_t, uint32_t>> acceptExact_;  // (address, port), host order
   bool closed_ = false;
   bool started_ = false;
   bool referenced_ = false;

@@ -98,7 +98,7 @@ export const controlTarget: FuzzTarget = {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-fuzz-control-'));
     const socketPath = path.join(dir, 'control.sock');
     const config = cfg.buildConfig({}, { controlSocket: socketPath, dhcp: true, leaseFile: path.join(dir, 'leases.json') }, 'fuzz');
-    const d = new dm.Daemon(config, log.silentLogger, { portsAreDefaults: true });
+    const d = new dm.Daemon(config, log.silentLogger);
     if (!isMainThread) {
       // Worker threads may not set the umask; the server sets it around listen() so the socket is
       // born 0600. Here the directory is a private mkdtemp (0700), and the server chmods the socket

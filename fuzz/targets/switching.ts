@@ -253,7 +253,7 @@ export const vxlanPortTarget: FuzzTarget = {
       destination: (host: string, port: number) => { const i = hosts.indexOf(`${host}:${port}`); return i >= 0 ? i : 0; },
       isOwn: (id: number) => id === 2,
       send() { sent++; return true; },
-      describe: () => 'fake', errors: () => ({ send: 0, recv: 0 }), close() {},
+      describe: () => 'fake', errors: () => ({ send: 0, recv: 0, notAccepted: 0 }), close() {},
       forget() {}, onSourceEvicted() {},
     };
     const t = new vx.VxlanTransport('vxlan://fuzz', {

@@ -19,7 +19,8 @@ import { libvirt } from './libvirt.js';
 const HELP = `Usage: lanparty <command> [options]
 
 Commands:
-  up            start the LAN switch (see lanparty up --help)
+  up            start the LAN switch (see lanparty up --help); on a shared host
+                lanparty up --private (unix sockets only, in a 0700 directory)
   status        show ports, counters, MAC table and leases (--json for scripts)
   capture       write what the switch sees as pcapng (-w FILE, -w - for Wireshark)
   dump          print one line per frame (ARP, IPv4/6, ICMP, UDP, TCP, DHCP, DNS)

@@ -79,6 +79,7 @@ export function formatStatus(s: StatusReport): string {
     }
     const k = t.socket;
     if (!k) continue;
+    if (k.notAccepted > 0) out.push(`  ${t.url} socket: from sources outside the accept list, dropped ${k.notAccepted}`);
     if (k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable > 0) {
       out.push(`  ${t.url} socket: send dropped ${k.sendDropped} (queue full), other send errors ${k.sendErrors - k.sendDropped}, ` +
         `queued for slow receivers ${k.sendQueued}, receive errors ${k.recvErrors}, truncated ${k.truncated}, no reply address ${k.unaddressable}`);

@@ -15,15 +15,21 @@ import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemo
 export const UP_HELP = `Usage: lanparty up [options]
 
 Start the LAN: a learning Ethernet switch whose ports are QEMU's network transports.
-With no options it listens on this host only (loopback and a private socket directory),
-prints the QEMU arguments for each transport, then "ready".
+With no options it listens on this host only (loopback, open to every user of the host, and a
+socket directory), prints the QEMU arguments for each transport, then "ready".
 
 Options:
   -c, --config FILE        TOML config file (see README, "Configuration")
+      --private            only unix socket ports, in a directory only you may enter (0700),
+                           for a shared host: every user of the host can reach the default
+                           udp, tcp and multicast ports on loopback, read the LAN's frames and
+                           take a guest's MAC (config: private = true; no --port with it)
   -p, --port URL           a port locator; repeat for several (replaces the defaults):
                              mcast://GROUP:PORT?localaddr=IP&ttl=N[&stp=0]   (stp=0: keep the group
                                out of the peer links' spanning tree)
-                             udp://HOST:PORT[?peer=HOST:PORT]   unixgram:///PATH[?peer=/PATH]
+                             udp://HOST:PORT[?peer=HOST:PORT&accept=CIDR,...|any]   (accept: the
+                               sources taken; beyond loopback accept= or peer= is needed)
+                             unixgram:///PATH[?peer=/PATH]
                              tcp://HOST:PORT   unix:///PATH   (QEMU stream clients connect here)
                              tcp+connect://HOST:PORT   unix+connect:///PATH   (QEMU server=on)
                              tap://NAME[?create=1&address=IP/LEN&mtu=N]   (the host joins via a TAP)
@@ -86,6 +92,7 @@ export async function up(argv: string[]): Promise<number> {
       tap: { type: 'string', multiple: true },
       metrics: { type: 'string' },
       web: { type: 'string' },
+      private: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -107,6 +114,7 @@ export async function up(argv: string[]): Promise<number> {
     subnet: values.subnet,
     leaseFile: values['lease-file'],
     controlSocket: values.control,
+    private: values.private ? true : undefined,
   };
   if (values.metrics !== undefined) parseListen(values.metrics);
   const config = loadConfig(flags);
@@ -119,7 +127,7 @@ export async function up(argv: string[]): Promise<number> {
     const busy = config.switch.busyPollUs > 0 ? ' and without busy polling (--busy-poll needs the addon)' : '';
     log.info(`native data path not available (${native.error}); using the slower JS path without unix datagram ports${busy}. Build it with: npm run build:native (needs g++ and make)`);
   }
-  const daemon = new Daemon(config, log, { portsAreDefaults: !values.port && !values.config });
+  const daemon = new Daemon(config, log);
   await daemon.start();
   for (const s of daemon.skipped) log.info(`skipped default port ${s.url}: ${s.reason}`);
   let metrics: Awaited<ReturnType<typeof startMetrics>> | null = null;
@@ -189,6 +197,7 @@ export async function up(argv: string[]): Promise<number> {
   }
   out.push(...unixQueueHint(kinds.has('unixgram'), shortUnixQueue(unixQueueNow())));
   out.push('Everything above is reachable from this host only unless you named another address.');
+  out.push(...exposureLines(config.privateDir, daemon.transports.map((t) => t.status())));
   out.push('ready');
   // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
   // SIGINT that came before them would kill the process unclean (sockets and files left behind).
@@ -209,6 +218,22 @@ export async function up(argv: string[]): Promise<number> {
 }
 
 export { LanpartyError };
+
+/**
+ * What other users of this host can reach: private mode names its directory; otherwise listening
+ * udp, tcp and multicast ports on loopback are open to every user, who can read the LAN's frames
+ * and send with a guest's MAC.
+ */
+export function exposureLines(privateDir: string | null, transports: Array<{ kind: string; state: string; address: string }>): string[] {
+  if (privateDir !== null) return [`Private: only unix sockets, in ${privateDir} (mode 0700); other users of this host cannot reach them.`];
+  const open = new Set<string>();
+  for (const t of transports) {
+    const onLoopback = /(^|\s)127\./.test(t.address);
+    if (onLoopback && (t.kind === 'mcast' || ((t.kind === 'udp' || t.kind === 'tcp') && t.state === 'listening'))) open.add(t.kind === 'mcast' ? 'multicast' : t.kind);
+  }
+  if (open.size === 0) return [];
+  return [`Every user of this host can reach the ${[...open].join(', ')} ports (read the LAN's frames, take a guest's MAC); on a shared host use lanparty up --private.`];
+}
 
 /** Lines for `lanparty up` when it has a unixgram port and the unix datagram queue is short (shortUnixQueue), else none. */
 export function unixQueueHint(hasUnixgram: boolean, qlen: number | null): string[] {

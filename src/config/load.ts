@@ -37,6 +37,22 @@ export function defaultPortUrls(dir = runtimeDir()): string[] {
 }
 
 /**
+ * The directory of `lanparty up --private` (private = true): only this user may enter it (0700),
+ * so its unix sockets are out of other users' reach whatever the sockets' own modes are.
+ */
+export function privateDir(dir = runtimeDir()): string {
+  return path.join(dir, 'private');
+}
+
+/**
+ * The ports of `lanparty up --private`: unix sockets only. udp, tcp and the multicast group on
+ * loopback are open to every user of the host; a unix socket in privateDir() is not.
+ */
+export function privatePortUrls(dir = privateDir()): string[] {
+  return [`unixgram://${dir}/dgram.sock`, `unix://${dir}/stream.sock`];
+}
+
+/**
  * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. 50 lowers
  * the added latency's p99 at light load about 2-8x per crossing (2 kHz probes, bench/RESULTS.md:
  * udp 83 -> 40 µs, unixgram 116 -> 29, tcp 103 -> 45, unix 139 -> 52 in one run). It was opt-in
@@ -62,6 +78,8 @@ export interface FlagOverrides {
   leaseFile?: string;
   controlSocket?: string;
   guests?: string[];
+  /** --private: the default ports are unix sockets in privateDir(). */
+  private?: boolean;
 }
 
 type Table = Record<string, unknown>;
@@ -138,7 +156,7 @@ export function readConfigFile(file: string): Table {
 
 /** Validates a parsed TOML document (or {}) plus flag overrides into a Config. */
 export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'defaults'): Config {
-  checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests', 'wg']);
+  checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests', 'wg', 'private']);
   const sw = table(doc.switch, 'switch');
   checkKeys(sw, 'switch', ['mac_age_seconds', 'mac_table_size', 'mac_port_size', 'max_frame_bytes', 'peer_idle_seconds', 'busy_poll_us', 'busy_poll_budget_percent']);
   const macAgeS = intIn(flags.macAgeSeconds ?? sw.mac_age_seconds, flags.macAgeSeconds !== undefined ? '--mac-age' : 'switch.mac_age_seconds', 1, 86400 * 7, 300);
@@ -149,8 +167,17 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   const busyPollBudgetPercent = intIn(flags.busyPollBudgetPercent ?? sw.busy_poll_budget_percent, flags.busyPollBudgetPercent !== undefined ? '--busy-poll-budget' : 'switch.busy_poll_budget_percent', 1, 100, DEFAULT_BUSY_POLL_BUDGET_PERCENT);
   const peerIdleS = intIn(sw.peer_idle_seconds, 'switch.peer_idle_seconds', 1, 86400 * 7, 300);
 
+  const privateMode = flags.private ?? bool(doc.private, 'private', false);
+  const privateField = flags.private !== undefined ? '--private' : 'private';
   let ports: PortConfig[];
-  if (flags.ports && flags.ports.length > 0) {
+  let defaultPortCount = 0;
+  if (privateMode && ((flags.ports && flags.ports.length > 0) || doc.port !== undefined)) {
+    fail(privateField, `picks the ports itself (unix sockets in ${privateDir()}, mode 0700); drop ${flags.ports && flags.ports.length > 0 ? '--port' : 'the [[port]] sections'} or ${privateField}`);
+  }
+  if (privateMode) {
+    ports = privatePortUrls().map((u, i) => parseLocator(u, `private port #${i + 1}`));
+    defaultPortCount = ports.length;
+  } else if (flags.ports && flags.ports.length > 0) {
     ports = flags.ports.map((u, i) => parseLocator(u, `--port #${i + 1}`));
   } else if (doc.port !== undefined) {
     if (!Array.isArray(doc.port)) fail('port', 'expected an array of tables ([[port]] sections)');
@@ -163,6 +190,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     });
   } else {
     ports = defaultPortUrls().map((u, i) => parseLocator(u, `default port #${i + 1}`));
+    defaultPortCount = ports.length;
   }
   if (doc.wg !== undefined) ports.push(parseWgSection(doc.wg));
   const seen = new Map<string, number>();
@@ -233,6 +261,8 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   return {
     switch: { macAgeMs: macAgeS * 1000, macTableSize, macPortSize: Math.min(macPortSize, macTableSize), maxFrameBytes, busyPollUs, busyPollBudgetPercent },
     ports,
+    defaultPortCount,
+    privateDir: privateMode ? privateDir() : null,
     services: {
       // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off
       // there are no hostnames to serve unless the user wants the responder anyway.

@@ -4,7 +4,10 @@
  *
  *   mcast://GROUP:PORT?localaddr=IP&ttl=N&stp=0|1   QEMU multicast group (default localaddr 127.0.0.1,
  *                                             ttl 1; stp=0 keeps it out of the peer links' spanning tree)
- *   udp://HOST:PORT?peer=HOST:PORT            QEMU dgram inet / socket,udp= (lanparty listens)
+ *   udp://HOST:PORT?peer=HOST:PORT&accept=CIDR,...|any   QEMU dgram inet / socket,udp= (lanparty
+ *                                             listens). accept: the sources taken (addresses or
+ *                                             IPv4 networks); with peer= and no accept, only the
+ *                                             peers. A bind beyond loopback needs one of them.
  *   unixgram:///PATH?peer=/PATH               QEMU dgram unix (lanparty listens)
  *   tcp://HOST:PORT, unix:///PATH             QEMU stream client (server=off) connects here
  *   tcp+connect://HOST:PORT, unix+connect:///PATH   lanparty connects to a QEMU stream server=on
@@ -15,6 +18,7 @@
  */
 import * as net from 'node:net';
 import { LanpartyError } from '../util/errors.js';
+import { parseIpv4Address, parseIpv4Cidr } from '../wire/index.js';
 import type { PortConfig } from './types.js';
 
 export const SCHEMES = ['mcast', 'udp', 'unixgram', 'tcp', 'unix', 'tcp+connect', 'unix+connect', 'tap', 'vxlan'] as const;
@@ -37,6 +41,37 @@ function parseHostPort(field: string, url: string, text: string, needPort: boole
   return { host, port };
 }
 
+/** The most entries an accept list takes: each datagram is checked against all of them. */
+export const MAX_ACCEPT_ENTRIES = 64;
+
+function isLoopback(ip: string): boolean {
+  return ip.split('.')[0] === '127';
+}
+
+/**
+ * accept=A,B (repeatable): IPv4 addresses (one host) or networks (a.b.c.d/len), or "any"; null
+ * when absent.
+ */
+function parseAccept(field: string, url: string, values: string[]): Array<{ network: number; prefixLength: number }> | 'any' | null {
+  if (values.length === 0) return null;
+  const items = values.flatMap((v) => v.split(','));
+  if (items.includes('any')) {
+    if (items.length > 1) fail(field, `"${url}": accept=any takes every source; drop the other accept entries or drop any`);
+    return 'any';
+  }
+  if (items.length > MAX_ACCEPT_ENTRIES) fail(field, `"${url}": ${items.length} accept entries; at most ${MAX_ACCEPT_ENTRIES} (use wider networks)`);
+  return items.map((item) => {
+    if (item === '') fail(field, `"${url}": empty accept entry; write accept=ADDRESS or NETWORK/LEN, comma-separated`);
+    try {
+      if (!item.includes('/')) return { network: parseIpv4Address(item), prefixLength: 32 };
+      const c = parseIpv4Cidr(item);
+      return { network: c.network, prefixLength: c.prefixLength };
+    } catch (err) {
+      return fail(field, `"${url}": accept entry ${(err as Error).message}; expected an IPv4 address or network such as 192.168.1.0/24, or any`);
+    }
+  });
+}
+
 function isMulticast(ip: string): boolean {
   const first = Number(ip.split('.')[0]);
   return first >= 224 && first <= 239;
@@ -54,7 +89,7 @@ export function parseLocator(text: string, field: string): PortConfig {
     rest = rest.slice(0, q);
   }
   const params = new URLSearchParams(query);
-  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl', 'stp'], udp: ['peer'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'], vxlan: ['vni', 'remote', 'group', 'dev', 'ttl', 'accept', 'age'] };
+  const allowed: Record<string, string[]> = { mcast: ['localaddr', 'ttl', 'stp'], udp: ['peer', 'accept'], unixgram: ['peer'], tap: ['create', 'address', 'mtu'], vxlan: ['vni', 'remote', 'group', 'dev', 'ttl', 'accept', 'age'] };
   for (const key of params.keys()) {
     if (!(allowed[scheme] ?? []).includes(key)) {
       fail(field, `"${text}": unknown parameter "${key}" for ${scheme}${allowed[scheme] ? ` (expected ${allowed[scheme].join(', ')})` : ' (it takes none)'}`);
@@ -76,7 +111,13 @@ export function parseLocator(text: string, field: string): PortConfig {
     case 'udp': {
       const { host, port } = parseHostPort(field, text, rest, true);
       const peers = params.getAll('peer').map((p) => parseHostPort(field, text, p, true));
-      return { scheme: 'udp', url: text, host, port, peers };
+      const accept = parseAccept(field, text, params.getAll('accept'));
+      if (accept === null && peers.length === 0 && !isLoopback(host)) {
+        fail(field, `"${text}" listens beyond loopback and takes every source: any host that can reach ${host}:${port} ` +
+          'could read the LAN\'s broadcasts and join it. Name the guests\' sources with accept=CIDR[,CIDR...] ' +
+          '(e.g. accept=192.168.1.0/24; add 127.0.0.1 for guests on this host) or peer=HOST:PORT, or take every source with accept=any');
+      }
+      return { scheme: 'udp', url: text, host, port, peers, accept };
     }
     case 'unixgram': {
       if (!rest.startsWith('/')) fail(field, `"${text}": expected an absolute path, e.g. unixgram:///run/user/1000/lanparty/dgram.sock`);

@@ -28,7 +28,14 @@ export interface WgConfig {
 export type PortConfig =
   | WgConfig
   | { scheme: 'mcast'; url: string; group: string; port: number; localaddr: string; ttl: number; stp: boolean }
-  | { scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }> }
+  | {
+      scheme: 'udp'; url: string; host: string; port: number; peers: Array<{ host: string; port: number }>;
+      /**
+       * accept=: the sources taken besides the fixed peers ('any': every source). null when not
+       * given: then only the fixed peers if there are any, else every source (a loopback bind).
+       */
+      accept: Array<{ network: number; prefixLength: number }> | 'any' | null;
+    }
   | { scheme: 'unixgram'; url: string; path: string; peers: string[] }
   | { scheme: 'tcp'; url: string; host: string; port: number; connect: boolean }
   | { scheme: 'unix'; url: string; path: string; connect: boolean }
@@ -74,6 +81,13 @@ export interface Config {
   /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in transports/batch-io.ts (us 0: off). */
   switch: { macAgeMs: number; macTableSize: number; macPortSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
   ports: PortConfig[];
+  /**
+   * How many of the first ports lanparty chose itself (its defaults; 0 when the command line or
+   * the config file names ports). Only these may be skipped when they cannot open.
+   */
+  defaultPortCount: number;
+  /** Private mode: the directory (made 0700) that holds its unix ports; null otherwise. */
+  privateDir: string | null;
   services: ServicesConfig;
   control: { socketPath: string };
   /** Guest names to print QEMU arguments for. */

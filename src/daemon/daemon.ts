@@ -19,6 +19,7 @@ import { RateTracker, portStatus, macRows, transportRows, type StatusReport } fr
 import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
+import { preparePrivateDir } from './private-dir.js';
 
 function memoryNow(): StatusReport['memory'] {
   const m = process.memoryUsage();
@@ -32,11 +33,6 @@ export function nativeDataPath(): { available: boolean; error: string | null } {
 
 export function lanpartyVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-}
-
-export interface DaemonOptions {
-  /** Ports that came from defaults, not from the user: one that cannot open is skipped with a line. */
-  portsAreDefaults: boolean;
 }
 
 export class Daemon {
@@ -66,7 +62,7 @@ export class Daemon {
     this.control.emit('mac:move', { mac: formatMac(mac), vlan, from: from.id, to: to.id });
   });
 
-  constructor(readonly config: Config, readonly log: Logger, private readonly opts: DaemonOptions) {
+  constructor(readonly config: Config, readonly log: Logger) {
     this.sw = new Switch({
       macAgeMs: config.switch.macAgeMs,
       macTableSize: config.switch.macTableSize,
@@ -130,7 +126,8 @@ export class Daemon {
     macMoveChannel.subscribe(this.onMacMove);
     try {
       await this.control.start();
-      for (const p of this.config.ports) {
+      if (this.config.privateDir !== null) preparePrivateDir(this.config.privateDir);
+      for (const [i, p] of this.config.ports.entries()) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
         // Give the transport the clock before its first frame, so a peer heard in the first
         // second is not taken as idle since time zero.
@@ -138,7 +135,9 @@ export class Daemon {
         try {
           await t.start();
         } catch (err) {
-          if (this.opts.portsAreDefaults && err instanceof LanpartyError && err.code === 'LP_ERR_NATIVE') {
+          // A port the user named (command line, config file, --tap) stops lanparty with its
+          // error; only one of lanparty's own defaults may be left out, and `up` says so.
+          if (i < this.config.defaultPortCount && err instanceof LanpartyError && err.code === 'LP_ERR_NATIVE') {
             this.skipped.push({ url: p.url, reason: err.message });
             continue;
           }

@@ -1,12 +1,26 @@
 /** Maps validated port configs to transports. The one place that knows every transport. */
 import type { PortConfig } from '../config/types.js';
 import type { Transport, TransportContext } from '../transports/transport.js';
+import type { Ipv4Net } from '../transports/batch-io-types.js';
 import { DgramTransport } from '../transports/dgram/index.js';
 import { McastTransport } from '../transports/mcast/index.js';
 import { openStream } from '../transports/stream/index.js';
 import { openVxlan } from '../transports/vxlan/index.js';
 import { WgTransport } from '../transports/wg/index.js';
 import { TapTransport } from '../transports/tap/index.js';
+
+/**
+ * The accept list of a udp port: accept= as given; without it, only the fixed peers when there are
+ * any (an empty list: the socket adds the peers), else every source (null).
+ */
+function udpAccept(p: Extract<PortConfig, { scheme: 'udp' }>): Ipv4Net[] | null {
+  if (p.accept === 'any') return null;
+  if (p.accept === null) return p.peers.length > 0 ? [] : null;
+  return p.accept.map((e) => {
+    const mask = e.prefixLength === 0 ? 0 : (0xffffffff << (32 - e.prefixLength)) >>> 0;
+    return { network: (e.network & mask) >>> 0, mask };
+  });
+}
 
 export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: number): Transport {
   switch (p.scheme) {
@@ -16,13 +30,13 @@ export function openTransport(p: PortConfig, ctx: TransportContext, peerIdleMs: 
       return new DgramTransport(p.url, {
         bind: { kind: 'udp4', host: p.host, port: p.port },
         peers: p.peers.map((x) => ({ kind: 'udp4' as const, host: x.host, port: x.port })),
-        peerIdleMs, maxPeers: 1024,
+        peerIdleMs, maxPeers: 1024, accept: udpAccept(p),
       }, ctx);
     case 'unixgram':
       return new DgramTransport(p.url, {
         bind: { kind: 'unix', path: p.path },
         peers: p.peers.map((x) => ({ kind: 'unix' as const, path: x })),
-        peerIdleMs, maxPeers: 1024,
+        peerIdleMs, maxPeers: 1024, accept: null,
       }, ctx);
     case 'tcp':
       return openStream(p.url, { kind: 'tcp', host: p.host, port: p.port }, p.connect, ctx);

@@ -9,6 +9,12 @@ export type DgramAddress =
   | { kind: 'udp4'; host: string; port: number }
   | { kind: 'unix'; path: string };
 
+/** An IPv4 network as unsigned 32-bit numbers: address a is inside when (a & mask) === network. */
+export interface Ipv4Net {
+  network: number;
+  mask: number;
+}
+
 export interface MulticastOptions {
   /** Group to join, e.g. "230.0.0.1". The socket must be bound to group:port. */
   group: string;
@@ -85,6 +91,8 @@ export interface SocketStats {
   readonly truncated: number;
   /** Datagrams from a source with no reply address (an unbound unix sender, a full peer table). */
   readonly unaddressable: number;
+  /** udp4: datagrams from a source outside the accept list (acceptSources), dropped. */
+  readonly notAccepted: number;
   /** Unix: times a slow receiver's deep backlog stopped a unix socket reading (flow control). */
   readonly flowPauses: number;
   /** Unix: slow receivers that held a socket 200 ms without draining (stuck; then dropped at the backlog's bounds). */
@@ -112,6 +120,13 @@ export interface BatchSocket {
    * possible (JS fallback, unix socket): the caller must then recognise such datagrams itself.
    */
   ignoreSource(host: string, port: number): boolean;
+  /**
+   * udp4: from now on take datagrams only from a source inside one of `nets` or equal to one of
+   * `exact`; any other is dropped before it gets a peer id (it leaves no state) and counted in
+   * stats.notAccepted. Empty lists accept nothing. Call before start(). Returns false (and
+   * filters nothing) on a unix socket.
+   */
+  acceptSources(nets: readonly Ipv4Net[], exact: ReadonlyArray<{ host: string; port: number }>): boolean;
   /**
    * A small integer id for a peer address, created on first use; the same address gives the same
    * id while it lives. An id asked for here is pinned: never evicted, only released. -1 when the

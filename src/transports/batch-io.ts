@@ -38,7 +38,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import dgram from 'node:dgram';
 import { LanpartyError } from '../util/index.js';
-import type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, SocketStats } from './batch-io-types.js';
+import { parseIpv4Address } from '../wire/index.js';
+import type { BatchSocket, BatchSocketOptions, DgramAddress, Ipv4Net, RxBatch, SocketStats } from './batch-io-types.js';
 
 export type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, MulticastOptions } from './batch-io-types.js';
 
@@ -67,7 +68,8 @@ const C_FLOW_PAUSES = 8;
 const C_FLOW_TIMEOUTS = 9;
 const C_PEERS_LIVE = 10;
 const C_PEERS_EVICTED = 11;
-const COUNTER_COUNT = 12;
+const C_NOT_ACCEPTED = 12;
+const COUNTER_COUNT = 13;
 
 /** Most peer ids live at once per socket (the addon's kMaxPeers; the fallback keeps the same bound). */
 export const MAX_PEERS = 65536;
@@ -79,6 +81,8 @@ interface NativeHandle {
   open(o: NativeOpenOptions): void;
   localAddress(): DgramAddress;
   ignoreSource(host: string, port: number): boolean;
+  /** nets: [network, mask, ...]; exact: [address, port, ...] (unsigned 32-bit, host order). */
+  acceptSources(nets: number[], exact: number[]): boolean;
   peerIdInet(host: string, port: number): number;
   peerIdUnix(path: string): number;
   peerAddress(id: number): DgramAddress | null;
@@ -466,6 +470,8 @@ class NativeStats {
   /** Peer ids in use (evicted ones the owner has not released yet included). */
   get peers(): number { return this.c[C_PEERS_LIVE]; }
   get peersEvicted(): number { return this.c[C_PEERS_EVICTED]; }
+  /** udp4: datagrams from a source outside the accept list, dropped before they got a peer id. */
+  get notAccepted(): number { return this.c[C_NOT_ACCEPTED]; }
 }
 
 /**
@@ -564,6 +570,18 @@ class NativeBatchSocket implements BatchSocket {
 
   ignoreSource(host: string, port: number): boolean {
     return this.handle.ignoreSource(host, port);
+  }
+
+  acceptSources(nets: readonly Ipv4Net[], exact: ReadonlyArray<{ host: string; port: number }>): boolean {
+    const netWords: number[] = [];
+    for (const n of nets) netWords.push(n.network >>> 0, n.mask >>> 0);
+    const exactWords: number[] = [];
+    for (const e of exact) exactWords.push(parseIpv4Address(e.host), e.port);
+    // An addon built before accept lists would take every source: refuse rather than leak.
+    if (typeof this.handle.acceptSources !== 'function') {
+      throw new LanpartyError('LP_ERR_NATIVE', 'the native addon has no accept lists (built from older sources); rebuild it with npm run build:native');
+    }
+    return this.handle.acceptSources(netWords, exactWords);
   }
 
   peerId(addr: DgramAddress): number {
@@ -714,6 +732,7 @@ class JsStats {
   flowTimeouts = 0;
   peers = 0;
   peersEvicted = 0;
+  notAccepted = 0;
 }
 
 /** A plain copy of a socket's counters for status (null: no socket open). */
@@ -724,9 +743,30 @@ export function socketStatsOf(...socks: Array<BatchSocket | null>): SocketStats 
   return {
     sendErrors: sum('sendErrors'), sendDropped: sum('sendDropped'), sendQueued: sum('sendQueued'),
     recvErrors: sum('recvErrors'), truncated: sum('truncated'), unaddressable: sum('unaddressable'),
-    flowPauses: sum('flowPauses'), flowTimeouts: sum('flowTimeouts'),
+    notAccepted: sum('notAccepted'), flowPauses: sum('flowPauses'), flowTimeouts: sum('flowTimeouts'),
     peers: sum('peers'), peersEvicted: sum('peersEvicted'),
   };
+}
+
+/** node:dgram's dotted IPv4 source text as an unsigned 32-bit number, -1 if not one; no allocation. */
+function ipv4Number(text: string): number {
+  let n = 0;
+  let part = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      n = n * 256 + part;
+      part = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      part = part * 10 + (c - 48);
+      if (part > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 ? n * 256 + part : -1;
 }
 
 class JsBatchSocket implements BatchSocket {
@@ -754,6 +794,9 @@ class JsBatchSocket implements BatchSocket {
   private evictHandler: ((id: number) => void) | null;
   private onBatch: ((count: number) => void) | null;
   private closed: boolean;
+  /** The accept list (acceptSources) as [network, mask, ...] and [address, port, ...]; null: off. */
+  private acceptNets: number[] | null;
+  private acceptExact: number[];
   private readonly onMessage: (msg: Buffer, rinfo: dgram.RemoteInfo) => void;
   private readonly onSent: (err: Error | null) => void;
 
@@ -774,9 +817,15 @@ class JsBatchSocket implements BatchSocket {
     this.evictHandler = null;
     this.onBatch = null;
     this.closed = false;
+    this.acceptNets = null;
+    this.acceptExact = [];
     this.onMessage = (msg, rinfo) => {
       const cb = this.onBatch;
       if (cb === null) return;
+      if (this.acceptNets !== null && !this.accepts(rinfo.address, rinfo.port)) {
+        this.stats.notAccepted++;
+        return;
+      }
       const id = this.intern(rinfo.address, rinfo.port, false);
       if (id < 0) {
         this.stats.unaddressable++;
@@ -894,6 +943,26 @@ class JsBatchSocket implements BatchSocket {
 
   /** node:dgram has no socket filters: the caller recognises such datagrams itself. */
   ignoreSource(_host: string, _port: number): boolean {
+    return false;
+  }
+
+  acceptSources(nets: readonly Ipv4Net[], exact: ReadonlyArray<{ host: string; port: number }>): boolean {
+    const netWords: number[] = [];
+    for (const n of nets) netWords.push(n.network >>> 0, n.mask >>> 0);
+    const exactWords: number[] = [];
+    for (const e of exact) exactWords.push(parseIpv4Address(e.host), e.port);
+    this.acceptNets = netWords;
+    this.acceptExact = exactWords;
+    return true;
+  }
+
+  private accepts(host: string, port: number): boolean {
+    const ip = ipv4Number(host);
+    if (ip < 0) return false;
+    const nets = this.acceptNets!;
+    for (let i = 0; i < nets.length; i += 2) if (((ip & nets[i + 1]) >>> 0) === nets[i]) return true;
+    const exact = this.acceptExact;
+    for (let i = 0; i < exact.length; i += 2) if (exact[i] === ip && exact[i + 1] === port) return true;
     return false;
   }
 

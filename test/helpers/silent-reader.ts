@@ -28,7 +28,7 @@ export async function startSilentReaderLan(dir: string): Promise<SilentReaderLan
   const config = buildConfig({}, { ports: [url], dhcp: false, controlSocket: path.join(dir, 'control.sock') });
   const r = await openBatchSocketWith('native', { kind: 'unix', bind: { path: `${dir}/r.sock` } }); // never started: never reads
   const l = await openBatchSocketWith('native', { kind: 'unix', bind: { path: `${dir}/l.sock` } });
-  const daemon = new Daemon(config, silentLogger, { portsAreDefaults: false });
+  const daemon = new Daemon(config, silentLogger);
   await daemon.start();
   const to = l.peerId({ kind: 'unix', path: `${dir}/lp.sock` });
   const frame = Buffer.alloc(100);

@@ -13,16 +13,19 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inFreshNetns } from '../helpers/self-netns.js';
+import { upOutputUntilReady } from '../helpers/up-output.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
-function up(args: string[], asNobody = false): { code: number | null; stderr: string } {
+function up(args: string[], asNobody = false, env: NodeJS.ProcessEnv = {}): { code: number | null; stderr: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-cli-'));
   fs.chmodSync(dir, 0o777);
   const argv = [cli, 'up', '--control', path.join(dir, 'c.sock'), '--no-dhcp', ...args];
+  // The default unix ports go to a directory of this run, not the user's runtime directory.
+  const runEnv = { ...process.env, XDG_RUNTIME_DIR: dir, ...env };
   const r = asNobody
-    ? spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, ...argv], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, HOME: dir } })
-    : spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 20_000 });
+    ? spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, ...argv], { encoding: 'utf8', timeout: 20_000, env: { ...runEnv, HOME: dir } })
+    : spawnSync(process.execPath, argv, { encoding: 'utf8', timeout: 20_000, env: runEnv });
   fs.rmSync(dir, { recursive: true, force: true });
   return { code: r.status, stderr: r.stderr.trim() };
 }
@@ -77,6 +80,37 @@ if (inFreshNetns(import.meta.url, 'lanparty up setup errors (in a fresh netns)')
     const { code, stderr } = up(['-p', 'mcast://239.1.2.3:5000?localaddr=10.254.254.254']);
     assert.equal(code, 6);
     assert.match(oneLine(stderr), /cannot join 239\.1\.2\.3 on the interface with address 10\.254\.254\.254 .*set localaddr to an address of an interface that is up/);
+  });
+
+  test('a TAP port named with --tap beside the default ports fails without the addon (exit 7), never skipped', () => {
+    const { code, stderr } = up(['--tap', 'tap0'], false, { LANPARTY_NO_NATIVE: '1' });
+    assert.equal(code, 7, stderr);
+    assert.match(oneLine(stderr), /^lanparty: port tap:\/\/tap0: tap tap0: TAP devices need the native addon .*LANPARTY_NO_NATIVE=1/);
+    assert.doesNotMatch(stderr, /skipped default port tap:/);
+  });
+
+  test('a port named in a config file that cannot open stops lanparty; defaults from the same file may be skipped', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-conf-'));
+    try {
+      const f = path.join(dir, 'lan.toml');
+      fs.writeFileSync(f, `[[port]]\nurl = "unixgram://${dir}/d.sock"\n`);
+      const { code, stderr } = up(['-c', f], false, { LANPARTY_NO_NATIVE: '1' });
+      assert.equal(code, 7, stderr);
+      assert.match(oneLine(stderr), new RegExp(`^lanparty: port unixgram://${dir}/d\\.sock: `));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("without the addon, lanparty's own default unixgram port is skipped with a line, and it starts", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-defaults-'));
+    try {
+      const out = await upOutputUntilReady(['--no-dhcp', '--control', path.join(dir, 'c.sock')], { ...process.env, XDG_RUNTIME_DIR: dir, LANPARTY_NO_NATIVE: '1' });
+      assert.match(out, new RegExp(`skipped default port unixgram://${dir}/lanparty/dgram\\.sock: `));
+      assert.match(out, new RegExp(`unix://${dir}/lanparty/stream\\.sock`));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('an unknown flag', () => {

@@ -115,7 +115,7 @@ if (inFreshNetns(import.meta.url, 'transports with QEMU wire-format clients (in 
       dhcp: false,
       controlSocket: path.join(dir, 'control.sock'),
     });
-    daemon = new Daemon(config, silentLogger, { portsAreDefaults: false });
+    daemon = new Daemon(config, silentLogger);
     await daemon.start();
     clients = [
       await mcastClient('02:00:00:00:00:01'),
@@ -230,7 +230,7 @@ if (inFreshNetns(import.meta.url, 'transports with QEMU wire-format clients (in 
       ports: ['udp://127.0.0.1:33101?peer=127.0.0.1:34999', 'tcp://127.0.0.1:33102'],
       dhcp: false,
       controlSocket: path.join(d2dir, 'control.sock'),
-    }), silentLogger, { portsAreDefaults: false });
+    }), silentLogger);
     await d2.start();
     try {
       assert.equal(d2.sw.ports.length, 1, 'the fixed peer is a port from the start');

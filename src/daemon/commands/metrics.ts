@@ -42,6 +42,8 @@ export function metricsText(d: Daemon): string {
   counter('lanparty_transport_peer_events_total', 'Datagram transports: sources refused at the port\'s peer bound, peers evicted to make room (port or socket table), peers aged out.',
     dgrams.flatMap((x) => [[`transport="${label(x.url)}",event="refused"`, x.peers?.refused ?? 0], [`transport="${label(x.url)}",event="evicted"`, x.peers?.evicted ?? x.socket!.peersEvicted],
       [`transport="${label(x.url)}",event="aged"`, x.peers?.aged ?? 0]] as Array<[string, number]>));
+  const udp = d.transports.map((x) => x.status()).filter((x) => x.kind === 'udp' && x.socket);
+  counter('lanparty_transport_not_accepted_total', 'UDP transports: datagrams from sources outside the accept list, dropped.', udp.map((x) => [`transport="${label(x.url)}"`, x.socket!.notAccepted]));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops], ['kind="port-error"', sc.portErrors]]);
   const t = d.sw.table;

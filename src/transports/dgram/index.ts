@@ -16,7 +16,7 @@
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
-import type { BatchSocket, DgramAddress } from '../batch-io-types.js';
+import type { BatchSocket, DgramAddress, Ipv4Net } from '../batch-io-types.js';
 import { openBatchSocket, socketStatsOf } from '../batch-io.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
@@ -41,7 +41,15 @@ export interface DgramConfig {
   /** A dynamic peer silent this long is forgotten. */
   peerIdleMs: number;
   maxPeers: number;
+  /**
+   * udp: the sources taken besides the fixed peers; any other datagram is dropped before it has
+   * a peer id and counted (SocketStats.notAccepted). null: every source.
+   */
+  accept: Ipv4Net[] | null;
 }
+
+/** Drops from sources outside the accept list are logged at most this often (a remote sets the pace). */
+export const NOT_ACCEPTED_LOG_INTERVAL_MS = 60_000;
 
 /**
  * A stable UDP port for a guest's own end of a dgram netdev (QEMU needs local.port): 40000-59999,
@@ -103,6 +111,9 @@ export class DgramTransport implements Transport {
   private noEvictUntilMs = 0;
   private refusedLoggedMs = -Infinity;
   private evictedLoggedMs = -Infinity;
+  /** notAccepted as of the last log line about it, and when that line was written. */
+  private notAcceptedLogged = 0;
+  private notAcceptedLogMs = -Infinity;
   private readonly onBatchBound: (count: number) => void;
   private readonly onEvictedBound: (peer: number) => void;
   private readonly maxFrameBytes: number;
@@ -129,6 +140,22 @@ export class DgramTransport implements Transport {
     } catch (err) {
       if (err instanceof LanpartyError) throw new LanpartyError(err.code, `port ${this.url}: ${err.message}`, { cause: err });
       throw socketSetupError(`port ${this.url}`, err as NodeJS.ErrnoException);
+    }
+    const accept = this.cfg.accept;
+    if (accept === null && b.kind === 'udp4' && !b.host.startsWith('127.')) {
+      this.ctx.log.info(`warning: port ${this.url} takes datagrams from every source on ${b.host}:${b.port}: any host that can reach it ` +
+        'can read the LAN\'s broadcasts and join it. To limit it, name the guests\' sources with accept=CIDR[,CIDR...]');
+    }
+    if (accept !== null && b.kind === 'udp4') {
+      const exact: Array<{ host: string; port: number }> = [];
+      for (const p of this.cfg.peers) if (p.kind === 'udp4') exact.push({ host: p.host, port: p.port });
+      try {
+        this.sock.acceptSources(accept, exact);
+      } catch (err) {
+        this.sock.close();
+        this.sock = null;
+        throw new LanpartyError((err as LanpartyError).code ?? 'LP_ERR_NATIVE', `port ${this.url}: ${(err as Error).message}`, { cause: err });
+      }
     }
     for (const p of this.cfg.peers) this.portFor(this.sock.peerId(p), true);
     this.sock.onPeerEvicted(this.onEvictedBound);
@@ -180,6 +207,12 @@ export class DgramTransport implements Transport {
 
   tick(nowMs: number): void {
     this.nowMs = nowMs;
+    const notAccepted = this.sock === null ? 0 : this.sock.stats.notAccepted;
+    if (notAccepted > this.notAcceptedLogged && nowMs - this.notAcceptedLogMs >= NOT_ACCEPTED_LOG_INTERVAL_MS) {
+      this.ctx.log.info(`port ${this.url}: dropped ${notAccepted - this.notAcceptedLogged} datagrams from sources outside its accept list (${notAccepted} in all, socket.notAccepted in status)`);
+      this.notAcceptedLogged = notAccepted;
+      this.notAcceptedLogMs = nowMs;
+    }
     for (let i = 0; i < this.byPeer.length; i++) {
       const p = this.byPeer[i];
       if (p !== undefined && !p.fixed && nowMs - p.lastRxMs >= this.cfg.peerIdleMs) {

@@ -57,7 +57,10 @@ export class VxlanCounters {
   rxOtherVni = 0;
   /** The VNI of the last such packet, for status (-1: none yet). */
   lastOtherVni = -1;
-  /** From a source that is not a configured remote (static mode without accept=any). */
+  /**
+   * From a source that is not a configured remote (static mode without accept=any). Status adds
+   * those the socket dropped before they got here (UdpUnderlay acceptOnly), to this and rxPackets.
+   */
   rxUnknownVtep = 0;
   /** Our own packets (multicast loopback). */
   rxOwn = 0;
@@ -338,7 +341,10 @@ export class VxlanTransport implements Transport {
       underlay: this.underlay.describe(),
       group: this.cfg.group ? this.cfg.group.address : null,
       acceptAny: this.cfg.acceptAny || this.cfg.group !== null,
-      counters: { ...this.vx, underlaySendErrors: errs.send, underlayRecvErrors: errs.recv },
+      counters: {
+        ...this.vx, rxPackets: this.vx.rxPackets + errs.notAccepted, rxUnknownVtep: this.vx.rxUnknownVtep + errs.notAccepted,
+        underlaySendErrors: errs.send, underlayRecvErrors: errs.recv,
+      },
       table: { macs: this.table.size, vteps: this.table.vteps, ...this.table.counters },
       vteps,
     };
@@ -387,5 +393,8 @@ export function openVxlan(
     else if (bind.host === '0.0.0.0') throw new LanpartyError('LP_ERR_CONFIG', `${what}: group mode with a wildcard bind needs dev=INTERFACE to join the group on`);
     group = { address: cfg.group.address, interfaceAddr, ttl: multicast.ttl };
   }
-  return new VxlanTransport(url, cfg, ctx, new UdpUnderlay({ host: bind.host, port: bind.port, what, group }));
+  // Static mode: a stranger's datagram is dropped at the socket and leaves no state (counted as
+  // an unknown VTEP); accept=any and group mode learn VTEPs from any source.
+  const acceptOnly = cfg.acceptAny || cfg.group !== null ? null : cfg.remotes.map((r) => r.host);
+  return new VxlanTransport(url, cfg, ctx, new UdpUnderlay({ host: bind.host, port: bind.port, what, group, acceptOnly }));
 }

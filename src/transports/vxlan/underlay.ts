@@ -17,6 +17,7 @@
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import type { BatchSocket, RxBatch } from '../batch-io-types.js';
 import { openBatchSocket } from '../batch-io.js';
+import { parseIpv4Address } from '../../wire/index.js';
 
 /**
  * One underlay. Source and destination ids are small integers in one space per underlay; the same
@@ -50,8 +51,8 @@ export interface VxlanUnderlay {
   send(id: number, buf: Buffer, off: number, len: number): boolean;
   /** Where it listens, for status ("10.0.0.1:4789", "0.0.0.0:4789 + 239.1.1.1"). */
   describe(): string;
-  /** Errors counted by the sockets. */
-  errors(): { send: number; recv: number };
+  /** Errors counted by the sockets; notAccepted: datagrams from sources outside acceptOnly. */
+  errors(): { send: number; recv: number; notAccepted: number };
   close(): void;
 }
 
@@ -63,6 +64,12 @@ export interface UdpUnderlayConfig {
   group: { address: string; interfaceAddr: string; ttl: number } | null;
   /** What to name in errors, e.g. "port vxlan://10.0.0.1:4789?vni=42". */
   what: string;
+  /**
+   * Unicast mode with static VTEPs only: the socket takes datagrams from these hosts (any source
+   * port, as VTEPs pick theirs per flow) and drops every other before it has a peer id; null:
+   * every source.
+   */
+  acceptOnly: string[] | null;
 }
 
 /** Largest datagram taken from the socket: the biggest UDP payload over IPv4 (65535 - 20 - 8). */
@@ -130,6 +137,14 @@ export class UdpUnderlay implements VxlanUnderlay {
     if (local.kind === 'udp4') {
       this.ownHost = local.host;
       this.ownPort = local.port;
+    }
+    if (c.acceptOnly !== null) {
+      try {
+        this.sock.acceptSources(c.acceptOnly.map((h) => ({ network: parseIpv4Address(h), mask: 0xffffffff })), []);
+      } catch (err) {
+        this.close();
+        throw new LanpartyError((err as LanpartyError).code ?? 'LP_ERR_NATIVE', `${c.what}: ${(err as Error).message}`, { cause: err });
+      }
     }
     this.onBatch = onBatch;
     this.sock.onPeerEvicted((id) => {
@@ -222,10 +237,10 @@ export class UdpUnderlay implements VxlanUnderlay {
     return g ? `${base} + group ${g.address} on ${g.interfaceAddr} ttl ${g.ttl}` : base;
   }
 
-  errors(): { send: number; recv: number } {
+  errors(): { send: number; recv: number; notAccepted: number } {
     const a = this.sock?.stats;
     const b = this.groupSock?.stats;
-    return { send: (a?.sendErrors ?? 0) + (b?.sendErrors ?? 0), recv: (a?.recvErrors ?? 0) + (b?.recvErrors ?? 0) };
+    return { send: (a?.sendErrors ?? 0) + (b?.sendErrors ?? 0), recv: (a?.recvErrors ?? 0) + (b?.recvErrors ?? 0), notAccepted: a?.notAccepted ?? 0 };
   }
 
   close(): void {

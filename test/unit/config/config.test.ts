@@ -23,7 +23,7 @@ test('locators parse with parameters', () => {
   assert.deepEqual(parseLocator('mcast://239.1.2.3:5555?localaddr=10.0.0.1&ttl=2', 'f'),
     { scheme: 'mcast', url: 'mcast://239.1.2.3:5555?localaddr=10.0.0.1&ttl=2', group: '239.1.2.3', port: 5555, localaddr: '10.0.0.1', ttl: 2, stp: true });
   assert.deepEqual(parseLocator('udp://127.0.0.1:1?peer=127.0.0.1:2', 'f'),
-    { scheme: 'udp', url: 'udp://127.0.0.1:1?peer=127.0.0.1:2', host: '127.0.0.1', port: 1, peers: [{ host: '127.0.0.1', port: 2 }] });
+    { scheme: 'udp', url: 'udp://127.0.0.1:1?peer=127.0.0.1:2', host: '127.0.0.1', port: 1, peers: [{ host: '127.0.0.1', port: 2 }], accept: null });
   assert.equal((parseLocator('tcp+connect://127.0.0.1:5', 'f') as { connect: boolean }).connect, true);
 });
 

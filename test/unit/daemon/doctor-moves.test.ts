@@ -6,7 +6,7 @@ import { silentLogger } from '../../../src/util/logger.js';
 import { MemoryPort, frame } from '../../helpers/memory-port.js';
 
 test('the doctor\'s MAC move history stays bounded and still sees a MAC flapping after 1,100 others did', async () => {
-  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), silentLogger, { portsAreDefaults: false });
+  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), silentLogger);
   try {
     const [p1, p2] = [new MemoryPort('p1'), new MemoryPort('p2')];
     d.sw.addPort(p1);

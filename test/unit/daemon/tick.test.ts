@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../../../src/util/logger.js';
 test('a transport whose tick throws costs a counted, logged error; the switch, the other transports and the next tick still run', () => {
   const lines: string[] = [];
   const log: Logger = { error: (m: string) => lines.push(m), info: () => {}, debug: () => {}, child: () => log };
-  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), log, { portsAreDefaults: false });
+  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), log);
   let ticked = 0;
   const fake = (url: string, tick: () => void) => ({ url, tick }) as never;
   d.transports.push(fake('udp://bad', () => { throw new Error('tick bug'); }), fake('udp://good', () => { ticked++; }));
@@ -20,7 +20,7 @@ test('a transport whose tick throws costs a counted, logged error; the switch, t
 });
 
 test('a switch event handler that throws (a port whose endpoint() throws) is counted, not rethrown', () => {
-  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), silentLogger, { portsAreDefaults: false });
+  const d = new Daemon(buildConfig({}, { controlSocket: '/nonexistent/lp.sock' }), silentLogger);
   const bad = { id: 9, name: 'bad', kind: 'test', endpoint: () => { throw new Error('endpoint bug'); } };
   // The handler diagnostics_channel would call (it rethrows a subscriber's error as uncaught).
   (d as unknown as { onPortUp(m: unknown): void }).onPortUp({ port: bad });

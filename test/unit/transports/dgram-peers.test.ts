@@ -58,7 +58,7 @@ function cycleSources(port: number, count: number, first = 0): Promise<number> {
 
 async function openPort(peerIdleMs: number): Promise<{ t: DgramTransport; sink: Sink; port: number }> {
   const sink = new Sink();
-  const t = new DgramTransport('udp://127.0.0.1:0', { bind: { kind: 'udp4', host: '127.0.0.1', port: 0 }, peers: [], peerIdleMs, maxPeers: MAX_PEERS },
+  const t = new DgramTransport('udp://127.0.0.1:0', { bind: { kind: 'udp4', host: '127.0.0.1', port: 0 }, peers: [], accept: null, peerIdleMs, maxPeers: MAX_PEERS },
     { sink, log: silentLogger, maxFrameBytes: 65535 });
   await t.start();
   t.tick(0);

@@ -19,7 +19,7 @@ test('70,000 sources that are no VTEP leave no peer ids; the static VTEP still g
   const sink: FrameSink = { addPort: () => {}, removePort: () => {}, input: () => { frames++; } };
   const vtep = dgram.createSocket('udp4');
   await new Promise<void>((r) => vtep.bind(0, '127.0.0.1', () => r()));
-  const underlay = new UdpUnderlay({ host: '127.0.0.1', port: 0, group: null, what: 'port vxlan://test' });
+  const underlay = new UdpUnderlay({ host: '127.0.0.1', port: 0, group: null, acceptOnly: null, what: 'port vxlan://test' });
   const t = new VxlanTransport('vxlan://test', {
     vni: 42, remotes: [{ host: '127.0.0.1', port: vtep.address().port }], group: null, acceptAny: false,
     table: { macAgeMs: 10_000, vtepIdleMs: 20_000 },

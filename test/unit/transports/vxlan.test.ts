@@ -50,7 +50,7 @@ class FakeUnderlay implements VxlanUnderlay {
   }
   evicted: ((id: number) => void) | null = null;
   onSourceEvicted(handler: (id: number) => void): void { this.evicted = handler; }
-  errors(): { send: number; recv: number } { return { send: 0, recv: 0 }; }
+  errors(): { send: number; recv: number; notAccepted: number } { return { send: 0, recv: 0, notAccepted: 0 }; }
   close(): void { this.closed = true; }
   /** Delivers datagrams as one batch, each from "host:port". */
   deliver(...dgrams: Array<[string, Buffer]>): void {
