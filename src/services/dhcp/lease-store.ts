@@ -11,7 +11,8 @@
  * Persistence: the whole table is written as JSON to a temporary file, fsynced and renamed over
  * the lease file, then the directory is fsynced, so a crash leaves either the old or the new file.
  * Writes run off the event loop (fs promises) and are coalesced: at most one starts per
- * LEASE_WRITE_INTERVAL_MS, never two at once, and `flush` writes what is pending at shutdown.
+ * LEASE_WRITE_INTERVAL_MS (longer for a big file), never two at once, and `flush` writes what is
+ * pending at shutdown.
  * `commit(done)` calls `done` once a write holding the change is on disk: the server sends a new
  * binding's ACK only then (RFC 2131 section 4.3.1: record the binding before the ACK), so a burst
  * of bindings shares one fsync. Temporary files left by a killed process are removed by `load`.
@@ -28,8 +29,17 @@ import { formatIpv4Address, parseIpv4Address } from '../../wire/ipv4.js';
 import type { Clock, LeaseFileCounters, LeaseState, Timers } from '../types.js';
 import { realTimers, systemClock } from '../types.js';
 
-/** Least time between the starts of two lease file writes. */
-export const LEASE_WRITE_INTERVAL_MS = 1000;
+/**
+ * Least time between the starts of two lease file writes. A burst of new bindings waits at most
+ * this long (plus one write) for its ACKs: well inside a client's first retransmission (4 s in
+ * RFC 2131 section 4.1, 2-3 s in dhclient and udhcpc).
+ */
+export const LEASE_WRITE_INTERVAL_MS = 250;
+/**
+ * The gap grows by this much per MB of the last write: the JSON is built on the event loop
+ * (about 8 ms per MB), so a big table is written less often, at most ~10% of the loop's time.
+ */
+export const LEASE_WRITE_GAP_MS_PER_MB = 100;
 /**
  * Largest lease file read or written. A record is at most ~800 bytes (a 255-byte client id as
  * hex), so this holds a /16's worth; a larger file is not lanparty's and is moved aside.
@@ -66,6 +76,7 @@ export class LeaseStore {
   private writing: Promise<void> | null = null;
   private timer: unknown = null;
   private lastWriteStartMs = -Infinity;
+  private lastWriteBytes = 0;
   /** Called with true once the next write to start is on disk (false if it fails). */
   private waiters: Array<(ok: boolean) => void> = [];
 
@@ -244,7 +255,8 @@ export class LeaseStore {
   /** Starts a write now if none is running and the interval has passed, else plans one. */
   private schedule(): void {
     if (this.writing !== null || this.timer !== null) return;   // the running write's end reschedules
-    const waitMs = this.lastWriteStartMs + LEASE_WRITE_INTERVAL_MS - this.clock.nowMs();
+    const gapMs = LEASE_WRITE_INTERVAL_MS + Math.floor(this.lastWriteBytes * LEASE_WRITE_GAP_MS_PER_MB / (1024 * 1024));
+    const waitMs = this.lastWriteStartMs + gapMs - this.clock.nowMs();
     if (waitMs <= 0) {
       this.startWrite();
       return;
@@ -262,24 +274,39 @@ export class LeaseStore {
     const waiters = this.waiters;
     this.waiters = [];
     const data = this.serialize();
+    this.lastWriteBytes = data.length;
     if (data.length > LEASE_FILE_MAX_BYTES) {
       this.fileCounters.oversize++;
       this.errorLog.write(this.clock.nowMs(), `lease file ${file}: the table is ${data.length} bytes, over the ${LEASE_FILE_MAX_BYTES}-byte limit; not written (use a smaller subnet or pool)`);
       for (const w of waiters) w(false);
       return;
     }
+    // Callbacks run one by one, so one that throws cannot keep the others or the next write
+    // from running, and nothing here can reject unhandled.
+    const settle = (ok: boolean): void => {
+      for (const w of waiters) {
+        try {
+          w(ok);
+        } catch (err) {
+          this.errorLog.write(this.clock.nowMs(), `lease file ${file}: internal error after a write: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        }
+      }
+    };
     this.writing = writeAtomic(file, data).then(() => {
       this.fileCounters.writes++;
       this.writing = null;
-      for (const w of waiters) w(true);
+      settle(true);
     }, (err: NodeJS.ErrnoException) => {
       this.fileCounters.writeErrors++;
       this.writing = null;
       this.dirty = true;   // retried with the next change or write
       this.errorLog.write(this.clock.nowMs(), `lease file ${file}: write failed (${err.code ?? err.message}); leases stay in memory and new bindings are not acknowledged until a write succeeds; check the disk and the directory's permissions`);
-      for (const w of waiters) w(false);
+      settle(false);
     }).then(() => {
       if (this.dirty) this.schedule();
+    }).catch((err: unknown) => {
+      this.writing = null;
+      this.errorLog.write(this.clock.nowMs(), `lease file ${file}: internal error planning the next write: ${String(err)}`);
     });
   }
 

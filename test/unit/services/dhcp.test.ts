@@ -568,3 +568,26 @@ test('an exception inside the DHCP server costs only that message: counted, logg
   broken = false;
   lease(r, MAC_A);
 });
+
+test('lease store: a completion callback that throws is logged; the other callbacks and later writes still run', async () => {
+  const { LeaseStore } = await import('../../../src/services/dhcp/lease-store.js');
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const lines: string[] = [];
+    const log = { error: (m: string) => lines.push(m), info: () => {}, debug: () => {}, child() { return log; } };
+    const store = new LeaseStore(join(dir, 'leases.json'), log, { nowMs: () => 0 }, { setTimeout: () => null, clearTimeout: () => {} });
+    const results: boolean[] = [];
+    store.commit(() => { throw new Error('callback bug'); });
+    store.commit((ok) => results.push(ok));
+    await store.flush();
+    assert.deepEqual(results, [true]);
+    assert.ok(lines.some((l) => l.includes('internal error after a write') && l.includes('callback bug')));
+    store.commit((ok) => results.push(ok));
+    await store.flush();
+    assert.deepEqual(results, [true, true]);
+    // One write at once, one for the change that came while it ran, one for the last change.
+    assert.equal(store.fileCounters.writes, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
