@@ -77,6 +77,8 @@ export class LeaseStore {
   private timer: unknown = null;
   private lastWriteStartMs = -Infinity;
   private lastWriteBytes = 0;
+  /** Set by `flush`: a write that fails then is not retried by a timer. */
+  private flushed = false;
   /** Called with true once the next write to start is on disk (false if it fails). */
   private waiters: Array<(ok: boolean) => void> = [];
 
@@ -243,6 +245,7 @@ export class LeaseStore {
 
   /** Writes pending changes now (at shutdown) and resolves when no write is running. */
   async flush(): Promise<void> {
+    this.flushed = true;
     if (this.timer !== null) {
       this.timers.clearTimeout(this.timer);
       this.timer = null;
@@ -254,7 +257,7 @@ export class LeaseStore {
 
   /** Starts a write now if none is running and the interval has passed, else plans one. */
   private schedule(): void {
-    if (this.writing !== null || this.timer !== null) return;   // the running write's end reschedules
+    if (this.writing !== null || this.timer !== null || this.flushed) return;   // the running write's end reschedules
     const gapMs = LEASE_WRITE_INTERVAL_MS + Math.floor(this.lastWriteBytes * LEASE_WRITE_GAP_MS_PER_MB / (1024 * 1024));
     const waitMs = this.lastWriteStartMs + gapMs - this.clock.nowMs();
     if (waitMs <= 0) {
