@@ -107,6 +107,12 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/**
+ * The largest frame the switch accepts (DEFAULT_SWITCH_OPTIONS.maxFrameBytes: a 65535-byte MTU,
+ * the Ethernet header and one VLAN tag): targets fed what a guest sends take inputs this long.
+ */
+export const MAX_FRAME_INPUT_BYTES = 65_553;
+
 const INTERESTING_8 = [0, 1, 0x7f, 0x80, 0xff, 0x10, 0x20, 0x40, 0x3f, 0xc0, 4, 5, 6, 8];
 const INTERESTING_16 = [0, 1, 0x7fff, 0x8000, 0xffff, 0x100, 0x200, 0x400, 0x5dc, 0x5ee, 0x600, 0x800, 0x806, 0x8100, 0x88a8, 0x86dd, 0x3fff, 0xc00c, 53, 67, 68, 4789, 576];
 const INTERESTING_32 = [0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0x63825363, 0x08000000, 0x10000, 0xffff, 65536, 65553, 0x45000000];
@@ -307,7 +313,8 @@ export async function fuzzTarget(target: FuzzTarget, load: Loader, opts: EngineO
   while (runs < opts.runs && findings.size < opts.maxFindings) {
     let data: Buffer;
     if ((rng.u32() & 31) === 0) {
-      data = rng.bytes(rng.below(Math.min(target.maxInputBytes, 1 << (2 + rng.below(10))) + 1));
+      // Sizes spread over powers of two up to 64 KiB, so large-input targets see large inputs too.
+      data = rng.bytes(rng.below(Math.min(target.maxInputBytes, 1 << (2 + rng.below(15))) + 1));
     } else {
       // Newer entries (found later, usually deeper) a little more often: pick from the last half.
       const pick = rng.below(4) === 0 ? rng.below(corpus.length) : corpus.length - 1 - rng.below(Math.ceil(corpus.length / 2));

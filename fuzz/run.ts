@@ -17,7 +17,8 @@ import { buildInstrumentedTree, type InstrumentedTree } from './instrument.js';
 import { TARGETS } from './targets/index.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WATCH_INPUT_BYTES = 1 << 16;
+// Room for the whole of the longest input a target takes, so a hang is reported with all of it.
+const WATCH_INPUT_BYTES = Math.max(...TARGETS.map((t) => t.maxInputBytes));
 
 export interface RunOptions {
   runs: number;

@@ -11,7 +11,7 @@ import { emitUdp, udpChecksum } from '../src/wire/udp.js';
 import { internetChecksum } from '../src/wire/checksum.js';
 import { emitArp, ARP_OP_REQUEST } from '../src/wire/arp.js';
 import { emitIcmpEcho, ICMP_ECHO_REQUEST } from '../src/wire/icmp.js';
-import { DHCPINFORM, DHCPRELEASE, DHCPREQUEST, DHCPDECLINE, emitDhcp, emptyDhcpRepr } from '../src/wire/dhcp.js';
+import { DHCPDISCOVER, DHCPINFORM, DHCPRELEASE, DHCPREQUEST, DHCPDECLINE, emitDhcp, emptyDhcpRepr } from '../src/wire/dhcp.js';
 import { emitDns } from '../src/wire/dns.js';
 import { defaultHostMac } from '../src/services/resolve.js';
 
@@ -63,6 +63,22 @@ export function dhcpPayloads(): Buffer[] {
     udpPayload(Buffer.from(DHCLIENT_DISCOVER_HEX, 'hex')),
     emitDhcp(req), emitDhcp(rel), emitDhcp(inf), emitDhcp(dec), ovl,
   ];
+}
+
+/**
+ * What a hostile guest sends in one jumbo frame: a DISCOVER whose client identifier is 240
+ * RFC 3396 pieces (60 KB), and a DNS query of 301 questions that point to the first.
+ */
+export function hostilePayloads(): { dhcp: Buffer; dns: Buffer } {
+  const base = emitDhcp(Object.assign(emptyDhcpRepr(), { chaddr: GUEST_MAC, xid: 9, messageType: DHCPDISCOVER }));
+  const parts: Buffer[] = [base.subarray(0, base.indexOf(0xff, 240))];
+  for (let i = 0; i < 240; i++) parts.push(Buffer.from([61, 250]), Buffer.alloc(250, i));
+  parts.push(Buffer.from([0xff]));
+  const q = [Buffer.from('abcd01000000000000000000', 'hex'), Buffer.from('3c' + '61'.repeat(60) + '3c' + '62'.repeat(60) + '00', 'hex'), Buffer.from('00010001', 'hex')];
+  for (let i = 0; i < 300; i++) q.push(Buffer.from('c00c00010001', 'hex'));
+  const dns = Buffer.concat(q);
+  dns.writeUInt16BE(301, 4);
+  return { dhcp: Buffer.concat(parts), dns };
 }
 
 /** The UDP payload of a whole IPv4/UDP Ethernet frame without options. */

@@ -199,3 +199,74 @@ export const replayTarget: FuzzTarget = {
     };
   },
 };
+
+const LEASE_FILE_SEED = JSON.stringify({
+  version: 1,
+  leases: [
+    { mac: '52:54:00:12:34:56', ip: '10.77.0.10', clientId: '01525400123456', hostname: 'guest1', state: 'bound', expiresAtMs: 1_700_000_360_000, boundAtMs: 1_700_000_000_000 },
+    { mac: '52:54:00:12:34:57', ip: '10.77.0.11', clientId: null, hostname: null, state: 'released', expiresAtMs: 1_700_000_000_000, boundAtMs: 0 },
+    { mac: '52:54:00:12:34:58', ip: '10.77.0.12', clientId: '01525400123456', hostname: 'guest1', state: 'declined', expiresAtMs: 1_700_000_360_000, boundAtMs: 0 },
+  ],
+}, null, 1);
+
+type LeaseStoreMod = typeof import('../../src/services/dhcp/lease-store.js');
+
+export const leaseFileTarget: FuzzTarget = {
+  name: 'lease-file',
+  description: 'any bytes as a real lease file: LeaseStore.load gives a store (or moves the file aside) and never throws; a loaded store, and a store of arbitrary leases (byte 0 odd), written and loaded again hold the same leases',
+  allowedCodes: [],
+  async: true,
+  maxInputBytes: 65_536,
+  dictionary: ['{"version": 1, "leases": [', ']}', '{', '}', ',', '"mac": "', '"ip": "', '"clientId": ', '"hostname": ', '"state": "', '"expiresAtMs": ', '"boundAtMs": ',
+    'bound', 'released', 'declined', 'conflict', 'offered', '52:54:00:12:34:56', '10.77.0.10', 'null', '1e308', '-0', '"__proto__"', '\\u0000', '[', ']'],
+  seeds: () => [Buffer.from(LEASE_FILE_SEED), Buffer.from('{"version": 1, "leases": []}'), Buffer.from([1, 2, 3, 4, 5, 6, 10, 77, 0, 10, 0, 5, 65, 66])],
+  async setup(load) {
+    const ls = await load<LeaseStoreMod>('src/services/dhcp/lease-store.js');
+    const log = await load<typeof Logger>('src/util/logger.js');
+    // /dev/shm when there is one: the writes fsync, and this measures the store, not the disk.
+    const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'lp-fuzz-leases-'));
+    const file = path.join(dir, 'leases.json');
+    const clock = { nowMs: () => 1_700_000_000_000 };
+    const timers = { setTimeout: () => null, clearTimeout: () => {} };
+    const keyFor = (mac: number, clientId: string | null): string => (clientId !== null && (mac & 1) === 0 ? 'id:' + clientId : 'mac:' + mac.toString(16));
+    let loaded = 0;
+    let movedAside = 0;
+    /** The leases as comparable text, without key (a collision may make one a hold) or port. */
+    const view = (s: InstanceType<LeaseStoreMod['LeaseStore']>): string[] =>
+      [...s.all()].filter((l) => l.state !== 'offered').map((l) => JSON.stringify([l.mac, l.ip, l.clientId, l.hostname, l.state, l.expiresAtMs, l.boundAtMs])).sort();
+    const fresh = (): InstanceType<LeaseStoreMod['LeaseStore']> => new ls.LeaseStore(file, log.silentLogger, clock, timers);
+    return {
+      async run(data) {
+        for (const n of fs.readdirSync(dir)) fs.rmSync(path.join(dir, n));
+        let store = fresh();
+        if (data.length > 0 && (data[0] & 1) === 1) {
+          // Arbitrary leases from the bytes: 14 bytes each (MAC, address, state, client id and hostname sizes).
+          for (let o = 1; o + 14 <= data.length; o += 14) {
+            const mac = data.readUIntBE(o, 6);
+            const ip = data.readUInt32BE(o + 6);
+            const state = (['bound', 'released', 'declined', 'conflict'] as const)[data[o + 10] & 3];
+            const cid = data[o + 11] === 0 ? null : data.subarray(o, o + Math.min(data[o + 11], 14)).toString('hex');
+            const hostname = data[o + 12] === 0 ? null : 'h'.repeat(1 + (data[o + 12] % 63));
+            const key = state === 'declined' || state === 'conflict' ? `hold:${ip}` : keyFor(mac, cid);
+            store.put({ key, mac, clientId: cid, ip, hostname, state, expiresAtMs: 1_700_000_000_000 + data[o + 13] * 1000, boundAtMs: data[o + 13], portId: 0 });
+          }
+        } else {
+          fs.writeFileSync(file, data);
+          store.load(keyFor);
+          loaded++;
+          if (!fs.existsSync(file)) { movedAside++; return; }
+        }
+        const before = view(store);
+        store.changed();
+        await store.flush();
+        assert.equal(store.fileCounters.writeErrors, 0);
+        store = fresh();
+        store.load(keyFor);
+        assert.deepEqual(view(store), before, 'leases written and loaded again are the same');
+        assert.deepEqual(fs.readdirSync(dir), ['leases.json'], 'no temporary file left, nothing moved aside');
+      },
+      close() { fs.rmSync(dir, { recursive: true, force: true }); },
+      stats: () => ({ loaded, movedAside }),
+    };
+  },
+};

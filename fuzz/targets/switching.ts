@@ -4,8 +4,8 @@
  * VXLAN port over an in-memory underlay. None may throw for any input; bad input becomes counters.
  */
 import assert from 'node:assert/strict';
-import type { FuzzTarget } from '../engine.js';
-import { fixChecksums, guestFrames, HOST_MAC } from '../seeds.js';
+import { MAX_FRAME_INPUT_BYTES, type FuzzTarget } from '../engine.js';
+import { fixChecksums, guestFrames, hostilePayloads, HOST_MAC, udpFrame } from '../seeds.js';
 import type * as Framer from '../../src/transports/stream/framer.js';
 import type * as SwitchMod from '../../src/switch/index.js';
 import type * as ServicesMod from '../../src/services/index.js';
@@ -132,15 +132,20 @@ export const switchTarget: FuzzTarget = {
 
 export const servicesTarget: FuzzTarget = {
   name: 'services',
-  description: 'services port (vhost ARP/ICMP, DHCP server, DNS) fed any frame through a fake sink: never throws, no handler error, every frame it answers parses (byte 0 odd: checksums fixed first)',
+  description: 'services port (vhost ARP/ICMP, DHCP server with per-port lease limits, DNS) fed any frame up to the switch maximum through a fake sink: never throws, no handler error, every frame it answers parses, no DNS reply larger than its query (or 512 bytes with an answer) (byte 0 odd: checksums fixed first)',
   allowedCodes: [],
-  maxInputBytes: 1600,
+  maxInputBytes: MAX_FRAME_INPUT_BYTES,
   dictionary: [Buffer.from('63825363', 'hex'), Buffer.from('350103', 'hex'), Buffer.from('0a4d0001', 'hex'), Buffer.from('0a4d000a', 'hex'), Buffer.from('ffffffffffff', 'hex'), Buffer.from('00350035', 'hex'), Buffer.from('00440043', 'hex')],
   seeds: () => {
     const frames = guestFrames();
     // Seed the host MAC as the destination for a copy of each frame too.
     const toHost = frames.map((f) => { const c = Buffer.from(f); c.writeUInt32BE(Math.floor(HOST_MAC / 0x10000), 0); c.writeUInt16BE(HOST_MAC % 0x10000, 4); return c; });
-    return [...frames, ...toHost].map((f) => Buffer.concat([Buffer.from([1]), f]));
+    const hostile = hostilePayloads();
+    const big = [
+      udpFrame(0xffffffffffff, 0x525400123456, 0, 0xffffffff, 68, 67, hostile.dhcp),
+      udpFrame(HOST_MAC, 0x525400123456, 0x0a4d000a, 0x0a4d0001, 40000, 53, hostile.dns),
+    ];
+    return [...frames, ...toHost, ...big].map((f) => Buffer.concat([Buffer.from([1]), f]));
   },
   async setup(load) {
     const svc = await load<typeof ServicesMod>('src/services/index.js');
@@ -154,8 +159,17 @@ export const servicesTarget: FuzzTarget = {
     };
     const out: Buffer[] = [];
     const sink = { addPort() {}, removePort() {}, input(_p: unknown, buf: Buffer, off: number, len: number) { out.push(Buffer.from(buf.subarray(off, off + len))); } };
-    const opts = { ...svc.defaultServicesOptions(), dhcp: { ...svc.defaultDhcpOptions(), probeMs: 200, leaseFile: null, staticLeases: [{ name: 'fixed', address: '10.77.0.200' }] } };
-    const services = await svc.startServices(opts, sink, log.silentLogger, { nowMs: () => nowMs }, timers);
+    const opts = {
+      ...svc.defaultServicesOptions(),
+      dhcp: { ...svc.defaultDhcpOptions(), probeMs: 200, leaseFile: null, staticLeases: [{ name: 'fixed', address: '10.77.0.200' }], maxLeasesPerPort: 8, maxLeasesPerSharedPort: 16 },
+    };
+    // Four ports by the MAC's last two bits, two of them shared, so the lease limits are reached.
+    const kinds = ['udp', 'mcast', 'unix', 'wg'] as const;
+    const portOf = (mac: number) => ({ id: 1 + (mac % 4), kind: kinds[mac % 4] });
+    const services = await svc.startServices(opts, sink, log.silentLogger, { nowMs: () => nowMs }, timers, portOf);
+    const first = services.status();
+    const dhcpCounters = first.dhcp!.counters;
+    const dnsCounters = first.dns!.counters;
     const wire = {
       ipv4: await load<typeof import('../../src/wire/ipv4.js')>('src/wire/ipv4.js'),
       udp: await load<typeof import('../../src/wire/udp.js')>('src/wire/udp.js'),
@@ -168,7 +182,12 @@ export const servicesTarget: FuzzTarget = {
     let inputs = 0;
     const vhostStats = (services.port as unknown as { stats: { drops: Record<string, number> } }).stats;
     const fragments: Buffer[] = [];
-    const checkOutput = (f: Buffer): void => {
+    /** The UDP payload size of an input the DNS responder answered (it parsed, so this does). */
+    const queryBytes = (f: Buffer): number => {
+      const ip = wire.ipv4.parseIpv4(f, 14, f.length - 14);
+      return wire.udp.parseUdp(f, 14 + ip.headerBytes, ip.payloadBytes, ip.src, ip.dst).payloadBytes;
+    };
+    const checkOutput = (f: Buffer, input: Buffer): void => {
       assert.ok(f.length >= 14);
       const type = f.readUInt16BE(12);
       if (type === 0x0806) { wire.arp.parseArp(f, 14, f.length - 14); return; }
@@ -191,7 +210,11 @@ export const servicesTarget: FuzzTarget = {
       if (ip.protocol === 1) { wire.icmp.parseIcmp(f, o, ip.payloadBytes); return; }
       const u = wire.udp.parseUdp(f, o, ip.payloadBytes, ip.src, ip.dst);
       if (u.srcPort === 67) wire.dhcp.parseDhcp(f, o + 8, u.payloadBytes);
-      else if (u.srcPort === 53) wire.dns.parseDns(f, o + 8, u.payloadBytes);
+      else if (u.srcPort === 53) {
+        const m = wire.dns.parseDns(f, o + 8, u.payloadBytes);
+        const q = queryBytes(input);
+        assert.ok(u.payloadBytes <= (m.answers.length > 0 ? Math.max(q, 512) : q), `DNS reply of ${u.payloadBytes} bytes to a ${q}-byte query`);
+      }
       else assert.fail(`unexpected UDP source port ${u.srcPort}`);
     };
     return {
@@ -209,7 +232,9 @@ export const servicesTarget: FuzzTarget = {
         }
         // vhost.stats directly: services.status() formats every lease, too slow per input.
         assert.equal(vhostStats.drops.error, 0, 'a service handler threw (caught and counted as "error")');
-        for (const f of out) checkOutput(f);
+        assert.equal(dhcpCounters.handlerErrors, 0, 'the DHCP server caught an exception of its own');
+        assert.equal(dnsCounters.handlerErrors, 0, 'the DNS responder caught an exception of its own');
+        for (const f of out) checkOutput(f, data);
         assert.equal(fragments.length, 0, 'every fragmented reply was complete');
         answered += out.length;
         out.length = 0;

@@ -5,8 +5,8 @@
  * to the same value (round trip) where the module has an emitter.
  */
 import assert from 'node:assert/strict';
-import type { FuzzTarget } from '../engine.js';
-import { dhcpPayloads, dnsPayloads, fixChecksums, guestFrames } from '../seeds.js';
+import { MAX_FRAME_INPUT_BYTES, type FuzzTarget } from '../engine.js';
+import { dhcpPayloads, dnsPayloads, fixChecksums, guestFrames, hostilePayloads } from '../seeds.js';
 import type * as Ethernet from '../../src/wire/ethernet.js';
 import type * as Arp from '../../src/wire/arp.js';
 import type * as Ipv4 from '../../src/wire/ipv4.js';
@@ -98,20 +98,22 @@ export const ipv4Target: FuzzTarget = {
 
 export const dhcpTarget: FuzzTarget = {
   name: 'dhcp',
-  description: 'parseDhcp: LP_ERR_WIRE, or a Repr that emits and parses back to the same Repr',
+  description: 'parseDhcp: LP_ERR_WIRE, or a Repr within the option limits that emits and parses back to the same Repr',
   allowedCodes: WIRE,
-  maxInputBytes: 1500,
+  maxInputBytes: MAX_FRAME_INPUT_BYTES,
   dictionary: [
     Buffer.from('63825363', 'hex'), Buffer.from('350101', 'hex'), Buffer.from('350103', 'hex'), Buffer.from('340103', 'hex'),
     Buffer.from('3d07', 'hex'), Buffer.from('0c06', 'hex'), Buffer.from('ff', 'hex'), Buffer.from('3204', 'hex'), Buffer.from('3604', 'hex'),
     Buffer.from('1a0205dc', 'hex'), Buffer.from('39020240', 'hex'), Buffer.from('3701', 'hex'), Buffer.from('0f03', 'hex'),
   ],
-  seeds: dhcpPayloads,
+  seeds: () => [...dhcpPayloads(), hostilePayloads().dhcp],
   async setup(load) {
     const d = await load<typeof Dhcp>('src/wire/dhcp.js');
     return {
       run(b) {
         const r = d.parseDhcp(b, 0, b.length);
+        assert.ok(r.clientId === null || r.clientId.length <= d.DHCP_MAX_CLIENT_ID_BYTES, 'client id within its limit');
+        assert.ok(r.parameterRequestList.length <= d.DHCP_MAX_OPTION_BYTES && (r.vendorClassId ?? '').length <= d.DHCP_MAX_OPTION_BYTES);
         const again = d.emitDhcp(r);
         assert.equal(again.length, d.dhcpBufferLen(r));
         const r2 = d.parseDhcp(again, 0, again.length);
@@ -123,16 +125,23 @@ export const dhcpTarget: FuzzTarget = {
 
 export const dnsTarget: FuzzTarget = {
   name: 'dns',
-  description: 'parseDns: LP_ERR_WIRE, or a Repr whose questions re-emit and parse back the same',
+  description: 'parseDns: LP_ERR_WIRE, or a Repr whose questions re-emit and parse back the same; parseDnsQuestion agrees with its first question',
   allowedCodes: WIRE,
-  maxInputBytes: 1500,
+  maxInputBytes: MAX_FRAME_INPUT_BYTES,
   dictionary: [Buffer.from('c00c', 'hex'), Buffer.from('036c616e00', 'hex'), Buffer.from('00010001', 'hex'), Buffer.from('000c0001', 'hex'), Buffer.from('0001', 'hex'), Buffer.from('c0', 'hex'), Buffer.from('3f', 'hex')],
-  seeds: dnsPayloads,
+  seeds: () => [...dnsPayloads(), hostilePayloads().dns],
   async setup(load) {
     const d = await load<typeof Dns>('src/wire/dns.js');
     return {
       run(b) {
+        let first: Dns.DnsQuestion | null = null;
+        try {
+          first = d.parseDnsQuestion(b, 0, b.length);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'LP_ERR_WIRE') throw err;
+        }
         const r = d.parseDns(b, 0, b.length);
+        if (r.questions.length > 0) assert.deepEqual(first, r.questions[0], 'parseDnsQuestion reads the same first question');
         for (const q of r.questions) assert.ok(q.name.length <= d.DNS_MAX_NAME_BYTES);
         // Round trip only for names that emit (a parsed label may hold bytes a dotted name cannot say).
         const plain = { ...r, answers: [], authorities: [], additionals: [] };

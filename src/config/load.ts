@@ -201,7 +201,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   });
 
   const dhcpT = table(doc.dhcp, 'dhcp');
-  checkKeys(dhcpT, 'dhcp', ['enabled', 'subnet', 'host_address', 'pool_start', 'pool_end', 'lease_seconds', 'key_by', 'router', 'dns', 'domain', 'mtu', 'lease_file', 'probe_ms', 'static']);
+  checkKeys(dhcpT, 'dhcp', ['enabled', 'subnet', 'host_address', 'pool_start', 'pool_end', 'lease_seconds', 'key_by', 'router', 'dns', 'domain', 'mtu', 'lease_file', 'probe_ms', 'static', 'max_leases_per_port', 'max_leases_per_shared_port']);
   const subnet = flags.subnet ?? str(dhcpT.subnet, 'dhcp.subnet') ?? '10.77.0.0/24';
   parseCidr(subnet, flags.subnet !== undefined ? '--subnet' : 'dhcp.subnet');
   const dhcpOn = flags.dhcp ?? bool(dhcpT.enabled, 'dhcp.enabled', true);
@@ -243,6 +243,8 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     staticLeases: statics,
     leaseFile: flags.leaseFile ?? str(dhcpT.lease_file, 'dhcp.lease_file') ?? path.join(stateDir(), 'leases.json'),
     probeMs: intIn(dhcpT.probe_ms, 'dhcp.probe_ms', 0, 5000, 300),
+    maxLeasesPerPort: dhcpT.max_leases_per_port === undefined ? undefined : intIn(dhcpT.max_leases_per_port, 'dhcp.max_leases_per_port', 0, 1 << 24, 0),
+    maxLeasesPerSharedPort: dhcpT.max_leases_per_shared_port === undefined ? undefined : intIn(dhcpT.max_leases_per_shared_port, 'dhcp.max_leases_per_shared_port', 0, 1 << 24, 0),
   } : null;
   const dnsT = table(doc.dns, 'dns');
   checkKeys(dnsT, 'dns', ['enabled']);

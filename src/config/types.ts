@@ -67,6 +67,9 @@ export interface DhcpConfig {
   staticLeases: Array<{ mac?: number; name?: string; address: string }>;
   leaseFile: string | null;
   probeMs: number;
+  /** Live leases per guest port / per shared port (mcast, tap, vxlan, wg); 0 no limit; unset: the services' defaults. */
+  maxLeasesPerPort?: number;
+  maxLeasesPerSharedPort?: number;
 }
 
 export interface ServicesConfig {

@@ -147,7 +147,11 @@ export class Daemon {
       }
       const svc = this.config.services;
       if (svc.subnet !== null) {
-        this.services = await startServices({ subnet: svc.subnet, hostAddress: svc.hostAddress, dhcp: svc.dhcp, dnsEnabled: svc.dnsEnabled }, this.sw, this.log.child('lan'));
+        // The services see frames, not ports: the switch's MAC table says where a client is, for
+        // the per-port lease limits (the virtual host answers untagged frames only, VLAN 0).
+        const table = this.sw.table;
+        this.services = await startServices({ subnet: svc.subnet, hostAddress: svc.hostAddress, dhcp: svc.dhcp, dnsEnabled: svc.dnsEnabled }, this.sw, this.log.child('lan'),
+          undefined, undefined, (mac) => table.lookup(mac, 0));
         this.sw.addPort(this.services.port);
         // The virtual host's MAC is ours: a guest sending with it as source must not take it over.
         this.sw.table.pin(this.services.hostMac, 0, this.services.port, this.sw.now());

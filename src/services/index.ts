@@ -10,6 +10,7 @@ import type { Logger } from '../util/logger.js';
 import { formatMac } from '../wire/ethernet.js';
 import { formatIpv4Address } from '../wire/ipv4.js';
 import { DhcpServer } from './dhcp/server.js';
+import type { PortLocator } from './dhcp/server.js';
 import { LeaseStore } from './dhcp/lease-store.js';
 import { DnsResponder } from './dns/responder.js';
 import { resolveServices } from './resolve.js';
@@ -21,6 +22,7 @@ export * from './types.js';
 export { defaultServicesOptions, defaultDhcpOptions, defaultHostMac, DEFAULT_SUBNET } from './resolve.js';
 export { VirtualHost } from './vhost/vhost.js';
 export { DhcpServer, LeaseStore, dnsLabel } from './dhcp/index.js';
+export type { PortLocator } from './dhcp/index.js';
 export { DnsResponder, VHOST_DNS_LABEL } from './dns/index.js';
 
 export interface Services {
@@ -36,10 +38,12 @@ export interface Services {
 /**
  * Validates `opts` (throws LP_ERR_CONFIG naming the option), loads the lease file, and returns the
  * services port. `clock` must be a wall clock (lease expiry times are persisted); `timers` exist for
- * tests.
+ * tests. `portOf` names the switch port a MAC was learned on, for the per-port lease limits
+ * (without it no port limit applies).
  */
 export async function startServices(
   opts: ServicesOptions, sink: FrameSink, log: Logger, clock: Clock = systemClock, timers: Timers = realTimers,
+  portOf?: PortLocator,
 ): Promise<Services> {
   const r = resolveServices(opts);
   const hostText = formatIpv4Address(r.hostIp);
@@ -47,8 +51,8 @@ export async function startServices(
   let dhcp: DhcpServer | null = null;
   if (r.dhcp !== null) {
     const dlog = log.child('dhcp');
-    const store = new LeaseStore(r.leaseFile, dlog);
-    dhcp = new DhcpServer(r.dhcp, store, vhost, dlog, clock, timers);
+    const store = new LeaseStore(r.leaseFile, dlog, clock, timers);
+    dhcp = new DhcpServer(r.dhcp, store, vhost, dlog, clock, timers, portOf);
     const server = dhcp;
     store.load((mac, clientId) => server.keyFor(mac, clientId));
     vhost.dhcp = dhcp;
@@ -56,7 +60,7 @@ export async function startServices(
   let dns: DnsResponder | null = null;
   if (r.dnsEnabled) {
     const table = dhcp ?? { lookupName: () => null, lookupAddress: () => null };
-    dns = new DnsResponder(r.domain, r.hostIp, r.subnet, table);
+    dns = new DnsResponder(r.domain, r.hostIp, r.subnet, table, log.child('dns'), clock);
     vhost.dns = dns;
   }
   const c = r.dhcp;
@@ -89,8 +93,8 @@ export async function startServices(
       };
     },
     async close(): Promise<void> {
-      if (dhcp !== null) dhcp.close();
       vhost.close();
+      if (dhcp !== null) await dhcp.close();
     },
   };
 }

@@ -13,6 +13,13 @@ export const DEFAULT_SUBNET = '10.77.0.0/24';
 export const DEFAULT_LEASE_SECONDS = 3600;
 export const DEFAULT_DOMAIN = 'lan';
 export const DEFAULT_PROBE_MS = 300;
+/**
+ * Live leases per guest port (udp, unixgram, tcp, unix) by default: a guest with a bridge or
+ * containers inside has room, one guest cannot take a /24 pool.
+ */
+export const DEFAULT_MAX_LEASES_PER_PORT = 64;
+/** Live leases per shared port (mcast, tap, vxlan, wg) by default: 0, no limit, so a busy segment works. */
+export const DEFAULT_MAX_LEASES_PER_SHARED_PORT = 0;
 
 /** The defaults of the issue: DHCP and DNS on, 10.77.0.0/24, in-memory leases. */
 export function defaultDhcpOptions(): DhcpOptions {
@@ -92,6 +99,10 @@ export function resolveServices(opts: ServicesOptions): ResolvedServices {
   const dns = d.dns === undefined ? (opts.dnsEnabled ? [hostIp] : []) : d.dns.map((t, i) => address(`services.dhcp.dns[${i}]`, t));
   if (d.mtu !== undefined && (!Number.isInteger(d.mtu) || d.mtu < 68 || d.mtu > 65535)) throw configError('services.dhcp.mtu', `${d.mtu} must be 68..65535`);
   if (!Number.isInteger(d.probeMs) || d.probeMs < 0 || d.probeMs > 10_000) throw configError('services.dhcp.probeMs', `${d.probeMs} must be 0 (no probe) to 10000 ms`);
+  const maxLeasesPerPort = d.maxLeasesPerPort ?? DEFAULT_MAX_LEASES_PER_PORT;
+  const maxLeasesPerSharedPort = d.maxLeasesPerSharedPort ?? DEFAULT_MAX_LEASES_PER_SHARED_PORT;
+  if (!Number.isInteger(maxLeasesPerPort) || maxLeasesPerPort < 0) throw configError('services.dhcp.maxLeasesPerPort', `${maxLeasesPerPort} must be a whole number, 0 for no limit`);
+  if (!Number.isInteger(maxLeasesPerSharedPort) || maxLeasesPerSharedPort < 0) throw configError('services.dhcp.maxLeasesPerSharedPort', `${maxLeasesPerSharedPort} must be a whole number, 0 for no limit`);
   const staticByMac = new Map<number, number>();
   const staticByName = new Map<string, number>();
   const used = new Set<number>();
@@ -116,7 +127,7 @@ export function resolveServices(opts: ServicesOptions): ResolvedServices {
     subnet, hostIp, hostMac, dnsEnabled: opts.dnsEnabled, domain, leaseFile: d.leaseFile,
     dhcp: {
       subnet, hostIp, hostMac, poolStart, poolEnd, leaseSeconds: d.leaseSeconds, keyBy: d.keyBy, router, dns, domain,
-      mtu: d.mtu ?? null, staticByMac, staticByName, probeMs: d.probeMs,
+      mtu: d.mtu ?? null, staticByMac, staticByName, probeMs: d.probeMs, maxLeasesPerPort, maxLeasesPerSharedPort,
     },
   };
 }

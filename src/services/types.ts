@@ -36,6 +36,13 @@ export interface DhcpOptions {
   leaseFile: string | null;
   /** How long to wait for an answer to the ARP probe before offering an address; 0 skips probing. */
   probeMs: number;
+  /**
+   * Most live leases (offered or bound) the clients behind one guest port (udp, unixgram, tcp,
+   * unix) may hold; default 64, 0 for no limit. Stops one guest from taking the whole pool.
+   */
+  maxLeasesPerPort?: number;
+  /** The same for ports many guests share (mcast, tap, vxlan, wg); default 0, no limit. */
+  maxLeasesPerSharedPort?: number;
 }
 
 export interface ServicesOptions {
@@ -96,11 +103,27 @@ export type DhcpDropReason =
   | 'other-server'       // REQUEST or DECLINE naming another server identifier
   | 'no-address'         // REQUEST carrying neither requested address nor ciaddr
   | 'pool-full'          // DISCOVER with no free address
-  | 'probing';           // DISCOVER retransmitted while its ARP probe is running
+  | 'probing'            // DISCOVER retransmitted while its ARP probe is running
+  | 'option-too-long'    // an option joined past its limit (RFC 3396 pieces), see wire/dhcp.ts
+  | 'chaddr-mismatch'    // chaddr is not the frame's source MAC (and no relay)
+  | 'port-lease-limit'   // the client's switch port holds its limit of live leases
+  | 'writing'            // REQUEST retransmitted while its binding is written to the lease file
+  | 'lease-write-failed'; // the lease file write failed: no ACK for the new binding
 
 export const DHCP_DROP_REASONS: readonly DhcpDropReason[] = [
   'malformed', 'not-request', 'unsupported-type', 'relayed', 'other-server', 'no-address', 'pool-full', 'probing',
+  'option-too-long', 'chaddr-mismatch', 'port-lease-limit', 'writing', 'lease-write-failed',
 ];
+
+/** Lease file writes. */
+export interface LeaseFileCounters {
+  writes: number;
+  writeErrors: number;
+  /** Changes that joined a write already planned or running instead of starting their own. */
+  coalesced: number;
+  /** Writes skipped because the table would exceed the lease file size limit. */
+  oversize: number;
+}
 
 export type DhcpMessageCounts = Record<'discover' | 'offer' | 'request' | 'decline' | 'ack' | 'nak' | 'release' | 'inform' | 'other', number>;
 
@@ -115,6 +138,9 @@ export interface DhcpCounters {
   probesSent: number;
   probeConflicts: number;
   foreignServerReplies: number;
+  /** Messages, probes or ACKs whose handler threw (a bug); each cost only itself. */
+  handlerErrors: number;
+  leaseFile: LeaseFileCounters;
 }
 
 export interface DnsCounters {
@@ -126,6 +152,10 @@ export interface DnsCounters {
   malformed: number;
   /** Messages with QR set (responses) sent to the responder; dropped so two responders cannot loop. */
   responsesIgnored: number;
+  /** Replies cut to the header with TC set because they would have been larger than their query. */
+  truncated: number;
+  /** Queries whose handler threw (a bug); each cost only itself. */
+  handlerErrors: number;
 }
 
 export type VhostDropReason =

@@ -4,7 +4,10 @@
  *
  * `parseDhcp` is the checked path for untrusted bytes: it throws LP_ERR_WIRE naming the field for
  * a short message, a missing magic cookie, an option that runs past the end, or a known option with
- * a bad length or value (e.g. a hostname over 63 bytes). `emitDhcp` writes a message padded to the
+ * a bad length or value (e.g. a hostname over 63 bytes). Only the options lanparty reads are
+ * collected; their RFC 3396 pieces are joined within the limits below (a client can send 60 KB of
+ * client identifier in a jumbo frame otherwise), and going over one throws DhcpOptionLimitError,
+ * an LP_ERR_WIRE. `emitDhcp` writes a message padded to the
  * 300-byte BOOTP minimum that some clients still expect (RFC 1542 section 2.1).
  * Leaf module: imports only util/errors.
  */
@@ -21,6 +24,17 @@ export const BOOTREPLY = 2;
 export const DHCP_FLAG_BROADCAST = 0x8000;
 /** Longest hostname (option 12) accepted: one DNS label (RFC 1035 section 2.3.4). */
 export const DHCP_MAX_HOSTNAME_BYTES = 63;
+/**
+ * Longest client identifier (option 61) accepted, joined: one option's worth. Real ones are 7
+ * bytes (type 1 + MAC) or a DUID-based 19-ish bytes (RFC 4361); a lease record keeps it.
+ */
+export const DHCP_MAX_CLIENT_ID_BYTES = 255;
+/** Longest joined value of any other option lanparty reads (four RFC 3396 pieces of 255, and some). */
+export const DHCP_MAX_OPTION_BYTES = 1024;
+/** Most pieces one option may be split into (RFC 3396); 1024 bytes need five. */
+export const DHCP_MAX_OPTION_PIECES = 8;
+/** Most bytes of all the options lanparty reads in one message, joined. */
+export const DHCP_MAX_OPTIONS_BYTES = 4096;
 
 export const DHCPDISCOVER = 1;
 export const DHCPOFFER = 2;
@@ -100,8 +114,32 @@ function wireError(msg: string): LanpartyError {
   return new LanpartyError('LP_ERR_WIRE', 'dhcp: ' + msg);
 }
 
-/** Walks one options area, appending each option's data (RFC 3396: repeated options concatenate). */
-function collectOptions(buf: Buffer, start: number, end: number, where: string, into: Map<number, Buffer[]>): boolean {
+/** An option (or all options together) over one of the limits above; `option` is its code (0: all). */
+export class DhcpOptionLimitError extends LanpartyError {
+  constructor(readonly option: number, msg: string) {
+    super('LP_ERR_WIRE', 'dhcp: ' + msg);
+  }
+}
+
+/** The options `parseDhcp` reads; every other code is skipped without being collected. */
+const READ_OPTIONS = new Set<number>([
+  OPT.subnetMask, OPT.router, OPT.dnsServer, OPT.hostname, OPT.domainName, OPT.mtu, OPT.broadcastAddress, OPT.requestedIp,
+  OPT.leaseTime, OPT.overload, OPT.messageType, OPT.serverId, OPT.parameterRequestList, OPT.message, OPT.maxMessageSize,
+  OPT.renewalTime, OPT.rebindingTime, OPT.vendorClassId, OPT.clientId,
+]);
+
+/** Pieces of the read options, and the bytes collected so far over all of them. */
+interface CollectedOptions {
+  pieces: Map<number, Buffer[]>;
+  sizes: Map<number, number>;
+  totalBytes: number;
+}
+
+/**
+ * Walks one options area, appending each read option's data (RFC 3396: repeated options
+ * concatenate), within DHCP_MAX_OPTION_PIECES, the per-option size limits and DHCP_MAX_OPTIONS_BYTES.
+ */
+function collectOptions(buf: Buffer, start: number, end: number, where: string, into: CollectedOptions): boolean {
   let o = start;
   while (o < end) {
     const code = buf[o];
@@ -110,9 +148,18 @@ function collectOptions(buf: Buffer, start: number, end: number, where: string, 
     if (o + 1 >= end) throw wireError(`${where}: option ${code} has no length byte`);
     const optLen = buf[o + 1];
     if (o + 2 + optLen > end) throw wireError(`${where}: option ${code} length ${optLen} runs past the end`);
-    let list = into.get(code);
-    if (list === undefined) { list = []; into.set(code, list); }
-    list.push(buf.subarray(o + 2, o + 2 + optLen));
+    if (READ_OPTIONS.has(code)) {
+      let list = into.pieces.get(code);
+      if (list === undefined) { list = []; into.pieces.set(code, list); }
+      if (list.length >= DHCP_MAX_OPTION_PIECES) throw new DhcpOptionLimitError(code, `option ${code} is split into more than ${DHCP_MAX_OPTION_PIECES} pieces`);
+      const size = (into.sizes.get(code) ?? 0) + optLen;
+      const limit = code === OPT.clientId ? DHCP_MAX_CLIENT_ID_BYTES : DHCP_MAX_OPTION_BYTES;
+      if (size > limit) throw new DhcpOptionLimitError(code, `option ${code} joins to more than ${limit} bytes`);
+      into.totalBytes += optLen;
+      if (into.totalBytes > DHCP_MAX_OPTIONS_BYTES) throw new DhcpOptionLimitError(0, `options join to more than ${DHCP_MAX_OPTIONS_BYTES} bytes`);
+      into.sizes.set(code, size);
+      list.push(buf.subarray(o + 2, o + 2 + optLen));
+    }
     o += 2 + optLen;
   }
   return false;   // no end option; tolerated, as most servers do
@@ -149,14 +196,15 @@ export function parseDhcp(buf: Buffer, off: number, len: number): DhcpRepr {
   if (buf[off + field.htype] !== 1 || buf[off + field.hlen] !== 6) throw wireError(`htype/hlen ${buf[off + field.htype]}/${buf[off + field.hlen]}, expected 1/6 (Ethernet)`);
   if (buf.readUInt32BE(off + field.cookie) !== DHCP_MAGIC_COOKIE) throw wireError('magic cookie missing (BOOTP is not served)');
 
-  const raw = new Map<number, Buffer[]>();
-  collectOptions(buf, off + field.options, off + len, 'options', raw);
+  const collected: CollectedOptions = { pieces: new Map(), sizes: new Map(), totalBytes: 0 };
+  const raw = collected.pieces;
+  collectOptions(buf, off + field.options, off + len, 'options', collected);
   const overload = raw.get(OPT.overload);
   if (overload !== undefined) {
     const v = Buffer.concat(overload);
     if (v.length !== 1 || v[0] < 1 || v[0] > 3) throw wireError(`option 52 (overload) value is invalid`);
-    if (v[0] & 1) collectOptions(buf, off + field.file, off + field.file + 128, 'file', raw);
-    if (v[0] & 2) collectOptions(buf, off + field.sname, off + field.sname + 64, 'sname', raw);
+    if (v[0] & 1) collectOptions(buf, off + field.file, off + field.file + 128, 'file', collected);
+    if (v[0] & 2) collectOptions(buf, off + field.sname, off + field.sname + 64, 'sname', collected);
   }
 
   const r = emptyDhcpRepr();

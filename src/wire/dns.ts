@@ -3,8 +3,11 @@
  *
  * `parseDns` is the checked path: it throws LP_ERR_WIRE for a short header, a name that runs past
  * the end, a label over 63 bytes, a name over 255 bytes, a compression pointer that does not point
- * strictly backwards (which rules out loops), or a record whose data runs past the end.
- * `emitDns` writes names uncompressed: lanparty's answers are small.
+ * strictly backwards (which rules out loops), a name that follows more than DNS_MAX_POINTER_HOPS
+ * pointers, or a record whose data runs past the end. A responder reads only the header and the
+ * first question (`parseDnsQuestion`), so the work per query is one name whatever the counts say.
+ * `emitDns` writes names uncompressed, except that a record owned by the first question's name
+ * points to it (RFC 1035 4.1.4), so an answer costs 16 bytes over its question.
  * Leaf module: imports only util/errors.
  */
 import { LanpartyError } from '../util/errors.js';
@@ -13,6 +16,15 @@ export const DNS_PORT = 53;
 export const DNS_HEADER_BYTES = 12;
 export const DNS_MAX_NAME_BYTES = 255;
 export const DNS_MAX_LABEL_BYTES = 63;
+/**
+ * Most compression pointers followed in one name. A name has at most 127 labels, and a pointer
+ * that leads to no label is of no use, so a real name needs far fewer.
+ */
+export const DNS_MAX_POINTER_HOPS = 127;
+/** Largest DNS message over UDP without EDNS (RFC 1035 section 4.2.1). */
+export const DNS_UDP_MAX_BYTES = 512;
+/** Offset of the first question: a pointer to it is 0xc00c. */
+const FIRST_QUESTION_OFFSET = 12;
 export const DNS_TYPE_A = 1;
 export const DNS_TYPE_PTR = 12;
 export const DNS_TYPE_AAAA = 28;
@@ -67,6 +79,7 @@ function readName(buf: Buffer, start: number, end: number, o: number): { name: s
   let nameBytes = 1;
   let next = -1;
   let floor = o;   // a pointer must go strictly below every position read so far: no loops
+  let hops = 0;
   for (;;) {
     if (o >= end) throw wireError('name runs past the end of the message');
     const b = buf[o];
@@ -78,6 +91,7 @@ function readName(buf: Buffer, start: number, end: number, o: number): { name: s
       if (o + 1 >= end) throw wireError('compression pointer runs past the end');
       const target = start + (((b & 0x3f) << 8) | buf[o + 1]);
       if (target >= floor) throw wireError(`compression pointer to ${target - start} does not point backwards`);
+      if (++hops > DNS_MAX_POINTER_HOPS) throw wireError(`name follows more than ${DNS_MAX_POINTER_HOPS} compression pointers`);
       if (next < 0) next = o + 2;
       o = target;
       floor = target;
@@ -147,6 +161,18 @@ export function parseDns(buf: Buffer, off: number, len: number): DnsRepr {
   return r;
 }
 
+/**
+ * The first question of the message in buf[off..off+len), read without looking at the counts or
+ * at anything after it (the caller checks QDCOUNT from the header first). Throws LP_ERR_WIRE.
+ */
+export function parseDnsQuestion(buf: Buffer, off: number, len: number): DnsQuestion {
+  if (len < DNS_HEADER_BYTES) throw wireError(`header needs ${DNS_HEADER_BYTES} bytes, got ${len}`);
+  const end = off + len;
+  const n = readName(buf, off, end, off + DNS_HEADER_BYTES);
+  if (n.next + 4 > end) throw wireError('question 0 type and class run past the end');
+  return { name: n.name, type: buf.readUInt16BE(n.next), class: buf.readUInt16BE(n.next + 2) };
+}
+
 /** The wire form of a dotted name. Throws LP_ERR_WIRE for an empty or over-long label or name. */
 export function encodeDnsName(name: string): Buffer {
   const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
@@ -163,16 +189,19 @@ export function encodeDnsName(name: string): Buffer {
   return out;
 }
 
-function emitRecord(parts: Buffer[], rec: DnsRecord): void {
+const POINTER_TO_FIRST_QUESTION = Buffer.from([0xc0, FIRST_QUESTION_OFFSET]);
+
+/** `firstName`: the first question's name, which a record of the same name points to; or null. */
+function emitRecord(parts: Buffer[], rec: DnsRecord, firstName: string | null): void {
   const head = Buffer.alloc(10);
   head.writeUInt16BE(rec.type, 0);
   head.writeUInt16BE(rec.class, 2);
   head.writeUInt32BE(rec.ttl >>> 0, 4);
   head.writeUInt16BE(rec.data.length, 8);
-  parts.push(encodeDnsName(rec.name), head, rec.data);
+  parts.push(rec.name === firstName ? POINTER_TO_FIRST_QUESTION : encodeDnsName(rec.name), head, rec.data);
 }
 
-/** Builds the message for `repr` (allocates; names uncompressed). */
+/** Builds the message for `repr` (allocates; only record names equal to the first question's point to it). */
 export function emitDns(repr: DnsRepr): Buffer {
   const head = Buffer.alloc(DNS_HEADER_BYTES);
   head.writeUInt16BE(repr.id, 0);
@@ -190,8 +219,9 @@ export function emitDns(repr: DnsRepr): Buffer {
     tc.writeUInt16BE(q.class, 2);
     parts.push(encodeDnsName(q.name), tc);
   }
-  for (const rec of repr.answers) emitRecord(parts, rec);
-  for (const rec of repr.authorities) emitRecord(parts, rec);
-  for (const rec of repr.additionals) emitRecord(parts, rec);
+  const firstName = repr.questions.length > 0 ? repr.questions[0].name : null;
+  for (const rec of repr.answers) emitRecord(parts, rec, firstName);
+  for (const rec of repr.authorities) emitRecord(parts, rec, firstName);
+  for (const rec of repr.additionals) emitRecord(parts, rec, firstName);
   return Buffer.concat(parts);
 }

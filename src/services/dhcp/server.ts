@@ -3,25 +3,30 @@
  * replies) and 4.3 (server behaviour) first.
  *
  * Stages of `handle(ethSrc, ipSrc, payload)`:
- *   1. Parse (checked); malformed messages are counted and dropped, never thrown.
+ *   1. Parse (checked); malformed messages, and requests whose chaddr is not the frame's source
+ *      MAC, are counted and dropped, never thrown.
  *   2. Key the client: by MAC (default) or by client identifier (keyBy 'client-id'), and warn when
  *      one client identifier arrives from two MACs (guests cloned from one image).
  *   3. DISCOVER: choose an address (static, the client's previous one, the requested one, a
  *      never-used one, then the longest-expired one), ARP-probe it unless the client already holds
- *      it (RFC 2131 section 3.1 step 2; probe as in RFC 5227), and OFFER it.
+ *      it (RFC 2131 section 3.1 step 2; probe as in RFC 5227), and OFFER it, unless the switch
+ *      port the client is on already holds its limit of live leases.
  *   4. REQUEST: SELECTING, INIT-REBOOT, RENEWING or REBINDING (section 4.3.2), answered with ACK
- *      (lease written before the reply) or NAK.
+ *      (a new binding's ACK waits until the lease file holds it) or NAK.
  *   5. DECLINE, RELEASE, INFORM.
  *   6. Address the reply per section 4.1 (broadcast flag, ciaddr, yiaddr).
- * Replies are handed to `send` synchronously. The server never reads a clock or sets a timer of
- * its own: both are injected.
+ * Replies are handed to `send` synchronously, except ACKs that wait for the lease file. The
+ * server never reads a clock or sets a timer of its own: both are injected. An exception in a
+ * handler or timer (a bug) costs only that message: it is counted as `handlerErrors` and logged,
+ * rate limited.
  */
+import type { PortKind } from '../../switch/index.js';
 import type { Logger } from '../../util/logger.js';
 import { RateLimitedLog } from '../../util/logger.js';
 import type { ArpRepr } from '../../wire/arp.js';
 import {
   BOOTREPLY, BOOTREQUEST, DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPINFORM, DHCPNAK, DHCPOFFER, DHCPRELEASE, DHCPREQUEST,
-  DHCP_CLIENT_PORT, dhcpMessageName, emptyDhcpRepr, parseDhcp,
+  DHCP_CLIENT_PORT, DhcpOptionLimitError, dhcpMessageName, emptyDhcpRepr, parseDhcp,
 } from '../../wire/dhcp.js';
 import type { DhcpRepr } from '../../wire/dhcp.js';
 import { BROADCAST_MAC, formatMac } from '../../wire/ethernet.js';
@@ -49,7 +54,17 @@ export interface DhcpConfig {
   staticByMac: Map<number, number>;
   staticByName: Map<string, number>;
   probeMs: number;
+  /** Most live leases (offered or bound) held through one guest port (udp, unixgram, tcp, unix); 0: no limit. */
+  maxLeasesPerPort: number;
+  /** The same for ports many guests share (mcast, tap, vxlan, wg); 0: no limit. */
+  maxLeasesPerSharedPort: number;
 }
+
+/** The switch port a MAC was last heard on, or undefined (not learned). */
+export type PortLocator = (mac: number) => { readonly id: number; readonly kind: PortKind } | undefined;
+
+/** Port kinds behind which many guests are normal: their own lease limit applies. */
+const SHARED_PORT_KINDS: ReadonlySet<PortKind> = new Set<PortKind>(['mcast', 'tap', 'vxlan', 'wg']);
 
 /** Where replies and probes go: the virtual host wraps them in UDP/IPv4/Ethernet or ARP. */
 export interface DhcpOutput {
@@ -64,16 +79,22 @@ const MAX_PROBE_ATTEMPTS = 4;
 /** Clone detection remembers this many client identifiers; the map is cleared when it fills. */
 const MAX_TRACKED_CLIENT_IDS = 4096;
 const MAX_WARNED = 1024;
-const RENEWAL_SAVE_DELAY_MS = 1000;
 
 interface PendingProbe {
   key: string;
   ip: number;
   req: DhcpRepr;
+  portId: number;
   timer: unknown;
   attempts: number;
   tried: Set<number>;
   conflictMac: number;
+}
+
+/** A new binding whose ACK waits for the lease file write; `req` is the newest REQUEST for it. */
+interface PendingAck {
+  lease: Lease;
+  req: DhcpRepr;
 }
 
 export class DhcpServer {
@@ -92,12 +113,15 @@ export class DhcpServer {
   private readonly clientIdMacs = new Map<string, number>();
   private readonly warnedClonePairs = new Set<string>();
   private readonly warnedServers = new Set<number>();
-  private saveTimer: unknown = null;
+  private readonly acksPending = new Map<string, PendingAck>();
+  private readonly errorLog: RateLimitedLog;
+  private readonly portOf: PortLocator;
   private scanCursor: number;
   private closed = false;
 
-  constructor(cfg: DhcpConfig, store: LeaseStore, out: DhcpOutput, log: Logger, clock: Clock, timers: Timers) {
+  constructor(cfg: DhcpConfig, store: LeaseStore, out: DhcpOutput, log: Logger, clock: Clock, timers: Timers, portOf: PortLocator = () => undefined) {
     this.cfg = cfg;
+    this.portOf = portOf;
     this.store = store;
     this.out = out;
     this.log = log;
@@ -105,9 +129,13 @@ export class DhcpServer {
     this.timers = timers;
     this.leaseLog = new RateLimitedLog((m) => log.info(m), 20, 10_000);
     this.warnLog = new RateLimitedLog((m) => log.info(m), 5, 10_000);
+    this.errorLog = new RateLimitedLog((m) => log.error(m), 5, 60_000);
     const drops = {} as Record<DhcpDropReason, number>;
     for (const r of DHCP_DROP_REASONS) drops[r] = 0;
-    this.counters = { rx: zeroMessageCounts(), tx: zeroMessageCounts(), drops, probesSent: 0, probeConflicts: 0, foreignServerReplies: 0 };
+    this.counters = {
+      rx: zeroMessageCounts(), tx: zeroMessageCounts(), drops, probesSent: 0, probeConflicts: 0, foreignServerReplies: 0,
+      handlerErrors: 0, leaseFile: store.fileCounters,
+    };
     this.scanCursor = cfg.poolStart;
   }
 
@@ -117,24 +145,40 @@ export class DhcpServer {
     return 'mac:' + mac.toString(16).padStart(12, '0');
   }
 
-  /** 1. Entry point for a UDP payload sent to port 67. `payload` is only borrowed. */
+  /** 1. Entry point for a UDP payload sent to port 67. `payload` is only borrowed. Never throws. */
   handle(ethSrc: number, ipSrc: number, payload: Buffer): void {
+    try {
+      this.handleMessage(ethSrc, ipSrc, payload);
+    } catch (err) {
+      this.handlerError(`DHCP message from ${formatMac(ethSrc)}`, err);
+    }
+  }
+
+  private handleMessage(ethSrc: number, ipSrc: number, payload: Buffer): void {
     let req: DhcpRepr;
     try {
       req = parseDhcp(payload, 0, payload.length);
     } catch (err) {
-      this.drop('malformed', `malformed DHCP message from ${formatMac(ethSrc)}: ${(err as Error).message}`);
+      this.drop(err instanceof DhcpOptionLimitError ? 'option-too-long' : 'malformed', `malformed DHCP message from ${formatMac(ethSrc)}: ${(err as Error).message}`);
       return;
     }
     if (req.op !== BOOTREQUEST) { this.drop('not-request'); return; }
     this.counters.rx[dhcpMessageName(req.messageType)]++;
     if (req.giaddr !== 0) { this.drop('relayed'); return; }
+    // Without a relay (giaddr 0, checked above) a client sends its own messages, so chaddr is the
+    // frame's source MAC; anything else is one guest asking on behalf of addresses it invents.
+    if (req.chaddr !== ethSrc) {
+      this.drop('chaddr-mismatch', `DHCP ${dhcpMessageName(req.messageType)} from ${formatMac(ethSrc)} names another client hardware address (${formatMac(req.chaddr)}); dropped`);
+      return;
+    }
     const clientId = req.clientId === null ? null : req.clientId.toString('hex');
     if (clientId !== null) this.noteClientId(clientId, req.chaddr);
     const key = this.keyFor(req.chaddr, clientId);
+    const port = this.portOf(ethSrc);
+    const portId = port === undefined ? 0 : port.id;
     switch (req.messageType) {
-      case DHCPDISCOVER: this.onDiscover(key, req); break;
-      case DHCPREQUEST: this.onRequest(key, req); break;
+      case DHCPDISCOVER: this.onDiscover(key, req, portId, port === undefined ? 0 : this.portLimit(port.kind)); break;
+      case DHCPREQUEST: this.onRequest(key, req, portId, port === undefined ? 0 : this.portLimit(port.kind)); break;
       case DHCPDECLINE: this.onDecline(key, req); break;
       case DHCPRELEASE: this.onRelease(key, req); break;
       case DHCPINFORM: this.onInform(req, ipSrc); break;
@@ -202,17 +246,43 @@ export class DhcpServer {
     return dnsLabel(l.hostname);
   }
 
-  /** Stops probes and timers and writes any pending renewal. */
-  close(): void {
+  /** Stops probes and timers and writes pending lease changes. ACKs still waiting are not sent. */
+  async close(): Promise<void> {
     this.closed = true;
     for (const p of this.probesByKey.values()) this.timers.clearTimeout(p.timer);
     this.probesByKey.clear();
     this.probesByIp.clear();
-    if (this.saveTimer !== null) {
-      this.timers.clearTimeout(this.saveTimer);
-      this.saveTimer = null;
-      this.store.save();
+    await this.store.flush();
+  }
+
+  /** A bug in a handler or timer: counted, logged (rate limited), and the server keeps serving. */
+  private handlerError(what: string, err: unknown): void {
+    this.counters.handlerErrors++;
+    this.errorLog.write(this.clock.nowMs(), `internal error handling ${what} (dropped; DHCP keeps serving): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  }
+
+  // Per-port lease limits.
+
+  private portLimit(kind: PortKind): number {
+    return SHARED_PORT_KINDS.has(kind) ? this.cfg.maxLeasesPerSharedPort : this.cfg.maxLeasesPerPort;
+  }
+
+  /** True when port `portId` holds `limit` live leases of clients other than `key` (limit 0: never). */
+  private portFull(portId: number, limit: number, key: string, now: number): boolean {
+    if (limit <= 0 || portId === 0) return false;
+    let n = 0;
+    for (const l of this.store.all()) {
+      if (l.portId !== portId || l.key === key || l.expiresAtMs <= now || (l.state !== 'offered' && l.state !== 'bound')) continue;
+      if (++n >= limit) return true;
     }
+    for (const p of this.probesByKey.values()) {
+      if (p.portId === portId && p.key !== key && ++n >= limit) return true;
+    }
+    return false;
+  }
+
+  private dropPortFull(req: DhcpRepr, limit: number): void {
+    this.drop('port-lease-limit', `no lease for ${formatMac(req.chaddr)}: its switch port already holds ${limit} live leases (services.dhcp max leases per port); one guest may be asking for many`);
   }
 
   // 2. Clone detection.
@@ -234,7 +304,7 @@ export class DhcpServer {
 
   // 3. DISCOVER.
 
-  private onDiscover(key: string, req: DhcpRepr): void {
+  private onDiscover(key: string, req: DhcpRepr, portId: number, portLimit: number): void {
     const pending = this.probesByKey.get(key);
     if (pending !== undefined) {
       pending.req = req;   // answer the newest transaction when the probe finishes
@@ -246,13 +316,14 @@ export class DhcpServer {
     // The client's own live offer or binding needs no probe: the address is already its.
     if (current !== undefined && (current.state === 'offered' || current.state === 'bound') && current.expiresAtMs > now &&
         this.availableTo(current.ip, key, req, now)) {
-      this.offer(key, req, current.ip);
+      this.offer(key, req, current.ip, portId);
       return;
     }
-    this.probeNext(key, req, new Set<number>(), 0);
+    if (this.portFull(portId, portLimit, key, now)) { this.dropPortFull(req, portLimit); return; }
+    this.probeNext(key, req, portId, new Set<number>(), 0);
   }
 
-  private probeNext(key: string, req: DhcpRepr, tried: Set<number>, attempts: number): void {
+  private probeNext(key: string, req: DhcpRepr, portId: number, tried: Set<number>, attempts: number): void {
     const now = this.clock.nowMs();
     const ip = this.chooseAddress(key, req, tried, now);
     if (ip === null) {
@@ -260,16 +331,22 @@ export class DhcpServer {
       return;
     }
     if (this.cfg.probeMs <= 0 || this.isStaticFor(ip, req)) {
-      this.offer(key, req, ip);
+      this.offer(key, req, ip, portId);
       return;
     }
-    const p: PendingProbe = { key, ip, req, timer: null, attempts: attempts + 1, tried, conflictMac: -1 };
+    const p: PendingProbe = { key, ip, req, portId, timer: null, attempts: attempts + 1, tried, conflictMac: -1 };
     tried.add(ip);
     this.probesByKey.set(key, p);
     this.probesByIp.set(ip, p);
     this.counters.probesSent++;
     this.out.sendArpProbe(ip);
-    p.timer = this.timers.setTimeout(() => this.probeDone(p), this.cfg.probeMs);
+    p.timer = this.timers.setTimeout(() => {
+      try {
+        this.probeDone(p);
+      } catch (err) {
+        this.handlerError(`the ARP probe of ${formatIpv4Address(p.ip)}`, err);
+      }
+    }, this.cfg.probeMs);
   }
 
   private probeDone(p: PendingProbe): void {
@@ -277,7 +354,7 @@ export class DhcpServer {
     this.probesByKey.delete(p.key);
     this.probesByIp.delete(p.ip);
     if (p.conflictMac < 0) {
-      this.offer(p.key, p.req, p.ip);
+      this.offer(p.key, p.req, p.ip, p.portId);
       return;
     }
     const now = this.clock.nowMs();
@@ -288,10 +365,10 @@ export class DhcpServer {
       this.warnLog.write(now, `no offer for ${formatMac(p.req.chaddr)} after ${p.attempts} addresses were found in use; the client will retry`);
       return;
     }
-    this.probeNext(p.key, p.req, p.tried, p.attempts);
+    this.probeNext(p.key, p.req, p.portId, p.tried, p.attempts);
   }
 
-  private offer(key: string, req: DhcpRepr, ip: number): void {
+  private offer(key: string, req: DhcpRepr, ip: number, portId: number): void {
     const now = this.clock.nowMs();
     const current = this.store.get(key);
     if (current !== undefined && current.ip === ip && current.state === 'bound' && current.expiresAtMs > now) {
@@ -299,7 +376,7 @@ export class DhcpServer {
     } else {
       this.store.put({
         key, mac: req.chaddr, clientId: hexOrNull(req.clientId), ip, hostname: req.hostname,
-        state: 'offered', expiresAtMs: now + OFFER_HOLD_MS, boundAtMs: current?.boundAtMs ?? 0,
+        state: 'offered', expiresAtMs: now + OFFER_HOLD_MS, boundAtMs: current?.boundAtMs ?? 0, portId,
       });
     }
     this.reply(req, DHCPOFFER, ip, this.hostnameFor(req));
@@ -379,15 +456,22 @@ export class DhcpServer {
   private hold(ip: number, mac: number, state: 'declined' | 'conflict', now: number): void {
     this.store.put({
       key: `hold:${formatIpv4Address(ip)}`, mac, clientId: null, ip, hostname: null, state,
-      expiresAtMs: now + this.cfg.leaseSeconds * 1000, boundAtMs: 0,
+      expiresAtMs: now + this.cfg.leaseSeconds * 1000, boundAtMs: 0, portId: 0,
     });
-    this.store.save();
+    this.store.changed();
   }
 
   // 4. REQUEST.
 
-  private onRequest(key: string, req: DhcpRepr): void {
+  private onRequest(key: string, req: DhcpRepr, portId: number, portLimit: number): void {
     const now = this.clock.nowMs();
+    const waiting = this.acksPending.get(key);
+    if (waiting !== undefined) {
+      // A retransmission while its binding is being written: the ACK answers the newest one.
+      if ((req.requestedIp ?? req.ciaddr) === waiting.lease.ip) waiting.req = req;
+      this.drop('writing');
+      return;
+    }
     if (req.serverId !== null) {
       // SELECTING: the client answers one OFFER, naming its server.
       if (req.serverId !== this.cfg.hostIp) {
@@ -399,7 +483,7 @@ export class DhcpServer {
       const ip = req.requestedIp ?? req.ciaddr;
       const l = this.store.get(key);
       if (l !== undefined && l.ip === ip && (l.state === 'offered' || l.state === 'bound') && this.availableTo(ip, key, req, now)) {
-        this.bind(key, req, ip, now);
+        this.bind(key, req, ip, now, portId, portLimit);
       } else {
         this.nak(req, `${formatIpv4Address(ip)} was not offered to this client or the offer expired`);
       }
@@ -416,7 +500,7 @@ export class DhcpServer {
     const l = this.store.get(key);
     const fixed = this.staticFor(req.chaddr, req.hostname);
     if (l !== undefined && l.ip === ip && l.state !== 'declined' && l.state !== 'conflict' && this.availableTo(ip, key, req, now)) {
-      this.bind(key, req, ip, now);
+      this.bind(key, req, ip, now, portId, portLimit);
     } else if (l !== undefined && l.ip !== ip && l.state === 'bound' && l.expiresAtMs > now) {
       this.nak(req, `client holds ${formatIpv4Address(l.ip)}, not ${formatIpv4Address(ip)}`);
     } else if (fixed !== null && fixed !== ip && this.availableTo(fixed, key, req, now)) {
@@ -424,37 +508,54 @@ export class DhcpServer {
     } else if (this.availableTo(ip, key, req, now)) {
       // No record (a lease file lost, or a client that kept its address across our restart):
       // lanparty is authoritative on its LAN, so a free address is confirmed.
-      this.bind(key, req, ip, now);
+      this.bind(key, req, ip, now, portId, portLimit);
     } else {
       this.nak(req, `${formatIpv4Address(ip)} is in use by another client or outside the pool`);
     }
   }
 
-  private bind(key: string, req: DhcpRepr, ip: number, now: number): void {
+  private bind(key: string, req: DhcpRepr, ip: number, now: number, portId: number, portLimit: number): void {
     const prev = this.store.get(key);
+    const live = prev !== undefined && (prev.state === 'offered' || prev.state === 'bound') && prev.expiresAtMs > now;
+    if (!live && this.portFull(portId, portLimit, key, now)) { this.dropPortFull(req, portLimit); return; }
     const renewal = prev !== undefined && prev.ip === ip && prev.state === 'bound' && prev.expiresAtMs > now;
     const hostname = this.hostnameFor(req);
     const lease: Lease = {
       key, mac: req.chaddr, clientId: hexOrNull(req.clientId), ip, hostname,
       state: 'bound', expiresAtMs: now + this.cfg.leaseSeconds * 1000, boundAtMs: renewal ? prev.boundAtMs : now,
+      portId: portId !== 0 ? portId : (prev?.portId ?? 0),
     };
     this.store.put(lease);
     if (renewal && prev.hostname === hostname && prev.mac === req.chaddr) {
-      this.saveSoon();
+      // A renewal only moves the expiry: written with the next write, answered at once.
+      this.store.changed();
       this.log.debug(`lease ${formatIpv4Address(ip)} renewed by ${formatMac(req.chaddr)}`);
-    } else {
-      this.store.save();
-      this.leaseLog.write(now, `lease ${formatIpv4Address(ip)} granted to ${formatMac(req.chaddr)}${hostname ? ' (' + hostname + ')' : ''} for ${this.cfg.leaseSeconds} s`);
+      this.reply(req, DHCPACK, ip, hostname);
+      return;
     }
-    this.reply(req, DHCPACK, ip, hostname);
-  }
-
-  private saveSoon(): void {
-    if (this.saveTimer !== null) return;
-    this.saveTimer = this.timers.setTimeout(() => {
-      this.saveTimer = null;
-      this.store.save();
-    }, RENEWAL_SAVE_DELAY_MS);
+    const pending: PendingAck = { lease, req };
+    this.acksPending.set(key, pending);
+    this.store.commit((ok) => {
+      if (this.acksPending.get(key) === pending) this.acksPending.delete(key);
+      if (this.closed) return;
+      try {
+        if (!ok) {
+          // Not on disk, so not acknowledged: back to an offer, and the client's retry binds anew.
+          if (this.store.get(key) === lease && lease.state === 'bound') {
+            lease.state = 'offered';
+            lease.expiresAtMs = this.clock.nowMs() + OFFER_HOLD_MS;
+          }
+          this.drop('lease-write-failed');
+          return;
+        }
+        // Released, declined or replaced while the file was written: nothing to acknowledge.
+        if (this.store.get(key) !== lease || lease.state !== 'bound') return;
+        this.leaseLog.write(this.clock.nowMs(), `lease ${formatIpv4Address(ip)} granted to ${formatMac(lease.mac)}${hostname ? ' (' + hostname + ')' : ''} for ${this.cfg.leaseSeconds} s`);
+        this.reply(pending.req, DHCPACK, ip, hostname);
+      } catch (err) {
+        this.handlerError(`the ACK of ${formatIpv4Address(ip)}`, err);
+      }
+    });
   }
 
   // 5. DECLINE, RELEASE, INFORM.
@@ -478,7 +579,7 @@ export class DhcpServer {
     // Keep the record, expired, so the client gets the same address back if it is still free.
     l.state = 'released';
     l.expiresAtMs = now;
-    this.store.save();
+    this.store.changed();
     this.leaseLog.write(now, `lease ${formatIpv4Address(l.ip)} released by ${formatMac(req.chaddr)}`);
   }
 

@@ -6,14 +6,23 @@
  * answered as if the zone were appended. Names inside the zone or the subnet's reverse zone that
  * do not exist get NXDOMAIN; every other name is REFUSED at once, because the LAN has no upstream
  * and a quick refusal lets a guest's resolver move on. Malformed queries are counted and dropped.
+ *
+ * The source address of a query can be forged, so a reply is never a lever: only the header and
+ * the first question are read (QDCOUNT is checked first), FORMERR and NOTIMP carry the header
+ * alone, a reply without answers is never larger than its query, and one with an answer never
+ * larger than its query or 512 bytes (RFC 1035 4.2.1), whichever is more; past that the reply is
+ * cut to the header with TC set. Work per query: one name of at most 255 bytes and 127 pointers.
  */
+import type { Logger } from '../../util/logger.js';
+import { RateLimitedLog, silentLogger } from '../../util/logger.js';
 import type { DnsQuestion, DnsRecord, DnsRepr } from '../../wire/dns.js';
 import {
-  DNS_CLASS_IN, DNS_RCODE_FORMERR, DNS_RCODE_NOERROR, DNS_RCODE_NOTIMP, DNS_RCODE_NXDOMAIN, DNS_RCODE_REFUSED,
-  DNS_TYPE_A, DNS_TYPE_ANY, DNS_TYPE_PTR, emitDns, encodeDnsName, parseDns,
+  DNS_CLASS_IN, DNS_HEADER_BYTES, DNS_RCODE_FORMERR, DNS_RCODE_NOERROR, DNS_RCODE_NOTIMP, DNS_RCODE_NXDOMAIN, DNS_RCODE_REFUSED,
+  DNS_TYPE_A, DNS_TYPE_ANY, DNS_TYPE_PTR, DNS_UDP_MAX_BYTES, emitDns, encodeDnsName, parseDnsQuestion,
 } from '../../wire/dns.js';
 import type { Ipv4Cidr } from '../../wire/ipv4.js';
-import type { DnsCounters } from '../types.js';
+import type { Clock, DnsCounters } from '../types.js';
+import { systemClock } from '../types.js';
 
 /** Name lookups, answered by the DHCP lease table. Names are lowercase single labels. */
 export interface NameTable {
@@ -29,53 +38,88 @@ const ANSWER_TTL_S = 60;
 export class DnsResponder {
   readonly counters: DnsCounters = {
     queries: 0, answered: 0, nxdomain: 0, refused: 0, notImplemented: 0, malformed: 0, responsesIgnored: 0,
+    truncated: 0, handlerErrors: 0,
   };
   private readonly zone: string;
   private readonly reverseZone: string;
+  private readonly errorLog: RateLimitedLog;
 
-  constructor(zone: string, private readonly hostIp: number, private readonly subnet: Ipv4Cidr, private readonly names: NameTable) {
+  constructor(
+    zone: string, private readonly hostIp: number, private readonly subnet: Ipv4Cidr, private readonly names: NameTable,
+    log: Logger = silentLogger, private readonly clock: Clock = systemClock,
+  ) {
     this.zone = zone.toLowerCase().replace(/\.$/, '');
     this.reverseZone = reverseZoneFor(subnet);
+    this.errorLog = new RateLimitedLog((m) => log.error(m), 5, 60_000);
   }
 
-  /** Answers one query (a borrowed UDP payload). Returns the response, or null to send nothing. */
+  /**
+   * Answers one query (a borrowed UDP payload). Returns the response, or null to send nothing.
+   * Never throws: a bug in a handler is counted as `handlerErrors`, logged (rate limited), and the
+   * query goes unanswered.
+   */
   handle(payload: Buffer): Buffer | null {
-    let q: DnsRepr;
     try {
-      q = parseDns(payload, 0, payload.length);
-    } catch {
-      this.counters.malformed++;
+      return this.respond(payload);
+    } catch (err) {
+      this.counters.handlerErrors++;
+      this.errorLog.write(this.clock.nowMs(), `internal error answering a DNS query (dropped; DNS keeps serving): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       return null;
     }
-    if (q.response) { this.counters.responsesIgnored++; return null; }
+  }
+
+  private respond(payload: Buffer): Buffer | null {
+    if (payload.length < DNS_HEADER_BYTES) { this.counters.malformed++; return null; }
+    const flags = payload.readUInt16BE(2);
+    if ((flags & 0x8000) !== 0) { this.counters.responsesIgnored++; return null; }
     this.counters.queries++;
+    const opcode = (flags >> 11) & 0xf;
     const r: DnsRepr = {
-      id: q.id, response: true, opcode: q.opcode, authoritative: false, truncated: false,
-      recursionDesired: q.recursionDesired, recursionAvailable: false, rcode: DNS_RCODE_NOERROR,
-      questions: q.questions, answers: [], authorities: [], additionals: [],
+      id: payload.readUInt16BE(0), response: true, opcode, authoritative: false, truncated: false,
+      recursionDesired: (flags & 0x0100) !== 0, recursionAvailable: false, rcode: DNS_RCODE_NOERROR,
+      questions: [], answers: [], authorities: [], additionals: [],
     };
-    if (q.opcode !== 0) {
+    // FORMERR and NOTIMP carry the header alone (RFC 1035 leaves the question out to the server).
+    if (opcode !== 0) {
       this.counters.notImplemented++;
       r.rcode = DNS_RCODE_NOTIMP;
       return emitDns(r);
     }
-    if (q.questions.length !== 1) {
+    if (payload.readUInt16BE(4) !== 1) {
       this.counters.malformed++;
       r.rcode = DNS_RCODE_FORMERR;
       return emitDns(r);
     }
-    r.rcode = this.answer(q.questions[0], r.answers);
+    let question: DnsQuestion;
+    try {
+      question = parseDnsQuestion(payload, 0, payload.length);
+    } catch {
+      this.counters.malformed++;
+      return null;
+    }
+    r.questions = [question];
+    r.rcode = this.answer(question, r.answers);
     r.authoritative = r.rcode !== DNS_RCODE_REFUSED;
     if (r.rcode === DNS_RCODE_REFUSED) this.counters.refused++;
     else if (r.rcode === DNS_RCODE_NXDOMAIN) this.counters.nxdomain++;
     else this.counters.answered++;
+    let reply: Buffer;
     try {
-      return emitDns(r);
+      reply = emitDns(r);
     } catch {
       // A question name that cannot be re-encoded (an empty label after parsing) is malformed.
       this.counters.malformed++;
       return null;
     }
+    // A compressed question (a pointer into the header) grows when written out; an answer adds a
+    // record. Past the limit the reply is the header alone with TC set.
+    const limit = r.answers.length === 0 ? payload.length : Math.max(payload.length, DNS_UDP_MAX_BYTES);
+    if (reply.length <= limit) return reply;
+    this.counters.truncated++;
+    r.truncated = true;
+    r.questions = [];
+    r.answers = [];
+    return emitDns(r);
   }
 
   private answer(question: DnsQuestion, out: DnsRecord[]): number {

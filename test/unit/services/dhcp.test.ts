@@ -1,16 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPINFORM, DHCPNAK, DHCPOFFER, DHCPRELEASE, DHCPREQUEST, emitDhcp,
+  DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPINFORM, DHCPNAK, DHCPOFFER, DHCPRELEASE, DHCPREQUEST, DhcpOptionLimitError, emitDhcp, parseDhcp,
 } from '../../../src/wire/dhcp.js';
+import { LEASE_FILE_MAX_BYTES, LEASE_WRITE_INTERVAL_MS } from '../../../src/services/dhcp/lease-store.js';
+import type { PortKind } from '../../../src/switch/index.js';
+import { LanpartyError } from '../../../src/util/errors.js';
 import { BROADCAST_MAC } from '../../../src/wire/ethernet.js';
 import { IPV4_BROADCAST } from '../../../src/wire/ipv4.js';
 import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../wire/golden.js';
 import {
-  HOST_IP, MAC_A, MAC_B, MAC_C, arpFrame, clientMsg, decodeArp, decodeDhcp, dhcpFrame, ipv4UdpFrame, rig,
+  HOST_IP, MAC_A, MAC_B, MAC_C, arpFrame, clientMsg, decodeArp, decodeDhcp, dhcpFrame, ipv4UdpFrame, rig, takeWhenSent,
 } from './fakes.js';
 import type { Rig } from './fakes.js';
 
@@ -212,7 +216,12 @@ test('leases persist atomically and a new instance honours them', async () => {
   try {
     const file = join(dir, 'leases.json');
     const r1 = await rig({ leaseFile: file });
-    lease(r1, MAC_A, { hostname: 'alpha' });
+    r1.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER, { hostname: 'alpha' })));
+    assert.equal(decodeDhcp(r1.sink.take()[0]).dhcp.yiaddr, IP10);
+    r1.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { hostname: 'alpha', serverId: HOST_IP, requestedIp: IP10 })));
+    // The ACK waits for the lease file: it is on disk when the client hears it.
+    assert.equal(r1.sink.frames.length, 0);
+    assert.equal(decodeDhcp((await takeWhenSent(r1))[0]).dhcp.messageType, DHCPACK);
     const doc = JSON.parse(readFileSync(file, 'utf8'));
     assert.equal(doc.version, 1);
     assert.deepEqual(doc.leases.map((l: { mac: string; ip: string; hostname: string }) => [l.mac, l.ip, l.hostname]), [['52:54:00:00:00:01', '10.77.0.10', 'alpha']]);
@@ -361,4 +370,224 @@ test('DHCP off: no replies on port 67, ARP still answered', async () => {
   assert.equal(r.services.status().dhcp, null);
   r.deliver(arpFrame(MAC_A, BROADCAST_MAC, { operation: 1, senderMac: MAC_A, senderIp: IP10, targetMac: 0, targetIp: HOST_IP }));
   assert.equal(decodeArp(r.sink.take()[0]).operation, 2);
+});
+
+/** A DHCP message with option 61 given as raw pieces (RFC 3396 concatenation). */
+function withClientIdPieces(mac: number, pieces: number[]): Buffer {
+  const base = emitDhcp(clientMsg(mac, DHCPDISCOVER));
+  const end = base.indexOf(0xff, 240);
+  const parts: Buffer[] = [base.subarray(0, end)];
+  for (const n of pieces) parts.push(Buffer.from([61, n]), Buffer.alloc(n, 0x41));
+  parts.push(Buffer.from([0xff]));
+  return Buffer.concat(parts);
+}
+
+test('client id pieces join up to 255 bytes; past that the message is a typed LP_ERR_WIRE and a counted drop', async () => {
+  const ok = parseDhcp(withClientIdPieces(MAC_A, [200, 55]), 0, 0 + withClientIdPieces(MAC_A, [200, 55]).length);
+  assert.equal(ok.clientId!.length, 255);
+  // 60 KB of client id in 240 pieces (a jumbo frame): refused after the second piece.
+  const flood = withClientIdPieces(MAC_A, new Array(240).fill(250));
+  assert.throws(() => parseDhcp(flood, 0, flood.length), (e: unknown) => e instanceof DhcpOptionLimitError && e.code === 'LP_ERR_WIRE' && e.option === 61 && /option 61 joins to more than 255 bytes/.test(e.message));
+  // Many empty pieces are refused too; options lanparty does not read are skipped, never joined.
+  const empties = withClientIdPieces(MAC_A, new Array(100).fill(0));
+  assert.throws(() => parseDhcp(empties, 0, empties.length), /more than 8 pieces/);
+  const base = emitDhcp(clientMsg(MAC_A, DHCPDISCOVER));
+  const unknown = Buffer.concat([base.subarray(0, base.indexOf(0xff, 240)), ...new Array(200).fill(Buffer.concat([Buffer.from([224, 250]), Buffer.alloc(250)])), Buffer.from([0xff])]);
+  assert.equal(parseDhcp(unknown, 0, unknown.length).messageType, DHCPDISCOVER);
+
+  const r = await rig();
+  r.deliver(ipv4UdpFrame(MAC_A, BROADCAST_MAC, 0, IPV4_BROADCAST, 68, 67, flood));
+  assert.equal(r.sink.take().length, 0);
+  assert.equal(r.services.status().dhcp!.counters.drops['option-too-long'], 1);
+  assert.equal(r.services.status().dhcp!.leases.length, 0);
+});
+
+test('a request whose chaddr is not the frame\'s source MAC is dropped and counted', async () => {
+  const r = await rig();
+  r.deliver(dhcpFrame(clientMsg(MAC_B, DHCPDISCOVER), { ethSrc: MAC_A }));
+  assert.equal(r.sink.take().length, 0);
+  const st = r.services.status().dhcp!;
+  assert.equal(st.counters.drops['chaddr-mismatch'], 1);
+  assert.equal(st.leases.length, 0);
+  assert.ok(r.lines.some((l) => l.includes('names another client hardware address (52:54:00:00:00:02)')));
+  lease(r, MAC_A);   // its own chaddr is served
+});
+
+function portsRig(limits: { maxLeasesPerPort?: number; maxLeasesPerSharedPort?: number }, kindOf: (mac: number) => PortKind) {
+  // Every MAC below 0x525400000100 is on port 7, the rest on port 8.
+  return rig({ ...limits }, {}, (mac) => ({ id: mac < 0x525400000100 ? 7 : 8, kind: kindOf(mac) }));
+}
+
+test('leases per guest port are limited (default 64); another port, and a freed lease, are not affected', async () => {
+  const r = await portsRig({ maxLeasesPerPort: 3 }, () => 'udp');
+  for (let i = 1; i <= 3; i++) lease(r, 0x525400000000 + i);
+  r.deliver(dhcpFrame(clientMsg(0x525400000004, DHCPDISCOVER)));
+  assert.equal(r.sink.take().length, 0, 'a fourth client behind the same port gets no offer');
+  // INIT-REBOOT straight to a REQUEST is refused the same way.
+  r.deliver(dhcpFrame(clientMsg(0x525400000004, DHCPREQUEST, { requestedIp: 0x0a4d0050 })));
+  assert.equal(r.sink.take().length, 0);
+  assert.equal(r.services.status().dhcp!.counters.drops['port-lease-limit'], 2);
+  assert.ok(r.lines.some((l) => l.includes('its switch port already holds 3 live leases')));
+  lease(r, 0x525400000101);                       // port 8 has room
+  lease(r, 0x525400000001);                       // a client renewing its own lease is not counted against itself
+  r.deliver(dhcpFrame(clientMsg(0x525400000001, DHCPRELEASE, { ciaddr: IP10 })));
+  lease(r, 0x525400000004);                       // the released lease made room
+
+  const d = await portsRig({}, () => 'unix');
+  for (let i = 1; i <= 64; i++) lease(d, 0x525400000000 + i);
+  d.deliver(dhcpFrame(clientMsg(0x525400000041, DHCPDISCOVER)));
+  assert.equal(d.sink.take().length, 0, 'default limit 64');
+});
+
+test('shared ports (mcast, tap, vxlan, wg) have no lease limit by default, their own when set', async () => {
+  const m = await portsRig({ maxLeasesPerPort: 2 }, () => 'mcast');
+  for (let i = 1; i <= 10; i++) lease(m, 0x525400000000 + i);
+  assert.equal(m.services.status().dhcp!.counters.drops['port-lease-limit'], 0);
+  const w = await portsRig({ maxLeasesPerPort: 50, maxLeasesPerSharedPort: 2 }, () => 'wg');
+  lease(w, MAC_A);
+  lease(w, MAC_B);
+  w.deliver(dhcpFrame(clientMsg(MAC_C, DHCPDISCOVER)));
+  assert.equal(w.sink.take().length, 0);
+  assert.equal(w.services.status().dhcp!.counters.drops['port-lease-limit'], 1);
+});
+
+test('lease file writes are coalesced: a burst of bindings shares a write, every ACK after its write, at most one write per interval', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'leases.json');
+    const r = await rig({ leaseFile: file });
+    const macs = Array.from({ length: 20 }, (_, i) => 0x525400001000 + i);
+    for (const mac of macs) {
+      r.deliver(dhcpFrame(clientMsg(mac, DHCPDISCOVER)));
+      const offer = decodeDhcp(r.sink.take()[0]).dhcp;
+      r.deliver(dhcpFrame(clientMsg(mac, DHCPREQUEST, { serverId: HOST_IP, requestedIp: offer.yiaddr })));
+      // A retransmitted REQUEST while the write runs is not answered twice.
+      r.deliver(dhcpFrame(clientMsg(mac, DHCPREQUEST, { serverId: HOST_IP, requestedIp: offer.yiaddr, xid: 0x5000 })));
+    }
+    // The first binding's write started at once; the other 19 wait for the interval (fake time).
+    const first = await takeWhenSent(r, 1);
+    assert.equal(first.length, 1);
+    const counters = r.services.status().dhcp!.counters;
+    assert.equal(counters.leaseFile.writes, 1);
+    assert.equal(counters.drops.writing, 20);
+    r.timers.advance(LEASE_WRITE_INTERVAL_MS);
+    const rest = await takeWhenSent(r, 19);
+    assert.equal(rest.length, 19);
+    for (const f of rest) assert.equal(decodeDhcp(f).dhcp.xid, 0x5000, 'the ACK answers the newest REQUEST');
+    assert.equal(counters.leaseFile.writes, 2);
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    assert.equal(doc.leases.length, 20);
+    // Renewals are answered at once and written with the next write; close writes what is pending.
+    r.clock.t += 1000;
+    r.deliver(dhcpFrame(clientMsg(macs[0], DHCPREQUEST, { ciaddr: IP10 }), { srcIp: IP10 }));
+    assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPACK);
+    await r.services.close();
+    assert.equal(counters.leaseFile.writes, 3);
+    const renewed = JSON.parse(readFileSync(file, 'utf8')).leases.find((l: { ip: string }) => l.ip === '10.77.0.10');
+    assert.equal(renewed.expiresAtMs, r.clock.t + 3600_000);
+    assert.deepEqual(readdirSync(dir), ['leases.json']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failed lease file write: no ACK for the new binding, counted and logged; DHCP keeps serving', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'sub', 'leases.json');   // the directory does not exist
+    const r = await rig({ leaseFile: file });
+    r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+    assert.equal(decodeDhcp(r.sink.take()[0]).dhcp.messageType, DHCPOFFER);
+    r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { serverId: HOST_IP, requestedIp: IP10 })));
+    const c = r.services.status().dhcp!.counters;
+    for (let i = 0; i < 500 && c.drops['lease-write-failed'] === 0; i++) await new Promise((res) => setTimeout(res, 5));
+    assert.equal(c.drops['lease-write-failed'], 1);
+    assert.equal(c.leaseFile.writeErrors, 1);
+    assert.equal(r.sink.take().length, 0);
+    assert.ok(r.lines.some((l) => l.startsWith('error: dhcp: lease file') && l.includes('write failed (ENOENT)')));
+    // Once the directory exists, the client's retry is written, then acknowledged.
+    mkdirSync(join(dir, 'sub'));
+    r.timers.advance(LEASE_WRITE_INTERVAL_MS);
+    r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPREQUEST, { serverId: HOST_IP, requestedIp: IP10 })));
+    assert.equal(r.sink.frames.length, 0);
+    while (c.leaseFile.writes === 0) await new Promise((res) => setTimeout(res, 5));   // the retry's write
+    r.timers.advance(LEASE_WRITE_INTERVAL_MS);
+    assert.equal(decodeDhcp((await takeWhenSent(r))[0]).dhcp.messageType, DHCPACK);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).leases[0].ip, '10.77.0.10');
+    await r.services.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('temporary lease files of a killed run are removed at start; one of a live process is kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'leases.json');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(`${file}.tmp-${dead}`, '{"version": 1, "leases": [');
+    writeFileSync(`${file}.tmp-${process.ppid}`, 'another lanparty writing');
+    writeFileSync(`${file}.tmp-notapid`, 'not ours');
+    const r = await rig({ leaseFile: file });
+    assert.deepEqual(readdirSync(dir).sort(), [`leases.json.tmp-${process.ppid}`, 'leases.json.tmp-notapid']);
+    assert.ok(r.lines.some((l) => l.includes('removed 1 temporary file left by an earlier run')));
+    await r.services.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('lease file limits: an oversize file is moved aside, an unreadable one is a clear error naming it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const file = join(dir, 'leases.json');
+    writeFileSync(file, '');
+    truncateSync(file, LEASE_FILE_MAX_BYTES + 1);   // sparse: no disk used
+    const r = await rig({ leaseFile: file });
+    assert.equal(r.services.status().dhcp!.leases.length, 0);
+    assert.ok(r.lines.some((l) => l.includes(`over the ${LEASE_FILE_MAX_BYTES}-byte limit`) && l.includes('moved it to')));
+    await r.services.close();
+
+    const asDir = join(dir, 'dir.json');
+    mkdirSync(asDir);
+    await assert.rejects(rig({ leaseFile: asDir }), (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_CONFIG' && e.message.includes(`lease file ${asDir}: cannot read it (EISDIR)`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an exception inside the DHCP server costs only that message: counted, logged, and serving goes on', async () => {
+  let broken = true;
+  const r = await rig({}, {}, () => { if (broken) throw new Error('locator bug'); return undefined; });
+  r.deliver(dhcpFrame(clientMsg(MAC_A, DHCPDISCOVER)));
+  assert.equal(r.sink.take().length, 0);
+  const st = r.services.status();
+  assert.equal(st.dhcp!.counters.handlerErrors, 1);
+  assert.equal(st.vhost.drops.error, 0);
+  assert.ok(r.lines.some((l) => l.startsWith('error: dhcp: internal error handling DHCP message from 52:54:00:00:00:01') && l.includes('locator bug')));
+  broken = false;
+  lease(r, MAC_A);
+});
+
+test('lease store: a completion callback that throws is logged; the other callbacks and later writes still run', async () => {
+  const { LeaseStore } = await import('../../../src/services/dhcp/lease-store.js');
+  const dir = mkdtempSync(join(tmpdir(), 'lanparty-leases-'));
+  try {
+    const lines: string[] = [];
+    const log = { error: (m: string) => lines.push(m), info: () => {}, debug: () => {}, child() { return log; } };
+    const store = new LeaseStore(join(dir, 'leases.json'), log, { nowMs: () => 0 }, { setTimeout: () => null, clearTimeout: () => {} });
+    const results: boolean[] = [];
+    store.commit(() => { throw new Error('callback bug'); });
+    store.commit((ok) => results.push(ok));
+    await store.flush();
+    assert.deepEqual(results, [true]);
+    assert.ok(lines.some((l) => l.includes('internal error after a write') && l.includes('callback bug')));
+    store.commit((ok) => results.push(ok));
+    await store.flush();
+    assert.deepEqual(results, [true, true]);
+    // One write at once, one for the change that came while it ran, one for the last change.
+    assert.equal(store.fileCounters.writes, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -5,7 +5,7 @@
 import type { FrameSink, Port } from '../../../src/switch/index.js';
 import type { Logger } from '../../../src/util/logger.js';
 import { startServices, defaultServicesOptions } from '../../../src/services/index.js';
-import type { Services, ServicesOptions, Timers, DhcpOptions } from '../../../src/services/index.js';
+import type { Services, ServicesOptions, Timers, DhcpOptions, PortLocator } from '../../../src/services/index.js';
 import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, buildFrame, dstMac, srcMac } from '../../../src/wire/ethernet.js';
 import { emitIpv4, parseIpv4, IP_PROTO_UDP, IPV4_BROADCAST } from '../../../src/wire/ipv4.js';
 import { emitUdp, parseUdp } from '../../../src/wire/udp.js';
@@ -136,13 +136,26 @@ export interface Rig {
   deliver(frame: Buffer): void;
 }
 
-export async function rig(dhcp: Partial<DhcpOptions> = {}, top: Partial<ServicesOptions> = {}): Promise<Rig> {
+export async function rig(dhcp: Partial<DhcpOptions> = {}, top: Partial<ServicesOptions> = {}, portOf?: PortLocator): Promise<Rig> {
   const base = defaultServicesOptions();
   const opts: ServicesOptions = { ...base, ...top, dhcp: top.dhcp === null ? null : { ...base.dhcp!, probeMs: 0, ...dhcp } };
   const sink = new FakeSink();
   const clock = new FakeClock();
   const timers = new FakeTimers(clock);
   const { log, lines } = recordingLogger();
-  const services = await startServices(opts, sink, log, clock, timers);
+  const services = await startServices(opts, sink, log, clock, timers, portOf);
   return { services, sink, clock, timers, lines, deliver: (f) => services.port.send(f, 0, f.length) };
+}
+
+/**
+ * Waits (on real time: lease file writes are real I/O) until the sink holds `count` frames, and
+ * takes them. Fails after `timeoutMs`.
+ */
+export async function takeWhenSent(r: Rig, count = 1, timeoutMs = 5000): Promise<Buffer[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (r.sink.frames.length < count) {
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${count} frames, got ${r.sink.frames.length}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return r.sink.take();
 }

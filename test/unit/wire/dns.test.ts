@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LanpartyError } from '../../../src/util/errors.js';
-import { DNS_TYPE_A, DNS_TYPE_PTR, emitDns, encodeDnsName, parseDns } from '../../../src/wire/dns.js';
+import { DNS_MAX_POINTER_HOPS, DNS_TYPE_A, DNS_TYPE_PTR, emitDns, encodeDnsName, parseDns, parseDnsQuestion } from '../../../src/wire/dns.js';
 import { NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX } from './golden.js';
 
 const wireErr = (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_WIRE';
@@ -68,4 +68,27 @@ test('random bytes raise only LP_ERR_WIRE', () => {
     for (let k = 0; k < 3; k++) b[rnd() % b.length] = rnd() & 0xff;
     try { parseDns(b, 0, b.length); } catch (e) { assert.ok(wireErr(e), String(e)); }
   }
+});
+
+test('a name may follow at most DNS_MAX_POINTER_HOPS pointers; parseDnsQuestion reads the first question alone', () => {
+  // Question 0 is the root name at 12; question i is a pointer to question i-1's name, so its
+  // name follows i pointers.
+  const chain = (questions: number): Buffer => {
+    const b = Buffer.alloc(17 + 6 * (questions - 1));
+    b.writeUInt16BE(questions, 4);
+    b.writeUInt32BE(0x00010001, 13);
+    for (let i = 1, o = 17, prev = 12; i < questions; i++, prev = o, o += 6) {
+      b.writeUInt16BE(0xc000 | prev, o);
+      b.writeUInt32BE(0x00010001, o + 2);
+    }
+    return b;
+  };
+  assert.equal(parseDns(chain(DNS_MAX_POINTER_HOPS + 1), 0, chain(DNS_MAX_POINTER_HOPS + 1).length).questions.length, 128);
+  const tooMany = chain(DNS_MAX_POINTER_HOPS + 2);
+  assert.throws(() => parseDns(tooMany, 0, tooMany.length), (e: unknown) => wireErr(e) && /more than 127 compression pointers/.test((e as Error).message));
+
+  const two = Buffer.from('00770100' + '0002' + '000000000000' + '016100' + '00010001' + 'ff', 'hex');
+  assert.deepEqual(parseDnsQuestion(two, 0, two.length), { name: 'a', type: 1, class: 1 });
+  assert.throws(() => parseDns(two, 0, two.length), wireErr);
+  assert.throws(() => parseDnsQuestion(two, 0, 11), /header needs 12 bytes/);
 });
