@@ -18,6 +18,7 @@ import { RateTracker, portStatus, macRows, transportRows, type StatusReport } fr
 import { readFileSync } from 'node:fs';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
+import type { WebCounters } from './web/server.js';
 
 function memoryNow(): StatusReport['memory'] {
   const m = process.memoryUsage();
@@ -50,6 +51,8 @@ export class Daemon {
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
   services: Services | null = null;
+  /** The web view's counters while it runs (lanparty up --web), else null. */
+  webCounters: WebCounters | null = null;
   private readonly stopHooks: Array<() => void> = [];
   private readonly onPortUp = (m: unknown) => this.control.emit('port:up', this.portEvent((m as { port: Port }).port));
   private readonly onPortDown = (m: unknown) => this.control.emit('port:down', this.portEvent((m as { port: Port }).port));
@@ -104,6 +107,7 @@ export class Daemon {
       ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
       macs: macRows(this.sw, (m) => this.snoop.ipsOf(m)),
       services: sections,
+      web: this.webCounters ? { ...this.webCounters } : null,
     };
   }
 

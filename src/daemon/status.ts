@@ -77,6 +77,8 @@ export interface StatusReport {
   ports: PortStatus[];
   macs: MacStatus[];
   services: unknown;
+  /** The web view's refusals and failures (daemon/web/server.ts), null when it is off. */
+  web: { badRequests: number; handlerErrors: number; refusedConnections: number } | null;
 }
 
 export function portStatus(p: Port, rates: RateTracker): PortStatus {
