@@ -107,6 +107,7 @@ export class Daemon {
       ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
       macs: macRows(this.sw, (m) => this.snoop.ipsOf(m)),
       services: sections,
+      control: { connections: this.control.connectionCount, ...this.control.counters },
       web: this.webCounters ? { ...this.webCounters } : null,
     };
   }

@@ -46,6 +46,12 @@ export function metricsText(d: Daemon): string {
   out.push('# HELP lanparty_mac_table_entries MACs in the table.', '# TYPE lanparty_mac_table_entries gauge', `lanparty_mac_table_entries ${t.size}`);
   counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="table-full"', t.counters.tableFull]]);
   out.push('# HELP lanparty_ports Switch ports now.', '# TYPE lanparty_ports gauge', `lanparty_ports ${ports.length}`);
+  const cc = d.control.counters;
+  out.push('# HELP lanparty_control_connections Control socket connections open now.', '# TYPE lanparty_control_connections gauge', `lanparty_control_connections ${d.control.connectionCount}`);
+  counter('lanparty_control_refused_total', 'Control socket: requests and connections refused or closed, by reason (handler-error is a bug).', [
+    ['reason="bad-request"', cc.badRequests], ['reason="overlong-request"', cc.overlongRequests], ['reason="handler-error"', cc.handlerErrors],
+    ['reason="idle"', cc.idleClosed], ['reason="connection-limit"', cc.refusedConnections],
+  ]);
   if (d.webCounters !== null) {
     const w = d.webCounters;
     counter('lanparty_web_refused_total', 'Web view: requests and connections refused or failed, by reason (bad-request: 400; handler-error: 500, a bug; connection-limit: closed at accept).',

@@ -102,6 +102,9 @@ test('a handler that throws costs that request: 500, connection closed, counted 
   assert.equal(web.counters.handlerErrors, 1);
   assert.equal(daemon.status().web?.handlerErrors, 1);
   assert.match(metricsText(daemon), /lanparty_web_refused_total\{reason="handler-error"\} 1/);
+  // The control server's counters sit beside them (their own tests are in test/unit/control).
+  assert.equal(daemon.status().control.handlerErrors, 0);
+  assert.match(metricsText(daemon), /lanparty_control_refused_total\{reason="overlong-request"\} 0/);
   assert.equal(statusLine(await get(`/api/status?token=${token}`)), 'HTTP/1.1 200 OK', 'the next request is served');
 });
 
