@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { request } from '../control/client.js';
 import { runtimeDir } from '../config/load.js';
+import { checkPrivateDir } from '../util/private-dir.js';
 import * as path from 'node:path';
 import type { StatusReport } from '../daemon/status.js';
 
@@ -16,8 +17,11 @@ Options:
   -h, --help          this help
 `;
 
+/** The control socket in the runtime directory, which must be this user's and private (util/private-dir). */
 export function defaultControlPath(): string {
-  return path.join(runtimeDir(), 'control.sock');
+  const dir = runtimeDir();
+  checkPrivateDir(dir, 'runtime directory');
+  return path.join(dir, 'control.sock');
 }
 
 function si(n: number, unit: string): string {

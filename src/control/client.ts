@@ -7,18 +7,8 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { LanpartyError, type ErrorCode } from '../util/errors.js';
+import { userLabel } from '../util/private-dir.js';
 import type { ControlReply } from './protocol.js';
-
-/** A user's name from /etc/passwd with the uid ("alice (uid 1000)"), or "uid N" when it has none. */
-export function userLabel(uid: number): string {
-  try {
-    for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f.length > 2 && Number(f[2]) === uid && f[2] !== '') return `${f[0]} (uid ${uid})`;
-    }
-  } catch { /* No passwd file: the number only. */ }
-  return `uid ${uid}`;
-}
 
 /**
  * Throws LP_ERR_PERMISSION when the control socket at `socketPath` (or a symlink on the way to it)

@@ -16,6 +16,9 @@ import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '..
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { runtimeDir } from '../config/load.js';
+import { ensurePrivateDir } from '../util/private-dir.js';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
 import type { WebCounters } from './web/server.js';
@@ -120,6 +123,7 @@ export class Daemon {
     portDownChannel.subscribe(this.onPortDown);
     macMoveChannel.subscribe(this.onMacMove);
     try {
+      this.prepareRuntimeDir();
       await this.control.start();
       for (const p of this.config.ports) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
@@ -151,6 +155,17 @@ export class Daemon {
       throw err;
     }
     this.timer = setInterval(() => this.tick(Date.now()), 1000);
+  }
+
+  /**
+   * The runtime directory, when a socket goes in it (the defaults put the control socket and the
+   * unix ports there): created 0700, and refused unless it is this user's and private.
+   */
+  private prepareRuntimeDir(): void {
+    const dir = runtimeDir();
+    const inside = (p: string) => path.resolve(p).startsWith(dir + path.sep);
+    const paths = [this.config.control.socketPath, ...this.config.ports.flatMap((p) => ('path' in p ? [p.path] : []))];
+    if (paths.some(inside)) ensurePrivateDir(dir, 'runtime directory');
   }
 
   tick(nowMs: number): void {
