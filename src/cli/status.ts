@@ -77,6 +77,7 @@ export function formatStatus(s: StatusReport): string {
   out.push(table([['URL', 'STATE', 'ADDRESS', 'PORTS'], ...s.transports.map((t) => [t.url, t.state, t.address, String(t.portCount)])]));
   // Drops below the ports (at flush time, or before a datagram has a port): only when there are any.
   for (const t of s.transports) {
+    if (t.refusedConnections) out.push(`  ${t.url}: connections refused at the listener's limit ${t.refusedConnections}`);
     const k = t.socket;
     if (!k) continue;
     if (k.sendErrors + k.sendQueued + k.recvErrors + k.truncated + k.unaddressable > 0) {

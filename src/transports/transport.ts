@@ -30,6 +30,8 @@ export interface TransportStatus {
    * send queue, a unix receiver's full backlog), plus what was refused before reaching a port.
    */
   socket?: SocketStats | null;
+  /** Stream listeners: connections closed at accept because the listener's cap was reached. */
+  refusedConnections?: number;
 }
 
 export interface Transport {

@@ -40,6 +40,8 @@ export function metricsText(d: Daemon): string {
   const unixgram = d.transports.map((x) => x.status()).filter((x) => x.kind === 'unixgram' && x.socket);
   counter('lanparty_transport_flow_pauses_total', 'Unix datagram transports: times a reader\'s deep backlog stopped the transport\'s socket reading (flow control).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowPauses]));
   counter('lanparty_transport_flow_pause_timeouts_total', 'Unix datagram transports: readers that held the socket 200 ms without draining (stuck).', unixgram.map((x) => [`transport="${label(x.url)}"`, x.socket!.flowTimeouts]));
+  const listeners = d.transports.map((x) => x.status()).filter((x) => x.refusedConnections !== undefined);
+  counter('lanparty_transport_refused_connections_total', 'Stream listeners: connections closed at accept because the listener had its most (1024).', listeners.map((x) => [`transport="${label(x.url)}"`, x.refusedConnections!]));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops]]);
   const t = d.sw.table;
