@@ -71,6 +71,15 @@ export function formatStatus(s: StatusReport): string {
     const drops = Object.entries(gone.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
     out.push(`Ports gone: ${gone.ports} (rx ${gone.rxFrames} frames, tx ${gone.txFrames} frames, drops: ${drops})`);
   }
+  const cc = s.control;
+  if (cc && cc.badRequests + cc.overlongRequests + cc.handlerErrors + cc.idleClosed + cc.refusedConnections > 0) {
+    out.push(`Control socket: ${cc.connections} connections; refused: bad requests ${cc.badRequests}, over 1 MiB ${cc.overlongRequests}, idle ${cc.idleClosed}, ` +
+      `over the connection limit ${cc.refusedConnections}; internal errors ${cc.handlerErrors}`);
+  }
+  const w = s.web;
+  if (w && w.badRequests + w.handlerErrors + w.refusedConnections > 0) {
+    out.push(`Web view: bad requests ${w.badRequests}, over the connection limit ${w.refusedConnections}, internal errors ${w.handlerErrors}`);
+  }
   if (s.switch.table.pinnedRefused > 0) out.push(`Frames claiming lanparty's own MAC from another port (not learned): ${s.switch.table.pinnedRefused}`);
   out.push('');
   out.push('Transports');

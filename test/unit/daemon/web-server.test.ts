@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { buildConfig } from '../../../src/config/index.js';
 import { Daemon } from '../../../src/daemon/index.js';
 import { metricsText } from '../../../src/daemon/commands/metrics.js';
+import { formatStatus } from '../../../src/cli/status.js';
 import { MAX_WEB_CONNECTIONS, parseTarget, startWebView, tokenFrom, type WebView } from '../../../src/daemon/web/server.js';
 import { silentLogger } from '../../../src/util/logger.js';
 
@@ -101,6 +102,7 @@ test('a handler that throws costs that request: 500, connection closed, counted 
   }
   assert.equal(web.counters.handlerErrors, 1);
   assert.equal(daemon.status().web?.handlerErrors, 1);
+  assert.match(formatStatus(daemon.status()), /^Web view: bad requests \d+, over the connection limit \d+, internal errors 1$/m);
   assert.match(metricsText(daemon), /lanparty_web_refused_total\{reason="handler-error"\} 1/);
   // The control server's counters sit beside them (their own tests are in test/unit/control).
   assert.equal(daemon.status().control.handlerErrors, 0);
@@ -134,5 +136,45 @@ test(`more than ${MAX_WEB_CONNECTIONS} connections: the excess is closed at acce
     if (statusLine(reply) === 'HTTP/1.1 200 OK') break;
     assert.ok(Date.now() < deadline, 'the view answers again after the held connections close');
     await new Promise((r) => setTimeout(r, 20));
+  }
+});
+
+test('lanparty up --web: GET // and cookie lanparty_token=% leave the process up, and status --json counts a bad request', async () => {
+  const { spawn, spawnSync } = await import('node:child_process');
+  const { cliPath } = await import('../../helpers/netns-lanparty.js');
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-web-up-'));
+  const control = path.join(d, 'c.sock');
+  const child = spawn(process.execPath, [cliPath(), 'up', '--no-dhcp', '--control', control, '--lease-file', path.join(d, 'l.json'), '-p', `unix://${d}/s.sock`, '--web', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s; });
+  child.stderr.setEncoding('utf8').on('data', (s: string) => { out += s; });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  try {
+    const end = Date.now() + 20_000;
+    while (!/^ready$/m.test(out) && child.exitCode === null && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const m = /http:\/\/127\.0\.0\.1:(\d+)\/\?token=(\S+)/.exec(out);
+    assert.ok(m, out);
+    const send = (text: string) => new Promise<string>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: Number(m[1]) });
+      let got = '';
+      s.on('data', (b) => { got += b.toString('latin1'); });
+      s.on('error', reject);
+      s.on('close', () => resolve(got));
+      s.write(text);
+    });
+    assert.match(await send('GET // HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 403/);
+    assert.match(await send('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: lanparty_token=%\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 403/);
+    assert.match(await send('GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await send(`GET /api/status?token=${m[2]} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200/);
+    assert.equal(child.exitCode, null, 'lanparty is still running');
+    // spawnSync is fine here: lanparty answers from its own process.
+    const st = spawnSync(process.execPath, [cliPath(), 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 });
+    const report = JSON.parse(st.stdout) as { web: Record<string, number> | null; control: { connections: number } };
+    assert.deepEqual(report.web, { badRequests: 1, handlerErrors: 0, refusedConnections: 0 });
+    assert.ok(report.control.connections >= 1, 'the web view holds a subscription');
+  } finally {
+    child.kill('SIGINT');
+    assert.equal(await exited, 0, out);
+    fs.rmSync(d, { recursive: true, force: true });
   }
 });
