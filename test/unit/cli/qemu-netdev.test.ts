@@ -12,6 +12,11 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkTransports, netdevProblem, type TransportInfo } from '../../../src/cli/qemu.js';
+import { buildConfig } from '../../../src/config/index.js';
+import { request } from '../../../src/control/index.js';
+import { Daemon } from '../../../src/daemon/index.js';
+import { nativeAvailable } from '../../../src/transports/batch-io.js';
+import { silentLogger } from '../../../src/util/logger.js';
 import { cliPath } from '../../helpers/netns-lanparty.js';
 
 // What the `transports` control command returns for lanparty's defaults (guest g1, netdev lp0).
@@ -28,6 +33,26 @@ const ALL: TransportInfo[] = [
 
 test("lanparty's own forms pass unchanged", () => {
   assert.deepEqual(checkTransports(ALL, 'g1', 'lp0', '/c.sock'), ALL);
+});
+
+test('what a real lanparty answers passes, for every kind of transport a guest can join', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-qemu-forms-'));
+  const ports = [
+    'mcast://230.0.0.1:39431?localaddr=127.0.0.1&ttl=1', 'udp://127.0.0.1:39432', 'tcp://127.0.0.1:39433', `unix://${dir}/s.sock`,
+    'tcp+connect://127.0.0.1:39434', `unix+connect://${dir}/q.sock`, ...(nativeAvailable() ? [`unixgram://${dir}/d.sock`] : []),
+  ];
+  const d = new Daemon(buildConfig({}, { ports, dhcp: false, controlSocket: path.join(dir, 'c.sock') }), silentLogger, { portsAreDefaults: false });
+  await d.start();
+  try {
+    for (const [guest, id] of [['g1', 'lp0'], ['alice.test-2', 'n0']]) {
+      const reply = await request(path.join(dir, 'c.sock'), 'transports', { guest, netdevId: id });
+      const got = checkTransports(reply, guest, id, 'c.sock');
+      assert.equal(got.filter((t) => t.netdev !== null).length, ports.length);
+    }
+  } finally {
+    await d.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('anything else is refused, saying what', () => {
