@@ -14,7 +14,7 @@ import { request } from '../control/client.js';
 import { LanpartyError } from '../util/errors.js';
 import { formatMac, macForName } from '../wire/ethernet.js';
 import { defaultControlPath } from './status.js';
-import type { TransportInfo } from './qemu.js';
+import { checkTransports, type TransportInfo } from './qemu.js';
 
 export const LIBVIRT_TYPES = ['mcast', 'udp', 'client', 'server'] as const;
 export type LibvirtType = typeof LIBVIRT_TYPES[number];
@@ -152,7 +152,8 @@ export async function libvirt(argv: string[]): Promise<number> {
   }
   const model = values.model ?? 'virtio';
   if (!/^[A-Za-z0-9_.-]+$/.test(model)) throw new LanpartyError('LP_ERR_USAGE', `--model "${model}": expected a libvirt NIC model such as virtio, e1000, rtl8139`);
-  const transports = (await request(values.control ?? defaultControlPath(), 'transports', { guest: name, netdevId: 'n0' })) as TransportInfo[];
+  const control = values.control ?? defaultControlPath();
+  const transports = checkTransports(await request(control, 'transports', { guest: name, netdevId: 'n0' }), name, 'n0', control);
   const out = interfaceXml(transports, name, type as LibvirtType | undefined, model);
   for (const n of out.notes) process.stderr.write(`lanparty libvirt: ${n}\n`);
   process.stdout.write(out.xml);

@@ -2,7 +2,8 @@
  * `lanparty qemu NAME -- [QEMU ARGS...]`: runs QEMU with a NIC on the running lanparty.
  *
  * Stages: ask lanparty for its transports (control command `transports`, with the -netdev value
- * for NAME) → read `qemu-system-x86_64 --version` → choose the transport that suits that QEMU
+ * for NAME) → check that each -netdev is a form lanparty makes (checkTransports; QEMU would run
+ * whatever a `bridge,helper=` says) → read `qemu-system-x86_64 --version` → choose the transport that suits that QEMU
  * (and say why on stderr) → name the guest (`guest:add`, held open while QEMU runs, so `status`
  * and the web view show the name) → spawn QEMU with `-netdev ... -device MODEL,netdev=lp0,mac=...`
  * added → forward SIGINT/SIGTERM/SIGHUP → exit with QEMU's exit code (128+N if a signal killed it).
@@ -61,6 +62,88 @@ export interface TransportInfo {
   state: string;
   address: string;
   netdev: string | null;
+}
+
+/**
+ * The -netdev forms lanparty's transports produce (the `transports` control command), key by key:
+ * QEMU runs what its -netdev says (`bridge,helper=`, `tap,script=`, `fd=`...), so a reply from
+ * whatever answers on the control socket is passed on only when it is one of these.
+ */
+const NETDEV_FORMS: Record<string, { type: string; keys: Record<string, RegExp | string> }> = {
+  mcast: { type: 'socket', keys: { mcast: 'hostport', localaddr: 'host' } },
+  udp: { type: 'dgram', keys: { 'local.type': /^inet$/, 'local.host': 'host', 'local.port': 'port', 'remote.type': /^inet$/, 'remote.host': 'host', 'remote.port': 'port' } },
+  unixgram: { type: 'dgram', keys: { 'local.type': /^unix$/, 'local.path': 'path', 'remote.type': /^unix$/, 'remote.path': 'path' } },
+  tcp: { type: 'stream', keys: { server: /^(on|off)$/, 'addr.type': /^inet$/, 'addr.host': 'host', 'addr.port': 'port' } },
+  unix: { type: 'stream', keys: { server: /^(on|off)$/, 'addr.type': /^unix$/, 'addr.path': 'path' } },
+};
+const HOST = /^[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}$/;
+/** An absolute path that fits a unix socket address (108 bytes with its NUL), with no comma or control character. */
+const PATH = /^\/[^,\x00-\x1f\x7f]{0,106}$/;
+
+function valueOk(kind: string, v: string): boolean {
+  switch (kind) {
+    case 'host': return HOST.test(v);
+    case 'port': return /^[0-9]{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535;
+    case 'hostport': { const i = v.lastIndexOf(':'); return i > 0 && valueOk('host', v.slice(0, i)) && valueOk('port', v.slice(i + 1)); }
+    case 'path': return PATH.test(v) && Buffer.byteLength(v) <= 107;
+    default: return false;
+  }
+}
+
+/** Why `netdev` is not the form lanparty makes for a `kind` transport joined by `guest` as `id`, or null when it is. */
+export function netdevProblem(kind: string, netdev: string, guest: string, id: string): string | null {
+  const form = NETDEV_FORMS[kind];
+  if (form === undefined) return `lanparty makes no -netdev for a ${JSON.stringify(kind)} transport`;
+  const parts = netdev.split(',');
+  if (parts[0] !== form.type) return `backend ${JSON.stringify(parts[0].slice(0, 32))} (a ${kind} transport is -netdev ${form.type})`;
+  const seen = new Map<string, string>();
+  for (const part of parts.slice(1)) {
+    const eq = part.indexOf('=');
+    const key = eq > 0 ? part.slice(0, eq) : part;
+    if (eq <= 0) return `option ${JSON.stringify(part.slice(0, 32))} has no value`;
+    if (seen.has(key)) return `option ${key} given twice`;
+    seen.set(key, part.slice(eq + 1));
+  }
+  if (seen.get('id') !== id) return `id=${JSON.stringify((seen.get('id') ?? '').slice(0, 32))} (asked for ${id})`;
+  for (const [key, value] of seen) {
+    if (key === 'id') continue;
+    const rule = form.keys[key];
+    if (rule === undefined) return `option ${JSON.stringify(key.slice(0, 32))} (a ${kind} transport has only ${Object.keys(form.keys).join(', ')})`;
+    if (typeof rule === 'string' ? !valueOk(rule, value) : !rule.test(value)) return `${key}=${JSON.stringify(value.slice(0, 64))} is not a valid value`;
+  }
+  for (const key of Object.keys(form.keys)) if (!seen.has(key)) return `option ${key} is missing`;
+  if (kind === 'unixgram') {
+    const remote = seen.get('remote.path')!;
+    const own = `${remote.slice(0, remote.lastIndexOf('/') + 1)}guest-${guest}.sock`;
+    if (seen.get('local.path') !== own) return `local.path is not ${own}, the guest's socket beside the port`;
+  }
+  return null;
+}
+
+/**
+ * Checks the `transports` reply before anything of it reaches QEMU's command line: an array of
+ * transports whose -netdev, when there is one, is a form lanparty makes (netdevProblem). Throws
+ * LP_ERR_CONTROL naming the socket, the transport and what is wrong.
+ */
+export function checkTransports(reply: unknown, guest: string, id: string, control: string): TransportInfo[] {
+  const bad = (what: string): never => {
+    throw new LanpartyError('LP_ERR_CONTROL', `control socket ${control}: the transports reply ${what}; lanparty makes no such thing, so nothing of it goes to QEMU. ` +
+      'Check that the lanparty there is yours (lanparty status --control PATH shows its pid; ls -l the socket and its directory)');
+  };
+  if (!Array.isArray(reply)) return bad('is not a list');
+  const printable = /^[\x20-\x7e]{0,512}$/;
+  return reply.map((t: unknown, i) => {
+    const r = t as Partial<TransportInfo> | null;
+    if (typeof r !== 'object' || r === null || typeof r.url !== 'string' || typeof r.kind !== 'string' || typeof r.state !== 'string' ||
+      typeof r.address !== 'string' || !(r.netdev === null || typeof r.netdev === 'string') || !printable.test(r.url) || !printable.test(r.kind)) {
+      return bad(`has an entry (#${i + 1}) that is not a transport`);
+    }
+    if (r.netdev !== null) {
+      const problem = netdevProblem(r.kind, r.netdev, guest, id);
+      if (problem !== null) bad(`gives ${r.url} the -netdev ${JSON.stringify(r.netdev.slice(0, 200))}: ${problem}`);
+    }
+    return { url: r.url, kind: r.kind, state: r.state, address: r.address, netdev: r.netdev } as TransportInfo;
+  });
 }
 
 export interface QemuVersion {
@@ -296,7 +379,7 @@ export async function qemu(argv: string[]): Promise<number> {
   const bin = values.qemu ?? process.env.LANPARTY_QEMU ?? 'qemu-system-x86_64';
   const control = values.control ?? defaultControlPath();
 
-  const transports = (await request(control, 'transports', { guest: name, netdevId: NETDEV_ID })) as TransportInfo[];
+  const transports = checkTransports(await request(control, 'transports', { guest: name, netdevId: NETDEV_ID }), name, NETDEV_ID, control);
   const running = (await request(control, 'guests')) as Array<{ name: string; state: string; pid: number | null }>;
   const clash = running.find((g) => g.name === name && g.state === 'running');
   if (clash && !values['dry-run']) {

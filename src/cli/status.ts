@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { request } from '../control/client.js';
 import { runtimeDir } from '../config/load.js';
+import { checkPrivateDir } from '../util/private-dir.js';
 import * as path from 'node:path';
 import type { StatusReport } from '../daemon/status.js';
 
@@ -16,8 +17,11 @@ Options:
   -h, --help          this help
 `;
 
+/** The control socket in the runtime directory, which must be this user's and private (util/private-dir). */
 export function defaultControlPath(): string {
-  return path.join(runtimeDir(), 'control.sock');
+  const dir = runtimeDir();
+  checkPrivateDir(dir, 'runtime directory');
+  return path.join(dir, 'control.sock');
 }
 
 function si(n: number, unit: string): string {
@@ -67,6 +71,15 @@ export function formatStatus(s: StatusReport): string {
     const drops = Object.entries(gone.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || 'none';
     out.push(`Ports gone: ${gone.ports} (rx ${gone.rxFrames} frames, tx ${gone.txFrames} frames, drops: ${drops})`);
   }
+  const cc = s.control;
+  if (cc && cc.badRequests + cc.overlongRequests + cc.handlerErrors + cc.idleClosed + cc.refusedConnections > 0) {
+    out.push(`Control socket: ${cc.connections} connections; refused: bad requests ${cc.badRequests}, over 1 MiB ${cc.overlongRequests}, idle ${cc.idleClosed}, ` +
+      `over the connection limit ${cc.refusedConnections}; internal errors ${cc.handlerErrors}`);
+  }
+  const w = s.web;
+  if (w && w.badRequests + w.handlerErrors + w.refusedConnections > 0) {
+    out.push(`Web view: bad requests ${w.badRequests}, over the connection limit ${w.refusedConnections}, internal errors ${w.handlerErrors}`);
+  }
   if (s.switch.table.pinnedRefused > 0) out.push(`Frames claiming lanparty's own MAC from another port (not learned): ${s.switch.table.pinnedRefused}`);
   out.push('');
   out.push('Transports');
@@ -77,6 +90,7 @@ export function formatStatus(s: StatusReport): string {
     if (pe && pe.refused + pe.evicted > 0) {
       out.push(`  ${t.url} peers: ${t.portCount} of at most ${pe.max}; new sources refused ${pe.refused}, evicted to make room ${pe.evicted}, aged out ${pe.aged}`);
     }
+    if (t.refusedConnections) out.push(`  ${t.url}: connections refused at the listener's limit ${t.refusedConnections}`);
     const k = t.socket;
     if (!k) continue;
     if (k.notAccepted > 0) out.push(`  ${t.url} socket: from sources outside the accept list, dropped ${k.notAccepted}`);

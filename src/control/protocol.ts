@@ -24,5 +24,9 @@ export interface ControlEvent {
   data: unknown;
 }
 
-/** Longest request line accepted; a longer one closes the connection. */
-export const MAX_REQUEST_BYTES = 64 * 1024;
+/**
+ * Longest request line accepted (bytes, without the newline); a longer one closes the connection
+ * with an error line, and the server reads no more of it. The largest real request, `inject` of a
+ * 65,553-byte frame, is about 131 KB of hex.
+ */
+export const MAX_REQUEST_BYTES = 1 << 20;

@@ -17,9 +17,12 @@ import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '..
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { runtimeDir } from '../config/load.js';
+import { ensurePrivateDir, tightenPrivateDir } from '../util/private-dir.js';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
-import { preparePrivateDir } from './private-dir.js';
+import type { WebCounters } from './web/server.js';
 
 function memoryNow(): StatusReport['memory'] {
   const m = process.memoryUsage();
@@ -53,6 +56,8 @@ export class Daemon {
   /** Extra status sections (services) registered by their owners. */
   readonly statusSections = new Map<string, () => unknown>();
   services: Services | null = null;
+  /** The web view's counters while it runs (lanparty up --web), else null. */
+  webCounters: WebCounters | null = null;
   private readonly stopHooks: Array<() => void> = [];
   // diagnostics_channel rethrows a subscriber's error as an uncaught exception: guarded.
   private readonly onPortUp = (m: unknown) => this.guard('port:up event', this.sw.now(), () => this.control.emit('port:up', this.portEvent((m as { port: Port }).port)));
@@ -114,6 +119,8 @@ export class Daemon {
       ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
       macs: macRows(this.sw, (m) => this.snoop.ipsOf(m)),
       services: sections,
+      control: { connections: this.control.connectionCount, ...this.control.counters },
+      web: this.webCounters ? { ...this.webCounters } : null,
     };
   }
 
@@ -125,8 +132,9 @@ export class Daemon {
     portDownChannel.subscribe(this.onPortDown);
     macMoveChannel.subscribe(this.onMacMove);
     try {
+      this.prepareRuntimeDir();
       await this.control.start();
-      if (this.config.privateDir !== null) preparePrivateDir(this.config.privateDir);
+      if (this.config.privateDir !== null) tightenPrivateDir(this.config.privateDir, 'private mode directory');
       for (const [i, p] of this.config.ports.entries()) {
         const t = openTransport(p, ctx, this.config.peerIdleMs);
         // Give the transport the clock before its first frame, so a peer heard in the first
@@ -163,6 +171,17 @@ export class Daemon {
       throw err;
     }
     this.timer = setInterval(() => this.tick(Date.now()), 1000);
+  }
+
+  /**
+   * The runtime directory, when a socket goes in it (the defaults put the control socket and the
+   * unix ports there): created 0700, and refused unless it is this user's and private.
+   */
+  private prepareRuntimeDir(): void {
+    const dir = runtimeDir();
+    const inside = (p: string) => path.resolve(p).startsWith(dir + path.sep);
+    const paths = [this.config.control.socketPath, ...this.config.ports.flatMap((p) => ('path' in p ? [p.path] : []))];
+    if (paths.some(inside)) ensurePrivateDir(dir, 'runtime directory');
   }
 
   /**

@@ -8,6 +8,7 @@ import type { Switch } from '../switch/switch.js';
 import type { Transport, TransportStatus } from '../transports/transport.js';
 import type { BusyPollState } from '../transports/batch-io.js';
 import { formatMac } from '../wire/ethernet.js';
+import type { ControlCounters } from '../control/server.js';
 
 class RateState {
   rxFrames = 0; txFrames = 0; rxBytes = 0; txBytes = 0; atMs = 0;
@@ -81,6 +82,10 @@ export interface StatusReport {
   ports: PortStatus[];
   macs: MacStatus[];
   services: unknown;
+  /** Control connections open now, and what the control server refused or failed at (control/server.ts). */
+  control: ControlCounters & { connections: number };
+  /** The web view's refusals and failures (daemon/web/server.ts), null when it is off. */
+  web: { badRequests: number; handlerErrors: number; refusedConnections: number } | null;
 }
 
 export function portStatus(p: Port, rates: RateTracker): PortStatus {

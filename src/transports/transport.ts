@@ -36,6 +36,8 @@ export interface TransportStatus {
    * peers aged out (silent peerIdleMs).
    */
   peers?: { max: number; refused: number; evicted: number; aged: number };
+  /** Stream listeners: connections closed at accept because the listener's cap was reached. */
+  refusedConnections?: number;
 }
 
 export interface Transport {

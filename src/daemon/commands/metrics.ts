@@ -8,6 +8,10 @@ import type { Daemon } from '../daemon.js';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { DROP_REASONS } from '../../switch/port.js';
 import { busyPollState } from '../../transports/batch-io.js';
+import { RateLimitedLog } from '../../util/logger.js';
+
+/** Scrapers connected at once; more are closed at accept (a scraper retries at its next interval). */
+const MAX_METRICS_CONNECTIONS = 16;
 
 export function register(d: Daemon): void {
   d.control.register({ name: 'metrics', usage: 'metrics: Prometheus text of per-port counters', handler: () => ({ text: metricsText(d) }) });
@@ -44,12 +48,25 @@ export function metricsText(d: Daemon): string {
       [`transport="${label(x.url)}",event="aged"`, x.peers?.aged ?? 0]] as Array<[string, number]>));
   const udp = d.transports.map((x) => x.status()).filter((x) => x.kind === 'udp' && x.socket);
   counter('lanparty_transport_not_accepted_total', 'UDP transports: datagrams from sources outside the accept list, dropped.', udp.map((x) => [`transport="${label(x.url)}"`, x.socket!.notAccepted]));
+  const listeners = d.transports.map((x) => x.status()).filter((x) => x.refusedConnections !== undefined);
+  counter('lanparty_transport_refused_connections_total', 'Stream listeners: connections closed at accept because the listener had its most (1024).', listeners.map((x) => [`transport="${label(x.url)}"`, x.refusedConnections!]));
   const sc = d.sw.counters;
   counter('lanparty_switch_frames_total', 'Forwarding decisions, by kind.', [['kind="flood"', sc.floods], ['kind="unicast"', sc.unicasts], ['kind="runt"', sc.runts], ['kind="oversize"', sc.oversize], ['kind="self-loop"', sc.selfLoops], ['kind="port-error"', sc.portErrors]]);
   const t = d.sw.table;
   out.push('# HELP lanparty_mac_table_entries MACs in the table.', '# TYPE lanparty_mac_table_entries gauge', `lanparty_mac_table_entries ${t.size}`);
   counter('lanparty_mac_table_events_total', 'MAC table events.', [['event="learned"', t.counters.learned], ['event="moved"', t.counters.moved], ['event="expired"', t.counters.expired], ['event="evicted"', t.counters.evicted]]);
   out.push('# HELP lanparty_ports Switch ports now.', '# TYPE lanparty_ports gauge', `lanparty_ports ${ports.length}`);
+  const cc = d.control.counters;
+  out.push('# HELP lanparty_control_connections Control socket connections open now.', '# TYPE lanparty_control_connections gauge', `lanparty_control_connections ${d.control.connectionCount}`);
+  counter('lanparty_control_refused_total', 'Control socket: requests and connections refused or closed, by reason (handler-error is a bug).', [
+    ['reason="bad-request"', cc.badRequests], ['reason="overlong-request"', cc.overlongRequests], ['reason="handler-error"', cc.handlerErrors],
+    ['reason="idle"', cc.idleClosed], ['reason="connection-limit"', cc.refusedConnections],
+  ]);
+  if (d.webCounters !== null) {
+    const w = d.webCounters;
+    counter('lanparty_web_refused_total', 'Web view: requests and connections refused or failed, by reason (bad-request: 400; handler-error: 500, a bug; connection-limit: closed at accept).',
+      [['reason="bad-request"', w.badRequests], ['reason="handler-error"', w.handlerErrors], ['reason="connection-limit"', w.refusedConnections]]);
+  }
   const bp = busyPollState();
   if (bp) {
     counter('lanparty_busy_poll_frames_total', 'Frames read while busy polling, each without a wake-up.', [['', bp.frames]]);
@@ -70,13 +87,24 @@ export function parseListen(text: string): { host: string; port: number } {
 /** Starts the HTTP endpoint (GET /metrics). Resolves once listening; returns a closer. */
 export async function startMetrics(d: Daemon, listen: string): Promise<{ close(): Promise<void>; address: string }> {
   const { host, port } = parseListen(listen);
+  // A scrape that throws costs that scrape: a 500 and a log line (at most one per 10 s or so).
+  const errorLog = new RateLimitedLog((m) => d.log.error(m));
   const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('lanparty: only GET /metrics is served\n');
-      return;
+    try {
+      if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/')) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('lanparty: only GET /metrics is served\n');
+        return;
+      }
+      const text = metricsText(d);
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text);
+    } catch (err) {
+      errorLog.write(Date.now(), `metrics: a request failed (${(err as Error).message}); answered 500`);
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' }).end('lanparty: internal error; see lanparty\'s log\n');
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(metricsText(d));
   });
+  server.maxConnections = MAX_METRICS_CONNECTIONS;
+  server.headersTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--metrics ${listen}`, err)));
     server.listen(port, host, resolve);

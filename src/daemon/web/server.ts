@@ -2,10 +2,18 @@
  * The live web view (`lanparty up --web [127.0.0.1:PORT]`, off by default): a page served by
  * node:http on a loopback address only, guarded by a random token in the printed URL.
  *
- * Stages per request: Host check (loopback names only, against DNS rebinding) → token check (query
- * `token=` or the cookie set on the first good request; compared with timingSafeEqual over SHA-256
- * digests so the length leaks nothing) → route: the page (index.html, style.css, app.js from
- * tsc's output), GET /api/status (one snapshot), GET /events (Server-Sent Events).
+ * Stages per request: Host check (loopback names only, against DNS rebinding) → request target
+ * (origin form `/path?query` only; anything else, or one that does not parse, is a 400) → token
+ * check (query `token=` or the cookie set on the first good request, a cookie that does not decode
+ * counting as none; compared with timingSafeEqual over SHA-256 digests so the length leaks
+ * nothing) → route: the page (index.html, style.css, app.js from tsc's output), GET /api/status
+ * (one snapshot), GET /events (Server-Sent Events).
+ *
+ * Every request runs inside a guard: an exception costs that request only (a 500, and the
+ * connection closes), is counted (`handlerErrors`) and logged at a limited rate. Connections are
+ * capped (MAX_CONNECTIONS, the excess closed at accept and counted as `refusedConnections`), and
+ * a request's headers must arrive within HEADERS_TIMEOUT_MS. The counters are in `status` (`web`)
+ * and the metrics.
  *
  * The event stream carries a `snapshot` every second (the daemon's status, named guests, doctor
  * findings refreshed every DOCTOR_EVERY_S seconds) and each control event (port:up, port:down,
@@ -20,17 +28,33 @@ import * as fs from 'node:fs';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Daemon } from '../daemon.js';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { RateLimitedLog } from '../../util/logger.js';
 import { request } from '../../control/client.js';
 
 const MAX_CLIENTS = 32;
+/** Open connections at once (event streams, page loads, keep-alive); more are closed at accept. */
+export const MAX_WEB_CONNECTIONS = 64;
+/** Time a client has to send a request's headers before its connection is closed. */
+const HEADERS_TIMEOUT_MS = 10_000;
 const HIGH_WATER_BYTES = 1 << 20;
 const SNAPSHOT_INTERVAL_MS = 1000;
 const DOCTOR_EVERY_S = 5;
 const COOKIE = 'lanparty_token';
 
+/** What the web view refused or failed at, for `status` (web) and the metrics. */
+export interface WebCounters {
+  /** Requests refused with a 400: a request target that is not `/path?query`, or HTTP that does not parse. */
+  badRequests: number;
+  /** Requests whose handler threw: answered with a 500 (or cut off), the connection closed. */
+  handlerErrors: number;
+  /** Connections closed at accept because MAX_WEB_CONNECTIONS were open. */
+  refusedConnections: number;
+}
+
 export interface WebView {
   /** The URL to open, with the token. */
   readonly url: string;
+  readonly counters: WebCounters;
   close(): Promise<void>;
 }
 
@@ -61,12 +85,31 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-function tokenFrom(req: http.IncomingMessage, url: URL): string | null {
+/**
+ * The URL of an origin-form request target (`/path?query`), or null for any other form (absolute,
+ * authority, `*`) or one that does not parse. `//` is a path here, not a scheme-relative URL.
+ */
+export function parseTarget(target: string | undefined): URL | null {
+  if (target === undefined || target.charCodeAt(0) !== 0x2f) return null;
+  try {
+    return new URL(`http://localhost${target}`);
+  } catch {
+    return null;
+  }
+}
+
+/** The token from the query, else from the cookie; a cookie value that does not decode is no token. */
+export function tokenFrom(cookieHeader: string | undefined, url: URL): string | null {
   const q = url.searchParams.get('token');
   if (q !== null) return q;
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [k, v] = part.trim().split('=');
-    if (k === COOKIE && v !== undefined) return decodeURIComponent(v);
+  for (const part of (cookieHeader ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== COOKIE) continue;
+    try {
+      return decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return null;
+    }
   }
   return null;
 }
@@ -81,6 +124,10 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
   const tokenDigest = digest(token);
   const files = pageFiles();
   const clients = new Set<SseClient>();
+  const counters: WebCounters = { badRequests: 0, handlerErrors: 0, refusedConnections: 0 };
+  // Any local user (or a web page that can reach loopback) can trigger these lines.
+  const errorLog = new RateLimitedLog((m) => d.log.error(m));
+  const refusedLog = new RateLimitedLog((m) => d.log.info(m));
   let doctor: unknown = { available: false, reason: 'not run yet' };
   let doctorAgeS = DOCTOR_EVERY_S;
   let boundPort = port;
@@ -109,7 +156,20 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
     }
   };
 
-  const server = http.createServer((req, res) => {
+  /** An exception in a request's handler: a 500 if nothing was sent yet, and the connection closes. */
+  const failed = (req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void => {
+    counters.handlerErrors++;
+    // The URL may carry the token: the log names the method and the error only.
+    errorLog.write(Date.now(), `web view: a ${String(req.method)} request failed (${err instanceof Error ? err.message : String(err)}); answered 500, the view goes on`);
+    try {
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' }).end('lanparty: internal error in the web view; see lanparty\'s log\n');
+    } catch {
+      res.destroy();
+    }
+  };
+
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.setHeader('cache-control', 'no-store');
     res.setHeader('x-content-type-options', 'nosniff');
     res.setHeader('referrer-policy', 'no-referrer');
@@ -117,8 +177,13 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
       res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden (unexpected Host header)\n');
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const given = tokenFrom(req, url);
+    const url = parseTarget(req.url);
+    if (url === null) {
+      counters.badRequests++;
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('lanparty: bad request target; expected /PATH?QUERY\n');
+      return;
+    }
+    const given = tokenFrom(req.headers.cookie, url);
     if (given === null || !timingSafeEqual(digest(given), tokenDigest)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden; open the URL with the token that lanparty up printed\n');
       return;
@@ -144,7 +209,8 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
       return;
     }
     if (url.pathname === '/api/status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot()));
+      const body = JSON.stringify(snapshot());
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       return;
     }
     const f = files[url.pathname === '/index.html' ? '/' : url.pathname];
@@ -153,24 +219,56 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
       return;
     }
     fs.readFile(f.file, (err, body) => {
-      if (err) {
-        res.writeHead(500, { 'content-type': 'text/plain' }).end(`lanparty: ${url.pathname} is missing from this install (${err.code}); rebuild with npm run build\n`);
-        return;
+      try {
+        sendFile(req, res, url, f.type, err, body);
+      } catch (e) {
+        failed(req, res, e);
       }
-      res.writeHead(200, {
-        'content-type': f.type,
-        // Everything comes from this server; nothing from the network.
-        'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-      }).end(req.method === 'HEAD' ? undefined : body);
     });
+  };
+
+  const sendFile = (req: http.IncomingMessage, res: http.ServerResponse, url: URL, type: string, err: NodeJS.ErrnoException | null, body: Buffer): void => {
+    if (err) {
+      res.writeHead(500, { 'content-type': 'text/plain' }).end(`lanparty: ${url.pathname} is missing from this install (${err.code}); rebuild with npm run build\n`);
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': type,
+      // Everything comes from this server; nothing from the network.
+      'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    }).end(req.method === 'HEAD' ? undefined : body);
+  };
+
+  const server = http.createServer((req, res) => {
+    try {
+      handle(req, res);
+    } catch (err) {
+      failed(req, res, err);
+    }
   });
   server.keepAliveTimeout = 5000;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = 2 * HEADERS_TIMEOUT_MS;
+  server.maxConnections = MAX_WEB_CONNECTIONS;
+  server.on('drop', () => {
+    counters.refusedConnections++;
+    refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, the most it takes; closed a new one (${counters.refusedConnections} so far)`);
+  });
+  // HTTP that does not parse (or headers too slow): a 400 where the socket still takes one, then closed.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code !== 'ECONNRESET') {
+      counters.badRequests++;
+      if (socket.writable) socket.write('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    }
+    socket.destroy();
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--web ${listen}`, err)));
     server.listen(port, host, () => resolve());
   });
   boundPort = (server.address() as net.AddressInfo).port;
+  d.webCounters = counters;
   server.on('error', (err) => d.log.error(`web view: ${err.message}`));
 
   // Control events, through a subscription like any other client's.
@@ -207,7 +305,12 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
       doctorAgeS = 0;
       void refreshDoctor();
     }
-    broadcast('snapshot', snapshot());
+    try {
+      broadcast('snapshot', snapshot());
+    } catch (err) {
+      counters.handlerErrors++;
+      errorLog.write(Date.now(), `web view: a snapshot failed (${(err as Error).message}); the next one comes in ${SNAPSHOT_INTERVAL_MS} ms`);
+    }
   }, SNAPSHOT_INTERVAL_MS);
   timer.unref();
   void refreshDoctor();
@@ -215,8 +318,10 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
   const shownHost = host.includes(':') ? `[${host}]` : host;
   return {
     url: `http://${shownHost}:${boundPort}/?token=${token}`,
+    counters,
     close: async () => {
       closed = true;
+      if (d.webCounters === counters) d.webCounters = null;
       clearInterval(timer);
       sub?.destroy();
       for (const c of clients) c.res.end();

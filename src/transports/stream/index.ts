@@ -43,7 +43,7 @@
  */
 import * as net from 'node:net';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import type { Logger } from '../../util/logger.js';
+import { RateLimitedLog, type Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
@@ -52,6 +52,11 @@ import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
+/**
+ * Connections one listener takes at once (a datagram port takes 1024 peers the same way); more are
+ * closed at accept and counted (`refusedConnections` on the transport's status row).
+ */
+export const MAX_STREAM_CONNECTIONS = 1024;
 /** Bytes queued per connection before dropping: about 690 frames of 1514 bytes, or 16 jumbo. */
 const QUEUE_LIMIT_BYTES = 1 << 20;
 /** Output slab size; a frame larger than this gets a slab of its own. */
@@ -371,10 +376,16 @@ export class StreamListener implements Transport {
   private readonly conns = new Set<StreamPort>();
   private serial = 0;
   private readonly log: Logger;
+  /** Connections closed at accept because maxConnections were open. */
+  private refusedConnections = 0;
+  /** Anyone who can reach the listener can trigger the refusal line. */
+  private readonly refusedLog: RateLimitedLog;
 
-  constructor(readonly url: string, private readonly addr: StreamAddress, private readonly ctx: TransportContext) {
+  /** `maxConnections` is for tests; lanparty uses MAX_STREAM_CONNECTIONS. */
+  constructor(readonly url: string, private readonly addr: StreamAddress, private readonly ctx: TransportContext, private readonly maxConnections = MAX_STREAM_CONNECTIONS) {
     this.kind = addr.kind;
     this.log = ctx.log;
+    this.refusedLog = new RateLimitedLog((m) => this.log.info(m));
   }
 
   async start(): Promise<void> {
@@ -384,6 +395,13 @@ export class StreamListener implements Transport {
       const name = `${this.kind} ${describe(this.addr)}#${++this.serial}`;
       const port = attach(sock, name, this.kind, this.addr, this.ctx, this.log, (p) => this.conns.delete(p));
       this.conns.add(port);
+    });
+    // Node closes a connection beyond the cap as it accepts it, before any port exists for it.
+    server.maxConnections = this.maxConnections;
+    server.on('drop', (info?: net.DropArgument) => {
+      this.refusedConnections++;
+      const from = info?.remoteAddress !== undefined ? ` from ${info.remoteAddress}:${info.remotePort}` : '';
+      this.refusedLog.write(Date.now(), `port ${this.url}: ${this.maxConnections} connections open, the most it takes; closed a new one${from} (${this.refusedConnections} so far)`);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`port ${this.url}`, err)));
@@ -414,7 +432,10 @@ export class StreamListener implements Transport {
   }
 
   status(): TransportStatus {
-    return { url: this.url, kind: this.kind, state: this.server ? 'listening' : 'closed', address: describe(this.addr), portCount: this.conns.size, native: streamReaderAvailable() };
+    return {
+      url: this.url, kind: this.kind, state: this.server ? 'listening' : 'closed', address: describe(this.addr), portCount: this.conns.size, native: streamReaderAvailable(),
+      refusedConnections: this.refusedConnections,
+    };
   }
 }
 
