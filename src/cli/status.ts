@@ -77,8 +77,8 @@ export function formatStatus(s: StatusReport): string {
       `over the connection limit ${cc.refusedConnections}; internal errors ${cc.handlerErrors}`);
   }
   const w = s.web;
-  if (w && w.badRequests + w.handlerErrors + w.refusedConnections > 0) {
-    out.push(`Web view: bad requests ${w.badRequests}, over the connection limit ${w.refusedConnections}, internal errors ${w.handlerErrors}`);
+  if (w && w.badRequests + w.handlerErrors + w.refusedConnections + w.evictedConnections > 0) {
+    out.push(`Web view: bad requests ${w.badRequests}, over the connection limit ${w.refusedConnections}, closed without the token to make room ${w.evictedConnections}, internal errors ${w.handlerErrors}`);
   }
   if (s.switch.table.pinnedRefused > 0) out.push(`Frames claiming lanparty's own MAC from another port (not learned): ${s.switch.table.pinnedRefused}`);
   out.push('');

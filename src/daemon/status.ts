@@ -85,7 +85,7 @@ export interface StatusReport {
   /** Control connections open now, and what the control server refused or failed at (control/server.ts). */
   control: ControlCounters & { connections: number };
   /** The web view's refusals and failures (daemon/web/server.ts), null when it is off. */
-  web: { badRequests: number; handlerErrors: number; refusedConnections: number } | null;
+  web: { badRequests: number; handlerErrors: number; refusedConnections: number; evictedConnections: number } | null;
 }
 
 export function portStatus(p: Port, rates: RateTracker): PortStatus {

@@ -9,7 +9,7 @@
  *   │ udp peer D     ─ 800 DISCOVERs, each ~60 KB of repeated option 61 pieces ────────┤  │
  *   │ udp peer Q     ─ DNS queries of 250 pointer-compressed questions each ───────────┤  │ lanparty up
  *   │ raw socket     ─ 70,000 spoofed udp source addresses, random source MACs ────────┤  │ udp, unixgram,
- *   │ tcp / unix     ─ 2,000 and 1,000 connections opened and held ────────────────────┘  │ tcp, unix, web
+ *   │ tcp / unix     ─ 2,000 and 1,100 connections opened and held ────────────────────┘  │ tcp, unix, web
  *   │                                                                                     │
  *   │ then: QEMU guests a (udp) and b (unixgram) ping each other; c (udp) joins by DHCP   │
  *   └─────────────────────────────────────────────────────────────────────────────────────┘
@@ -129,12 +129,20 @@ function rawHttp(port: number, request: string): Promise<number> {
   });
 }
 
-/** Opens up to `count` connections and keeps them; returns the sockets (failed connects are skipped). */
+/**
+ * Opens `count` connections and keeps them (a connection the listener closes at once still
+ * counts: it was tried). A unix connect fails with EAGAIN while the listener's backlog is full,
+ * so failed connects are tried again, up to 50 rounds in a row without progress.
+ */
 async function holdConnections(count: number, opts: net.NetConnectOpts): Promise<net.Socket[]> {
   const held: net.Socket[] = [];
-  for (let i = 0; i < count; i += 50) {
-    const batch = await Promise.all(Array.from({ length: Math.min(50, count - i) }, () => connectStream(opts).catch(() => null)));
-    for (const s of batch) if (s) { s.on('error', () => {}); held.push(s); }
+  let stalled = 0;
+  while (held.length < count && stalled < 50) {
+    const batch = await Promise.all(Array.from({ length: Math.min(50, count - held.length) }, () => connectStream(opts).catch(() => null)));
+    let progress = false;
+    for (const s of batch) if (s) { s.on('error', () => {}); held.push(s); progress = true; }
+    stalled = progress ? 0 : stalled + 1;
+    if (!progress) await sleep(20);
   }
   return held;
 }
@@ -169,8 +177,8 @@ if (inFreshNetns(import.meta.url, 'every hostile neighbour at once against one l
     const web = async () => {
       const codes: number[] = [];
       for (let i = 0; i < 20; i++) {
-        codes.push(await rawHttp(webPort, 'GET // HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
-        codes.push(await rawHttp(webPort, `GET /?token=%zz HTTP/1.1\r\nHost: 127.0.0.1:${webPort}\r\nCookie: lanparty_token=%\r\n\r\n`));
+        codes.push(await rawHttp(webPort, 'GET // HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n'));
+        codes.push(await rawHttp(webPort, `GET /?token=%zz HTTP/1.1\r\nHost: 127.0.0.1:${webPort}\r\nCookie: lanparty_token=%\r\nConnection: close\r\n\r\n`));
         codes.push(await rawHttp(webPort, `GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Junk: ${'a'.repeat(20_000)}\r\n\r\n`));
       }
       held.push(...await holdConnections(400, { host: '127.0.0.1', port: webPort }));
@@ -222,10 +230,12 @@ if (inFreshNetns(import.meta.url, 'every hostile neighbour at once against one l
     };
     const streams = async () => {
       held.push(...await holdConnections(2000, { host: '127.0.0.1', port: TCP_PORT }));
-      held.push(...await holdConnections(1000, { path: path.join(dir, 'stream.sock') }));
+      held.push(...await holdConnections(1100, { path: path.join(dir, 'stream.sock') }));
     };
     const started = Date.now();
-    await Promise.all([web(), control(), dhcp(), dns(), streams(), spoofSources(SPOOFED_SOURCES, UDP_PORT, hostMac)]);
+    const timed = (name: string, p: Promise<unknown>) => p.then(() => t.diagnostic(`${name} done after ${Date.now() - started} ms`));
+    await Promise.all([timed('web', web()), timed('control', control()), timed('dhcp', dhcp()), timed('dns', dns()), timed('streams', streams()),
+      timed('spoofed sources', spoofSources(SPOOFED_SOURCES, UDP_PORT, hostMac))]);
     t.diagnostic(`attack done in ${Date.now() - started} ms; ${held.length} connections held open; peak RSS so far ${peakKiB} KiB`);
 
     // DNS: plain queries after the attack all answered; no reply to the attack's queries larger
@@ -264,8 +274,27 @@ if (inFreshNetns(import.meta.url, 'every hostile neighbour at once against one l
     const s1 = await status(lp);
     assert.equal(s1.pid, pid, 'same process');
     const good = await rawHttp(webPort, `GET /api/status?token=${token} HTTP/1.1\r\nHost: 127.0.0.1:${webPort}\r\nConnection: close\r\n\r\n`);
-    assert.equal(good, 200, 'the web view still serves a good request');
+    assert.equal(good, 200, `the web view still serves a good request (got ${good})`);
     const udpPorts = s1.ports.filter((p) => p.kind === 'udp').length;
+    // Each attack met its limit and was counted where status says.
+    const full = s1 as unknown as {
+      control: { overlongRequests: number; badRequests: number };
+      web: { badRequests: number };
+      transports: Array<{ kind: string; refusedConnections?: number; peers?: { refused: number; evicted: number } }>;
+      services: { lan: { dhcp: { counters: { drops: Record<string, number> } } } };
+    };
+    t.diagnostic(`control ${JSON.stringify(full.control)}; web ${JSON.stringify(full.web)}; DHCP drops ${JSON.stringify(full.services.lan.dhcp.counters.drops)}`);
+    t.diagnostic(`transports ${JSON.stringify(full.transports.map((x) => ({ kind: x.kind, refusedConnections: x.refusedConnections, peers: x.peers })))}`);
+    assert.ok(full.control.overlongRequests >= 1, 'the 16 MiB control line was cut off and counted');
+    assert.ok(full.control.badRequests >= 20, 'the junk control lines were counted');
+    assert.ok(full.web.badRequests >= 20, 'the odd web requests were counted');
+    for (const kind of ['tcp', 'unix']) {
+      const tr = full.transports.find((x) => x.kind === kind)!;
+      assert.ok((tr.refusedConnections ?? 0) > 0, `the ${kind} listener refused connections past its limit`);
+    }
+    const udpTr = full.transports.find((x) => x.kind === 'udp')!;
+    assert.ok(udpTr.peers!.refused + udpTr.peers!.evicted > 0, 'spoofed sources met the udp port\'s peer limit');
+    assert.ok(full.services.lan.dhcp.counters.drops['option-too-long'] > 0, 'DISCOVERs with ~60 KB client ids were dropped as option-too-long');
     t.diagnostic(`after the attack: ${udpPorts} udp peer ports, table ${JSON.stringify(s1.switch.table)}, memory ${JSON.stringify(s1.memory)}`);
 
     // Two guests talk; a third joins by DHCP. The connection floods are still held open.

@@ -65,7 +65,7 @@ export function metricsText(d: Daemon): string {
   if (d.webCounters !== null) {
     const w = d.webCounters;
     counter('lanparty_web_refused_total', 'Web view: requests and connections refused or failed, by reason (bad-request: 400; handler-error: 500, a bug; connection-limit: closed at accept).',
-      [['reason="bad-request"', w.badRequests], ['reason="handler-error"', w.handlerErrors], ['reason="connection-limit"', w.refusedConnections]]);
+      [['reason="bad-request"', w.badRequests], ['reason="handler-error"', w.handlerErrors], ['reason="connection-limit"', w.refusedConnections], ['reason="evicted-without-token"', w.evictedConnections]]);
   }
   const bp = busyPollState();
   if (bp) {

@@ -11,7 +11,8 @@
  *
  * Every request runs inside a guard: an exception costs that request only (a 500, and the
  * connection closes), is counted (`handlerErrors`) and logged at a limited rate. Connections are
- * capped (MAX_CONNECTIONS, the excess closed at accept and counted as `refusedConnections`), and
+ * capped (MAX_WEB_CONNECTIONS): a new one closes the oldest that has not shown the token
+ * (`evictedConnections`), or itself when all have (`refusedConnections`); and
  * a request's headers must arrive within HEADERS_TIMEOUT_MS. The counters are in `status` (`web`)
  * and the metrics.
  *
@@ -47,8 +48,10 @@ export interface WebCounters {
   badRequests: number;
   /** Requests whose handler threw: answered with a 500 (or cut off), the connection closed. */
   handlerErrors: number;
-  /** Connections closed at accept because MAX_WEB_CONNECTIONS were open. */
+  /** Connections closed at accept because MAX_WEB_CONNECTIONS were open, every one with the token. */
   refusedConnections: number;
+  /** Connections without the token closed to make room for a new one at MAX_WEB_CONNECTIONS. */
+  evictedConnections: number;
 }
 
 export interface WebView {
@@ -124,7 +127,9 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
   const tokenDigest = digest(token);
   const files = pageFiles();
   const clients = new Set<SseClient>();
-  const counters: WebCounters = { badRequests: 0, handlerErrors: 0, refusedConnections: 0 };
+  const counters: WebCounters = { badRequests: 0, handlerErrors: 0, refusedConnections: 0, evictedConnections: 0 };
+  /** Connections that sent a request with the token (weak: a closed socket leaves by itself). */
+  const proven = new WeakSet<net.Socket>();
   // Any local user (or a web page that can reach loopback) can trigger these lines.
   const errorLog = new RateLimitedLog((m) => d.log.error(m));
   const refusedLog = new RateLimitedLog((m) => d.log.info(m));
@@ -188,6 +193,7 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
       res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden; open the URL with the token that lanparty up printed\n');
       return;
     }
+    proven.add(req.socket);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('lanparty: only GET\n');
       return;
@@ -249,10 +255,27 @@ export async function startWebView(d: Daemon, listen: string): Promise<WebView> 
   server.keepAliveTimeout = 5000;
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 2 * HEADERS_TIMEOUT_MS;
-  server.maxConnections = MAX_WEB_CONNECTIONS;
-  server.on('drop', () => {
-    counters.refusedConnections++;
-    refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, the most it takes; closed a new one (${counters.refusedConnections} so far)`);
+  // At MAX_WEB_CONNECTIONS a new connection closes the oldest one that has not shown the token
+  // yet, so idle connections held open by someone without it cannot lock the view out; only when
+  // every open connection has shown it is the new one closed.
+  const open = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    if (open.size >= MAX_WEB_CONNECTIONS) {
+      let victim: net.Socket | null = null;
+      for (const s of open) if (!proven.has(s)) { victim = s; break; }
+      if (victim === null) {
+        counters.refusedConnections++;
+        refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, all with the token; closed a new one (${counters.refusedConnections} so far)`);
+        socket.destroy();
+        return;
+      }
+      counters.evictedConnections++;
+      refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, the most it takes; closed the oldest without the token (${counters.evictedConnections} so far)`);
+      open.delete(victim);
+      victim.destroy();
+    }
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
   });
   // HTTP that does not parse (or headers too slow): a 400 where the socket still takes one, then closed.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {

@@ -102,7 +102,7 @@ test('a handler that throws costs that request: 500, connection closed, counted 
   }
   assert.equal(web.counters.handlerErrors, 1);
   assert.equal(daemon.status().web?.handlerErrors, 1);
-  assert.match(formatStatus(daemon.status()), /^Web view: bad requests \d+, over the connection limit \d+, internal errors 1$/m);
+  assert.match(formatStatus(daemon.status()), /^Web view: bad requests \d+, over the connection limit \d+, closed without the token to make room \d+, internal errors 1$/m);
   assert.match(metricsText(daemon), /lanparty_web_refused_total\{reason="handler-error"\} 1/);
   // The control server's counters sit beside them (their own tests are in test/unit/control).
   assert.equal(daemon.status().control.handlerErrors, 0);
@@ -139,6 +139,32 @@ test(`more than ${MAX_WEB_CONNECTIONS} connections: the excess is closed at acce
   }
 });
 
+test(`${MAX_WEB_CONNECTIONS} idle connections without the token cannot lock the view out: the oldest is closed for a new one`, async () => {
+  const held: net.Socket[] = [];
+  const closed: number[] = [];
+  try {
+    for (let i = 0; i < MAX_WEB_CONNECTIONS; i++) {
+      const s = await new Promise<net.Socket>((resolve, reject) => {
+        const c = net.connect({ host: '127.0.0.1', port }, () => resolve(c));
+        c.on('error', reject);
+      });
+      s.on('error', () => {});
+      s.once('close', () => closed.push(i));
+      held.push(s);
+    }
+    const before = web.counters.evictedConnections;
+    // The server may not have seen every connect yet; a good request may need a retry or two.
+    let reply = '';
+    for (let tries = 0; tries < 20 && statusLine(reply) !== 'HTTP/1.1 200 OK'; tries++) reply = await get(`/api/status?token=${token}`).catch(() => '');
+    assert.equal(statusLine(reply), 'HTTP/1.1 200 OK', 'a request with the token is served while idle connections fill the limit');
+    assert.ok(web.counters.evictedConnections > before, 'an idle connection was closed to make room');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(closed[0], 0, 'the oldest idle connection went first');
+  } finally {
+    for (const s of held) s.destroy();
+  }
+});
+
 test('lanparty up --web: GET // and cookie lanparty_token=% leave the process up, and status --json counts a bad request', async () => {
   const { spawn, spawnSync } = await import('node:child_process');
   const { cliPath } = await import('../../helpers/netns-lanparty.js');
@@ -170,7 +196,7 @@ test('lanparty up --web: GET // and cookie lanparty_token=% leave the process up
     // spawnSync is fine here: lanparty answers from its own process.
     const st = spawnSync(process.execPath, [cliPath(), 'status', '--json', '--control', control], { encoding: 'utf8', timeout: 20_000 });
     const report = JSON.parse(st.stdout) as { web: Record<string, number> | null; control: { connections: number } };
-    assert.deepEqual(report.web, { badRequests: 1, handlerErrors: 0, refusedConnections: 0 });
+    assert.deepEqual(report.web, { badRequests: 1, handlerErrors: 0, refusedConnections: 0, evictedConnections: 0 });
     assert.ok(report.control.connections >= 1, 'the web view holds a subscription');
   } finally {
     child.kill('SIGINT');
