@@ -196,7 +196,6 @@ export async function up(argv: string[]): Promise<number> {
     out.push('  and match it on every guest of the LAN (or hand it out with [dhcp] mtu = 9000).');
   }
   out.push(...unixQueueHint(kinds.has('unixgram'), shortUnixQueue(unixQueueNow())));
-  out.push('Everything above is reachable from this host only unless you named another address.');
   out.push(...exposureLines(config.privateDir, daemon.transports.map((t) => t.status())));
   out.push('ready');
   // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
@@ -220,19 +219,46 @@ export async function up(argv: string[]): Promise<number> {
 export { LanpartyError };
 
 /**
- * What other users of this host can reach: private mode names its directory; otherwise listening
- * udp, tcp and multicast ports on loopback are open to every user, who can read the LAN's frames
- * and send with a guest's MAC.
+ * What the ports expose, said plainly: private mode names its directory; listening udp, tcp and
+ * multicast ports on loopback are open to every user of this host (who can read the LAN's frames
+ * and send with a guest's MAC); a port bound beyond loopback gets a line of its own saying who can
+ * reach it from other hosts and what they get.
  */
-export function exposureLines(privateDir: string | null, transports: Array<{ kind: string; state: string; address: string }>): string[] {
+export function exposureLines(privateDir: string | null, transports: Array<{ url: string; kind: string; state: string; address: string }>): string[] {
   if (privateDir !== null) return [`Private: only unix sockets, in ${privateDir} (mode 0700); other users of this host cannot reach them.`];
   const open = new Set<string>();
+  const beyond: string[] = [];
   for (const t of transports) {
-    const onLoopback = /(^|\s)127\./.test(t.address);
-    if (onLoopback && (t.kind === 'mcast' || ((t.kind === 'udp' || t.kind === 'tcp') && t.state === 'listening'))) open.add(t.kind === 'mcast' ? 'multicast' : t.kind);
+    const host = boundHost(t.kind, t.address);
+    if (host === null) continue;
+    if (host.startsWith('127.') || host === '::1') {
+      if (t.kind === 'mcast' || ((t.kind === 'udp' || t.kind === 'tcp') && t.state === 'listening')) open.add(t.kind === 'mcast' ? 'multicast' : t.kind);
+      continue;
+    }
+    beyond.push(`  ${t.url}: ${BEYOND_LOOPBACK[t.kind] ?? 'reachable from other hosts'}`);
   }
-  if (open.size === 0) return [];
-  return [`Every user of this host can reach the ${[...open].join(', ')} ports (read the LAN's frames, take a guest's MAC); on a shared host use lanparty up --private.`];
+  const out: string[] = [];
+  if (open.size > 0) out.push(`Every user of this host can reach the ${[...open].join(', ')} ports (read the LAN's frames, take a guest's MAC); on a shared host use lanparty up --private.`);
+  if (beyond.length > 0) out.push('Reachable from other hosts:', ...beyond);
+  else out.push('Nothing above is reachable from other hosts.');
+  return out;
+}
+
+/** Who reaches a port bound beyond loopback, by transport kind. */
+const BEYOND_LOOPBACK: Record<string, string> = {
+  udp: 'the sources its accept= names (every source with accept=any) join the LAN and read its broadcasts',
+  tcp: 'any host that can connect joins the LAN and reads its broadcasts; bind it to 127.0.0.1 and use ssh -L from elsewhere, or link hosts with [wg]',
+  mcast: 'every host on that network segment (within its ttl) reads the LAN\'s frames and can join',
+  vxlan: 'its VTEPs join the LAN; VXLAN is not encrypted, so the LAN\'s frames cross that network in clear (use [wg] across untrusted networks)',
+  wg: 'encrypted; only the peers whose keys are configured get in',
+  'tcp+connect': 'lanparty connects out to that address; whoever answers there joins the LAN',
+};
+
+/** The IP address a transport is bound to (multicast: its interface address), or null for paths and TAP. */
+function boundHost(kind: string, address: string): string | null {
+  if (kind === 'tap' || kind === 'unix' || kind === 'unixgram' || kind === 'unix+connect') return null;
+  const m = kind === 'mcast' ? /\bon (\S+)/.exec(address) : /^\[?([0-9a-fA-F.:]+?)\]?:\d+/.exec(address) ?? /(\d+\.\d+\.\d+\.\d+)/.exec(address);
+  return m ? m[1] : null;
 }
 
 /** Lines for `lanparty up` when it has a unixgram port and the unix datagram queue is short (shortUnixQueue), else none. */
