@@ -211,7 +211,10 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
     t.diagnostic(`TAP ${TAP_NAME}: ${tap.recreations} recreations, ${tap.portDownDrops} port-down drops; per lifetime (created at s: reattach ms, first ping reply ms, replies, lanparty external MiB): ${tap.lifetimes.map((l) => `${l.createdAtS}: ${l.reattachMs}, ${l.firstReplyMs}, ${l.replies}, ${l.externalMiB.toFixed(0)}`).join('; ')}`);
     t.diagnostic(`wg peer: ${wg.roams} roams, resumed both ways after (ms) ${roamList.map((r) => `${r.from}→${r.to} ${r.resumeMs}`).join(', ')}; link seq soak→remote ${wg.toRemote.received}/${wg.toRemote.sent} (longest gap ${wg.toRemote.maxGapMs} ms), remote→soak ${wg.toLocal.received}/${wg.toLocal.sent} (longest gap ${wg.toLocal.maxGapMs} ms), duplicates ${wg.toRemote.duplicates + wg.toLocal.duplicates}`);
     t.diagnostic(`VmRSS over time (s:MiB): ${rss.map((r) => `${r.s}:${(r.kib / 1024).toFixed(0)}`).join(' ')}`);
-    if (process.env.LP_RELIABILITY_OUT) fs.writeFileSync(path.join(process.env.LP_RELIABILITY_OUT, 'soak-figures.json'), JSON.stringify(figures, null, 2));
+    if (process.env.LP_RELIABILITY_OUT) {
+      fs.mkdirSync(process.env.LP_RELIABILITY_OUT, { recursive: true });
+      fs.writeFileSync(path.join(process.env.LP_RELIABILITY_OUT, 'soak-figures.json'), JSON.stringify(figures, null, 2));
+    }
 
     assert.equal(st.pid, pid, 'the process never restarted');
     assert.ok(maxWarmMiB < SOAK_RSS_BOUND_MIB, `VmRSS ${maxWarmMiB.toFixed(0)} MiB once warm, bound ${SOAK_RSS_BOUND_MIB} MiB`);
