@@ -13,10 +13,10 @@ import { DgramTransport, PEER_EVICT_IDLE_MS } from '../../../src/transports/dgra
 import { nativeAvailable } from '../../../src/transports/batch-io.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { silentLogger } from '../../../src/util/logger.js';
+import { cycleSources } from '../../helpers/cycle-sources.js';
 
 const SOURCES = 70_000;
 const MAX_PEERS = 1024;  // what the daemon gives a udp port
-const CYCLER = fileURLToPath(new URL('../../helpers/source-cycler.js', import.meta.url));
 const CHILD = process.env.LP_DGRAM_PEERS_CHILD === '1';
 const mode = nativeAvailable() ? 'native' : 'js';
 
@@ -40,20 +40,6 @@ async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-function cycleSources(port: number, count: number, first = 0): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [CYCLER, String(port), String(count), String(first)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    c.stdout.on('data', (d) => { out += d; });
-    c.on('error', reject);
-    c.on('exit', (code) => {
-      const m = /sent (\d+) failed (\d+)/.exec(out);
-      if (code !== 0 || !m) reject(new Error(`source-cycler exited ${code}: ${out}`));
-      else resolve(Number(m[1]) - Number(m[2]));
-    });
-  });
 }
 
 async function openPort(peerIdleMs: number): Promise<{ t: DgramTransport; sink: Sink; port: number }> {

@@ -6,13 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { VxlanTransport } from '../../../src/transports/vxlan/index.js';
 import { UdpUnderlay } from '../../../src/transports/vxlan/underlay.js';
 import type { BatchSocket } from '../../../src/transports/batch-io-types.js';
 import type { FrameSink } from '../../../src/switch/port.js';
 import { silentLogger } from '../../../src/util/logger.js';
+import { cycleSources } from '../../helpers/cycle-sources.js';
 
 test('70,000 sources that are no VTEP leave no peer ids; the static VTEP still gets through', async () => {
   let frames = 0;
@@ -30,17 +29,7 @@ test('70,000 sources that are no VTEP leave no peer ids; the static VTEP still g
     const sock = (underlay as unknown as { sock: BatchSocket }).sock;
     const a = sock.localAddress();
     const port = a.kind === 'udp4' ? a.port : 0;
-    const cycler = fileURLToPath(new URL('../../helpers/source-cycler.js', import.meta.url));
-    const sent = await new Promise<number>((resolve, reject) => {
-      const c = spawn(process.execPath, [cycler, String(port), '70000', '180000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      c.stdout.on('data', (d) => { out += d; });
-      c.on('exit', (code) => {
-        const m = /sent (\d+) failed (\d+)/.exec(out);
-        if (code !== 0 || !m) reject(new Error(`source-cycler exited ${code}: ${out}`));
-        else resolve(Number(m[1]) - Number(m[2]));
-      });
-    });
+    const sent = await cycleSources(port, 70000, 180000);
     const until = Date.now() + 20_000;
     while (t.vx.rxPackets < sent && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     assert.equal(t.vx.rxUnknownVtep, sent);

@@ -7,14 +7,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { WgDevice, type WgIo } from '../../../src/transports/wg/device.js';
 import { WgTransport } from '../../../src/transports/wg/index.js';
 import { REKEY_TIMEOUT_MS } from '../../../src/transports/wg/messages.js';
 import { generatePrivateKey, publicKeyOf } from '../../../src/crypto/index.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { silentLogger } from '../../../src/util/logger.js';
+import { cycleSources } from '../../helpers/cycle-sources.js';
 
 interface Sent { from: string; to: number; data: Buffer }
 
@@ -131,17 +130,7 @@ test('a wg port keeps no peer id for sources that never authenticate (70,000 jun
   await wg.start();
   try {
     const port = (wg as unknown as { sock: { localAddress(): { port: number } } }).sock.localAddress().port;
-    const cycler = fileURLToPath(new URL('../../helpers/source-cycler.js', import.meta.url));
-    const sent = await new Promise<number>((resolve, reject) => {
-      const c = spawn(process.execPath, [cycler, String(port), '70000', '120000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      c.stdout.on('data', (d) => { out += d; });
-      c.on('exit', (code) => {
-        const m = /sent (\d+) failed (\d+)/.exec(out);
-        if (code !== 0 || !m) reject(new Error(`source-cycler exited ${code}: ${out}`));
-        else resolve(Number(m[1]) - Number(m[2]));
-      });
-    });
+    const sent = await cycleSources(port, 70000, 120000);
     const until = Date.now() + 20_000;
     while (wg.wgStatus().counters.rxPackets < sent && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     assert.equal(wg.wgStatus().counters.rxPackets, sent);
