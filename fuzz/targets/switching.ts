@@ -158,7 +158,7 @@ export const servicesTarget: FuzzTarget = {
       clearTimeout(h: unknown): void { const i = pending.findIndex((p) => p.id === h); if (i >= 0) pending.splice(i, 1); },
     };
     const out: Buffer[] = [];
-    const sink = { addPort() {}, removePort() {}, input(_p: unknown, buf: Buffer, off: number, len: number) { out.push(Buffer.from(buf.subarray(off, off + len))); } };
+    const sink = { addPort() {}, removePort() {}, setForwarding() {}, input(_p: unknown, buf: Buffer, off: number, len: number) { out.push(Buffer.from(buf.subarray(off, off + len))); } };
     const opts = {
       ...svc.defaultServicesOptions(),
       dhcp: { ...svc.defaultDhcpOptions(), probeMs: 200, leaseFile: null, staticLeases: [{ name: 'fixed', address: '10.77.0.200' }], maxLeasesPerPort: 8, maxLeasesPerSharedPort: 16 },

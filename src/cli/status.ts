@@ -108,7 +108,7 @@ export function formatStatus(s: StatusReport): string {
   out.push(table([
     ['ID', 'NAME', 'RX FRAMES', 'RX BYTES', 'TX FRAMES', 'TX BYTES', 'RX RATE', 'TX RATE', 'DROPS'],
     ...s.ports.map((p) => [
-      String(p.id), p.name, String(p.rxFrames), String(p.rxBytes), String(p.txFrames), String(p.txBytes),
+      String(p.id), p.forwarding === false ? `${p.name} (blocking)` : p.name, String(p.rxFrames), String(p.rxBytes), String(p.txFrames), String(p.txBytes),
       si(p.rates.rxBitsPerS, 'bit/s'), si(p.rates.txBitsPerS, 'bit/s'),
       Object.entries(p.drops).filter(([, n]) => n > 0).map(([r, n]) => `${r}=${n}`).join(' ') || '-',
     ]),

@@ -116,7 +116,7 @@ export class Daemon {
         },
       },
       transports: transportRows(this.transports),
-      ports: this.sw.ports.map((p) => portStatus(p, this.rates)),
+      ports: this.sw.ports.map((p) => portStatus(p, this.rates, this.sw.isForwarding(p))),
       macs: macRows(this.sw, (m) => this.snoop.ipsOf(m)),
       services: sections,
       control: { connections: this.control.connectionCount, ...this.control.counters },

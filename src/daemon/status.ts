@@ -49,6 +49,8 @@ export class RateTracker {
 
 export interface PortStatus {
   id: number; name: string; kind: string; endpoint: string;
+  /** False while the spanning tree blocks the port (it stays in the switch, with its counters). */
+  forwarding: boolean;
   rxFrames: number; rxBytes: number; txFrames: number; txBytes: number;
   rates: ReturnType<RateTracker['rates']>;
   drops: Record<string, number>;
@@ -88,10 +90,10 @@ export interface StatusReport {
   web: { badRequests: number; handlerErrors: number; refusedConnections: number; evictedConnections: number } | null;
 }
 
-export function portStatus(p: Port, rates: RateTracker): PortStatus {
+export function portStatus(p: Port, rates: RateTracker, forwarding: boolean): PortStatus {
   const c = p.counters;
   return {
-    id: p.id, name: p.name, kind: p.kind, endpoint: p.endpoint(),
+    id: p.id, name: p.name, kind: p.kind, endpoint: p.endpoint(), forwarding,
     rxFrames: c.rxFrames, rxBytes: c.rxBytes, txFrames: c.txFrames, txBytes: c.txBytes,
     rates: rates.rates(p), drops: { ...c.drops },
     ...(p.flow ? { flow: p.flow() } : {}),

@@ -17,7 +17,7 @@ export type DropReason =
   | 'send-error'    // the OS refused the send
   | 'bad-length'    // stream length prefix out of range
   | 'truncated'     // stream closed mid-frame
-  | 'port-down'     // port not connected
+  | 'port-down'     // port not connected, or blocked by the spanning tree
   | 'empty'         // 0-byte datagram
   | 'port-error';   // the port's send threw (a bug in that port); the switch went on
 
@@ -69,11 +69,15 @@ export interface Port {
 /**
  * What a transport talks to: the switch, or anything that stands in for it in tests.
  * `input` is the per-frame entry point; `addPort`/`removePort` follow ports that come and go
- * (a UDP peer first heard from, a stream connection accepted or closed).
+ * (a UDP peer first heard from, a stream connection accepted or closed); `setForwarding` follows a
+ * tree port that is blocked or unblocked while it stays.
  */
 export interface FrameSink {
-  addPort(port: Port): void;
+  /** Adds a port, forwarding unless `forwarding` is false. */
+  addPort(port: Port, forwarding?: boolean): void;
   removePort(port: Port): void;
+  /** Blocks or unblocks a port in the sink (the spanning tree's decision); it keeps its id. */
+  setForwarding(port: Port, forwarding: boolean): void;
   input(port: Port, buf: Buffer, off: number, len: number): void;
   /** Forgets learned MACs after a topology change (the spanning tree of peer links); optional. */
   flushLearned?(reason: string): void;

@@ -10,6 +10,9 @@
  *   6. Known unicast: send to its port, or drop as `self-loop` if that is the ingress port.
  *   7. Unknown unicast: flood to every other port.
  * Frames are forwarded untouched, 802.1Q tags included; the VLAN ID only picks the MAC table.
+ * A port is forwarding or blocking (`setForwarding`: the spanning tree of peer links blocks one end
+ * of a redundant link). A blocking port stays in the switch with its id and counters, but floods
+ * skip it, and a frame it receives is counted and dropped (`port-down`), so no MAC is learned there.
  * A port whose `send` throws (a bug in that port) loses that frame, counted as its `port-error`
  * drop and logged (rate limited); the flood goes on to the ports after it. A tap that throws is
  * counted in `tapErrors`. The try blocks sit around the send loops, not inside them: entering one
@@ -68,15 +71,18 @@ export class Switch implements FrameSink {
   readonly table: MacTable;
   readonly counters = new SwitchCounters();
   readonly opts: SwitchOptions;
+  /** Every port in the switch, forwarding or blocking, in the order added. */
   ports: Port[] = [];
+  /** The forwarding ones, in the same order: what a flood iterates. */
+  private floodPorts: Port[] = [];
+  /** Ports the spanning tree blocks (see `setForwarding`). */
+  private readonly blocking = new Set<Port>();
   /**
    * Totals of the ports that have gone (closed stream connections, idle datagram peers), so their
    * frames and drops (bad-length, truncated ...) stay visible after the port is removed.
    */
   readonly retired = new PortCounters();
   retiredPorts = 0;
-  /** What each removed port added to `retired`, taken back if the port is added again. */
-  private readonly retiredSnapshots = new WeakMap<Port, PortCounters>();
   private nextPortId = 1;
   private nowMs = 0;
   private taps: Tap[] = [];
@@ -112,34 +118,56 @@ export class Switch implements FrameSink {
     };
   }
 
-  addPort(port: Port): void {
-    // A port back after removePort (a tree port unblocked) reports its whole counters again itself.
-    const snap = this.retiredSnapshots.get(port);
-    if (snap !== undefined) {
-      this.retiredSnapshots.delete(port);
-      addCounters(this.retired, snap, -1);
-      this.retiredPorts--;
-    }
+  /** Adds a port, forwarding unless `forwarding` is false (a tree port starts blocking). */
+  addPort(port: Port, forwarding = true): void {
+    if (this.ports.includes(port)) throw new Error(`switch: port ${port.id} (${port.name}) added twice`);
     port.id = this.nextPortId++;
+    // Copy-on-write (here and below) so a flood in progress keeps iterating the old array.
     this.ports = this.ports.concat([port]);
-    this.log.info(`port ${port.id} up: ${port.name}${port.endpoint() ? ' (' + port.endpoint() + ')' : ''}`);
+    if (forwarding) this.floodPorts = this.floodPorts.concat([port]);
+    else this.blocking.add(port);
+    this.log.info(`port ${port.id} up: ${port.name}${port.endpoint() ? ' (' + port.endpoint() + ')' : ''}${forwarding ? '' : ', blocking'}`);
     if (portUpChannel.hasSubscribers) portUpChannel.publish({ port });
   }
 
   removePort(port: Port): void {
     const i = this.ports.indexOf(port);
     if (i < 0) return;
-    // Copy-on-write so a flood in progress keeps iterating the old array.
     this.ports = this.ports.slice(0, i).concat(this.ports.slice(i + 1));
+    this.floodPorts = this.floodPorts.filter((p) => p !== port);
+    this.blocking.delete(port);
     this.table.flushPort(port);
-    const snap = new PortCounters();
-    addCounters(snap, port.counters, 1);
-    addCounters(this.retired, snap, 1);
-    this.retiredSnapshots.set(port, snap);
+    addCounters(this.retired, port.counters);
     this.retiredPorts++;
     this.log.info(`port ${port.id} down: ${port.name}`);
     if (portDownChannel.hasSubscribers) portDownChannel.publish({ port });
   }
+
+  /**
+   * Blocks or unblocks a port (the spanning tree's decision). Blocking forgets the MACs learned on
+   * it, so unicasts to them flood over the ports that still forward until they are heard again.
+   */
+  setForwarding(port: Port, forwarding: boolean): void {
+    if (!this.ports.includes(port)) throw new Error(`switch: setForwarding on port ${port.id} (${port.name}), which is not in the switch`);
+    if (forwarding !== this.blocking.has(port)) return;
+    if (forwarding) {
+      this.blocking.delete(port);
+      this.floodPorts = this.ports.filter((p) => !this.blocking.has(p));
+    } else {
+      this.blocking.add(port);
+      this.floodPorts = this.floodPorts.filter((p) => p !== port);
+      this.table.flushPort(port);
+    }
+    this.log.info(`port ${port.id} ${forwarding ? 'forwarding' : 'blocking'}: ${port.name}`);
+  }
+
+  /** Whether `port` forwards (false for a blocking port and for one not in the switch). */
+  isForwarding(port: Port): boolean {
+    return !this.blocking.has(port) && this.ports.includes(port);
+  }
+
+  /** The forwarding ports (a flood's targets), for commands that send to every port. */
+  forwardingPorts(): readonly Port[] { return this.floodPorts; }
 
   /** After a topology change elsewhere (the peer links' spanning tree): forget learned MACs. */
   flushLearned(reason: string): void {
@@ -173,6 +201,10 @@ export class Switch implements FrameSink {
       this.counters.oversize++;
       return;
     }
+    if (this.blocking.size !== 0 && this.blocking.has(port)) {
+      c.drops['port-down']++;
+      return;
+    }
     if (this.taps.length > 0) this.runTaps(port, buf, off, len);
 
     const vlan = vlanId(buf, off, len);
@@ -196,7 +228,7 @@ export class Switch implements FrameSink {
       }
     }
     this.counters.floods++;
-    const ports = this.ports;
+    const ports = this.floodPorts;
     let i = 0;
     while (i < ports.length) {
       try {
@@ -239,10 +271,10 @@ function errorText(err: unknown): string {
   return err instanceof Error ? (err.stack ?? err.message) : String(err);
 }
 
-/** to += sign × from, counter by counter (the largest frame only grows). */
-function addCounters(to: PortCounters, from: PortCounters, sign: 1 | -1): void {
-  to.rxFrames += sign * from.rxFrames; to.rxBytes += sign * from.rxBytes;
-  to.txFrames += sign * from.txFrames; to.txBytes += sign * from.txBytes;
-  if (sign > 0 && from.rxLargestBytes > to.rxLargestBytes) to.rxLargestBytes = from.rxLargestBytes;
-  for (const reason of DROP_REASONS) to.drops[reason] += sign * from.drops[reason];
+/** to += from, counter by counter (the largest frame only grows). */
+function addCounters(to: PortCounters, from: PortCounters): void {
+  to.rxFrames += from.rxFrames; to.rxBytes += from.rxBytes;
+  to.txFrames += from.txFrames; to.txBytes += from.txBytes;
+  if (from.rxLargestBytes > to.rxLargestBytes) to.rxLargestBytes = from.rxLargestBytes;
+  for (const reason of DROP_REASONS) to.drops[reason] += from.drops[reason];
 }

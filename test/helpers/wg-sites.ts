@@ -190,13 +190,19 @@ export async function waitConverged(sites: Site[], timeoutMs = 20_000, opts: { s
     return await waitFor('spanning tree converged on every site', async () => {
       const out = new Map<Site, SiteStatus>();
       for (const s of sites) out.set(s, await siteStatus(s));
-      last = [...out].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`).join(' ')}`).join('; ');
+      // Roles, plus what a role waits on: the session (reachable, last handshake) and hellos heard.
+      last = [...out].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`
+        + `${p.reachable ? '' : ' unreachable'} hs=${p.lastHandshake ?? 'never'} helloRx=${p.counters.helloRx ?? 0}`
+        + ` handshakes=${p.counters.handshakes ?? 0} rx=${p.counters.rxBytes ?? 0}B ep=${p.endpoint}`).join(', ')}`
+        + ` [device ${Object.entries(st.wg.counters).filter(([, n]) => n !== 0).map(([k, n]) => `${k}=${n}`).join(' ')}]`).join('; ');
       // With `stockPeers`, a peer may also be a stock host: 'edge' (forwarding) or 'edge-blocked' (not).
       const settled = (p: WgPeerRow) => (p.role === 'blocked' || (opts.stockPeers === true && p.role === 'edge-blocked') ? !p.forwarding
         : (p.role === 'root' || p.role === 'designated' || (opts.stockPeers === true && p.role === 'edge')) && p.forwarding);
       const ok = [...out.values()].every((st) => st.wg.peers.every((p) => p.reachable && settled(p)));
       return ok ? out : undefined;
     }, timeoutMs, 250);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${last}`, { cause: err });
   } finally {
     log(`[host] link roles: ${last}`);
   }

@@ -37,6 +37,8 @@ function inject(d: Daemon, args: Record<string, unknown>): unknown {
     d.sw.input(p, frame, 0, frame.length);
     return { mode: 'from', port: p.id, portName: p.name, bytes: frame.length };
   }
-  for (const p of d.sw.ports) p.send(frame, 0, frame.length);
-  return { mode: 'flood', ports: d.sw.ports.map((p) => p.id), bytes: frame.length };
+  // A flood goes where the switch's floods go: not out of a port the spanning tree blocks.
+  const ports = d.sw.forwardingPorts();
+  for (const p of ports) p.send(frame, 0, frame.length);
+  return { mode: 'flood', ports: ports.map((p) => p.id), bytes: frame.length };
 }

@@ -104,8 +104,10 @@ export class McastTransport implements Transport {
   private ownPort = 0;
   private readonly onBatchBound: (count: number) => void;
   private readonly segment: SharedSegment;
-  /** Whether the port is in the switch (open, and not blocked by the tree). */
+  /** Whether the port is in the switch (from start to close). */
   private inSwitch = false;
+  /** What the switch was last told: the tree lets the port forward (true without a tree). */
+  private forwarding = true;
 
   constructor(readonly url: string, private readonly cfg: McastConfig, private readonly ctx: TransportContext) {
     this.port = new McastPort(`mcast ${cfg.group}:${cfg.port}`, Math.min(ctx.maxFrameBytes, UDP_MAX_PAYLOAD), `${cfg.group}:${cfg.port} via ${cfg.localaddr}`);
@@ -115,7 +117,7 @@ export class McastTransport implements Transport {
         const s = this.sendSock;
         if (s !== null) s.send(this.port.groupPeer, frame, 0, frame.length);
       },
-      setForwarding: (forwarding) => this.setInSwitch(forwarding && this.sendSock !== null),
+      setForwarding: (forwarding) => this.setForwarding(forwarding),
     });
     this.port.segment = this.segment;
   }
@@ -123,8 +125,14 @@ export class McastTransport implements Transport {
   private setInSwitch(on: boolean): void {
     if (on === this.inSwitch) return;
     this.inSwitch = on;
-    if (on) this.ctx.sink.addPort(this.port);
+    if (on) this.ctx.sink.addPort(this.port, this.forwarding);
     else this.ctx.sink.removePort(this.port);
+  }
+
+  private setForwarding(forwarding: boolean): void {
+    if (forwarding === this.forwarding) return;
+    this.forwarding = forwarding;
+    if (this.inSwitch) this.ctx.sink.setForwarding(this.port, forwarding);
   }
 
   async start(): Promise<void> {
@@ -159,7 +167,8 @@ export class McastTransport implements Transport {
     }
     this.port.groupPeer = this.sendSock.peerId({ kind: 'udp4', host: c.group, port: c.port });
     this.port.sendSock = this.sendSock;
-    this.setInSwitch(this.segment.forwarding);
+    this.forwarding = this.segment.forwarding;
+    this.setInSwitch(true);
     if (c.stp) segmentsOf(this.ctx.sink).add(this.segment);
     // Every sender to the group gets a peer id; a full table forgets the least recently heard.
     this.recvSock.onPeerEvicted((id) => {
@@ -210,6 +219,7 @@ export class McastTransport implements Transport {
         port.counters.drops['port-down']++;
         continue;
       }
+      // A port the tree blocks is still in the switch, which counts and drops its frames.
       sink.input(port, buf, 0, len);
     }
   }
@@ -239,7 +249,7 @@ export class McastTransport implements Transport {
     };
     const state = !this.recvSock ? 'closed' : g.tree !== null && !g.forwarding ? `joined, ${g.role} (spanning tree)` : 'joined';
     return {
-      url: this.url, kind: 'mcast', state, address: addr, portCount: this.inSwitch ? 1 : 0,
+      url: this.url, kind: 'mcast', state, address: addr, portCount: this.inSwitch && this.forwarding ? 1 : 0,
       native: this.recvSock ? this.recvSock.native : false, socket: socketStatsOf(this.recvSock, this.sendSock), segment,
     };
   }

@@ -298,6 +298,11 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     dev.tick(now);
     dev.up(now);
     log.info(`listening, public key ${keyText(this.publicKey)}, tunnel address ${this.cfg.address}, ${this.cfg.peers.length} peers`);
+    // Every peer port is in the switch from the start, blocking until the tree lets it forward.
+    for (const p of this.ports) {
+      this.ctx.sink.addPort(p, false);
+      p.inSwitch = true;
+    }
     this.timer = setInterval(() => this.coarseTick(), TICK_MS);
     this.timer.unref();
     segmentsOf(this.ctx.sink).listen(this);

@@ -51,6 +51,7 @@ export class FakeSink implements FrameSink {
   frames: Buffer[] = [];
   addPort(_port: Port): void {}
   removePort(_port: Port): void {}
+  setForwarding(_port: Port, _forwarding: boolean): void {}
   input(_port: Port, buf: Buffer, off: number, len: number): void {
     this.frames.push(Buffer.from(buf.subarray(off, off + len)));
   }

@@ -255,20 +255,52 @@ test('counters of removed ports stay in the retired totals', () => {
   assert.equal(sw.retired.drops.truncated, 1);
 });
 
-test('a port removed and added again (a tree port blocked, then forwarding) is counted once, live or retired', () => {
-  const { sw, ports } = setup(2);
-  inject(sw, ports[0], frame(BCAST, A));
-  sw.removePort(ports[0]);
-  assert.equal(sw.retired.rxFrames, 1);
-  sw.addPort(ports[0]);
-  assert.equal(sw.retired.rxFrames, 0, 'back in the switch: its counters are live again');
-  assert.equal(sw.retiredPorts, 0);
-  inject(sw, ports[0], frame(BCAST, A));
-  sw.removePort(ports[0]);
-  sw.removePort(ports[1]);
-  assert.equal(sw.retired.rxFrames, 2, 'two frames in, each counted once');
-  assert.equal(sw.retired.txFrames, 2, 'p1 sent the two floods');
-  assert.equal(sw.retiredPorts, 2);
+test('a blocked port stays in the switch with its id and counters; floods skip it, its frames are dropped, its MACs forgotten', () => {
+  const { sw, ports } = setup(3);
+  const [p0, p1, p2] = ports;
+  const id1 = p1.id;
+  inject(sw, p1, frame(BCAST, B));            // B learned on p1
+  assert.equal(sw.table.lookup(0x02000000000b, 0), p1);
+  sw.setForwarding(p1, false);
+  assert.equal(p1.id, id1, 'same id while blocked');
+  assert.ok(sw.ports.includes(p1), 'still listed');
+  assert.equal(sw.isForwarding(p1), false);
+  assert.deepEqual(sw.forwardingPorts().map((p) => p.id), [p0.id, p2.id]);
+  assert.equal(sw.table.lookup(0x02000000000b, 0), undefined, 'its MACs are forgotten');
+  inject(sw, p0, frame(BCAST, A));
+  inject(sw, p0, frame(B, A));                // B unknown now: floods, but not out of p1
+  assert.deepEqual(ports.map((p) => p.frames.length), [1, 0, 3], 'p0 and p2 had the first flood; p2 both since');
+  const rx = p1.counters.rxFrames;
+  inject(sw, p1, frame(A, C));                // from the blocked port: counted and dropped
+  assert.equal(p1.counters.rxFrames, rx + 1);
+  assert.equal(p1.counters.drops['port-down'], 1);
+  assert.equal(sw.table.lookup(0x02000000000c, 0), undefined, 'nothing learned from a blocked port');
+  assert.equal(p0.frames.length, 1, 'nothing forwarded from it');
+
+  sw.setForwarding(p1, true);
+  assert.equal(p1.id, id1, 'same id when forwarding again');
+  assert.deepEqual(sw.forwardingPorts().map((p) => p.id), [p0.id, p1.id, p2.id], 'back in its place in flood order');
+  inject(sw, p0, frame(BCAST, A));
+  assert.deepEqual(ports.map((p) => p.frames.length), [1, 1, 4]);
+  assert.equal(sw.retiredPorts, 0, 'blocking retires nothing');
+  sw.removePort(p1);
+  assert.equal(sw.retired.rxFrames, p1.counters.rxFrames, 'its whole history, once, when it goes');
+  assert.throws(() => sw.setForwarding(p1, false), /not in the switch/);
+});
+
+test('a port can join blocking (a tree port before the tree decides)', () => {
+  const sw = new Switch();
+  const a = new MemoryPort('a');
+  const b = new MemoryPort('b');
+  sw.addPort(a);
+  sw.addPort(b, false);
+  assert.equal(b.id, 2);
+  inject(sw, a, frame(BCAST, A));
+  assert.equal(b.frames.length, 0);
+  sw.setForwarding(b, true);
+  inject(sw, a, frame(BCAST, A));
+  assert.equal(b.frames.length, 1);
+  assert.throws(() => sw.addPort(b), /added twice/);
 });
 
 test('flushLearned forgets learned MACs, keeps pinned ones, and unicast floods until relearned', () => {

@@ -28,6 +28,7 @@ class Sink implements FrameSink {
   last: { port: Port; data: Buffer } | null = null;
   addPort(p: Port): void { this.ports.add(p); this.added++; }
   removePort(p: Port): void { this.ports.delete(p); this.removed++; }
+  setForwarding(_p: Port, _forwarding: boolean): void {}
   input(port: Port, buf: Buffer, off: number, len: number): void {
     this.frames++;
     this.last = { port, data: Buffer.from(buf.subarray(off, off + len)) };

@@ -27,6 +27,7 @@ class FakeSink implements FrameSink {
   readonly frames: Buffer[] = [];
   addPort(port: Port): void { this.ports.push(port); }
   removePort(port: Port): void { this.ports.splice(this.ports.indexOf(port), 1); }
+  setForwarding(_port: Port, _forwarding: boolean): void {}
   input(port: Port, buf: Buffer, off: number, len: number): void {
     port.counters.rxFrames++;
     port.counters.rxBytes += len;

@@ -15,7 +15,7 @@ import { cycleSources } from '../../helpers/cycle-sources.js';
 
 test('70,000 sources that are no VTEP leave no peer ids; the static VTEP still gets through', async () => {
   let frames = 0;
-  const sink: FrameSink = { addPort: () => {}, removePort: () => {}, input: () => { frames++; } };
+  const sink: FrameSink = { addPort: () => {}, removePort: () => {}, setForwarding: () => {}, input: () => { frames++; } };
   const vtep = dgram.createSocket('udp4');
   await new Promise<void>((r) => vtep.bind(0, '127.0.0.1', () => r()));
   const underlay = new UdpUnderlay({ host: '127.0.0.1', port: 0, group: null, acceptOnly: null, what: 'port vxlan://test' });

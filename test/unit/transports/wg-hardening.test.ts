@@ -122,7 +122,7 @@ test('cookie replies under load are rate limited per source and in all, and coun
 });
 
 test('a wg port keeps no peer id for sources that never authenticate (70,000 junk sources)', async () => {
-  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, input: () => {} };
+  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, setForwarding: () => {}, input: () => {} };
   const wg = new WgTransport('wg://127.0.0.1:0', {
     privateKey: generatePrivateKey(), listen: { host: '127.0.0.1', port: 0 }, address: '10.99.0.1', vni: 42, mtuBytes: 1420,
     peers: [{ publicKey: publicKeyOf(generatePrivateKey()), presharedKey: null, address: '10.99.0.2', endpoint: { host: '127.0.0.1', port: 9 }, persistentKeepaliveS: 0 }],

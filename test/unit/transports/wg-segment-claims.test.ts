@@ -13,7 +13,7 @@ import { generatePrivateKey } from '../../../src/crypto/index.js';
 import { silentLogger } from '../../../src/util/logger.js';
 
 test('claims heard on one group are relayed once onto the other group, padded as tree frames', async () => {
-  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, input: () => {} };
+  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, setForwarding: () => {}, input: () => {} };
   const sent: Buffer[][] = [[], []];
   const segs = [0, 1].map((i) => new SharedSegment(`fake group ${i}`, { sendFrame: (f) => sent[i].push(f), setForwarding: () => {} }));
   for (const s of segs) segmentsOf(sink).add(s);

@@ -24,7 +24,7 @@ async function until(what: string, ok: () => boolean, timeoutMs = 3000): Promise
 }
 
 test('two fake groups hearing the same root: one becomes the root port, the other is blocked and leaves the switch', async () => {
-  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, input: () => {} };
+  const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, setForwarding: () => {}, input: () => {} };
   const sent: Buffer[][] = [[], []];
   const changes: boolean[][] = [[], []];
   const segs = [0, 1].map((i) => new SharedSegment(`fake group ${i}`, {
