@@ -104,7 +104,7 @@ test('a handler that throws costs that request: 500, connection closed, counted 
   assert.equal(daemon.status().web?.handlerErrors, 1);
   assert.match(formatStatus(daemon.status()), /^Web view: bad requests \d+, over the connection limit \d+, closed without the token to make room \d+, internal errors 1$/m);
   assert.match(metricsText(daemon), /lanparty_web_refused_total\{reason="handler-error"\} 1/);
-  // The control server's counters sit beside them (their own tests are in test/unit/control).
+  // The control server's counters sit beside them (their own tests are in test/io/control).
   assert.equal(daemon.status().control.handlerErrors, 0);
   assert.match(metricsText(daemon), /lanparty_control_refused_total\{reason="overlong-request"\} 0/);
   assert.equal(statusLine(await get(`/api/status?token=${token}`)), 'HTTP/1.1 200 OK', 'the next request is served');
