@@ -65,8 +65,11 @@ function si(n: number, unit: string): string {
   return Math.round(n) + ' ' + unit;
 }
 
+/** Fills a table's body; each cell takes its column header's class (`wrap`: long text may break). */
 function fillTable(id: string, rows: string[][], empty: string, rowAttrs?: (i: number) => Record<string, string>): void {
-  const body = $(id).querySelector('tbody')!;
+  const table = $(id);
+  const body = table.querySelector('tbody')!;
+  const columnClass = Array.from(table.querySelectorAll('thead th'), (th) => th.className);
   body.replaceChildren();
   if (rows.length === 0) {
     const tr = el('tr');
@@ -79,7 +82,7 @@ function fillTable(id: string, rows: string[][], empty: string, rowAttrs?: (i: n
   rows.forEach((r, i) => {
     const tr = el('tr');
     if (rowAttrs) for (const [k, v] of Object.entries(rowAttrs(i))) tr.setAttribute(k, v);
-    for (const c of r) tr.append(el('td', c));
+    r.forEach((c, j) => tr.append(el('td', c, columnClass[j])));
     body.append(tr);
   });
 }
