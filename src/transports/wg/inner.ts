@@ -18,7 +18,7 @@
  * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
  * a stock host answers those with ICMP port unreachable, which we count and drop. A peer that
  * sends no hellos gets an ICMP echo request (RFC 792) to its tunnel address every HELLO_MS: its
- * kernel's echo reply proves the session live (stp.ts "Stock hosts"); replies are counted.
+ * kernel's echo reply proves the session live (docs/tree.md, "Stock hosts"); replies are counted.
  */
 import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
 import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';
