@@ -53,7 +53,7 @@ export function privatePortUrls(dir = privateDir()): string[] {
 }
 
 /**
- * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. 50 lowers
+ * Busy polling after a wakeup with frames, in microseconds (docs/speed.md); 0: off. 50 lowers
  * the added latency's p99 at light load about 2-8x per crossing (2 kHz probes, bench/RESULTS.md:
  * udp 83 -> 40 µs, unixgram 116 -> 29, tcp 103 -> 45, unix 139 -> 52 in one run). It is on by
  * default because it does not spin under a load (the addon's light-load rules): spinning then takes

@@ -1,5 +1,5 @@
 /**
- * What travels inside the tunnel (README, "Encrypted links between hosts"): Ethernet frames as
+ * What travels inside the tunnel (docs/peer-links.md): Ethernet frames as
  * VXLAN (RFC 7348) in UDP in IPv4, from our tunnel address to the peer's, so a stock host runs
  * `ip link add vx0 type vxlan id VNI local ITS_ADDR remote OUR_ADDR dstport 4789 dev wg0` on top
  * of wireguard-go. Read RFC 791 §3.2 (fragmentation) and RFC 7348 §5 first.
