@@ -1032,7 +1032,7 @@ function report(r: AllResults, started: Date, loadStart: number[]): string {
   out.push('## 2. Latency at light load (64-byte frames, one in flight, 2 kHz)', '');
   out.push(`Busy polling is ${busyDefaultText}; "${relayLabel('lanparty-bp')}" is lanparty with it ${DEFAULT_BUSY_POLL_US > 0 ? 'off' : 'on'}. On, after frames arrive`,
     `lanparty keeps reading for ${BENCH_BUSY_POLL_US} µs before it sleeps, so the echo's reply is read without waking the process (its idle spinning`,
-    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core, and it does not spin above ${busyMaxRate()} frames/s; README, "Speed"). It reads the`,
+    `may use ${DEFAULT_BUSY_POLL_BUDGET_PERCENT}% of a core, and it does not spin above ${busyMaxRate()} frames/s; docs/speed.md). It reads the`,
     'native datagram ports, TAP devices and stream connections (the addon reads those too) itself, in the spin.', '');
   out.push('Round trip sender → relay → echo → relay → sender, so each frame crosses the relay twice. "added" is the relay\'s',
     'round trip minus the no-relay round trip on the same transport; per crossing it is half that.', '');

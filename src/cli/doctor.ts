@@ -14,7 +14,9 @@ export const DOCTOR_HELP = `Usage: lanparty doctor [--json] [--control PATH]
 Check the running LAN and explain what would stop guests from talking, each finding with its fix:
 multicast membership on the wrong interface, strict rp_filter, firewall rules dropping lanparty's
 ports, frames bigger than the path MTU, duplicate MACs, duplicate IPv4 addresses, one DHCP client
-identifier on several MACs, and QEMU guests pointing at a port nobody listens on.
+identifier on several MACs, QEMU guests pointing at a port nobody listens on, unixgram ports
+whose readers' queues dropped datagrams (net.unix.max_dgram_qlen), and guests on this host whose
+udp socket dropped what lanparty sent them (its receive buffer).
 Exit code 0 when there is nothing to fix, 1 when there are findings.
 
 Options:

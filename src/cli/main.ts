@@ -33,9 +33,10 @@ Commands:
   pubkey        read a private key on stdin, print its public key
   genpsk        print a new preshared key
 
-Every command takes --help. Exit codes: 0 ok, 1 failure reported by the command, 2 usage,
-3 config, 4 address or path in use, 5 permission, 6 no such device, 7 native addon needed,
-8 no lanparty running (control socket), 70 internal; lanparty qemu exits with QEMU's code.
+Every command but genkey, pubkey and genpsk takes --help. Exit codes: 0 ok, 1 failure reported
+by the command, 2 usage, 3 config, 4 address or path in use, 5 permission, 6 no such device,
+7 native addon needed, 8 no lanparty running (control socket), 70 internal; lanparty qemu exits
+with QEMU's code.
 
 Options:
   -h, --help     this help

@@ -41,7 +41,7 @@ interface WgSection {
   listen: string; address: string; vni: number; mtu: number; bridgeId: string; rootId: string; rootCost: number; topologyChanges?: number; underLoad: boolean;
   counters: Record<'rxBadMac1' | 'rxBadMac2' | 'rxRateLimited' | 'rxUnknownIndex' | 'rxHandshakeFailed' | 'rxDecryptFailed' | 'rxBadSize' | 'rxBadType' | 'txCookieReplies', number>;
   peers: Array<{ publicKey: string; address: string; endpoint: string; lastHandshakeAgoS: number | null; rxBytes: number; txBytes: number; reachable: boolean; role: string; forwarding: boolean; claimedBy?: string[]; counters: Record<string, number> }>;
-  /** Multicast groups in the tree (absent from older daemons). */
+  /** Multicast groups in the tree; optional, so a daemon's status without them still reads. */
   segments?: Array<{ name: string; role: string; forwarding: boolean; bridges: string[]; helloRx: number }>;
 }
 

@@ -19,7 +19,7 @@ With no options it listens on this host only (loopback, open to every user of th
 socket directory), prints the QEMU arguments for each transport, then "ready".
 
 Options:
-  -c, --config FILE        TOML config file (see README, "Configuration")
+  -c, --config FILE        TOML config file (see docs/config.md)
       --private            only unix socket ports, in a directory only you may enter (0700),
                            for a shared host: every user of the host can reach the default
                            udp, tcp and multicast ports on loopback, read the LAN's frames and
@@ -57,7 +57,7 @@ Options:
       --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (off by default)
   -h, --help               this help
 
-Environment (for measuring and troubleshooting the data path; see README, "Speed"):
+Environment (for measuring and troubleshooting the data path; see docs/speed.md):
   LANPARTY_NO_NATIVE=1      use node:dgram instead of the native addon (slower; no unix datagrams)
   LANPARTY_UDP_GSO=0        send one UDP datagram per message (no UDP GSO)
   LANPARTY_ZERO_COPY=0      copy every forwarded datagram before sending it
@@ -65,7 +65,8 @@ Environment (for measuring and troubleshooting the data path; see README, "Speed
   LANPARTY_STREAM_READER=0  let Node read tcp and unix stream connections instead of the addon
   LANPARTY_UNIX_FLOW_CONTROL=1
                             stop reading a unixgram port while one of its readers is slow: no
-                            drops for a bulk flow, but every guest of that port waits (README)
+                            drops for a bulk flow, but every guest of that port waits
+                            (docs/transports.md)
 `;
 
 /** The default for a bare `--web`: loopback, a free port. */

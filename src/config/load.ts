@@ -53,12 +53,12 @@ export function privatePortUrls(dir = privateDir()): string[] {
 }
 
 /**
- * Busy polling after a wakeup with frames, in microseconds (README, "Speed"); 0: off. 50 lowers
+ * Busy polling after a wakeup with frames, in microseconds (docs/speed.md); 0: off. 50 lowers
  * the added latency's p99 at light load about 2-8x per crossing (2 kHz probes, bench/RESULTS.md:
- * udp 83 -> 40 µs, unixgram 116 -> 29, tcp 103 -> 45, unix 139 -> 52 in one run). It was opt-in
- * while it also spun under load, where iperf3 between two TCG guests fell to 0.80x (the CPU it
- * spins is the guests'); it no longer spins under a load (the addon's light-load rules), and the
- * same guests run at 0.93-1.03x of it off across six runs.
+ * udp 83 -> 40 µs, unixgram 116 -> 29, tcp 103 -> 45, unix 139 -> 52 in one run). It is on by
+ * default because it does not spin under a load (the addon's light-load rules): spinning then takes
+ * the guests' CPU (iperf3 between two TCG guests fell to 0.80x when it did), and with those rules
+ * the same guests run at 0.93-1.03x of it off across six runs.
  */
 export const DEFAULT_BUSY_POLL_US = 50;
 /** The share of one core busy polling's idle spinning may use on average. */

@@ -1,7 +1,7 @@
 /**
  * Shared segments in the spanning tree: the contract between a transport whose one port is a hub
  * that other bridges may share (mcast: a QEMU multicast group) and the transport that runs the
- * tree over peer links (wg, whose stp.ts header explains the design). Neither imports the other;
+ * tree over peer links (wg; the design is in docs/tree.md). Neither imports the other;
  * both find the same registry through the switch they feed (one tree per switch, as one 802.1D
  * bridge has one), so the daemon needs no wiring.
  *

@@ -2,13 +2,18 @@
  * Ethernet II / IEEE 802.3 frame helpers over a Buffer (IEEE 802.3 clause 3; 802.1Q for tags).
  * A frame here is what QEMU's socket netdevs carry: destination MAC onward, no preamble, no FCS.
  * Hot-path helpers take (buf, off) and never allocate; MACs are 48-bit numbers (exact in a double).
- * Leaf module: imports nothing from lanparty.
+ * Leaf module: imports nothing from lanparty except util/errors.
  */
 import { createHash } from 'node:crypto';
 import { LanpartyError } from '../util/errors.js';
 
 export const ETH_HEADER_BYTES = 14;
-export const ETH_MIN_FRAME_BYTES = 60;   // without FCS; shorter frames are padded when delivered to QEMU
+/**
+ * 802.3's minimum frame without FCS. The switch forwards shorter frames byte for byte (QEMU's
+ * socket netdevs never pad; docs/qemu-transports.md §1); only frames lanparty builds itself (the
+ * virtual host's replies, inject's templates) are padded to it.
+ */
+export const ETH_MIN_FRAME_BYTES = 60;
 export const VLAN_TAG_BYTES = 4;
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;

@@ -1,7 +1,7 @@
 /**
  * UDP header (RFC 768) with the IPv4 pseudo-header checksum. `parseUdp` is the checked path;
  * `emitUdp` writes the header and checksum over a payload already in place after it.
- * Leaf module: imports only util/errors and checksum.
+ * Leaf module: imports only util/errors and the wire modules checksum and ipv4.
  */
 import { LanpartyError } from '../util/errors.js';
 import { foldChecksum, onesComplementSum } from './checksum.js';

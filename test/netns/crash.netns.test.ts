@@ -124,8 +124,8 @@ if (inFreshNetns(import.meta.url, 'kill -9 lanparty during DHCP load, in a loop 
   });
 
   test('lanparty up tells QEMU 7.2 stream clients how to come back after a restart; Ctrl-C the moment it is ready stops it cleanly', { skip: lanpartyMissing(), timeout: 120_000 }, async () => {
-    // SIGINT as soon as "ready" is read: a CI run caught lanparty killed by it (exit by signal),
-    // because the handlers went in after the line was printed. Ten times over, on a busy machine.
+    // SIGINT as soon as "ready" is read: the signal handlers must be in place before that line is
+    // printed, or lanparty dies by the signal. Ten times over, on a busy machine.
     for (let i = 0; i < 10; i++) {
       const dir = tempDir('note');
       const lp = await startSelf({ ports: [`tcp://127.0.0.1:33302`, `unix://${dir}/s.sock`, 'udp://127.0.0.1:33303'], label: `lanparty#${i}` });

@@ -88,7 +88,7 @@ test('stock wireguard-go + vxlan + bridge pings the host behind lanparty, 1514-b
   // VXLAN packet (1550 bytes) exceeds the 1420-byte tunnel MTU, so it crosses as IPv4 fragments:
   // Linux fragments its side, lanparty reassembles, and the other way round. DF stays clear:
   // Linux's vxlan refuses DF packets above its path MTU (it answers with a PMTU error instead),
-  // which is why a stock host should give its guests MTU 1370 or clear DF (see README).
+  // which is why a stock host should give its guests MTU 1370 or clear DF (see docs/peer-links.md).
   const big = await stock.run(['ping', '-c', '5', '-i', '0.2', '-W', '2', '-M', 'dont', '-s', '1472', '192.168.77.1']);
   assert.match(big.stdout, / 0% packet loss/);
   const fromLp = await lp.run(['ping', '-c', '5', '-i', '0.2', '-W', '2', '-M', 'do', '-s', '1472', '192.168.77.2']);

@@ -1,5 +1,5 @@
 /*
- * Issue 9, shared segments: two lanparty instances a1 and a2 on one site join the same QEMU
+ * Shared segments: two lanparty instances a1 and a2 on one site join the same QEMU
  * multicast group and both have a peer link to site b. The path a1 ↔ group ↔ a2 closes a loop the
  * peer links cannot see; the group takes part in the spanning tree as a shared segment (hellos as
  * Ethernet frames on the group, transports/wg/stp.ts). Keys are chosen so that b is the root and

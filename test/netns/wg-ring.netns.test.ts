@@ -1,5 +1,5 @@
 /*
- * Issue 9, "a link that fails must heal within seconds", for hosts that stay quiet: five lanparty
+ * A link that fails must heal within seconds, also for hosts that stay quiet: five lanparty
  * sites in a ring of peer links (a-b-c-d-e-a, through the router of test/helpers/wg-sites.ts), so
  * the spanning tree blocks one link. Every site's client broadcasts once (every switch learns
  * every MAC), then a forwarding link that shares no bridge with the blocked one is cut. The tree

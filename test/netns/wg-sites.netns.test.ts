@@ -1,5 +1,5 @@
 /*
- * Issue 9, "How we will know": lanparty sites joined by WireGuard peer links through a router
+ * lanparty sites joined by WireGuard peer links through a router
  * that forwards, drops, delays and NATs. Every test starts its own lanparty instances on the same
  * namespaces (test/helpers/wg-sites.ts) and stops them, whatever happens.
  *

@@ -1,8 +1,8 @@
 /*
- * Issue 9, redundant links through a stock host: a stock Linux host s (Debian's wireguard-go, one
+ * Redundant links through a stock host: a stock Linux host s (Debian's wireguard-go, one
  * kernel vxlan device with head-end replication to both lanparty tunnel addresses, a bridge) peers
  * with two lanparty sites a and b that are also peered with each other. Exactly one of a and b may
- * forward s's frames (stp.ts "Stock hosts"); every frame crosses once; when the forwarding one
+ * forward s's frames (docs/tree.md, "Stock hosts"); every frame crosses once; when the forwarding one
  * dies or loses s, the other takes over within seconds.
  *
  *   netns lp<pid>-N-a              netns lp<pid>-N-r (router)            netns lp<pid>-N-b
@@ -44,8 +44,8 @@ const skip = netnsSkipReason(['ip', 'ss', 'nft', 'tcpdump', 'ping', 'bridge']) ?
 /**
  * The worst case stp.ts promises for a takeover: the session goes quiet for EDGE_LIVE_MS (its probe
  * runs once a hello period), the withdrawn claim takes a hello to arrive, and the taker waits the
- * forward delay. Measured 4.3-6.1 s; the 3 s on top are for a loaded CI machine (1 s was too
- * little for a shared machine). A takeover that never happens, or a loop, still fails.
+ * forward delay. Measured 4.3-6.1 s; the 3 s on top are for a loaded CI machine (1 s is too
+ * little on a shared machine). A takeover that never happens, or a loop, still fails.
  */
 const HEAL_BOUND_MS = EDGE_LIVE_MS + 2 * HELLO_MS + FORWARD_DELAY_MS + 3000;
 const S_ADDR = '192.168.77.3';
@@ -253,7 +253,7 @@ test('s peered with a and b (linked): one forwards for s, every frame crosses on
   assert.ok(lastToS > took, 'frames reached s after the takeover');
 
   // Unicast from s now reaches the survivor's client: s's vxlan moved the client's MAC to the
-  // survivor's tunnel address when the client's frames arrived from there (stp.ts "Stock hosts").
+  // survivor's tunnel address when the client's frames arrived from there (docs/tree.md, "Stock hosts").
   await s.ns.run(['ip', 'neigh', 'replace', '192.168.77.200', 'lladdr', cOther.mac, 'dev', 'br0', 'nud', 'permanent']);
   const fdb = await s.ns.run(['bridge', 'fdb', 'show', 'dev', 'vx0']);
   const entry = fdb.stdout.split('\n').find((l) => l.startsWith(cOther.mac) && l.includes(' dst ')) ?? ''; // the vxlan's own entry, not the bridge's

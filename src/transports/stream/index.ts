@@ -7,39 +7,12 @@
  *   tcp+connect://HOST:PORT, unix+connect:// lanparty connects out to a QEMU with server=on and
  *                                            reconnects (backoff 100 ms .. 2 s) when that QEMU restarts.
  *
- * Stages for a received chunk: the addon's StreamReader reads the connection into the port's read
- * slab (64 KiB, reused, 256 KiB once a tcp connection fills it; Node's net.Socket, opened paused,
- * never reads it) → StreamFramer (views, copies only a frame split across reads) → sink.input.
- * Without the addon, or with LANPARTY_STREAM_READER=0, Node reads it instead: socket 'data' (a
- * Buffer per read) → the same.
- * Sending, per port:
- *   1. Cut-through: a frame that arrived in the read chunk of another stream port already has its
- *      length in front of it, as it must leave. send() only notes it as a run [runStart, runEnd)
- *      of that chunk, and the next frames of the chunk sent here, right behind it, extend the run.
- *      Before anything else is sent here, the run is copied into the output slab (below). When
- *      the chunk has been forwarded (settleRuns), the last run is written to the socket straight
- *      from the chunk, behind what the slab holds, in one writev, unless the socket is still
- *      writing (then it is copied too). If the socket keeps a view of the chunk (a write that did
- *      not complete), the reading port reads into a new slab from then on. Between two guests on
- *      stream ports that is one write per read and no copy at all (issue 8 note);
- *   2. any other frame is copied (length + frame) into the port's output slab (64 KiB, reused
- *      until full), because the caller's buffer is only ours for the call, and the first such
- *      send of a tick schedules one flush (queueMicrotask, bound once);
- *   3. flush() hands everything copied since the last flush to the socket in one write, so a
- *      batch of frames from one wakeup costs one system call, not one per frame.
- * When more than QUEUE_LIMIT_BYTES is already queued (a stalled VM: QEMU stops reading when its
- * NIC is full) the frame is dropped as `queue-full`, newest first. Measured with bench/ (tcp,
- * 1514 B): one write per frame spent two thirds of lanparty's busy time in the socket write.
- *
- * Flow control between stream ports (802.3x PAUSE, with the watchdog of data-centre PFC): when a
- * frame read from one stream port finds another stream port's queue above PAUSE_BYTES, the reading
- * port stops reading (TCP or the unix socket then pushes back on its QEMU) until
- * the congested port's socket drains. A sender faster than its receiver is slowed down instead of
- * losing frames, as it would be on a direct connection. The cost is head-of-line blocking: while
- * paused, the sender's frames to other ports wait too. So a pause lasts at most PAUSE_MAX_MS: then
- * the congested port counts as stuck (a paused or hung guest), nobody waits for it again until it
- * drains, and frames to it are dropped at QUEUE_LIMIT_BYTES as before. Datagram senders cannot be
- * paused (their kernel buffer would drop instead), so only stream ports wait.
+ * Receive: the addon's StreamReader (or Node's socket 'data' without it) → StreamFramer (views;
+ * copies only a frame split across reads) → sink.input. Send, per port: cut-through runs written
+ * straight from another stream port's read chunk, else a copy into the port's output slab, flushed
+ * once per tick in one write; QUEUE_LIMIT_BYTES bounds the queue. Flow control pauses a reading
+ * port while a port it sends to is congested, for at most PAUSE_MAX_MS. The stages, limits and
+ * measurements behind them are in docs/transports.md, "tcp and unix".
  */
 import * as net from 'node:net';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
@@ -69,7 +42,7 @@ const PAUSE_MAX_MS = 200;
 const READ_BYTES = 64 * 1024;
 /**
  * The native reader's slab for a tcp connection once a read has filled it (a busy connection):
- * fewer, larger reads and writes. A/B in a namespace (issue 8 note), 3 runs each of 256 KiB
+ * fewer, larger reads and writes. A/B in a namespace, 3 runs each of 256 KiB
  * against 64 KiB: tcp 64 B 20-30% less lanparty CPU per frame, 1514 B 0-15%; unix stream 1514 B
  * 5-30% *more* (a unix socket's send buffer, 208 KiB, takes less than one such write), so unix
  * connections keep READ_BYTES, as idle and light tcp ones do.

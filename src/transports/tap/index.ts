@@ -4,7 +4,7 @@
  * on tap0 as received. One device is one switch port, which stays in the switch for the
  * transport's whole life, so its id and counters survive the device going away and coming back.
  *
- * Two ways in (see README, "The host on the LAN"):
+ * Two ways in (see docs/transports.md, "tap"):
  *   - attach (`tap://tap0`): the device must exist. Rootless: an administrator runs once
  *     `ip tuntap add mode tap user NAME name tap0`, and lanparty, running as NAME, attaches.
  *   - create (`tap://tap0?create=1&address=10.77.0.254/24&mtu=1500`, root or CAP_NET_ADMIN):

@@ -100,7 +100,7 @@ export interface WgStatus {
   tcCount: number;
   underLoad: boolean;
   counters: DeviceCounters;
-  /** Claims (stp.ts "Stock hosts"): bridges heard claiming stock peers, and messages ignored or cut short. */
+  /** Claims (docs/tree.md, "Stock hosts"): bridges heard claiming stock peers, and messages ignored or cut short. */
   claims: { origins: number; rx: number; relayed: number; full: number; truncated: number };
   peers: WgPeerStatus[];
   segments: WgSegmentStatus[];
@@ -113,7 +113,7 @@ const TICK_MS = 100;
  * current keypair. Not at the first authenticated packet: when both ends initiate at once, each
  * answers the other's initiation and neither response completes (WireGuard retries after
  * REKEY_TIMEOUT, 5 s), so a lanparty peer can be heard for seconds before any hello can cross;
- * counted from then, it was taken for a stock host and forwarded at once, looping a triangle.
+ * counted from then, it would be taken for a stock host and forwarded at once, looping a triangle.
  */
 export function noteSession(link: LinkState, peer: Peer, nowMs: number): void {
   if (link.sessionSinceMs === 0 && peer.current !== null) link.sessionSinceMs = nowMs || 1;
@@ -411,7 +411,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
         this.ctx.sink.removePort(p);
       }
     }
-    // After the ports moved: MACs learned the old way are forgotten (stp.ts "Topology changes").
+    // After the ports moved: MACs learned the old way are forgotten (docs/tree.md, "Topology changes").
     if (this.stp.takeFlush()) this.ctx.sink.flushLearned?.(`spanning tree, change ${this.stp.tcCount}`);
   }
 

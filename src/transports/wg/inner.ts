@@ -1,5 +1,5 @@
 /**
- * What travels inside the tunnel (README, "Encrypted links between hosts"): Ethernet frames as
+ * What travels inside the tunnel (docs/peer-links.md): Ethernet frames as
  * VXLAN (RFC 7348) in UDP in IPv4, from our tunnel address to the peer's, so a stock host runs
  * `ip link add vx0 type vxlan id VNI local ITS_ADDR remote OUR_ADDR dstport 4789 dev wg0` on top
  * of wireguard-go. Read RFC 791 §3.2 (fragmentation) and RFC 7348 §5 first.
@@ -18,7 +18,7 @@
  * Lanparty peers also exchange link hellos (stp.ts) as UDP to LINK_CONTROL_PORT inside the tunnel;
  * a stock host answers those with ICMP port unreachable, which we count and drop. A peer that
  * sends no hellos gets an ICMP echo request (RFC 792) to its tunnel address every HELLO_MS: its
- * kernel's echo reply proves the session live (stp.ts "Stock hosts"); replies are counted.
+ * kernel's echo reply proves the session live (docs/tree.md, "Stock hosts"); replies are counted.
  */
 import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
 import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';

@@ -1,147 +1,18 @@
 /**
  * Loop prevention across peer links and shared segments: a small spanning tree (802.1D's election,
- * RSTP-like timers). Read IEEE 802.1D-2004 §17.4-17.6 (priority vectors) for the idea; the
- * messages are our own.
- *
- * Why a spanning tree: split horizon over a full mesh (never forward peer → peer) is the simplest
- * loop-free rule, but it cannot relay, so a partial mesh (A-B, B-C, no A-C) would leave A and C
- * apart. Link-state routing of MACs would give shortest paths, but needs flooding of link state
- * and per-destination trees; for a LAN of a few sites one tree is enough. Each peer link is a
- * switch port; a port the tree blocks is taken out of the switch (its MACs flushed), so the switch
- * itself stays loop-unaware.
- *
- *   hello (every HELLO_MS, inside the tunnel to LINK_CONTROL_PORT, or on a shared segment):
- *     "LPST" ver(1)=1 tc(1) port(2) root(8) cost(4) bridge(8) rootSeq(4) = 32 bytes
- *   (`tc` was a flags byte that every version wrote as 0 and ignored; see "Topology changes".)
- *   bridge id = first 8 bytes of BLAKE2s(public key); lowest id is the root. `port` is the
- *   sender's segment port number (0 on peer links; older senders wrote 0 there as "reserved").
- *   Port roles: root (best path to the root), designated (we are the better way onto that link),
- *   blocked (neither), edge (a peer that never sends hellos: a stock WireGuard host; forwarding),
- *   edge-blocked (such a peer that another lanparty serves: see "Stock hosts" below).
- *
- * Failure and healing: the root counts `rootSeq` up on each hello and every bridge relays the
- * count it heard on its root port; a root whose count stops advancing for MAX_AGE_MS is dead and
- * its stale advertisements are ignored (no count-to-infinity). A link silent for MAX_AGE_MS is
- * down. A port becomes forwarding only after FORWARD_DELAY_MS in a forwarding role, so the other
- * end has heard the change first (no transient loop); blocking is immediate. Worst-case healing:
- * MAX_AGE_MS + FORWARD_DELAY_MS + one hello per hop from the cut to the blocked link, about 6 s in
- * a ring of five (test/unit/transports/wg-stp.test.ts runs every cut with the bridges out of phase).
- *
- * Topology changes: when a port of ours starts or stops forwarding, the way to some hosts may
- * have moved, and a switch that keeps a learned MAC pointing the old way sends a quiet host's
- * frames into a dead end until it speaks again (or for the 300 s ageing time). So every bridge
- * flushes its learned MACs (the switch floods until they are heard again), as RSTP does, and
- * tells the others: a change increments our topology-change count, carried in every hello
- * (1-255, wrapping; 0 means none), and a bridge that hears a newer count (ahead by 1-127 on the
- * ring) adopts it and flushes too, so the count spreads over the tree and each bridge flushes
- * once per change it hears of. Left open: two changes on two bridges within one hello can give
- * the same count, so a bridge may flush once for both (both usually land within that hello).
- * Counts heard on a group are not authenticated: a forged one causes a flush, i.e. flooding.
- *
- * Shared segments (issue 9): several lanparty instances on one site may join the same QEMU
- * multicast group and each have peer links; the path A1 ↔ group ↔ A2 is then a loop the peer links
- * alone cannot see. The group takes part in the tree as 802.1D's shared LAN segment: every bridge
- * sends its hello onto the group as an Ethernet frame (transports/segment.ts: destination
- * 01:80:C2:00:00:00, the STP group address that 802.1D bridges never forward and an STP-less
- * bridge floods like a hub would, ethertype 0x88B6, IEEE local experimental). A segment port keeps
- * the latest hello of every bridge (and port) heard on it, each aged by MAX_AGE_MS; the best of
- * them is the segment's designated bridge. Our segment port is the root port if that is our best
- * way to the root, designated if our vector (root, cost, bridge, port) beats every one heard,
- * else blocked. Unlike 802.1D, where only designated ports send, every bridge sends on every
- * segment, blocked or not (as on peer links): each sees all the others, a blocked bridge's path is
- * known before the designated one fails, and stale paths through ourselves age out with rootSeq.
- * A blocked segment port leaves the switch entirely, local QEMU guests on the group
- * included: as in 802.1D the segment is reached through its designated bridge, so A2's other
- * ports still reach the group through B and A1.
- *   Who takes part: the tree belongs to the wg transport; without peer links there is no tree,
- * no hello on the group, and tree frames from the group are ordinary frames (an STP-less bridge
- * is transparent to them, as 802.1D expects). A lone lanparty must forward from the first frame:
- * a segment port on which no other bridge was ever heard forwards at once; the forward delay
- * applies only after some bridge was heard there (it guards the blocked → forwarding change when
- * the designated bridge goes silent but might be alive). The transient loop this allows (A2 joins
- * while A1 forwards between the group and its links) needs A2's peer links forwarding too, so
- * peer links do not start forwarding until every segment has been listened to for
- * SEGMENT_LISTEN_MS (= MAX_AGE_MS: a bridge silent that long is gone anyway). Peer links need a
- * handshake, hellos and FORWARD_DELAY_MS anyway, so this rarely delays them. Left open: two halves
- * of a partitioned group that rejoin while both forward loop until the next hello (≤ HELLO_MS),
- * as two 802.1D segments joined by a hub would.
- *   Trust: hellos on the group are not authenticated (any guest can send one, as with real STP
- * BPDUs). A forged hello acts as one more bridge on the group: it can make the tree suboptimal or,
- * changed often, flap it (outages of up to MAX_AGE_MS + FORWARD_DELAY_MS); a guest that can send
- * frames can flood the LAN anyway. Tree frames arriving from any other port are never sent onto a group (we are an 802.1D
- * bridge for them), so a guest elsewhere cannot forge hellos on a remote site's group. A group with
- * untrusted guests and no other lanparty on it can be kept out of the tree (`mcast://…?stp=0`);
- * then nothing guards against a loop through it, which is why it is not the default.
- *
- * Stock hosts on several lanparty instances (issue 9): a stock host S (wireguard-go or kernel
- * WireGuard, one vxlan device with head-end replication to each lanparty's tunnel address, a
- * bridge) sends no hellos, so each lanparty it peers with sees an edge port. Peered with A and B
- * that are also linked, both forwarded: a broadcast from S arrived at A directly and again through
- * B, and A's frames reached S twice (via A, and via B), flapping S's and our MAC tables. S's vxlan
- * device never relays between its remotes (a frame from one VTEP goes up to its bridge, which
- * never sends it back out the port it came in on), so this duplicates rather than storms; but a
- * host whose bridge has one vxlan device per remote, or that routes between them, would loop.
- *   S is, for the tree, one more shared segment, whose members are the lanparty instances with a
- * session to it, and 802.1D's answer holds: exactly one bridge, the designated one (best root
- * vector: root, root path cost, bridge id), forwards onto the segment, the others block their
- * port. The difference is that the members cannot hear one another on it (S relays nothing, and
- * speaks no protocol of ours), so what 802.1D learns from BPDUs on the segment travels through the
- * tree instead: every bridge sends, each HELLO_MS, a claims message
- *     "LPSE" ver(1)=1 count(1) reserved(2) origin(8) seq(4) root(8) cost(4) edge id(8) × count
- * (at most CLAIMS_MAX_EDGES ids; 32 + 8 × count bytes) listing the stock peers it has a live
- * session with, each by its edge id (the first 8 bytes of BLAKE2s of its public key, like a bridge
- * id: public keys are not secret, the hash only keeps it short). Every bridge keeps the latest
- * claims per origin (at most CLAIMS_MAX_ORIGINS, aged by MAX_AGE_MS) and relays a message it had
- * not seen (its origin's seq advanced) on every other tree port, blocked ones included, as hellos
- * go: so claims cross any path of lanparty links and segments, and the flood ends because nobody
- * relays a seq twice. An edge port is then 'edge' (forwarding) when no other bridge claims its
- * peer or ours is the best vector among the claimants, else 'edge-blocked': out of the switch as a
- * blocked port is, both ways. S keeps its WireGuard sessions with every lanparty; only frames are
- * suppressed, so B drops what S's head-end replication sends it, and S learns every MAC behind
- * the LAN at the forwarding bridge's tunnel address.
- *   Live session: an authenticated packet from S within EDGE_LIVE_MS (= MAX_AGE_MS, the loss a
- * peer link's hellos may have). S answers nothing of ours by itself, so lanparty sends each peer
- * that never sent a hello an ICMP echo request to its tunnel address every HELLO_MS (inner.ts);
- * its kernel's reply keeps the session live. A bridge with no live session withdraws its claim
- * (empty claims go out for MAX_AGE_MS after the last one, then nothing) and blocks as soon as
- * anyone else claims the peer; if nobody claims it, every edge port to it forwards as before, so
- * a stock host that answers no ping is duplicated rather than cut off.
- *   Healing: when the forwarding bridge dies its claims age out (MAX_AGE_MS), when it loses S
- * they are withdrawn (within a HELLO_MS); the next best claimant then forwards after
- * FORWARD_DELAY_MS, as a blocked port becoming designated does, because the old forwarder may
- * still be forwarding (claims lost, not withdrawn) and must hear of the change first. Blocking is
- * immediate. Worst case MAX_AGE_MS + FORWARD_DELAY_MS + one hello, as for peer links. S's own
- * table is S's: its vxlan device learns each MAC at the tunnel address its frames came from, so
- * after a takeover it moves a MAC to the new bridge when a frame from that MAC arrives; until then
- * S's unicast to it goes to the old bridge (dropped there, or lost with it), which for a host that
- * never sends lasts until S's fdb entry ages (300 s by default). Broadcasts are unaffected (head-end
- * replication reaches every bridge). A stock host that cannot accept that runs its vxlan device
- * with `nolearning`: every frame then goes to every bridge and the forwarding one alone takes it.
- * Announcing the MACs to S on a takeover (frames from each learned MAC, as a bond sends gratuitous
- * ARPs) would close this, but needs the switch's MAC table in the transport: left open.
- * Claims are sent while the peer is still 'pending', so when two bridges detect S at once each
- * already knows the other's claim. A lone lanparty with a stock peer forwards at once, as before:
- * the forward delay applies only to an edge whose peer another bridge has ever claimed. If A and B
- * lose their link (and every other path), each stops hearing the other's claims and both forward:
- * right, since S is then the only thing both reach. Left open: vectors in claims are up to a hello
- * old, so during a reconvergence two bridges may briefly disagree on the best; the forward delay
- * covers that as it covers 802.1D's. Claims relayed from a multicast group are not authenticated:
- * a guest there who knows S's public key could claim S with a better vector and cut S off (an
- * outage, as a forged hello can cause); `stp=0` keeps such a group out of the tree.
- *   Compatibility: the hello is unchanged; claims are a separate message, because the 32-byte
- * hello decoder of earlier versions refuses any other length, and a hello with claims appended
- * would make such a peer drop all our hellos and take us for a stock host (an edge, forwarding: a
- * loop). Earlier versions drop claims as an unknown control message (and on a group, read the
- * first 32 bytes, whose magic differs), and keep forwarding their edges as before.
+ * RSTP-like timers) whose messages are lanparty's own. This file holds the tree's state per link
+ * (LinkState), the hello and claims messages (encode/decode), and `recompute`, which turns what was
+ * heard into port roles and forwarding states. Read IEEE 802.1D-2004 §17.4-17.6 (priority vectors)
+ * first. The design (why a tree, timers, topology changes, shared segments, stock hosts on several
+ * instances, the message formats) is in docs/tree.md; comments below refer to its sections.
  */
 import { hash } from '../../crypto/index.js';
 
 /**
  * Six hellos per MAX_AGE_MS: with the 100 ms tick's jitter a link survives four hellos lost in a
  * row, so a lossy path (5% per crossing: one in 160,000 hellos starts such a run) does not flap
- * the tree. At one hello per second two lost hellos took a link down for MAX_AGE_MS +
- * FORWARD_DELAY_MS (issue 9's three-site test caught it in CI). Healing time depends on
- * MAX_AGE_MS, not on this.
+ * the tree. At one hello per second, two lost hellos in a row would take a link down for
+ * MAX_AGE_MS + FORWARD_DELAY_MS. Healing time depends on MAX_AGE_MS, not on this.
  */
 export const HELLO_MS = 500;
 export const MAX_AGE_MS = 3000;
@@ -153,7 +24,7 @@ export const HELLO_BYTES = 32;
 export const SEGMENT_LISTEN_MS = MAX_AGE_MS;
 const MAGIC = 0x4c505354; // "LPST"
 
-/** `edge-blocked`: a stock peer that another lanparty in the tree serves (see "Stock hosts" above). */
+/** `edge-blocked`: a stock peer that another lanparty in the tree serves (docs/tree.md, "Stock hosts"). */
 export type LinkRole = 'pending' | 'edge' | 'edge-blocked' | 'root' | 'designated' | 'blocked' | 'down';
 
 export function isEdgeRole(role: LinkRole): boolean {
@@ -217,8 +88,8 @@ export function bridgeIdOf(publicKey: Uint8Array): Buffer {
 
 /**
  * `port`: the sender's segment port number (0 on peer links); breaks ties between one bridge's
- * ports. `tc`: the topology-change count (1-255, 0 from senders that predate it); see "Topology
- * changes".
+ * ports. `tc`: the topology-change count (1-255; 0: none counted); see docs/tree.md,
+ * "Topology changes".
  */
 export interface Hello { root: Buffer; cost: number; bridge: Buffer; rootSeq: number; port: number; tc?: number }
 
@@ -498,10 +369,11 @@ export class SpanningTree {
     this.rootCost = bestCost;
     // Relay the count heard on the root port, never a fresher one heard elsewhere: a bridge cut off
     // from the root must go quiet (its count frozen) so that the bridges behind it see the path
-    // die. Relaying the best count heard on any port kept a dead path looking alive through a
-    // neighbour that still hears the root another way (each relaying the other's count): after a
-    // cut in a ring, a bridge took that dead path as its root port for a moment, its neighbour
-    // blocked the link between them, and the far side was cut off for a forward delay more.
+    // die. Relaying the best count heard on any port would keep a dead path looking alive through
+    // a neighbour that still hears the root another way (each relaying the other's count): after a
+    // cut in a ring, a bridge would take that dead path as its root port for a moment, its
+    // neighbour would block the link between them, and the far side would be cut off for a
+    // forward delay more.
     if (bestLink !== null) this.rootSeq = bestSeq;
     let changed = false;
     for (const l of links) {

@@ -1,5 +1,5 @@
 /**
- * Claims (stp.ts "Stock hosts") through shared segments, with fake groups in place of multicast
+ * Claims (docs/tree.md, "Stock hosts") through shared segments, with fake groups in place of multicast
  * groups: claims heard on one group are kept and relayed once, as tree frames, on the other groups
  * (never back where they came from); a repeat is not relayed, so a flood ends.
  */

@@ -1,8 +1,8 @@
 /**
  * Edge detection must count from a usable session, not from the first authenticated packet: two
  * lanparty peers that start at once cross their initiations, neither handshake completes until a
- * retry 5 s later, and a peer "heard" but unable to carry hellos was taken for a stock host (edge:
- * forwarding at once), which looped a triangle of sites (found by test/netns/wg-sites).
+ * retry 5 s later, and a peer "heard" but unable to carry hellos would be taken for a stock host
+ * (edge: forwarding at once), which loops a triangle of sites (as in test/netns/wg-sites).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

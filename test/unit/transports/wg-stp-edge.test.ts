@@ -1,5 +1,5 @@
 /**
- * Stock hosts peered with several lanparty instances (stp.ts "Stock hosts"), simulated: bridges
+ * Stock hosts peered with several lanparty instances (docs/tree.md, "Stock hosts"), simulated: bridges
  * exchange hellos and claims every HELLO_MS over peer links (claims relayed once, as WgTransport
  * does), and each stock host is a set of edge links whose peer answers probes while alive. For
  * each stock host exactly one bridge may forward its edge port, never two at once (after the
@@ -31,7 +31,8 @@ test('claims: round trip, exact length in the tunnel, padding on a segment, hell
   b.copy(tooMany, 0, 0, 8);
   tooMany[5] = CLAIMS_MAX_EDGES + 1;
   assert.equal(decodeEdgeClaims(tooMany, 0, tooMany.length), null, 'over the bound');
-  // Older decoders: the hello decoder refuses claims (magic, and length in the tunnel), even their first 32 bytes.
+  // The hello decoder refuses claims (magic, and length in the tunnel), even their first 32 bytes,
+  // so a peer that reads only hellos drops them.
   assert.equal(decodeHello(b, 0, b.length), null);
   assert.equal(decodeHello(b, 0, HELLO_BYTES), null);
   const hello = encodeHello({ root: id(1), cost: 0, bridge: id(1), rootSeq: 5, port: 0 });
@@ -120,7 +121,7 @@ const A = 0, B = 1, C = 2;
 /** Steps (hellos) per second: the counts below are in seconds. */
 const PER_S = 1000 / HELLO_MS;
 
-test('a lone lanparty with one stock peer: edge and forwarding as soon as the edge is detected, no delay (as before)', () => {
+test('a lone lanparty with one stock peer: edge and forwarding as soon as the edge is detected, no delay', () => {
   const s = sim([1], [], [[A]]);
   let firstFwd = -1;
   for (let i = 0; i < 10 * PER_S && firstFwd < 0; i++) {
@@ -218,7 +219,7 @@ test('A and B lose their link (no other path): each stops hearing the other and 
   assert.deepEqual(s.forwarders(0), [A]);
 });
 
-test('a stock host dead for everyone: nobody claims it, every edge port forwards as before (nothing cut off when it returns)', () => {
+test('a stock host dead for everyone: nobody claims it, every edge port forwards (nothing cut off when it returns)', () => {
   const s = sim([1, 2], [[A, B]], [[A, B]]);
   runChecked(s, 12 * PER_S, 1);
   s.st[0].alive = false;

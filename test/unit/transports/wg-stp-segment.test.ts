@@ -1,6 +1,6 @@
 /**
- * Spanning tree with shared segments (issue 9: several lanparty instances on one multicast group,
- * each with peer links), simulated: bridges exchange hellos every HELLO_MS over point-to-point
+ * Spanning tree with shared segments (several lanparty instances on one multicast group, each
+ * with peer links), simulated: bridges exchange hellos every HELLO_MS over point-to-point
  * links and onto segments (every bridge on a segment hears every other). After convergence the
  * forwarding ports must form a tree over bridges and segments: no loop, nobody cut off.
  */
