@@ -26,7 +26,9 @@ else
   echo "deps: not root (or no apt-get): skipping Debian packages; tests that need them will say so"
 fi
 echo "deps: npm ci"
-npm ci --no-audit --no-fund --loglevel=error
+# --ignore-scripts: lanparty's own install script (node-gyp-build) would compile the addon here;
+# build-native.sh below does that and says why when it cannot.
+npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
 echo "deps: building TypeScript"
 npm run -s build
 sh scripts/build-native.sh

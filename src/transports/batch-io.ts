@@ -34,12 +34,11 @@
  * Counters live in a Float64Array the addon writes directly; `stats` reads them.
  */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import dgram from 'node:dgram';
 import { LanpartyError } from '../util/index.js';
 import { parseIpv4Address } from '../wire/index.js';
 import type { BatchSocket, BatchSocketOptions, DgramAddress, Ipv4Net, RxBatch, SocketStats } from './batch-io-types.js';
+import { locateNativeAddon } from './native-path.js';
 
 export type { BatchSocket, BatchSocketOptions, DgramAddress, RxBatch, MulticastOptions } from './batch-io-types.js';
 
@@ -146,12 +145,6 @@ interface NativeOpenOptions {
   maxPeers: number;
 }
 
-// Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
-const ADDON_CANDIDATES = [
-  '../../../native/build/Release/lanparty_native.node',
-  '../../native/build/Release/lanparty_native.node',
-];
-
 let nativeModule: NativeModule | null = null;
 let loadError: string | null = null;
 let loadAttempted = false;
@@ -164,27 +157,24 @@ function loadNative(): NativeModule | null {
     return null;
   }
   const require = createRequire(import.meta.url);
-  const tried: string[] = [];
-  for (const rel of ADDON_CANDIDATES) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
-    tried.push(path);
-    if (!existsSync(path)) continue;
-    try {
-      const m = require(path) as NativeModule;
-      // A build older than peer-id release would keep every source for good: use the JS path.
-      if (typeof (m.BatchSocket.prototype as Partial<NativeHandle>).releasePeer !== 'function') {
-        loadError = `native addon ${path} is older than this lanparty (its BatchSocket cannot release peer ids); rebuild it with npm run build:native`;
-        return null;
-      }
-      nativeModule = m;
-      return nativeModule;
-    } catch (err) {
-      loadError = `native addon ${path} failed to load: ${(err as Error).message}; rebuild it with npm run build:native`;
+  const { path, looked } = locateNativeAddon();
+  if (path === null) {
+    loadError = `native addon not built (looked for ${looked}); build it with npm run build:native (needs g++, make, python3)`;
+    return null;
+  }
+  try {
+    const m = require(path) as NativeModule;
+    // A build older than peer-id release would keep every source for good: use the JS path.
+    if (typeof (m.BatchSocket.prototype as Partial<NativeHandle>).releasePeer !== 'function') {
+      loadError = `native addon ${path} is older than this lanparty (its BatchSocket cannot release peer ids); rebuild it with npm run build:native`;
       return null;
     }
+    nativeModule = m;
+    return nativeModule;
+  } catch (err) {
+    loadError = `native addon ${path} failed to load: ${(err as Error).message}; rebuild it with npm run build:native`;
+    return null;
   }
-  loadError = `native addon not built (looked for ${tried.join(', ')}); build it with npm run build:native (needs g++, make, python3)`;
-  return null;
 }
 
 export interface BusyPollState {
