@@ -12,7 +12,7 @@
  *
  * While a tree is attached, the segment's transport hands it every tree frame it receives (never
  * to the switch), drops tree frames the switch would send onto the segment from other ports, and
- * follows `setForwarding` (a blocked segment leaves the switch). Without a tree nothing changes:
+ * follows `setForwarding` (a blocked segment blocks in the switch, keeping its port id). Without a tree nothing changes:
  * the port forwards, and tree frames are ordinary frames.
  */
 import type { FrameSink } from '../switch/port.js';

@@ -17,8 +17,8 @@
  * The group is also a shared segment of the spanning tree when this lanparty has peer links
  * (../segment.ts, wg/stp.ts): other lanparty instances may be on the same group. Then tree frames
  * heard on the group go to the tree, never to the switch; tree frames from other ports are not sent
- * onto the group; and when the tree blocks the group, its port leaves the switch (frames heard on
- * it are counted as `port-down`). Without peer links none of this happens.
+ * onto the group; and when the tree blocks the group, its port blocks in the switch (frames heard
+ * on it are counted as `port-down`). Without peer links none of this happens.
  */
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';

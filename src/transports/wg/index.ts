@@ -126,7 +126,10 @@ class WgPeerPort implements Port {
   readonly link: LinkState;
   readonly encap: Encapsulator;
   readonly decap: Decapsulator;
+  /** In the switch (from start to close), forwarding or blocking. */
   inSwitch = false;
+  /** What the switch was last told (`setForwarding`), following `link.forwarding`. */
+  forwarding = false;
   echoSeq = 0;
   private readonly sendPacketBound: (pkt: Buffer) => void;
 
@@ -355,7 +358,8 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     const kind = port.decap.packet(buf, off, len, this.device!.now());
     const o = port.decap.out;
     if (kind === INNER_FRAME) {
-      if (port.link.forwarding && port.inSwitch) this.ctx.sink.input(port, o.buf, o.off, o.len);
+      // A blocking port's frames are counted and dropped by the switch (port-down).
+      if (port.inSwitch) this.ctx.sink.input(port, o.buf, o.off, o.len);
       else { port.counters.rxFrames++; port.counters.drops['port-down']++; }
     } else if (kind === INNER_CONTROL) {
       const h = decodeHello(o.buf, o.off, o.len);
@@ -403,12 +407,9 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
       seg.setForwarding(link.forwarding);
     }
     for (const p of this.ports) {
-      if (p.link.forwarding && !p.inSwitch) {
-        p.inSwitch = true;
-        this.ctx.sink.addPort(p);
-      } else if (!p.link.forwarding && p.inSwitch) {
-        p.inSwitch = false;
-        this.ctx.sink.removePort(p);
+      if (p.inSwitch && p.link.forwarding !== p.forwarding) {
+        p.forwarding = p.link.forwarding;
+        this.ctx.sink.setForwarding(p, p.forwarding);
       }
     }
     // After the ports moved: MACs learned the old way are forgotten (docs/tree.md, "Topology changes").
@@ -428,6 +429,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     for (const p of this.ports) {
       if (p.inSwitch) this.ctx.sink.removePort(p);
       p.inSwitch = false;
+      p.forwarding = false;
     }
     if (this.device) for (const p of this.device.peers) this.device.zeroKeys(p);
     if (this.sock) this.sock.close();
@@ -473,7 +475,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
           role: p.link.role,
           forwarding: p.link.forwarding,
           claimedBy: isEdgeRole(p.link.role) ? [...p.link.edgeClaimedBy] : [],
-          portId: p.inSwitch ? p.id : 0,
+          portId: p.id,
           counters: { ...peer.counters, helloRx: p.link.helloRx },
           inner: { ...(p.decap.counters as unknown as Record<string, number>) },
         };
@@ -491,7 +493,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
   }
 
   status(): TransportStatus & { wg: WgStatus } {
-    const forwarding = this.ports.filter((p) => p.inSwitch).length;
+    const forwarding = this.ports.filter((p) => p.forwarding).length;
     return {
       url: this.url, kind: 'wg', state: this.sock ? 'listening' : 'closed',
       address: `${this.cfg.listen.host}:${this.cfg.listen.port}`,
