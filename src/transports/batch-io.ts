@@ -1,6 +1,6 @@
 /**
  * batch-io: opens a BatchSocket (see batch-io-types.ts) backed by the native addon
- * (native/lanparty_native.cc: recvmmsg/sendmmsg into slabs allocated once here) or, when the addon
+ * (native/, docs/data-path.md: recvmmsg/sendmmsg into slabs allocated once here) or, when the addon
  * is missing or LANPARTY_NO_NATIVE=1, by node:dgram delivering batches of one. This is the only
  * module that loads the addon. Transports call openBatchSocket and never learn which one they got,
  * except through `native` (for status) and the unix-datagram limitation of the fallback.
@@ -9,8 +9,8 @@
  * Native send stages:
  *   1. send() notes (offset, length, peer, source) in typed arrays. A frame that lies in the rx slab
  *      of a native socket (a frame being forwarded) is not copied: the source is that slab's id and
- *      the addon reads it there at flush, which runs before that socket can receive again (see the
- *      addon's header). Any other frame is copied into the tx slab first (one native memcpy call,
+ *      the addon reads it there at flush, which runs before that socket can receive again (see
+ *      docs/data-path.md). Any other frame is copied into the tx slab first (one native memcpy call,
  *      no allocation), since the caller's buffer is only ours for the call.
  *   2. The first send of a tick schedules one flush with queueMicrotask (flush bound once).
  *   3. flush() hands the count to the addon: one sendmmsg for the lot; a full queue flushes early.
@@ -55,7 +55,7 @@ const MIN_TX_SLAB_BYTES = 262144;
 /** Fallback: datagrams allowed to wait in libuv's send queue before new ones are dropped. */
 const JS_SEND_QUEUE_LIMIT = 1024;
 
-/** Indexes of the shared counters array; must match CounterIndex in lanparty_native.cc. */
+/** Indexes of the shared counters array; must match CounterIndex in native/common.h. */
 const C_SEND_ERRORS = 0;
 const C_RECV_ERRORS = 1;
 const C_TRUNCATED = 2;
@@ -1051,7 +1051,7 @@ function openJs(n: Normalised): Promise<BatchSocket> {
 // ---------------------------------------------------------------------------------------------
 // TAP devices (native only: Node has no ioctl, so there is no JS fallback)
 
-/** What TapDevice.write did with a frame; must match TxResult in lanparty_native.cc. */
+/** What TapDevice.write did with a frame; must match TxResult in native/tap_device.cc. */
 export const TAP_SENT = 0;
 /** The kernel would have had to wait (EAGAIN/ENOBUFS/ENOMEM): dropped. */
 export const TAP_FULL = 1;

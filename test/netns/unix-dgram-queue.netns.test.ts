@@ -18,7 +18,7 @@ import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/t
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
 import { upOutputUntilReady } from '../helpers/up-output.js';
 
-const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/lanparty_native.cc
+const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/unix_backlog.h
 // A burst larger than the backlog plus the kernel's default queue of 10, smaller than the backlog
 // plus a queue of SUGGESTED_MAX_DGRAM_QLEN.
 const BURST = BACKLOG + 144;

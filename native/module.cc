@@ -1,0 +1,23 @@
+// lanparty_native: batched datagram I/O, TAP device I/O, stream port reads and the peer links'
+// ChaCha20-Poly1305, for src/transports/batch-io.ts, and nothing more. It moves frames between
+// the kernel and memory JS allocated once, and never allocates or builds a JS value per frame.
+// docs/data-path.md describes the receive and send stages, the slabs, busy polling and flow
+// control. One file per part: batch_socket (recvmmsg/sendmmsg), unix_backlog (backlogs, flow
+// control), peer_table, rx_slabs, busy_poll, tap_device, stream_reader, interface (ioctls), aead.
+#include "init.h"
+
+namespace {
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  lanparty::InitBatchSocket(env, exports);
+  lanparty::InitInterface(env, exports);
+  lanparty::InitBusyPoll(env, exports);
+  lanparty::InitTapDevice(env, exports);
+  lanparty::InitStreamReader(env, exports);
+  lanparty::InitAead(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lanparty_native, InitModule)
