@@ -8,7 +8,12 @@
 
 namespace {
 
+// The interface version batch-io.ts checks at load (ADDON_ABI_VERSION there): raise both together
+// whenever an export, an argument, a counter index or a result code changes meaning.
+constexpr int kAbiVersion = 1;
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   lanparty::InitBatchSocket(env, exports);
   lanparty::InitInterface(env, exports);
   lanparty::InitBusyPoll(env, exports);

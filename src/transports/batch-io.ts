@@ -103,8 +103,7 @@ interface NativeModule {
     txSlab: Buffer, txOffs: Int32Array, txLens: Int32Array, txPeers: Int32Array, txSrcs: Int32Array, counters: Float64Array,
   ) => NativeHandle;
   TapDevice: new (rxSlab: Buffer, slotBytes: number, lengths: Int32Array, counters: Float64Array) => NativeTapHandle;
-  /** Absent from an addon built before it: stream ports then read through Node. */
-  StreamReader?: new (fd: number, slab: Buffer) => NativeStreamReader;
+  StreamReader: new (fd: number, slab: Buffer) => NativeStreamReader;
   configureInterface(name: string, address: string, prefixLength: number, mtuBytes: number, up: boolean): void;
   interfaceState(name: string): InterfaceState | null;
   /** Present when the addon was built with OpenSSL's headers (Node ships them). */
@@ -116,7 +115,9 @@ interface NativeModule {
   /** Evicted peer ids reported at once, at most (kEvictedMax). */
   evictedMax: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
-  setBusyPoll?(us?: number, budgetPercent?: number): number[];
+  setBusyPoll(us?: number, budgetPercent?: number): number[];
+  /** The addon's interface version (kAbiVersion in native/module.cc); see ADDON_ABI_VERSION. */
+  abiVersion: number;
 }
 
 interface NativeTapHandle {
@@ -152,6 +153,24 @@ const ADDON_CANDIDATES = [
   '../../native/build/Release/lanparty_native.node',
 ];
 
+/**
+ * The addon interface this file was written against: the exports, their arguments, the counter
+ * and result indexes. native/module.cc exports the same number as `abiVersion`; both change
+ * together whenever one side changes what the other relies on. An addon with another number
+ * (built from other sources) is not used.
+ */
+export const ADDON_ABI_VERSION = 1;
+
+/**
+ * Why the addon at `path`, exporting `abiVersion`, cannot be used with this file (naming the file,
+ * both versions and the fix), or null when the versions agree.
+ */
+export function abiMismatch(path: string, abiVersion: unknown): string | null {
+  if (abiVersion === ADDON_ABI_VERSION) return null;
+  const found = typeof abiVersion === 'number' ? `ABI version ${abiVersion}` : 'no ABI version';
+  return `native addon ${path} has ${found}, this lanparty needs ABI version ${ADDON_ABI_VERSION}; rebuild it with npm run build:native`;
+}
+
 let nativeModule: NativeModule | null = null;
 let loadError: string | null = null;
 let loadAttempted = false;
@@ -171,11 +190,8 @@ function loadNative(): NativeModule | null {
     if (!existsSync(path)) continue;
     try {
       const m = require(path) as NativeModule;
-      // A build older than peer-id release would keep every source for good: use the JS path.
-      if (typeof (m.BatchSocket.prototype as Partial<NativeHandle>).releasePeer !== 'function') {
-        loadError = `native addon ${path} is older than this lanparty (its BatchSocket cannot release peer ids); rebuild it with npm run build:native`;
-        return null;
-      }
+      loadError = abiMismatch(path, m.abiVersion);
+      if (loadError !== null) return null;
       nativeModule = m;
       return nativeModule;
     } catch (err) {
@@ -214,13 +230,13 @@ function busyState(v: number[]): BusyPollState {
   return { us: v[0], budgetPercent: v[1], spins: v[2], frames: v[3], idleUs: v[4], skipped: v[5], loaded: v[6], maxRate: v[7], rate: v[8], maxBatch: v[9] };
 }
 
-/** The addon's StreamReader object; `useSlab` is absent from an addon built before it. */
+/** The addon's StreamReader object. */
 interface NativeStreamReader {
   start(cb: (n: number) => number): void;
   pause(): void;
   resume(): void;
   close(): void;
-  useSlab?: (slab: Buffer) => void;
+  useSlab(slab: Buffer): void;
 }
 
 /**
@@ -240,22 +256,20 @@ export interface StreamReader {
   /**
    * Reads into a new slab (of `bytes`, else the current size) from the next read on, and returns
    * it: call it (from the callback too) when something keeps a view of the current one, such as
-   * a socket write that did not complete, or to read more at once. Null when the addon is older
-   * than this method: then nothing may keep a view of the slab.
+   * a socket write that did not complete, or to read more at once.
    */
-  readonly renewSlab: ((bytes?: number) => Buffer) | null;
+  readonly renewSlab: (bytes?: number) => Buffer;
 }
 
 /**
- * A native reader for `sock` (see StreamReader), or null: no addon, an addon without it, no fd,
- * LANPARTY_STREAM_READER=0, or no fd left to dup (then Node reads the socket, as it did before
- * the addon had one).
+ * A native reader for `sock` (see StreamReader), or null: no addon, no fd,
+ * LANPARTY_STREAM_READER=0, or no fd left to dup (then Node reads the socket).
  */
 export function openStreamReader(sock: object, slabBytes: number): StreamReader | null {
   const m = streamReaderAvailable() ? loadNative() : null;
   // net.Socket has no public fd; its libuv handle (TCP or Pipe wrap) has one on Unix.
   const fd = (sock as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (!m?.StreamReader || typeof fd !== 'number' || fd < 0) return null;
+  if (m === null || typeof fd !== 'number' || fd < 0) return null;
   // Allocated here, once the addon will read: a connection Node reads needs no slab of its own.
   let native: NativeStreamReader;
   let slab = Buffer.allocUnsafe(slabBytes);
@@ -264,16 +278,15 @@ export function openStreamReader(sock: object, slabBytes: number): StreamReader 
   } catch {
     return null;  // dup failed (EMFILE: out of file descriptors): Node reads this one
   }
-  const useSlab = native.useSlab;
   return {
     get slab() { return slab; },
     start: (cb) => native.start(cb),
     pause: () => native.pause(),
     resume: () => native.resume(),
     close: () => native.close(),
-    renewSlab: typeof useSlab !== 'function' ? null : (bytes = slab.length) => {
+    renewSlab: (bytes = slab.length) => {
       slab = Buffer.allocUnsafe(bytes);
-      native.useSlab!(slab);
+      native.useSlab(slab);
       return slab;
     },
   };
@@ -281,7 +294,7 @@ export function openStreamReader(sock: object, slabBytes: number): StreamReader 
 
 /** True when openStreamReader can give stream sockets to the addon (see there). */
 export function streamReaderAvailable(): boolean {
-  return process.env.LANPARTY_STREAM_READER !== '0' && loadNative()?.StreamReader !== undefined;
+  return process.env.LANPARTY_STREAM_READER !== '0' && loadNative() !== null;
 }
 
 /**
@@ -294,7 +307,7 @@ export function streamReaderAvailable(): boolean {
  */
 export function setBusyPoll(us: number, budgetPercent?: number): BusyPollState | null {
   const m = loadNative();
-  if (!m?.setBusyPoll) return null;
+  if (m === null) return null;
   return busyState(budgetPercent === undefined ? m.setBusyPoll(us) : m.setBusyPoll(us, budgetPercent));
 }
 
@@ -307,7 +320,7 @@ export function unixBacklogLimits(): { datagrams: number; bytes: number } | null
 /** The busy-poll setting and its counts, or null without the addon. */
 export function busyPollState(): BusyPollState | null {
   const m = loadNative();
-  if (!m?.setBusyPoll) return null;
+  if (m === null) return null;
   return busyState(m.setBusyPoll());
 }
 
@@ -577,10 +590,6 @@ class NativeBatchSocket implements BatchSocket {
     for (const n of nets) netWords.push(n.network >>> 0, n.mask >>> 0);
     const exactWords: number[] = [];
     for (const e of exact) exactWords.push(parseIpv4Address(e.host), e.port);
-    // An addon built before accept lists would take every source: refuse rather than leak.
-    if (typeof this.handle.acceptSources !== 'function') {
-      throw new LanpartyError('LP_ERR_NATIVE', 'the native addon has no accept lists (built from older sources); rebuild it with npm run build:native');
-    }
     return this.handle.acceptSources(netWords, exactWords);
   }
 
