@@ -32,6 +32,8 @@ namespace lanparty {
 
 namespace {
 
+// One per Node instance (each worker thread gets its own contexts): the functions' data pointer,
+// freed by an env cleanup hook.
 struct AeadState {
   EVP_CIPHER_CTX* seal = nullptr;
   EVP_CIPHER_CTX* open = nullptr;
@@ -43,12 +45,13 @@ struct AeadState {
          EVP_EncryptInit_ex(seal, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr) == 1 &&
          EVP_DecryptInit_ex(open, EVP_chacha20_poly1305(), nullptr, nullptr, nullptr) == 1;
   }
+  ~AeadState() {
+    EVP_CIPHER_CTX_free(seal);
+    EVP_CIPHER_CTX_free(open);
+  }
 };
 
-AeadState& Aead() {
-  static AeadState s;  // The data path runs on the main thread only.
-  return s;
-}
+void FreeAead(void* state) { delete static_cast<AeadState*>(state); }
 
 bool BufferArg(napi_env env, napi_value v, uint8_t** data, size_t* size) {
   void* d = nullptr;
@@ -78,11 +81,12 @@ napi_value NumberOut(napi_env env, double v) {
 napi_value AeadSeal(napi_env env, napi_callback_info cb) {
   napi_value info[9];
   size_t argc = 9;
-  if (napi_get_cb_info(env, cb, &argc, info, nullptr, nullptr) != napi_ok) return nullptr;
+  void* state = nullptr;
+  if (napi_get_cb_info(env, cb, &argc, info, nullptr, &state) != napi_ok) return nullptr;
   uint8_t *key, *src, *dst;
   size_t keyLen, srcSize, dstSize;
   uint32_t lo, hi, srcOff, srcLen, padded, dstOff;
-  AeadState& a = Aead();
+  AeadState& a = *static_cast<AeadState*>(state);
   if (argc != 9 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
       !U32Arg(env, info[1], &lo) || !U32Arg(env, info[2], &hi) || !BufferArg(env, info[3], &src, &srcSize) ||
       !U32Arg(env, info[4], &srcOff) || !U32Arg(env, info[5], &srcLen) || !U32Arg(env, info[6], &padded) ||
@@ -108,11 +112,12 @@ napi_value AeadSeal(napi_env env, napi_callback_info cb) {
 napi_value AeadOpen(napi_env env, napi_callback_info cb) {
   napi_value info[8];
   size_t argc = 8;
-  if (napi_get_cb_info(env, cb, &argc, info, nullptr, nullptr) != napi_ok) return nullptr;
+  void* state = nullptr;
+  if (napi_get_cb_info(env, cb, &argc, info, nullptr, &state) != napi_ok) return nullptr;
   uint8_t *key, *src, *dst;
   size_t keyLen, srcSize, dstSize;
   uint32_t lo, hi, srcOff, srcLen, dstOff;
-  AeadState& a = Aead();
+  AeadState& a = *static_cast<AeadState*>(state);
   if (argc != 8 || !a.ok || !BufferArg(env, info[0], &key, &keyLen) || keyLen != 32 ||
       !U32Arg(env, info[1], &lo) || !U32Arg(env, info[2], &hi) || !BufferArg(env, info[3], &src, &srcSize) ||
       !U32Arg(env, info[4], &srcOff) || !U32Arg(env, info[5], &srcLen) || srcLen < 16 ||
@@ -138,9 +143,14 @@ napi_value AeadOpen(napi_env env, napi_callback_info cb) {
 }  // namespace
 
 void InitAead(Napi::Env env, Napi::Object exports) {
+  AeadState* state = new AeadState();
+  if (napi_add_env_cleanup_hook(env, FreeAead, state) != napi_ok) {
+    delete state;
+    return;
+  }
   napi_value seal = nullptr, open = nullptr;
-  if (napi_create_function(env, "aeadSeal", NAPI_AUTO_LENGTH, AeadSeal, nullptr, &seal) == napi_ok) exports.Set("aeadSeal", seal);
-  if (napi_create_function(env, "aeadOpen", NAPI_AUTO_LENGTH, AeadOpen, nullptr, &open) == napi_ok) exports.Set("aeadOpen", open);
+  if (napi_create_function(env, "aeadSeal", NAPI_AUTO_LENGTH, AeadSeal, state, &seal) == napi_ok) exports.Set("aeadSeal", seal);
+  if (napi_create_function(env, "aeadOpen", NAPI_AUTO_LENGTH, AeadOpen, state, &open) == napi_ok) exports.Set("aeadOpen", open);
 }
 
 #else

@@ -83,7 +83,8 @@ BatchSocket::BatchSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Batc
   for (size_t i = 0; i < 10; i++) {
     if (i != 1) memory_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
   }
-  rxSlabId_ = RegisterRxSlab(rxBase_, rx.Length(), this);
+  inst_ = Instance::Of(env);
+  rxSlabId_ = inst_->slabs.Register(rxBase_, rx.Length(), this);
 
   rxHdrs_.resize(batch_);
   rxIov_.resize(batch_);
@@ -124,7 +125,7 @@ BatchSocket::~BatchSocket() {
   // Reached only when the socket was never started or already closed (start() holds a strong
   // reference until close()), so there is no active poll handle here.
   if (fd_ >= 0) ::close(fd_);
-  UnregisterRxSlab(rxSlabId_);
+  if (inst_) inst_->slabs.Unregister(rxSlabId_);
   delete asyncContext_;
 }
 
@@ -434,7 +435,7 @@ Napi::Value BatchSocket::Start(const Napi::CallbackInfo& info) {
   }
   callback_ = Napi::Persistent(info[0].As<Napi::Function>());
   HoldSelf();
-  BusyJoin(this);
+  BusyJoin(inst_->busy, this);
   return env.Undefined();
 }
 
@@ -507,7 +508,7 @@ Napi::Value BatchSocket::Flush(const Napi::CallbackInfo& info) {
     uint8_t* base = txBase_;
     size_t bytes = txBytes_;
     if (src != 0) {
-      const RxSlabEntry e = LookupRxSlab(src);
+      const RxSlabEntry e = inst_->slabs.Lookup(src);
       base = e.base;
       bytes = e.bytes;
     }
@@ -684,7 +685,7 @@ Napi::Value BatchSocket::Close(const Napi::CallbackInfo& info) {
 void BatchSocket::CloseNow() {
   if (closed_) return;
   closed_ = true;
-  BusyLeave(this);
+  BusyLeave(inst_->busy, this);
   // Backlogs: whatever still waits is dropped (a full-queue loss), doorbells closed.
   for (auto& b : backlogs_) {
     if (!b) continue;
@@ -725,7 +726,7 @@ void BatchSocket::OnPoll(uv_poll_t* handle, int status, int events) {
   if ((events & UV_WRITABLE) && self->selfWaiters_ > 0) self->OnSelfWritable();
   if ((events & UV_READABLE) && self->started_ && self->fd_ >= 0 && self->pausedBy_ == 0) {
     const int n = self->Receive();
-    if (n > 0) BusySpin(n);
+    if (n > 0) BusySpin(self->inst_->busy, n);
   }
 }
 

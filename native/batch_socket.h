@@ -5,6 +5,7 @@
 
 #include "busy_poll.h"
 #include "common.h"
+#include "instance.h"
 #include "peer_table.h"
 #include "rx_slabs.h"
 #include "unix_backlog.h"
@@ -198,6 +199,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket>, public BusyPollable {
 
   double* counters_ = nullptr;
   PeerTable table_;
+  std::shared_ptr<Instance> inst_;  // this Node instance's busy poll and slab registry
 };
 
 }  // namespace lanparty

@@ -6,7 +6,7 @@
     {
       "target_name": "lanparty_native",
       "sources": [
-        "module.cc", "common.cc", "peer_table.cc", "rx_slabs.cc", "busy_poll.cc", "batch_socket.cc",
+        "module.cc", "common.cc", "instance.cc", "peer_table.cc", "rx_slabs.cc", "busy_poll.cc", "batch_socket.cc",
         "unix_backlog.cc", "tap_device.cc", "stream_reader.cc", "interface.cc", "aead.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

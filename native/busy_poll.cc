@@ -1,6 +1,7 @@
 // The busy-poll spin and its setBusyPoll() control (busy_poll.h).
 #include "busy_poll.h"
 #include "init.h"
+#include "instance.h"
 
 #include <napi.h>
 #include <sched.h>
@@ -8,15 +9,13 @@
 
 namespace lanparty {
 
-BusyPoll g_busy;
+void BusyJoin(BusyPoll& b, BusyPollable* m) { b.members.push_back(m); }
 
-void BusyJoin(BusyPollable* m) { g_busy.members.push_back(m); }
-
-void BusyLeave(BusyPollable* m) {
-  for (size_t i = 0; i < g_busy.members.size(); i++) {
-    if (g_busy.members[i] != m) continue;
-    g_busy.members.erase(g_busy.members.begin() + static_cast<std::ptrdiff_t>(i));
-    g_busy.leaves += 1;
+void BusyLeave(BusyPoll& b, BusyPollable* m) {
+  for (size_t i = 0; i < b.members.size(); i++) {
+    if (b.members[i] != m) continue;
+    b.members.erase(b.members.begin() + static_cast<std::ptrdiff_t>(i));
+    b.leaves += 1;
     return;
   }
 }
@@ -28,63 +27,63 @@ int64_t MonoUs() {
 }
 
 // Called after a wakeup delivered `delivered` frames.
-void BusySpin(int delivered) {
-  if (g_busy.us <= 0 || g_busy.spinning) return;
+void BusySpin(BusyPoll& b, int delivered) {
+  if (b.us <= 0 || b.spinning) return;
   const int64_t start = MonoUs();
   // A window ends at the first wakeup after it; a whole window without frames is light again,
   // whatever came before.
-  const bool quiet = start - g_busy.lastDelivery >= kBusyPollRateWindowUs;
-  if (quiet || start - g_busy.windowStart >= kBusyPollRateWindowUs) {
-    g_busy.rate = quiet ? 0 : g_busy.windowFrames * 1e6 / static_cast<double>(start - g_busy.windowStart);
-    g_busy.windowStart = start;
-    g_busy.windowFrames = 0;
+  const bool quiet = start - b.lastDelivery >= kBusyPollRateWindowUs;
+  if (quiet || start - b.windowStart >= kBusyPollRateWindowUs) {
+    b.rate = quiet ? 0 : b.windowFrames * 1e6 / static_cast<double>(start - b.windowStart);
+    b.windowStart = start;
+    b.windowFrames = 0;
   }
-  g_busy.lastDelivery = start;
-  g_busy.windowFrames += delivered;
-  if (g_busy.rate > kBusyPollMaxRate || delivered > kBusyPollMaxBatch) {
-    g_busy.loaded += 1;
+  b.lastDelivery = start;
+  b.windowFrames += delivered;
+  if (b.rate > kBusyPollMaxRate || delivered > kBusyPollMaxBatch) {
+    b.loaded += 1;
     return;
   }
-  g_busy.tokensUs += (start - g_busy.refilledAt) * g_busy.budgetPerMille / 1000;
-  if (g_busy.tokensUs > kBusyPollBurstUs) g_busy.tokensUs = kBusyPollBurstUs;
-  g_busy.refilledAt = start;
-  if (g_busy.tokensUs < g_busy.us) {  // Not enough for a whole spin: sleep, let it refill.
-    g_busy.skipped += 1;
+  b.tokensUs += (start - b.refilledAt) * b.budgetPerMille / 1000;
+  if (b.tokensUs > kBusyPollBurstUs) b.tokensUs = kBusyPollBurstUs;
+  b.refilledAt = start;
+  if (b.tokensUs < b.us) {  // Not enough for a whole spin: sleep, let it refill.
+    b.skipped += 1;
     return;
   }
-  g_busy.spinning = true;
-  g_busy.spins += 1;
+  b.spinning = true;
+  b.spins += 1;
   int64_t last = start;
   int64_t busyUs = 0;  // time inside BusyReceive (frames), not charged
   int read = 0;  // frames read while spinning
   while (read <= kBusyPollMaxBatch) {
     const int64_t now = MonoUs();
-    if (now - last > g_busy.us || now - start > kBusyPollMaxUs) break;
-    if ((now - start) - busyUs >= g_busy.tokensUs) break;
+    if (now - last > b.us || now - start > kBusyPollMaxUs) break;
+    if ((now - start) - busyUs >= b.tokensUs) break;
     bool waits = false;
-    g_busy.fds.clear();
-    g_busy.polled.clear();
-    for (BusyPollable* m : g_busy.members) {
+    b.fds.clear();
+    b.polled.clear();
+    for (BusyPollable* m : b.members) {
       waits = waits || m->BusyWaitsOnLoop();
       int fd = m->BusyFd();
       if (fd < 0) continue;
-      g_busy.fds.push_back(pollfd{fd, POLLIN, 0});
-      g_busy.polled.push_back(m);
+      b.fds.push_back(pollfd{fd, POLLIN, 0});
+      b.polled.push_back(m);
     }
-    if (waits || g_busy.fds.empty()) break;
-    if (poll(g_busy.fds.data(), g_busy.fds.size(), 0) <= 0) {
+    if (waits || b.fds.empty()) break;
+    if (poll(b.fds.data(), b.fds.size(), 0) <= 0) {
       sched_yield();
       continue;
     }
-    const uint64_t leaves = g_busy.leaves;
-    for (size_t i = 0; i < g_busy.polled.size(); i++) {
-      if (!(g_busy.fds[i].revents & (POLLIN | POLLERR))) continue;
-      BusyPollable* m = g_busy.polled[i];
+    const uint64_t leaves = b.leaves;
+    for (size_t i = 0; i < b.polled.size(); i++) {
+      if (!(b.fds[i].revents & (POLLIN | POLLERR))) continue;
+      BusyPollable* m = b.polled[i];
       // An earlier callback in this pass may have closed it (it then left the members): look it
       // up only when someone left, so a pass stays linear in the members.
-      if (g_busy.leaves != leaves) {
+      if (b.leaves != leaves) {
         bool member = false;
-        for (BusyPollable* x : g_busy.members) member = member || x == m;
+        for (BusyPollable* x : b.members) member = member || x == m;
         if (!member) continue;
       }
       if (m->BusyFd() < 0) continue;
@@ -93,16 +92,16 @@ void BusySpin(int delivered) {
       if (n > 0) {
         last = MonoUs();
         busyUs += last - before;
-        g_busy.frames += n;
-        g_busy.windowFrames += n;
+        b.frames += n;
+        b.windowFrames += n;
         read += n;
       }
     }
   }
   const int64_t idle = (MonoUs() - start) - busyUs;
-  g_busy.tokensUs -= idle;
-  g_busy.idleUs += static_cast<double>(idle);
-  g_busy.spinning = false;
+  b.tokensUs -= idle;
+  b.idleUs += static_cast<double>(idle);
+  b.spinning = false;
 }
 
 // setBusyPoll(us?, budgetPercent?): sets the busy-poll time (0: off; clamped to kBusyPollMaxUs)
@@ -114,20 +113,22 @@ namespace {
 
 Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<Instance> inst = Instance::Of(env);
+  BusyPoll& b = inst->busy;
   if (info.Length() > 0 && info[0].IsNumber()) {
     int64_t us = info[0].As<Napi::Number>().Int64Value();
-    g_busy.us = us < 0 ? 0 : (us > kBusyPollMaxUs ? kBusyPollMaxUs : us);
+    b.us = us < 0 ? 0 : (us > kBusyPollMaxUs ? kBusyPollMaxUs : us);
   }
   if (info.Length() > 1 && info[1].IsNumber()) {
     int64_t pct = info[1].As<Napi::Number>().Int64Value();
-    g_busy.budgetPerMille = 10 * (pct < 1 ? 1 : (pct > 100 ? 100 : pct));
+    b.budgetPerMille = 10 * (pct < 1 ? 1 : (pct > 100 ? 100 : pct));
   }
-  if (g_busy.refilledAt == 0) {
-    g_busy.refilledAt = MonoUs();
-    g_busy.tokensUs = kBusyPollBurstUs;
+  if (b.refilledAt == 0) {
+    b.refilledAt = MonoUs();
+    b.tokensUs = kBusyPollBurstUs;
   }
-  const double v[10] = {static_cast<double>(g_busy.us), static_cast<double>(g_busy.budgetPerMille) / 10, g_busy.spins,
-                        g_busy.frames, g_busy.idleUs, g_busy.skipped, g_busy.loaded, kBusyPollMaxRate, g_busy.rate,
+  const double v[10] = {static_cast<double>(b.us), static_cast<double>(b.budgetPerMille) / 10, b.spins,
+                        b.frames, b.idleUs, b.skipped, b.loaded, kBusyPollMaxRate, b.rate,
                         static_cast<double>(kBusyPollMaxBatch)};
   Napi::Array a = Napi::Array::New(env, 10);
   for (uint32_t i = 0; i < 10; i++) a.Set(i, Napi::Number::New(env, v[i]));

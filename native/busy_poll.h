@@ -28,7 +28,7 @@ constexpr int kBusyPollMaxBatch = 4;
 
 // Busy polling (setBusyPoll(us); `lanparty up --busy-poll US`): after a libuv wakeup that
 // delivered frames, BusySpin() keeps polling every started socket and TAP device (poll(2) with a
-// zero timeout, sched_yield() between passes) until g_busy.us microseconds pass without a frame,
+// zero timeout, sched_yield() between passes) until BusyPoll::us microseconds pass without a frame,
 // and at most kBusyPollMaxUs in all, before it gives the thread back to libuv. The other half of a
 // round trip through the switch (the reply to the frame just forwarded) is then read at once: the
 // scheduler does not have to wake this process again. On a VM that wake-up is what makes the
@@ -73,14 +73,12 @@ struct BusyPoll {
   double rate = 0;                       // frames/s over the last whole window
 };
 
-extern BusyPoll g_busy;
-
 // Adds a started reader to the spin's members, and removes a closed one.
-void BusyJoin(BusyPollable* m);
-void BusyLeave(BusyPollable* m);
+void BusyJoin(BusyPoll& b, BusyPollable* m);
+void BusyLeave(BusyPoll& b, BusyPollable* m);
 // CLOCK_MONOTONIC in microseconds.
 int64_t MonoUs();
 // Called after a wakeup delivered `delivered` frames.
-void BusySpin(int delivered);
+void BusySpin(BusyPoll& b, int delivered);
 
 }  // namespace lanparty

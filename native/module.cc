@@ -5,6 +5,7 @@
 // control. One file per part: batch_socket (recvmmsg/sendmmsg), unix_backlog (backlogs, flow
 // control), peer_table, rx_slabs, busy_poll, tap_device, stream_reader, interface (ioctls), aead.
 #include "init.h"
+#include "instance.h"
 
 namespace {
 
@@ -14,6 +15,7 @@ constexpr int kAbiVersion = 1;
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
+  lanparty::Instance::Create(env);
   lanparty::InitBatchSocket(env, exports);
   lanparty::InitInterface(env, exports);
   lanparty::InitBusyPoll(env, exports);

@@ -3,6 +3,7 @@
 
 #include "busy_poll.h"
 #include "common.h"
+#include "instance.h"
 
 #include <unistd.h>
 
@@ -17,7 +18,7 @@ namespace lanparty {
 template <typename T>
 class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
  public:
-  explicit PolledFd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info) {}
+  explicit PolledFd(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info), inst_(Instance::Of(info.Env())) {}
   ~PolledFd() override {
     if (fd_ >= 0) ::close(fd_);
     delete asyncContext_;
@@ -56,7 +57,7 @@ class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
     this->Ref();
     referenced_ = true;
-    BusyJoin(this);
+    BusyJoin(inst_->busy, this);
     return true;
   }
 
@@ -81,7 +82,7 @@ class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
   void CloseNow() {
     if (closed_) return;
     closed_ = true;
-    BusyLeave(this);
+    BusyLeave(inst_->busy, this);
     StopPoll();  // Before closing the fd: libuv must not watch a closed fd.
     if (fd_ >= 0) {
       ::close(fd_);
@@ -117,6 +118,7 @@ class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference callback_;
   Napi::AsyncContext* asyncContext_ = nullptr;
+  std::shared_ptr<Instance> inst_;  // this Node instance's busy poll
 
  private:
   static void FreePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
@@ -125,7 +127,7 @@ class PolledFd : public Napi::ObjectWrap<T>, public BusyPollable {
     T* self = static_cast<T*>(static_cast<PolledFd*>(handle->data));
     if (self->fd_ < 0 || self->closed_) return;
     const int n = self->OnReadable(status);
-    if (n > 0) BusySpin(n);
+    if (n > 0) BusySpin(self->inst_->busy, n);
   }
 };
 

@@ -40,7 +40,7 @@ void BatchSocket::Hold(PeerBacklog* b, int32_t src) {
   for (int32_t h : b->holding) {
     if (h == src) return;
   }
-  BatchSocket* s = LookupRxSlab(src).owner;
+  BatchSocket* s = inst_->slabs.Lookup(src).owner;
   if (!s || s->kind_ != Kind::kUnix || !s->flowControl_ || s->closed_ || !s->started_) return;
   if (b->holding.empty() && StartFlowTimer(b) != 0) return;  // a wait without a bound: none
   b->holding.push_back(src);
@@ -53,7 +53,7 @@ void BatchSocket::Hold(PeerBacklog* b, int32_t src) {
 void BatchSocket::Release(PeerBacklog* b) {
   if (b->timer) uv_timer_stop(b->timer);
   for (int32_t id : b->holding) {
-    BatchSocket* s = LookupRxSlab(id).owner;
+    BatchSocket* s = inst_->slabs.Lookup(id).owner;
     if (!s) continue;  // gone
     s->pausedBy_ -= 1;
     if (!s->closed_) s->UpdateMainPoll();
