@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADDON_ABI_VERSION, abiMismatch, busyPollState, nativeAvailable, nativeLoadError } from '../../../src/transports/batch-io.js';
+import { ADDON_ABI_VERSION, abiMismatch, busyPollState, nativeAvailable, nativeLoadError } from '../../../src/io/index.js';
 
 describe('addon ABI version', () => {
   it('accepts the version this lanparty was written against', () => {

@@ -172,3 +172,12 @@ export interface BatchSocket {
   readonly stats: SocketStats;
   close(): void;
 }
+
+/** What TapDevice.write did with a frame (TAP_SENT ... TAP_ERROR in tap.ts). */
+export type TapWriteResult = 0 | 1 | 2 | 3 | 4;
+
+/** An interface's index and flags (IFF_UP = 0x1, ...), read with ioctls in this process's netns. */
+export interface InterfaceState {
+  ifindex: number;
+  flags: number;
+}

@@ -17,7 +17,7 @@ import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, setBusyPoll, busyPollState,
   openStreamReader,
   type BatchSocket,
-} from '../../../src/transports/batch-io.js';
+} from '../../../src/io/index.js';
 import { openStream } from '../../../src/transports/stream/index.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';

@@ -6,7 +6,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker, isMainThread, parentPort } from 'node:worker_threads';
-import { openBatchSocketWith, nativeAvailable, nativeLoadError, nativeAead, setBusyPoll, busyPollState } from '../../../src/transports/batch-io.js';
+import { openBatchSocketWith, nativeAvailable, nativeLoadError, nativeAead, setBusyPoll, busyPollState } from '../../../src/io/index.js';
 
 /** The worker's side: set its own busy poll, open and use a socket, seal a packet; report. */
 async function workerMain(): Promise<void> {
