@@ -14,7 +14,7 @@
 #endif
 
 // ChaCha20-Poly1305 (RFC 8439) for the encrypted peer links' data packets (src/transports/wg via
-// batch-io.ts nativeAead), through the OpenSSL that Node itself is built with (its headers ship
+// src/io nativeAead), through the OpenSSL that Node itself is built with (its headers ship
 // with Node's; the symbols resolve in the node process). Node's crypto API builds a Cipheriv
 // object (and several Buffers) per packet, which costs more than the cipher; here one
 // EVP_CIPHER_CTX per direction is kept and only the key and nonce change per call. Nothing is
@@ -154,7 +154,7 @@ void InitAead(Napi::Env env, Napi::Object exports) {
 }
 
 #else
-// Without OpenSSL headers the addon has no AEAD; batch-io.ts then leaves it to node:crypto.
+// Without OpenSSL headers the addon has no AEAD; src/io then leaves it to node:crypto.
 void InitAead(Napi::Env, Napi::Object) {}
 #endif
 

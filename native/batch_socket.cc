@@ -47,7 +47,7 @@ BatchSocket::BatchSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Batc
   if (info.Length() != 10 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
       !info[3].IsTypedArray() || !info[4].IsBuffer() || !info[5].IsTypedArray() ||
       !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsTypedArray() || !info[9].IsTypedArray()) {
-    Napi::TypeError::New(env, "BatchSocket: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "BatchSocket: bad constructor arguments (use src/io)").ThrowAsJavaScriptException();
     return;
   }
   Napi::Buffer<uint8_t> rx = info[0].As<Napi::Buffer<uint8_t>>();
@@ -66,7 +66,7 @@ BatchSocket::BatchSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Batc
       rx.Length() < static_cast<size_t>(batch_) * static_cast<size_t>(slotBytes_) || txCap_ < 1 || txCap_ > kMaxBatch ||
       txLens.ElementLength() != txOffs.ElementLength() || txPeers.ElementLength() != txOffs.ElementLength() ||
       txSrcs.ElementLength() != txOffs.ElementLength() || counters.ElementLength() < kCounterCount) {
-    Napi::RangeError::New(env, "BatchSocket: inconsistent slab or array sizes (use batch-io.ts)").ThrowAsJavaScriptException();
+    Napi::RangeError::New(env, "BatchSocket: inconsistent slab or array sizes (use src/io)").ThrowAsJavaScriptException();
     return;
   }
   rxBase_ = rx.Data();
@@ -406,7 +406,7 @@ Napi::Value BatchSocket::EnablePeerEviction(const Napi::CallbackInfo& info) {
   if (info.Length() != 1 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
       info[0].As<Napi::Int32Array>().ElementLength() < static_cast<size_t>(kEvictedMax) + 1) {
-    Napi::TypeError::New(env, "BatchSocket: enablePeerEviction needs an Int32Array of evictedMax + 1 (use batch-io.ts)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "BatchSocket: enablePeerEviction needs an Int32Array of evictedMax + 1 (use src/io)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   Napi::Int32Array report = info[0].As<Napi::Int32Array>();

@@ -1,10 +1,10 @@
 // Declarations every part of lanparty_native shares: the constants of the receive loop, the
-// shared counters' indexes (batch-io reads them by the same numbers) and Node-shaped errno errors.
+// shared counters' indexes (src/io/dgram-native.ts reads them by the same numbers) and Node-shaped errno errors.
 // The addon as a whole is described in docs/data-path.md.
 #pragma once
 
 #if !defined(__linux__)
-#error "lanparty_native needs Linux (recvmmsg/sendmmsg); batch-io.ts falls back to node:dgram elsewhere"
+#error "lanparty_native needs Linux (recvmmsg/sendmmsg); src/io falls back to node:dgram elsewhere"
 #endif
 
 #include <napi.h>
@@ -21,7 +21,7 @@ constexpr int kMaxBatchesPerWakeup = 8;
 // Largest batch accepted for either direction (the kernel's UIO_MAXIOV).
 constexpr int kMaxBatch = 1024;
 
-// Slots of the shared counters Float64Array; batch-io.ts reads them by the same indexes.
+// Slots of the shared counters Float64Array; src/io/dgram-native.ts reads them by the same indexes.
 enum CounterIndex {
   kSendErrors = 0,   // every datagram not sent, EAGAIN drops included
   kRecvErrors = 1,

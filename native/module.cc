@@ -1,5 +1,5 @@
 // lanparty_native: batched datagram I/O, TAP device I/O, stream port reads and the peer links'
-// ChaCha20-Poly1305, for src/transports/batch-io.ts, and nothing more. It moves frames between
+// ChaCha20-Poly1305, for src/io/addon.ts, and nothing more. It moves frames between
 // the kernel and memory JS allocated once, and never allocates or builds a JS value per frame.
 // docs/data-path.md describes the receive and send stages, the slabs, busy polling and flow
 // control. One file per part: batch_socket (recvmmsg/sendmmsg), unix_backlog (backlogs, flow
@@ -9,7 +9,7 @@
 
 namespace {
 
-// The interface version batch-io.ts checks at load (ADDON_ABI_VERSION there): raise both together
+// The interface version src/io/addon.ts checks at load (ADDON_ABI_VERSION there): raise both together
 // whenever an export, an argument, a counter index or a result code changes meaning.
 constexpr int kAbiVersion = 1;
 

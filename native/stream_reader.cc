@@ -41,7 +41,7 @@ class StreamReader : public PolledFd<StreamReader> {
   explicit StreamReader(const Napi::CallbackInfo& info) : PolledFd<StreamReader>(info) {
     Napi::Env env = info.Env();
     if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsBuffer()) {
-      Napi::TypeError::New(env, "StreamReader: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "StreamReader: bad constructor arguments (use src/io)").ThrowAsJavaScriptException();
       return;
     }
     const int fd = info[0].As<Napi::Number>().Int32Value();

@@ -1,4 +1,4 @@
-// TapDevice: TAP devices (src/transports/tap via batch-io.ts openTapDevice / configureInterface).
+// TapDevice: TAP devices (src/transports/tap via src/io openTapDevice / configureInterface).
 //
 // One fd from /dev/net/tun, attached with TUNSETIFF (IFF_TAP | IFF_NO_PI: every read() is one
 // whole Ethernet frame, every write() sends one). There is no recvmmsg for a character device,
@@ -62,7 +62,7 @@ class TapDevice : public PolledFd<TapDevice> {
     Napi::Env env = info.Env();
     if (info.Length() != 4 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() ||
         !info[3].IsTypedArray()) {
-      Napi::TypeError::New(env, "TapDevice: bad constructor arguments (use batch-io.ts)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "TapDevice: bad constructor arguments (use src/io)").ThrowAsJavaScriptException();
       return;
     }
     Napi::Buffer<uint8_t> rx = info[0].As<Napi::Buffer<uint8_t>>();
@@ -73,7 +73,7 @@ class TapDevice : public PolledFd<TapDevice> {
     if (batch_ < 1 || batch_ > kMaxBatch || slotBytes_ < 1 ||
         rx.Length() < static_cast<size_t>(batch_) * static_cast<size_t>(slotBytes_) ||
         counters.ElementLength() < kTapCounterCount) {
-      Napi::RangeError::New(env, "TapDevice: inconsistent slab or array sizes (use batch-io.ts)").ThrowAsJavaScriptException();
+      Napi::RangeError::New(env, "TapDevice: inconsistent slab or array sizes (use src/io)").ThrowAsJavaScriptException();
       return;
     }
     rxBase_ = rx.Data();

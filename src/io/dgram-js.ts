@@ -3,7 +3,8 @@
  */
 import dgram from 'node:dgram';
 import { LanpartyError } from '../util/index.js';
-import type { BatchSocket, BatchSocketOptions, DgramAddress, Ipv4Net, RxBatch, SocketStats } from './types.js';
+import { parseIpv4Address } from '../wire/index.js';
+import type { BatchSocket, BatchSocketOptions, DgramAddress, Ipv4Net, RxBatch } from './types.js';
 import { nativeLoadError } from './addon.js';
 import { JS_SEND_QUEUE_LIMIT, describeBind, type Normalised } from './options.js';
 

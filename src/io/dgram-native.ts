@@ -1,12 +1,10 @@
 /**
  * The native BatchSocket: recvmmsg/sendmmsg through the addon into slabs allocated once here.
  */
-import { LanpartyError } from '../util/index.js';
 import { parseIpv4Address } from '../wire/index.js';
 import type { BatchSocket, DgramAddress, Ipv4Net, RxBatch } from './types.js';
 import type { NativeHandle, NativeModule } from './addon.js';
-import { MIN_TX_SLAB_BYTES, type Normalised } from './options.js';
-
+import { MAX_BATCH_SIZE, MIN_TX_SLAB_BYTES, type Normalised } from './options.js';
 
 /** Indexes of the shared counters array; must match CounterIndex in native/common.h. */
 const C_SEND_ERRORS = 0;

@@ -1,8 +1,8 @@
 /**
- * batch-io: opens a BatchSocket (see batch-io-types.ts) backed by the native addon
+ * io/dgram: opens a BatchSocket (see types.ts) backed by the native addon
  * (native/, docs/data-path.md: recvmmsg/sendmmsg into slabs allocated once here) or, when the addon
- * is missing or LANPARTY_NO_NATIVE=1, by node:dgram delivering batches of one. This is the only
- * module that loads the addon. Transports call openBatchSocket and never learn which one they got,
+ * is missing or LANPARTY_NO_NATIVE=1, by node:dgram delivering batches of one (addon.ts loads
+ * the addon). Transports call openBatchSocket and never learn which one they got,
  * except through `native` (for status) and the unix-datagram limitation of the fallback.
  *
  * Native receive: the addon fills rx.bufs[i] / rx.lengths[i] / rx.peers[i] and calls onBatch(count).

@@ -2,7 +2,7 @@
  * Stream ports' reads in the addon (StreamReader there): one reused slab per connection, no
  * Buffer per read. Null where the addon cannot: Node reads the socket then.
  */
-import { loadNative } from './addon.js';
+import { loadNative, type NativeStreamReader } from './addon.js';
 
 
 /**

@@ -3,8 +3,8 @@
  * JS fallback.
  */
 import { LanpartyError } from '../util/index.js';
-import { loadNative, nativeLoadError, type NativeTapHandle } from './addon.js';
-import { DEFAULT_BATCH_SIZE } from './options.js';
+import { loadNative, nativeLoadError, type NativeModule, type NativeTapHandle } from './addon.js';
+import { DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, MAX_SLOT_BYTES } from './options.js';
 import type { InterfaceState, TapWriteResult } from './types.js';
 
 

@@ -60,7 +60,7 @@ export interface BatchSocketOptions {
    */
   maxPeers?: number;
   /**
-   * Unix: flow control (batch-io.ts, send step 5): a reader's deep backlog stops this socket
+   * Unix: flow control (io/dgram.ts, send step 5): a reader's deep backlog stops this socket
    * reading. Default: LANPARTY_UNIX_FLOW_CONTROL=1 in the environment, else off.
    */
   flowControl?: boolean;

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { inFreshNetns } from '../helpers/self-netns.js';
 import { runDoctor } from '../../src/daemon/doctor/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN, unixDgramQueue } from '../../src/daemon/doctor/unix-dgram-queue.js';
-import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/transports/batch-io.js';
+import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/io/index.js';
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
 import { upOutputUntilReady } from '../helpers/up-output.js';
 

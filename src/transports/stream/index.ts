@@ -47,7 +47,7 @@ import { RateLimitedLog, type Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
-import { openStreamReader, streamReaderAvailable, type StreamReader } from '../batch-io.js';
+import { openStreamReader, streamReaderAvailable, type StreamReader } from '../../io/index.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
 import { openStream } from '../../../src/transports/stream/index.js';
-import { nativeAvailable, type StreamReader } from '../../../src/transports/batch-io.js';
+import { nativeAvailable, type StreamReader } from '../../../src/io/index.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import type { Port } from '../../../src/switch/port.js';
