@@ -26,10 +26,7 @@ int64_t MonoUs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-// Called after a wakeup delivered `delivered` frames.
-void BusySpin(BusyPoll& b, int delivered) {
-  if (b.us <= 0 || b.spinning) return;
-  const int64_t start = MonoUs();
+bool BusyPollDecide(BusyPoll& b, int64_t start, int delivered) {
   // A window ends at the first wakeup after it; a whole window without frames is light again,
   // whatever came before.
   const bool quiet = start - b.lastDelivery >= kBusyPollRateWindowUs;
@@ -42,15 +39,44 @@ void BusySpin(BusyPoll& b, int delivered) {
   b.windowFrames += delivered;
   if (b.rate > kBusyPollMaxRate || delivered > kBusyPollMaxBatch) {
     b.loaded += 1;
-    return;
+    return false;
   }
   b.tokensUs += (start - b.refilledAt) * b.budgetPerMille / 1000;
   if (b.tokensUs > kBusyPollBurstUs) b.tokensUs = kBusyPollBurstUs;
   b.refilledAt = start;
   if (b.tokensUs < b.us) {  // Not enough for a whole spin: sleep, let it refill.
     b.skipped += 1;
-    return;
+    return false;
   }
+  return true;
+}
+
+void BusyPollCharge(BusyPoll& b, int64_t idleUs) {
+  b.tokensUs -= idleUs;
+  b.idleUs += static_cast<double>(idleUs);
+}
+
+void BusyPollConfigure(BusyPoll& b, Napi::Value us, Napi::Value percent, int64_t nowUs) {
+  if (us.IsNumber()) {
+    int64_t v = us.As<Napi::Number>().Int64Value();
+    b.us = v < 0 ? 0 : (v > kBusyPollMaxUs ? kBusyPollMaxUs : v);
+  }
+  if (percent.IsNumber()) {
+    int64_t pct = percent.As<Napi::Number>().Int64Value();
+    b.budgetPerMille = 10 * (pct < 1 ? 1 : (pct > 100 ? 100 : pct));
+  }
+  if (b.refilledAt == 0) {
+    b.refilledAt = nowUs;
+    b.tokensUs = kBusyPollBurstUs;
+  }
+}
+
+// Called after a wakeup delivered `delivered` frames: the policy decides, then the spin polls,
+// reading the clock itself (it measures how long it polled).
+void BusySpin(BusyPoll& b, int delivered) {
+  if (b.us <= 0 || b.spinning) return;
+  const int64_t start = MonoUs();
+  if (!BusyPollDecide(b, start, delivered)) return;
   b.spinning = true;
   b.spins += 1;
   int64_t last = start;
@@ -98,9 +124,7 @@ void BusySpin(BusyPoll& b, int delivered) {
       }
     }
   }
-  const int64_t idle = (MonoUs() - start) - busyUs;
-  b.tokensUs -= idle;
-  b.idleUs += static_cast<double>(idle);
+  BusyPollCharge(b, (MonoUs() - start) - busyUs);
   b.spinning = false;
 }
 
@@ -111,22 +135,7 @@ void BusySpin(BusyPoll& b, int delivered) {
 //  window, the batch bound].
 namespace {
 
-Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::shared_ptr<Instance> inst = Instance::Of(env);
-  BusyPoll& b = inst->busy;
-  if (info.Length() > 0 && info[0].IsNumber()) {
-    int64_t us = info[0].As<Napi::Number>().Int64Value();
-    b.us = us < 0 ? 0 : (us > kBusyPollMaxUs ? kBusyPollMaxUs : us);
-  }
-  if (info.Length() > 1 && info[1].IsNumber()) {
-    int64_t pct = info[1].As<Napi::Number>().Int64Value();
-    b.budgetPerMille = 10 * (pct < 1 ? 1 : (pct > 100 ? 100 : pct));
-  }
-  if (b.refilledAt == 0) {
-    b.refilledAt = MonoUs();
-    b.tokensUs = kBusyPollBurstUs;
-  }
+Napi::Value StateArray(Napi::Env env, const BusyPoll& b) {
   const double v[10] = {static_cast<double>(b.us), static_cast<double>(b.budgetPerMille) / 10, b.spins,
                         b.frames, b.idleUs, b.skipped, b.loaded, kBusyPollMaxRate, b.rate,
                         static_cast<double>(kBusyPollMaxBatch)};
@@ -135,10 +144,55 @@ Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
   return a;
 }
 
+Napi::Value SetBusyPoll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Instance> inst = Instance::Of(env);
+  BusyPoll& b = inst->busy;
+  BusyPollConfigure(b, info[0], info[1], MonoUs());
+  return StateArray(env, b);
+}
+
+// BusyPollPolicy: the busy-poll policy alone, on a clock the caller steps (tests). It is a
+// BusyPoll of its own that no socket joins, so nothing ever spins; decide() says whether a
+// wakeup at nowUs that delivered n frames would spin, charge(idleUs) bills a spin's idle time.
+//   configure(us?, budgetPercent?, nowUs) -> state   decide(nowUs, n) -> bool
+//   charge(idleUs)                                     state() -> the array setBusyPoll returns
+class BusyPollPolicy : public Napi::ObjectWrap<BusyPollPolicy> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    exports.Set("BusyPollPolicy", DefineClass(env, "BusyPollPolicy", {
+      InstanceMethod<&BusyPollPolicy::Configure>("configure"),
+      InstanceMethod<&BusyPollPolicy::Decide>("decide"),
+      InstanceMethod<&BusyPollPolicy::Charge>("charge"),
+      InstanceMethod<&BusyPollPolicy::State>("state"),
+    }));
+  }
+  explicit BusyPollPolicy(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BusyPollPolicy>(info) {}
+
+ private:
+  Napi::Value Configure(const Napi::CallbackInfo& info) {
+    BusyPollConfigure(b_, info[0], info[1], info[2].ToNumber().Int64Value());
+    return StateArray(info.Env(), b_);
+  }
+  Napi::Value Decide(const Napi::CallbackInfo& info) {
+    const bool spin = b_.us > 0 && BusyPollDecide(b_, info[0].ToNumber().Int64Value(), info[1].ToNumber().Int32Value());
+    if (spin) b_.spins += 1;
+    return Napi::Boolean::New(info.Env(), spin);
+  }
+  Napi::Value Charge(const Napi::CallbackInfo& info) {
+    BusyPollCharge(b_, info[0].ToNumber().Int64Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value State(const Napi::CallbackInfo& info) { return StateArray(info.Env(), b_); }
+
+  BusyPoll b_;
+};
+
 }  // namespace
 
 void InitBusyPoll(Napi::Env env, Napi::Object exports) {
   exports.Set("setBusyPoll", Napi::Function::New<SetBusyPoll>(env, "setBusyPoll"));
+  BusyPollPolicy::Init(env, exports);
 }
 
 }  // namespace lanparty

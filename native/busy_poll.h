@@ -56,7 +56,7 @@ struct BusyPoll {
   int64_t us = 0;                        // 0: off
   int64_t budgetPerMille = 200;          // share of one core the idle spinning may use
   int64_t tokensUs = 0;                  // the bucket
-  int64_t refilledAt = 0;                // MonoUs() of the last refill
+  int64_t refilledAt = 0;                // time of the last refill (µs, the caller's clock)
   bool spinning = false;                 // a callback inside BusySpin must not start another
   std::vector<BusyPollable*> members;    // started and not closed
   uint64_t leaves = 0;                   // members that left so far (a pass rechecks only after one)
@@ -80,5 +80,12 @@ void BusyLeave(BusyPoll& b, BusyPollable* m);
 int64_t MonoUs();
 // Called after a wakeup delivered `delivered` frames.
 void BusySpin(BusyPoll& b, int delivered);
+
+// The policy, with no clock of its own (the caller passes the time, so a test can step it):
+// whether a wakeup at nowUs that delivered `delivered` frames may spin (it updates the rate
+// window and refills the bucket, and counts a refusal in loaded or skipped) ...
+bool BusyPollDecide(BusyPoll& b, int64_t nowUs, int delivered);
+// ... and billing a spin's idle microseconds to the bucket.
+void BusyPollCharge(BusyPoll& b, int64_t idleUs);
 
 }  // namespace lanparty

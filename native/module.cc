@@ -11,7 +11,7 @@ namespace {
 
 // The interface version src/io/addon.ts checks at load (ADDON_ABI_VERSION there): raise both together
 // whenever an export, an argument, a counter index or a result code changes meaning.
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));

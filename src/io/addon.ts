@@ -59,6 +59,8 @@ export interface NativeModule {
   evictedMax: number;
   /** Sets the busy-poll time and budget when given; returns the state (see busyPollState). */
   setBusyPoll(us?: number, budgetPercent?: number): number[];
+  /** The busy-poll policy alone, on a clock the caller steps (see busyPollPolicy). */
+  BusyPollPolicy: new () => NativeBusyPollPolicy;
   /** The addon's interface version (kAbiVersion in native/module.cc); see ADDON_ABI_VERSION. */
   abiVersion: number;
 }
@@ -102,7 +104,7 @@ const ADDON_CANDIDATES = [
  * together whenever one side changes what the other relies on. An addon with another number
  * (built from other sources) is not used.
  */
-export const ADDON_ABI_VERSION = 1;
+export const ADDON_ABI_VERSION = 2;
 
 /**
  * Why the addon at `path`, exporting `abiVersion`, cannot be used with this file (naming the file,
@@ -191,6 +193,39 @@ export function setBusyPoll(us: number, budgetPercent?: number): BusyPollState |
 export function unixBacklogLimits(): { datagrams: number; bytes: number } | null {
   const m = loadNative();
   return m ? { datagrams: m.backlogDatagrams, bytes: m.backlogBytes } : null;
+}
+
+interface NativeBusyPollPolicy {
+  configure(us: number | undefined, budgetPercent: number | undefined, nowUs: number): number[];
+  decide(nowUs: number, frames: number): boolean;
+  charge(idleUs: number): void;
+  state(): number[];
+}
+
+/**
+ * The addon's busy-poll policy on its own, with time passed in (µs on any clock the caller
+ * steps), for tests: the same rate window, batch bound and CPU budget that decide whether a
+ * wakeup spins, without sockets or a real spin. decide(nowUs, frames) is what a wakeup at nowUs
+ * that delivered `frames` would do (true: spin; the refusals count in `loaded` and `skipped`), and
+ * charge(idleUs) bills a spin's idle time to the budget. Null without the addon.
+ */
+export interface BusyPollPolicy {
+  configure(us: number | undefined, budgetPercent: number | undefined, nowUs: number): BusyPollState;
+  decide(nowUs: number, frames: number): boolean;
+  charge(idleUs: number): void;
+  state(): BusyPollState;
+}
+
+export function busyPollPolicy(): BusyPollPolicy | null {
+  const m = loadNative();
+  if (m === null) return null;
+  const p = new m.BusyPollPolicy();
+  return {
+    configure: (us, budgetPercent, nowUs) => busyState(p.configure(us, budgetPercent, nowUs)),
+    decide: (nowUs, frames) => p.decide(nowUs, frames),
+    charge: (idleUs) => p.charge(idleUs),
+    state: () => busyState(p.state()),
+  };
 }
 
 /** The busy-poll setting and its counts, or null without the addon. */

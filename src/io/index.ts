@@ -9,8 +9,8 @@ export type {
   InterfaceState, TapWriteResult,
 } from './types.js';
 export {
-  ADDON_ABI_VERSION, abiMismatch, busyPollState, nativeAead, nativeAvailable, nativeLoadError, setBusyPoll,
-  unixBacklogLimits, type BusyPollState, type NativeAead,
+  ADDON_ABI_VERSION, abiMismatch, busyPollPolicy, busyPollState, nativeAead, nativeAvailable, nativeLoadError, setBusyPoll,
+  unixBacklogLimits, type BusyPollPolicy, type BusyPollState, type NativeAead,
 } from './addon.js';
 export { MAX_PEERS } from './options.js';
 export { openBatchSocket, openBatchSocketWith, socketStatsOf, type BatchImplementation } from './dgram.js';
