@@ -39,7 +39,7 @@ import { attach, guestIp } from '../test/helpers/guest-lan.js';
 import { startLanparty } from '../test/helpers/netns-lanparty.js';
 import { launch } from '../test/helpers/launcher.js';
 import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
-import { busyPollState } from '../src/transports/batch-io.js';
+import { busyPollState } from '../src/io/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/doctor/unix-dgram-queue.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import type * as SwitchMod from '../../src/switch/index.js';
 import type * as ServicesMod from '../../src/services/index.js';
 import type * as VxlanPortMod from '../../src/transports/vxlan/index.js';
 import type * as Logger from '../../src/util/logger.js';
-import type { RxBatch } from '../../src/transports/batch-io-types.js';
+import type { RxBatch } from '../../src/io/index.js';
 
 const MAX_FRAME = 1600;
 

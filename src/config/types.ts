@@ -81,7 +81,7 @@ export interface ServicesConfig {
 }
 
 export interface Config {
-  /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in transports/batch-io.ts (us 0: off). */
+  /** busyPollUs, busyPollBudgetPercent: see setBusyPoll in io/addon.ts (us 0: off). */
   switch: { macAgeMs: number; macTableSize: number; macPortSize: number; maxFrameBytes: number; busyPollUs: number; busyPollBudgetPercent: number };
   ports: PortConfig[];
   /**

@@ -13,7 +13,7 @@ import { ControlServer } from '../control/server.js';
 import { portUpChannel, portDownChannel, macMoveChannel } from '../switch/switch.js';
 import type { Port } from '../switch/port.js';
 import { formatMac } from '../wire/ethernet.js';
-import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '../transports/batch-io.js';
+import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '../io/index.js';
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';

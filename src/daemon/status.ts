@@ -6,7 +6,7 @@
 import type { Port } from '../switch/port.js';
 import type { Switch } from '../switch/switch.js';
 import type { Transport, TransportStatus } from '../transports/transport.js';
-import type { BusyPollState } from '../transports/batch-io.js';
+import type { BusyPollState } from '../io/index.js';
 import { formatMac } from '../wire/ethernet.js';
 import type { ControlCounters } from '../control/server.js';
 

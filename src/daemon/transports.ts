@@ -1,7 +1,7 @@
 /** Maps validated port configs to transports. The one place that knows every transport. */
 import type { PortConfig } from '../config/types.js';
 import type { Transport, TransportContext } from '../transports/transport.js';
-import type { Ipv4Net } from '../transports/batch-io-types.js';
+import type { Ipv4Net } from '../io/index.js';
 import { DgramTransport } from '../transports/dgram/index.js';
 import { McastTransport } from '../transports/mcast/index.js';
 import { openStream } from '../transports/stream/index.js';

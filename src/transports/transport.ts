@@ -5,7 +5,7 @@
  */
 import type { FrameSink, PortKind } from '../switch/port.js';
 import type { Logger } from '../util/logger.js';
-import type { SocketStats } from './batch-io-types.js';
+import type { SocketStats } from '../io/index.js';
 
 export interface TransportContext {
   sink: FrameSink;

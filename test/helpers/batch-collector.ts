@@ -2,7 +2,7 @@
  * A started BatchSocket that keeps a copy of every datagram it receives (rx slots are reused
  * after each batch), for the batch-io unit tests.
  */
-import type { BatchSocket } from '../../src/transports/batch-io-types.js';
+import type { BatchSocket } from '../../src/io/index.js';
 
 export interface Frame { data: Buffer; peer: number }
 

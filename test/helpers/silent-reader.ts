@@ -7,8 +7,8 @@ import * as path from 'node:path';
 import { buildConfig } from '../../src/config/index.js';
 import { Daemon } from '../../src/daemon/index.js';
 import { silentLogger } from '../../src/util/logger.js';
-import { openBatchSocketWith } from '../../src/transports/batch-io.js';
-import type { SocketStats } from '../../src/transports/batch-io-types.js';
+import { openBatchSocketWith } from '../../src/io/index.js';
+import type { SocketStats } from '../../src/io/index.js';
 
 export interface SilentReaderLan {
   daemon: Daemon;

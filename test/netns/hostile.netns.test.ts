@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openBatchSocket } from '../../src/transports/batch-io.js';
+import { openBatchSocket } from '../../src/io/index.js';
 import { inFreshNetns } from '../helpers/self-netns.js';
 import { cleanupAll, tempDir, waitFor } from '../helpers/netns.js';
 import { lanpartyMissing } from '../helpers/netns-lanparty.js';

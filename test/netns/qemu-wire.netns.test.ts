@@ -24,8 +24,8 @@ import { buildConfig } from '../../src/config/index.js';
 import { Daemon } from '../../src/daemon/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { StreamFramer } from '../../src/transports/stream/framer.js';
-import { openBatchSocket, nativeAvailable } from '../../src/transports/batch-io.js';
-import type { BatchSocket } from '../../src/transports/batch-io-types.js';
+import { openBatchSocket, nativeAvailable } from '../../src/io/index.js';
+import type { BatchSocket } from '../../src/io/index.js';
 import type { Port } from '../../src/switch/port.js';
 
 const GROUP = '239.255.77.1';

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { inFreshNetns } from '../helpers/self-netns.js';
-import { nativeAvailable, nativeLoadError, openBatchSocketWith, type BatchSocket } from '../../src/transports/batch-io.js';
+import { nativeAvailable, nativeLoadError, openBatchSocketWith, type BatchSocket } from '../../src/io/index.js';
 
 function frameOf(seq: number, len: number): Buffer {
   const b = Buffer.alloc(len, seq & 0xff);

@@ -14,11 +14,11 @@ import * as path from 'node:path';
 import { inFreshNetns } from '../helpers/self-netns.js';
 import { runDoctor } from '../../src/daemon/doctor/index.js';
 import { SUGGESTED_MAX_DGRAM_QLEN, unixDgramQueue } from '../../src/daemon/doctor/unix-dgram-queue.js';
-import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/transports/batch-io.js';
+import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../src/io/index.js';
 import { startSilentReaderLan } from '../helpers/silent-reader.js';
 import { upOutputUntilReady } from '../helpers/up-output.js';
 
-const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/lanparty_native.cc
+const BACKLOG = unixBacklogLimits()?.datagrams ?? 0; // kBacklogDatagrams in native/unix_backlog.h
 // A burst larger than the backlog plus the kernel's default queue of 10, smaller than the backlog
 // plus a queue of SUGGESTED_MAX_DGRAM_QLEN.
 const BURST = BACKLOG + 144;

@@ -16,7 +16,8 @@ const ALLOWED: Record<string, string[]> = {
   wire: ['util'],
   crypto: ['util', 'wire'],
   switch: ['wire', 'util'],
-  transports: ['switch', 'wire', 'util', 'crypto'],
+  io: ['util', 'wire', 'switch'],
+  transports: ['io', 'switch', 'wire', 'util', 'crypto'],
   services: ['switch', 'wire', 'util'],
   config: ['wire', 'util'],
   control: ['util'],
@@ -44,7 +45,7 @@ test('each src folder imports only the folders it may', () => {
   assert.deepEqual(bad, []);
 });
 
-test('only transports/batch-io.ts loads the native addon', () => {
+test('only io/addon.ts loads the native addon', () => {
   const users = walk(root).filter((f) => /lanparty_native|\.node['"]/.test(fs.readFileSync(f, 'utf8')));
-  assert.deepEqual(users.map((f) => path.relative(root, f)), [path.join('transports', 'batch-io.ts')]);
+  assert.deepEqual(users.map((f) => path.relative(root, f)), [path.join('io', 'addon.ts')]);
 });

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import type { Daemon } from '../daemon.js';
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { DROP_REASONS } from '../../switch/port.js';
-import { busyPollState } from '../../transports/batch-io.js';
+import { busyPollState } from '../../io/index.js';
 import { RateLimitedLog } from '../../util/logger.js';
 
 /** Scrapers connected at once; more are closed at accept (a scraper retries at its next interval). */

@@ -1,7 +1,7 @@
 /**
  * unix-dgram-queue: a unix datagram socket queues at most net.unix.max_dgram_qlen datagrams
  * (10 by default, whatever their size) for its reader. When a reader (a QEMU on a unixgram port)
- * falls behind by more, lanparty's per-peer backlog (1024 datagrams or 2 MiB per reader, kept by the addon behind batch-io)
+ * falls behind by more, lanparty's per-peer backlog (1024 datagrams or 2 MiB per reader, kept by the addon behind src/io)
  * takes the rest, and past that datagrams are dropped: counted in the transport's socket stats
  * (`sendDropped`), after the port had counted them as sent. Reported only when such drops happened.
  * With flow control turned on (LANPARTY_UNIX_FLOW_CONTROL=1; off by default), frames from other

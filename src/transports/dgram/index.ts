@@ -16,8 +16,8 @@
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
-import type { BatchSocket, DgramAddress, Ipv4Net } from '../batch-io-types.js';
-import { openBatchSocket, socketStatsOf } from '../batch-io.js';
+import type { BatchSocket, DgramAddress, Ipv4Net } from '../../io/index.js';
+import { openBatchSocket, socketStatsOf } from '../../io/index.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 /**

@@ -23,8 +23,8 @@
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
-import type { BatchSocket } from '../batch-io-types.js';
-import { openBatchSocket, socketStatsOf } from '../batch-io.js';
+import type { BatchSocket } from '../../io/index.js';
+import { openBatchSocket, socketStatsOf } from '../../io/index.js';
 import { UDP_MAX_PAYLOAD, addressText } from '../dgram/index.js';
 import { SharedSegment, isTreeFrame, segmentsOf, type SegmentRole } from '../segment.js';
 

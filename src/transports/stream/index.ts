@@ -20,7 +20,7 @@ import { RateLimitedLog, type Logger } from '../../util/logger.js';
 import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
-import { openStreamReader, streamReaderAvailable, type StreamReader } from '../batch-io.js';
+import { openStreamReader, streamReaderAvailable, type StreamReader } from '../../io/index.js';
 import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -60,8 +60,6 @@ let readingChunk: Buffer | null = null;
 const unsettled: StreamPort[] = [];
 /** Set when a socket kept a view of readingChunk: the reading port must not read into it again. */
 let chunkKept = false;
-/** False while forwarding a chunk whose reader cannot change slabs (an addon built before useSlab). */
-let chunkMayBeKept = true;
 
 function settleRuns(): void {
   for (let i = 0; i < unsettled.length; i++) unsettled[i].settle(true);
@@ -166,7 +164,7 @@ class StreamPort implements Port {
     const end = this.runEnd;
     this.runStart = this.runEnd = 0;
     if (!this.open) return;
-    if (write && chunkMayBeKept && this.socket.writableLength === 0) {
+    if (write && this.socket.writableLength === 0) {
       // Straight from the chunk, behind what the slab holds (often a frame split across reads),
       // in one writev. A write that completes at once keeps nothing.
       const behind = this.used > this.flushedTo;
@@ -265,12 +263,11 @@ class StreamPort implements Port {
     reading = this;
     readingChunk = chunk;
     chunkKept = false;
-    chunkMayBeKept = this.reader === null || this.reader.renewSlab !== null;
     try {
       return this.framer.push(chunk, n);
     } finally {
       settleRuns();  // before the chunk's bytes can be read over
-      if (chunkKept) this.reader?.renewSlab!();
+      if (chunkKept) this.reader?.renewSlab();
       reading = null;
       readingChunk = null;
     }
@@ -318,7 +315,7 @@ function attach(sock: net.Socket, name: string, kind: PortKind, addr: StreamAddr
       if (!port.readChunk(slab, n)) {
         reader.close();  // now: what follows the bad length must not be read as frames
         badLength();
-      } else if (n === slab.length && n < busyReadBytes && reader.renewSlab !== null) {
+      } else if (n === slab.length && n < busyReadBytes) {
         reader.renewSlab(busyReadBytes);
       }
       return counters.rxFrames - before;

@@ -32,7 +32,7 @@ import type { Logger } from '../../util/logger.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import {
   openTapDevice, tapRxSlabBytes, configureInterface, interfaceState, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,
-} from '../batch-io.js';
+} from '../../io/index.js';
 
 export interface TapConfig {
   /** Interface name, 1-15 bytes. */

@@ -20,7 +20,7 @@
 import { LanpartyError } from '../../util/errors.js';
 import { PortCounters, type Port } from '../../switch/port.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
-import type { RxBatch } from '../batch-io-types.js';
+import type { RxBatch } from '../../io/index.js';
 import { VXLAN_HEADER_BYTES, VXLAN_OK, VXLAN_SHORT, VXLAN_BAD_FLAGS, VXLAN_BAD_RESERVED, VXLAN_OTHER_VNI, vxlanCheck, vxlanVni, writeVxlanHeader } from '../../wire/vxlan.js';
 import { formatMac } from '../../wire/ethernet.js';
 import { VtepTable, type Vtep, type VtepTableOptions } from './vtep-table.js';

@@ -15,8 +15,8 @@
  * happens: datapath_drop_tunnel_pop_error).
  */
 import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import type { BatchSocket, RxBatch } from '../batch-io-types.js';
-import { openBatchSocket } from '../batch-io.js';
+import type { BatchSocket, RxBatch } from '../../io/index.js';
+import { openBatchSocket } from '../../io/index.js';
 import { parseIpv4Address } from '../../wire/index.js';
 
 /**

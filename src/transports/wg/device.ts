@@ -24,7 +24,7 @@
  * STAGED_MAX, the oldest dropped).
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { nativeAead, type NativeAead } from '../batch-io.js';
+import { nativeAead, type NativeAead } from '../../io/index.js';
 import { ReplayWindow, staticKey, shortKey, tai64n, type StaticKey } from '../../crypto/index.js';
 import type { Logger } from '../../util/logger.js';
 import { RateLimitedLog } from '../../util/logger.js';

@@ -15,7 +15,7 @@ import { checkTransports, netdevProblem, type TransportInfo } from '../../../src
 import { buildConfig } from '../../../src/config/index.js';
 import { request } from '../../../src/control/index.js';
 import { Daemon } from '../../../src/daemon/index.js';
-import { nativeAvailable } from '../../../src/transports/batch-io.js';
+import { nativeAvailable } from '../../../src/io/index.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { cliPath } from '../../helpers/netns-lanparty.js';
 

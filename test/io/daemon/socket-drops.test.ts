@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { formatStatus } from '../../../src/cli/status.js';
 import { metricsText } from '../../../src/daemon/commands/metrics.js';
-import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../../src/transports/batch-io.js';
+import { nativeAvailable, nativeLoadError, unixBacklogLimits } from '../../../src/io/index.js';
 import { startSilentReaderLan } from '../../helpers/silent-reader.js';
 
 // Flow control on unixgram ports is off by default (it pauses every guest of the port); this test

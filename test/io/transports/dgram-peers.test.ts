@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DgramTransport, PEER_EVICT_IDLE_MS } from '../../../src/transports/dgram/index.js';
-import { nativeAvailable } from '../../../src/transports/batch-io.js';
+import { nativeAvailable } from '../../../src/io/index.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { cycleSources } from '../../helpers/cycle-sources.js';

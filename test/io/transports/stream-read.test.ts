@@ -14,9 +14,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
-import { createRequire } from 'node:module';
 import { openStream } from '../../../src/transports/stream/index.js';
-import { nativeAvailable, type StreamReader } from '../../../src/transports/batch-io.js';
+import { nativeAvailable, type StreamReader } from '../../../src/io/index.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import type { Port } from '../../../src/switch/port.js';
@@ -46,29 +45,8 @@ const readerOf = (p: Port): StreamReader | null => (p as unknown as { reader: St
 /** How many bytes the port's next read may take (undefined: Node reads it). */
 const slabOf = (p: Port): number | undefined => readerOf(p)?.slab.length;
 
-/**
- * The addon's module object, as batch-io.ts loaded it (found in require's cache), or null. An
- * addon built before StreamReader.useSlab gives readers whose renewSlab is null: nothing may then
- * keep a view of the read slab, and runs between stream ports are copied. `withoutUseSlab` stands
- * in for one.
- */
-type ReaderClass = new (...args: unknown[]) => object;
-const addon = ((): { StreamReader?: ReaderClass } | null => {
-  if (!nativeAvailable()) return null;
-  const cache = createRequire(import.meta.url).cache;
-  const key = Object.keys(cache).find((k) => k.endsWith('/lanparty_native.node'));
-  assert.ok(key, `the loaded addon is in require's cache: ${Object.keys(cache).join(', ')}`);
-  return cache[key]!.exports as { StreamReader?: ReaderClass };
-})();
-const currentReader = addon?.StreamReader;
-function withoutUseSlab(on: boolean): void {
-  if (!addon || !currentReader) return;
-  addon.StreamReader = on ? class extends currentReader { get useSlab(): undefined { return undefined; } } : currentReader;
-}
-
-const modes: Array<{ name: string; env: string; oldAddon?: boolean; skip: string | false }> = [
+const modes: Array<{ name: string; env: string; skip: string | false }> = [
   { name: 'the addon reads', env: '1', skip: nativeAvailable() ? false : 'native addon not loaded' },
-  { name: 'an addon without useSlab reads (runs are copied, never written from its slab)', env: '1', oldAddon: true, skip: currentReader ? false : 'native addon not loaded' },
   { name: 'Node reads (LANPARTY_STREAM_READER=0)', env: '0', skip: false },
 ];
 
@@ -86,7 +64,6 @@ for (const mode of modes) {
       rmSync(dir, { recursive: true, force: true });
       if (saved === undefined) delete process.env.LANPARTY_STREAM_READER;
       else process.env.LANPARTY_STREAM_READER = saved;
-      withoutUseSlab(false);
     });
 
     const until = (what: string, cond: () => boolean): Promise<boolean> => waitFor(what, cond, 5000, 5);
@@ -94,7 +71,6 @@ for (const mode of modes) {
     /** Connects a client; returns it, its port, and the bytes it has read so far. */
     async function connect(): Promise<{ sock: net.Socket; port: Port; got: () => Buffer }> {
       process.env.LANPARTY_STREAM_READER = mode.env;
-      withoutUseSlab(mode.oldAddon === true);
       const before = sw.ports.length;
       const sock = net.connect(path);
       socks.push(sock);
@@ -124,7 +100,6 @@ for (const mode of modes) {
       const a = await connect();
       const b = await connect();
       assert.equal(t.status().native, mode.env === '1', 'status --json says who reads the connections');
-      if (mode.env === '1') assert.equal(readerOf(a.port)!.renewSlab === null, mode.oldAddon === true, 'renewSlab is null exactly with an addon without useSlab');
       const frames = [frame(1, 60, 1), frame(1, 1514, 2), frame(1, 300, 3), frame(1, 1514, 4), frame(1, 61, 5)];
       const wire = Buffer.concat(frames.map(framed));
       // All at once (several frames in one read), then the same bytes again cut at awkward places:

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { INSIDE, inFreshNetns } from '../../helpers/self-netns.js';
 import { TapTransport, type TapConfig } from '../../../src/transports/tap/index.js';
-import { nativeAvailable } from '../../../src/transports/batch-io.js';
+import { nativeAvailable } from '../../../src/io/index.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { createLogger } from '../../../src/util/logger.js';
 import { LanpartyError } from '../../../src/util/errors.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { VxlanTransport } from '../../../src/transports/vxlan/index.js';
 import { UdpUnderlay } from '../../../src/transports/vxlan/underlay.js';
-import type { BatchSocket } from '../../../src/transports/batch-io-types.js';
+import type { BatchSocket } from '../../../src/io/index.js';
 import type { FrameSink } from '../../../src/switch/port.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import { cycleSources } from '../../helpers/cycle-sources.js';

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
-import type { RxBatch } from '../../../src/transports/batch-io-types.js';
+import type { RxBatch } from '../../../src/io/index.js';
 import { VxlanTransport, type VxlanConfig, type VxlanUnderlay } from '../../../src/transports/vxlan/index.js';
 import { parseLocator } from '../../../src/config/locator.js';
 import { MemoryPort, frame } from '../../helpers/memory-port.js';

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError,
   type BatchImplementation, type BatchSocket, type BatchSocketOptions,
-} from '../../../src/transports/batch-io.js';
+} from '../../../src/io/index.js';
 import { Collector } from '../../helpers/batch-collector.js';
 
 const UDP_MAX = 65507;
@@ -434,7 +434,7 @@ describe('batch-io JS fallback', () => suite('js'));
 
 describe('batch-io LANPARTY_NO_NATIVE=1', () => {
   it('makes openBatchSocket use node:dgram and refuse unix sockets', () => {
-    const mod = new URL('../../../src/transports/batch-io.js', import.meta.url).href;
+    const mod = new URL('../../../src/io/index.js', import.meta.url).href;
     const script = `
       import { openBatchSocket, nativeAvailable, nativeLoadError } from ${JSON.stringify(mod)};
       const s = await openBatchSocket({ kind: 'udp4', bind: { host: '127.0.0.1', port: 0 } });

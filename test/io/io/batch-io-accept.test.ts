@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, type BatchImplementation, type BatchSocket,
-} from '../../../src/transports/batch-io.js';
+} from '../../../src/io/index.js';
 
 const IP2 = 0x7f000002;
 

@@ -15,9 +15,9 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, setBusyPoll, busyPollState,
-  openStreamReader,
+  openStreamReader, busyPollPolicy,
   type BatchSocket,
-} from '../../../src/transports/batch-io.js';
+} from '../../../src/io/index.js';
 import { openStream } from '../../../src/transports/stream/index.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
@@ -72,24 +72,6 @@ describe('busy polling (native)', { skip }, () => {
     return order;
   }
 
-  /** A one-way stream: c sends to a, which only counts what it reads. */
-  async function oneWay(): Promise<{ send: (d: Buffer) => void; received: (n: number) => Promise<number> }> {
-    const [a, c] = [await udp(), await udp()];
-    let got = 0;
-    a.start((n) => { got += n; });
-    c.start(() => {});
-    const toA = c.peerId(a.localAddress());
-    return {
-      send: (d) => c.send(toA, d, 0, d.length),
-      /** Waits (3 s at most) until n frames have arrived; returns how many did. */
-      received: async (n) => {
-        const t0 = Date.now();
-        while (got < n && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 5));
-        return got;
-      },
-    };
-  }
-
   it('off: the reply waits for the next turn of the event loop', async () => {
     assert.equal(setBusyPoll(0)?.us, 0);
     const before = busyPollState()!;
@@ -111,29 +93,6 @@ describe('busy polling (native)', { skip }, () => {
     setBusyPoll(0);
   });
 
-  it('spends at most its budget spinning idle, then sleeps at once (counted)', async () => {
-    // 1% of a core: the bucket holds at most 20 ms and refills at 10 µs per ms. Frames that get no
-    // reply make every spin idle for the whole 1000 µs until the bucket is empty.
-    setBusyPoll(1000, 1);
-    const s = await oneWay();
-    const before = busyPollState()!;
-    const t0 = Date.now();
-    for (let i = 0; i < 60; i++) {
-      s.send(Buffer.from('lonely'));
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    const got = await s.received(60);
-    const now = busyPollState()!;
-    const elapsedMs = Date.now() - t0;
-    assert.equal(got, 60);
-    assert.equal(now.budgetPercent, 1);
-    assert.ok(now.skipped > before.skipped, `skipped ${before.skipped} -> ${now.skipped}: the bucket ran dry`);
-    const idleMs = (now.idleUs - before.idleUs) / 1000;
-    assert.ok(idleMs <= 20 + elapsedMs * 0.01 + 2, `idle spinning ${idleMs.toFixed(1)} ms over ${elapsedMs} ms: at most the 20 ms bucket plus 1% refill`);
-    assert.ok(idleMs >= 5, `idle spinning ${idleMs.toFixed(1)} ms: it did spin`);
-    setBusyPoll(0, 20);
-  });
-
   it('does not spin while a unix peer backlog waits for the loop (it would not drain)', async () => {
     // A reader that does not read: 10 datagrams fit its kernel queue, the rest wait in the
     // sender's backlog for the loop's doorbell. Spinning on would starve that doorbell.
@@ -151,52 +110,6 @@ describe('busy polling (native)', { skip }, () => {
     // Its backlog never drains (r never reads): closing drops it, or every later spin would stop.
     u.close();
     r.close();
-    setBusyPoll(0, 20);
-  });
-
-  it('does not spin while frames come faster than its light-load bound, and spins again once they stop', async () => {
-    setBusyPoll(1000, 100);
-    const s = await oneWay();
-    const before = busyPollState()!;
-    const d = Buffer.from('load');
-    let sent = 0;
-    let mid: ReturnType<typeof busyPollState> = null;
-    const t0 = Date.now();
-    // 50 frames a millisecond at most (timers fire every 1-2 ms): several times the bound.
-    while (Date.now() - t0 < 500) {
-      for (let i = 0; i < 50; i++) s.send(d);
-      sent += 50;
-      await new Promise((r) => setTimeout(r, 1));
-      if (mid === null && Date.now() - t0 >= 300) mid = busyPollState();
-    }
-    const end = busyPollState()!;
-    const rate = sent / ((Date.now() - t0) / 1000);
-    assert.ok(rate > 2 * end.maxRate, `offered ${Math.round(rate)} frames/s, bound ${end.maxRate}: the test needs more`);
-    assert.ok(end.rate > end.maxRate, `measured ${Math.round(end.rate)} frames/s`);
-    assert.ok(end.loaded > before.loaded, `loaded ${before.loaded} -> ${end.loaded}`);
-    assert.equal(end.spins, mid!.spins, 'no spin in the flood\'s last 200 ms');
-    await s.received(sent);
-    // Quiet for longer than the 20 ms rate window: a light load again, so a reply is read spinning.
-    await new Promise((r) => setTimeout(r, 150));
-    assert.deepEqual(await relayOrder(), ['a', 'b', 'immediate']);
-    assert.equal(busyPollState()!.rate, 0, 'a quiet window resets the rate');
-    setBusyPoll(0, 20);
-  });
-
-  it('does not spin after a wakeup that read a batch (frames queued: not a light load)', async () => {
-    setBusyPoll(1000, 100);
-    const s = await oneWay();
-    // Quiet for longer than the rate window first, so only the batch can stop the spin.
-    await new Promise((r) => setTimeout(r, 150));
-    const before = busyPollState()!;
-    const d = Buffer.from('burst');
-    assert.equal(before.maxBatch, 4);
-    for (let i = 0; i < 20; i++) s.send(d);
-    assert.equal(await s.received(20), 20);
-    const now = busyPollState()!;
-    assert.equal(now.rate, 0, 'no window measured: the rate bound did not decide');
-    assert.ok(now.loaded > before.loaded, `loaded ${before.loaded} -> ${now.loaded}`);
-    assert.equal(now.spins, before.spins, 'no spin');
     setBusyPoll(0, 20);
   });
 
@@ -391,5 +304,80 @@ describe('busy polling (native)', { skip }, () => {
     assert.equal(setBusyPoll(5000)?.us, 1000);
     assert.equal(setBusyPoll(-3)?.us, 0);
     assert.equal(busyPollState()?.us, 0);
+  });
+});
+
+/*
+ * The policy that decides whether a wakeup spins, on a clock the test steps (busyPollPolicy): the
+ * CPU budget, the light-load rate bound and the batch bound, without sockets or sleeps.
+ */
+describe('busy-poll policy (time passed in)', { skip }, () => {
+  const MS = 1000;
+
+  it('spends at most its budget spinning idle, then sleeps at once (counted), and refills at its share of a core', () => {
+    // 1% of a core: the bucket starts full (20 ms) and refills at 10 µs per ms. A wakeup every
+    // 2 ms with one frame and no reply: every spin is idle for its whole 1000 µs.
+    const p = busyPollPolicy()!;
+    p.configure(1000, 1, 0);
+    let spins = 0;
+    let t = 0;
+    for (let i = 0; i < 60; i++) {
+      t += 2 * MS;
+      if (p.decide(t, 1)) {
+        spins++;
+        p.charge(1000);
+      }
+    }
+    const s = p.state();
+    assert.equal(s.budgetPercent, 1);
+    assert.equal(spins, s.spins);
+    assert.ok(s.skipped > 0, `skipped ${s.skipped}: the bucket ran dry`);
+    assert.equal(spins + s.skipped + s.loaded, 60, 'every wakeup decided once');
+    const idleMs = s.idleUs / 1000;
+    assert.ok(idleMs <= 20 + t / MS * 0.01 + 1, `idle spinning ${idleMs} ms over ${t / MS} ms: at most the 20 ms bucket plus 1% refill`);
+    assert.ok(idleMs >= 20, `idle spinning ${idleMs} ms: it spent the bucket`);
+    // A quiet second refills 10 ms at 1%: enough for spins again.
+    t += 1000 * MS;
+    assert.equal(p.decide(t, 1), true, 'spins again once the bucket has refilled');
+  });
+
+  it('does not spin while frames come faster than its light-load bound, and spins again after a quiet window', () => {
+    const p = busyPollPolicy()!;
+    const first = p.configure(1000, 100, 0);
+    // 4 frames every 250 µs (16,000 frames/s, above the 10,000 bound; 4 is within the batch
+    // bound), for 100 ms.
+    let t = 0;
+    let spun = 0;
+    for (let i = 0; i < 400; i++) {
+      t += 250;
+      if (p.decide(t, 4)) spun++;
+    }
+    const s = p.state();
+    assert.ok(s.rate > first.maxRate, `measured ${s.rate} frames/s, bound ${first.maxRate}`);
+    assert.ok(s.loaded >= 300, `loaded ${s.loaded}: only the first window, before a rate was measured, spins`);
+    assert.ok(spun <= 100, `${spun} wakeups spun`);
+    // Quiet for longer than the 20 ms window: a light load again.
+    t += 150 * MS;
+    assert.equal(p.decide(t, 1), true, 'a reply after a quiet spell spins');
+    assert.equal(p.state().rate, 0, 'a quiet window resets the rate');
+  });
+
+  it('does not spin after a wakeup that read a batch (frames queued: not a light load)', () => {
+    const p = busyPollPolicy()!;
+    const first = p.configure(1000, 100, 0);
+    assert.equal(first.maxBatch, 4);
+    assert.equal(p.decide(150 * MS, 20), false, 'a wakeup that read 20 frames does not spin');
+    const s = p.state();
+    assert.equal(s.rate, 0, 'no window measured: the rate bound did not decide');
+    assert.equal(s.loaded, 1);
+    assert.equal(s.spins, 0);
+    assert.equal(p.decide(200 * MS, 4), true, 'one that read 4 does');
+  });
+
+  it('never spins while off, whatever the clock says', () => {
+    const p = busyPollPolicy()!;
+    p.configure(0, 100, 0);
+    assert.equal(p.decide(10 * MS, 1), false);
+    assert.equal(p.state().spins, 0);
   });
 });

@@ -3,7 +3,7 @@
  * in the package's native/ folder for a local build (native/build/Release, from `npm run
  * build:native` or a compile at install) and then for a prebuild that matches this platform, CPU
  * and Node (native/prebuilds/<platform>-<arch>/, made by prebuildify when the package is packed).
- * It only resolves the path; batch-io.ts loads the file and checks what it exports.
+ * It only resolves the path; addon.ts loads the file and checks its ABI version.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,7 +15,7 @@ interface NodeGypBuild {
   path(dir: string): string;
 }
 
-// Relative to this file: dist/src/transports/ (compiled) first, then src/transports/.
+// Relative to this file: dist/src/io/ (compiled) first, then src/io/.
 const NATIVE_DIR_CANDIDATES = ['../../../native/', '../../native/'];
 
 /** The addon's file, or null with where it looked (for the message that says why it is not in use). */

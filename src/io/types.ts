@@ -60,7 +60,7 @@ export interface BatchSocketOptions {
    */
   maxPeers?: number;
   /**
-   * Unix: flow control (batch-io.ts, send step 5): a reader's deep backlog stops this socket
+   * Unix: flow control (io/dgram.ts, send step 5): a reader's deep backlog stops this socket
    * reading. Default: LANPARTY_UNIX_FLOW_CONTROL=1 in the environment, else off.
    */
   flowControl?: boolean;
@@ -171,4 +171,13 @@ export interface BatchSocket {
   /** Counters of the socket itself. */
   readonly stats: SocketStats;
   close(): void;
+}
+
+/** What TapDevice.write did with a frame (TAP_SENT ... TAP_ERROR in tap.ts). */
+export type TapWriteResult = 0 | 1 | 2 | 3 | 4;
+
+/** An interface's index and flags (IFF_UP = 0x1, ...), read with ioctls in this process's netns. */
+export interface InterfaceState {
+  ifindex: number;
+  flags: number;
 }

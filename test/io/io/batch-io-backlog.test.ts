@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import {
   openBatchSocketWith, nativeAvailable, nativeLoadError, unixBacklogLimits,
   type BatchSocket, type BatchSocketOptions,
-} from '../../../src/transports/batch-io.js';
+} from '../../../src/io/index.js';
 import { Collector } from '../../helpers/batch-collector.js';
 
 

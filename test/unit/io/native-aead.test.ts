@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { nativeAead, nativeAvailable, nativeLoadError } from '../../../src/transports/batch-io.js';
+import { nativeAead, nativeAvailable, nativeLoadError } from '../../../src/io/index.js';
 
 const aead = nativeAead();
 const skip = !nativeAvailable() ? `native addon unavailable: ${nativeLoadError()}` : false;

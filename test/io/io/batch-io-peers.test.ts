@@ -8,7 +8,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { openBatchSocketWith, nativeAvailable, type BatchImplementation, type BatchSocket } from '../../../src/transports/batch-io.js';
+import { openBatchSocketWith, nativeAvailable, type BatchImplementation, type BatchSocket } from '../../../src/io/index.js';
 
 async function waitFor(what: string, cond: () => boolean, ms = 3000): Promise<void> {
   const until = Date.now() + ms;
