@@ -160,7 +160,7 @@ export interface SiteStatus {
   wg: WgSection;
   /** The mcast transports' tree fields (null: no tree), in config order. */
   mcast: Array<McastSegment | null>;
-  ports: Array<{ id: number; name: string; kind: string; rxFrames: number; txFrames: number; drops: Record<string, number> }>;
+  ports: Array<{ id: number; name: string; kind: string; forwarding: boolean; rxFrames: number; txFrames: number; drops: Record<string, number> }>;
   macs: Array<{ mac: string; port: number; portName: string }>;
 }
 

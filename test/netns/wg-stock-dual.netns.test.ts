@@ -182,7 +182,8 @@ test('s peered with a and b (linked): one forwards for s, every frame crosses on
   t.diagnostic(`forwarding for s: ${fwd.tag}; edge-blocked: ${other.tag}`);
   // What a user reads: `lanparty status` names the stock peer's role and who else claims it.
   const text = execFileSync(process.execPath, [cliPath(), 'status', '--control', other.lp!.controlPath], { encoding: 'utf8' });
-  const line = text.split('\n').find((l) => l.includes(s.tunnel)) ?? '';
+  // The peer's row in the wg section (its port also has a row, "(blocking)", in the Ports table).
+  const line = text.split('\n').find((l) => l.includes(s.tunnel) && l.includes('edge')) ?? '';
   log(`  status ${other.tag}| ${line.trim()}`);
   assert.match(line, new RegExp(`edge-blocked \\(claimed by ${conv.get(fwd)!.wg.bridgeId.slice(0, 8)}…\\)`));
   const cFwd = fwd === a ? ca : cb;
