@@ -52,11 +52,10 @@ export interface Rules {
   siblingsApart?: string[];
   /** Top folders that must not import test/. */
   noTestImports?: string[];
-  /**
-   * Folders whose modules may name any module by type (`import type`, `typeof import()`), because
-   * they load that very module by path (the fuzz targets instrument the module under test).
-   */
-  typeImportsAnywhere?: string[];
+  /** Top folders whose folders are reached only through their index.ts (default: src). */
+  indexed?: string[];
+  /** Folders of white-box test code, whose modules may import any module directly (no index.ts rule). */
+  whiteBox?: string[];
 }
 
 const posix = path.posix;
@@ -151,12 +150,11 @@ function keyOf(kind: ViolationKind, e: ImportEdge): string {
  */
 function checkPlacement(e: ImportEdge, rules: Rules, out: Violation[]): void {
   if (rules.moduleLayer?.[e.to] !== undefined) return;
-  if (e.to.startsWith('test/')) return;
+  if (!(rules.indexed ?? ['src']).includes(e.to.split('/')[0])) return;
   const fromDir = posix.dirname(e.from);
   const toDir = posix.dirname(e.to);
   const toIndex = posix.basename(e.to) === 'index.ts';
-  const typeOnly = e.kind === 'import type' || e.kind === 'typeof import()';
-  if (typeOnly && (rules.typeImportsAnywhere ?? []).some((d) => isWithin(fromDir, d))) return;
+  if ((rules.whiteBox ?? []).some((d) => isWithin(fromDir, d))) return;
   if (isWithin(fromDir, toDir) && isWithin(fromDir, layerRoot(e.from)) && isWithin(toDir, layerRoot(e.from))) {
     if (toIndex && e.from !== e.to) {
       out.push({ kind: 'own-index', key: keyOf('own-index', e), text: `${describe(e)}: imports the index.ts of its own or an enclosing folder; import the module itself` });
