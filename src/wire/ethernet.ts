@@ -5,7 +5,7 @@
  * Leaf module: imports nothing from lanparty.
  */
 import { createHash } from 'node:crypto';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const ETH_HEADER_BYTES = 14;
 export const ETH_MIN_FRAME_BYTES = 60;   // without FCS; shorter frames are padded when delivered to QEMU
