@@ -233,7 +233,6 @@ const KNOWN: string[] = [
   "bypass src/transports/wg/inner.ts import '../../wire/ipv4-reassembly.js'",
   "bypass src/transports/wg/inner.ts import type '../../wire/ipv4-reassembly.js'",
   "cycle src/daemon/commands/capture.ts → src/daemon/daemon.ts → src/daemon/commands/index.ts → src/daemon/commands/capture.ts",
-  "cycle src/transports/wg/device.ts → src/transports/wg/timers.ts → src/transports/wg/device.ts",
   "transport src/transports/mcast/index.ts import '../dgram/index.js'",
 ];
 
