@@ -38,9 +38,9 @@ import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from 
 import { attach, guestIp } from '../lab/guest-lan.js';
 import { startLanparty } from '../lab/netns-lanparty.js';
 import { launch } from '../lab/launcher.js';
-import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
+import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/index.js';
 import { busyPollState } from '../src/transports/batch-io.js';
-import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/doctor/unix-dgram-queue.js';
+import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options
