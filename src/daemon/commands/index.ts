@@ -1,5 +1,5 @@
 /**
- * Control commands beyond status: each module exports `register(daemon)` and is listed here, so
+ * Control commands beyond status: each module exports `register(host)` and is listed here, so
  * a new command is one file plus one line.
  */
 import { register as capture, type CaptureHost } from './capture.js';
