@@ -33,14 +33,14 @@ import { createSocket, type Socket } from 'node:dgram';
 import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { execFileSync } from 'node:child_process';
-import { cleanupAll, killProcess, registerCleanup, tempDir, waitFor, Netns } from '../test/helpers/netns.js';
-import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from '../test/helpers/guest.js';
-import { attach, guestIp } from '../test/helpers/guest-lan.js';
-import { startLanparty } from '../test/helpers/netns-lanparty.js';
-import { launch } from '../test/helpers/launcher.js';
-import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/load.js';
+import { cleanupAll, killProcess, registerCleanup, tempDir, waitFor, Netns } from '../lab/netns.js';
+import { buildGuest, macForGuest, repoRoot, startGuest, type GuestResult } from '../lab/guest.js';
+import { attach, guestIp } from '../lab/guest-lan.js';
+import { startLanparty } from '../lab/netns-lanparty.js';
+import { launch } from '../lab/launcher.js';
+import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US } from '../src/config/index.js';
 import { busyPollState } from '../src/io/index.js';
-import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/doctor/unix-dgram-queue.js';
+import { SUGGESTED_MAX_DGRAM_QLEN } from '../src/daemon/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // Options

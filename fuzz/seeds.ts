@@ -1,10 +1,10 @@
 /**
- * Seed inputs for the fuzz targets: the golden captures from real clients (test/unit/wire/golden.ts:
+ * Seed inputs for the fuzz targets: the golden captures from real clients (lab/golden.ts:
  * busybox udhcpc and ISC dhclient DISCOVERs, busybox nslookup queries) plus frames built the way a
  * Linux guest sends them (ARP who-has, ICMP echo, a VLAN-tagged frame, DHCP REQUEST/RELEASE/INFORM,
  * DNS A/PTR/AAAA queries). Built with the plain (uninstrumented) modules: seeds are not the target.
  */
-import { DHCLIENT_DISCOVER_HEX, NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX, UDHCPC_DISCOVER_HEX } from '../test/unit/wire/golden.js';
+import { DHCLIENT_DISCOVER_HEX, NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX, UDHCPC_DISCOVER_HEX } from '../lab/golden.js';
 import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, buildFrame } from '../src/wire/ethernet.js';
 import { emitIpv4, IP_PROTO_ICMP, IP_PROTO_UDP, IPV4_BROADCAST } from '../src/wire/ipv4.js';
 import { emitUdp, udpChecksum } from '../src/wire/udp.js';

@@ -2,7 +2,7 @@
 # /init of the lanparty test guest (busybox sh; packed by scripts/build-guest.sh).
 #
 # Reads its task from the kernel command line and reports on the serial console in lines the
-# host parses (test/helpers/guest.ts):
+# host parses (lab/guest.ts):
 #   LP-BOOT uptime_s=<s>                         init started
 #   LP-RESULT <what> <target> ok|fail k=v ...    one per task
 #   LP-DONE ok | LP-DONE fail <reason>           always last; then the guest lingers or powers off

@@ -5,10 +5,9 @@
  * goes away; resolves with what was seen.
  */
 import type * as net from 'node:net';
-import { connectControl } from '../control/client.js';
-import { LanpartyError, type ErrorCode } from '../util/errors.js';
-import type { ControlReply } from '../control/protocol.js';
-import { RecordReader, type StreamRecord } from '../daemon/commands/capture.js';
+import { connectControl, type ControlReply } from '../control/index.js';
+import { LanpartyError, type ErrorCode } from '../util/index.js';
+import { RecordReader, type StreamRecord } from '../daemon/index.js';
 
 export interface CaptureRequest {
   control: string;

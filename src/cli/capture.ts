@@ -8,9 +8,9 @@
 import { parseArgs } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LanpartyError } from '../util/errors.js';
-import { PcapngInterfaces, enhancedPacketBlock, sectionHeaderBlock } from '../wire/pcapng.js';
-import type { PortInfo } from '../daemon/commands/capture.js';
+import { LanpartyError } from '../util/index.js';
+import { PcapngInterfaces, enhancedPacketBlock, sectionHeaderBlock } from '../wire/index.js';
+import type { PortInfo } from '../daemon/index.js';
 import { defaultControlPath } from './status.js';
 import { numberFlag, startCaptureStream } from './capture-stream.js';
 

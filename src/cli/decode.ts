@@ -4,13 +4,7 @@
  * name/type, answers). Reuses the checked wire parsers; any parse failure becomes "malformed <what>:
  * <reason>" in the line. `decodeFrame` never throws, whatever the bytes.
  */
-import { formatMac, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ } from '../wire/ethernet.js';
-import { parseArp, ARP_OP_REQUEST, ARP_OP_REPLY } from '../wire/arp.js';
-import { parseIpv4, formatIpv4Address, IP_PROTO_ICMP, IP_PROTO_UDP } from '../wire/ipv4.js';
-import { parseUdp, UDP_HEADER_BYTES } from '../wire/udp.js';
-import { parseIcmp } from '../wire/icmp.js';
-import { parseDhcp, dhcpMessageName, DHCP_SERVER_PORT, DHCP_CLIENT_PORT } from '../wire/dhcp.js';
-import { parseDns, DNS_PORT, type DnsRecord } from '../wire/dns.js';
+import { formatMac, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_VLAN, ETHERTYPE_QINQ, parseArp, ARP_OP_REQUEST, ARP_OP_REPLY, parseIpv4, formatIpv4Address, IP_PROTO_ICMP, IP_PROTO_UDP, parseUdp, UDP_HEADER_BYTES, parseIcmp, parseDhcp, dhcpMessageName, DHCP_SERVER_PORT, DHCP_CLIENT_PORT, parseDns, DNS_PORT, type DnsRecord } from '../wire/index.js';
 
 const IP_PROTO_TCP = 6;
 const IP_PROTO_ICMPV6 = 58;

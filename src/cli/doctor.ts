@@ -4,9 +4,9 @@
  * When no lanparty answers, that is itself the finding.
  */
 import { parseArgs } from 'node:util';
-import { request } from '../control/client.js';
-import { LanpartyError } from '../util/errors.js';
-import type { DoctorReport } from '../daemon/doctor/types.js';
+import { request } from '../control/index.js';
+import { LanpartyError } from '../util/index.js';
+import type { DoctorReport } from '../daemon/index.js';
 import { defaultControlPath } from './status.js';
 
 export const DOCTOR_HELP = `Usage: lanparty doctor [--json] [--control PATH]

@@ -4,7 +4,7 @@
  * "malformed ..." and the dump goes on.
  */
 import { parseArgs } from 'node:util';
-import type { PortInfo } from '../daemon/commands/capture.js';
+import type { PortInfo } from '../daemon/index.js';
 import { defaultControlPath } from './status.js';
 import { numberFlag, startCaptureStream } from './capture-stream.js';
 import { decodeFrame, formatTimeUs } from './decode.js';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { generatePrivateKey, keyText, publicKeyOf } from '../crypto/index.js';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export function genkey(): number {
   process.stdout.write(keyText(generatePrivateKey()) + '\n');

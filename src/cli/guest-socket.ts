@@ -20,7 +20,7 @@
  * `fdOf` returns null and the launcher falls back to QEMU's own socket, saying so.
  */
 import * as dgram from 'node:dgram';
-import { sysctl } from '../daemon/doctor/proc.js';
+import { sysctl } from '../daemon/index.js';
 
 /** What the launcher asks for; the kernel caps it at net.core.rmem_max and then doubles it. */
 export const WANTED_RCVBUF_BYTES = 4 << 20;

@@ -6,12 +6,9 @@
  */
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { request } from '../control/client.js';
-import { LanpartyError } from '../util/errors.js';
-import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_MIN_FRAME_BYTES, buildFrame, macForName, parseMac, formatMac } from '../wire/ethernet.js';
-import { emitArp, ARP_OP_REQUEST, ARP_PACKET_BYTES } from '../wire/arp.js';
-import { emitIpv4, parseIpv4Address, IPV4_HEADER_BYTES, IP_PROTO_ICMP } from '../wire/ipv4.js';
-import { emitIcmpEcho, ICMP_ECHO_REQUEST, ICMP_HEADER_BYTES } from '../wire/icmp.js';
+import { request } from '../control/index.js';
+import { LanpartyError } from '../util/index.js';
+import { BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_MIN_FRAME_BYTES, buildFrame, macForName, parseMac, formatMac, emitArp, ARP_OP_REQUEST, ARP_PACKET_BYTES, emitIpv4, parseIpv4Address, IPV4_HEADER_BYTES, IP_PROTO_ICMP, emitIcmpEcho, ICMP_ECHO_REQUEST, ICMP_HEADER_BYTES } from '../wire/index.js';
 import { defaultControlPath } from './status.js';
 
 export const INJECT_HELP = `Usage: lanparty inject (--hex HEX | --file FILE | TEMPLATE ...) [--into PORT | --from PORT]

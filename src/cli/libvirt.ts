@@ -10,9 +10,9 @@
  * The addresses come from the running lanparty (control command `transports`), so they match it.
  */
 import { parseArgs } from 'node:util';
-import { request } from '../control/client.js';
-import { LanpartyError } from '../util/errors.js';
-import { formatMac, macForName } from '../wire/ethernet.js';
+import { request } from '../control/index.js';
+import { LanpartyError } from '../util/index.js';
+import { formatMac, macForName } from '../wire/index.js';
 import { defaultControlPath } from './status.js';
 import { checkTransports, type TransportInfo } from './qemu.js';
 

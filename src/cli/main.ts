@@ -4,8 +4,8 @@
  * is wrong and how to fix it, and an exit code per error code (see util/errors.ts).
  */
 import { readFileSync } from 'node:fs';
-import { LanpartyError, exitCodeFor } from '../util/errors.js';
-import { formatMac, macForName } from '../wire/ethernet.js';
+import { LanpartyError, exitCodeFor } from '../util/index.js';
+import { formatMac, macForName } from '../wire/index.js';
 import { up } from './up.js';
 import { status } from './status.js';
 import { genkey, pubkey, genpsk } from './genkey.js';

@@ -17,12 +17,11 @@
 import { parseArgs } from 'node:util';
 import { execFileSync, spawn } from 'node:child_process';
 import * as net from 'node:net';
-import { request, connectControl } from '../control/client.js';
-import { LanpartyError } from '../util/errors.js';
-import { formatMac, macForName } from '../wire/ethernet.js';
+import { request, connectControl } from '../control/index.js';
+import { LanpartyError } from '../util/index.js';
+import { formatMac, macForName } from '../wire/index.js';
 import { defaultControlPath } from './status.js';
-import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/doctor/unix-dgram-queue.js';
-import { netdevOptions } from '../daemon/doctor/qemu-endpoints.js';
+import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow, netdevOptions } from '../daemon/index.js';
 import { bufferLine, netCoreSysctl, openGuestUdpSocket, type GuestUdpSocket } from './guest-socket.js';
 
 export const QEMU_HELP = `Usage: lanparty qemu NAME [options] -- [QEMU ARGS...]

@@ -1,10 +1,10 @@
 /** `lanparty status`: what the running switch sees, for people (default) or scripts (--json). */
 import { parseArgs } from 'node:util';
-import { request } from '../control/client.js';
-import { runtimeDir } from '../config/load.js';
-import { checkPrivateDir } from '../util/private-dir.js';
+import { request } from '../control/index.js';
+import { runtimeDir } from '../config/index.js';
+import { checkPrivateDir } from '../util/index.js';
 import * as path from 'node:path';
-import type { StatusReport } from '../daemon/status.js';
+import type { StatusReport } from '../daemon/index.js';
 
 export const STATUS_HELP = `Usage: lanparty status [--json] [--control PATH]
 

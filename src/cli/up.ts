@@ -4,13 +4,9 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US, loadConfig, parseLocator, type FlagOverrides } from '../config/index.js';
-import { Daemon, nativeDataPath } from '../daemon/index.js';
-import { createLogger } from '../util/logger.js';
-import { LanpartyError } from '../util/errors.js';
-import { formatMac, macForName } from '../wire/ethernet.js';
-import { startWebView, type WebView } from '../daemon/web/server.js';
-import { parseListen, startMetrics } from '../daemon/commands/metrics.js';
-import { shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/doctor/unix-dgram-queue.js';
+import { Daemon, nativeDataPath, startWebView, type WebView, parseListen, startMetrics, shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/index.js';
+import { createLogger, LanpartyError } from '../util/index.js';
+import { formatMac, macForName } from '../wire/index.js';
 
 export const UP_HELP = `Usage: lanparty up [options]
 

@@ -17,7 +17,7 @@
  *                                             least one remote or a group. Not encrypted.
  */
 import * as net from 'node:net';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 import { parseIpv4Address, parseIpv4Cidr } from '../wire/index.js';
 import type { PortConfig } from './types.js';
 

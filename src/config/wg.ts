@@ -18,7 +18,7 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 import type { WgConfig, WgPeerConfig } from './types.js';
 
 type Table = Record<string, unknown>;

@@ -6,8 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { LanpartyError, type ErrorCode } from '../util/errors.js';
-import { userLabel } from '../util/private-dir.js';
+import { LanpartyError, type ErrorCode, userLabel } from '../util/index.js';
 import type { ControlReply } from './protocol.js';
 
 /**

@@ -7,7 +7,7 @@
  * A command may instead take over the connection for a stream of its own (capture sends binary
  * records after its reply); see the command's own module.
  */
-import type { ErrorCode } from '../util/errors.js';
+import type { ErrorCode } from '../util/index.js';
 
 export interface ControlRequest {
   id: number;

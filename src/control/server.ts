@@ -16,9 +16,7 @@
  */
 import * as net from 'node:net';
 import * as fs from 'node:fs';
-import { LanpartyError, socketSetupError } from '../util/errors.js';
-import { prepareUnixPath } from '../util/unix-path.js';
-import { RateLimitedLog, type Logger } from '../util/logger.js';
+import { LanpartyError, socketSetupError, prepareUnixPath, RateLimitedLog, type Logger } from '../util/index.js';
 import { MAX_REQUEST_BYTES, type ControlEvent, type ControlReply, type ControlRequest } from './protocol.js';
 
 /**

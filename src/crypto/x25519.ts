@@ -6,7 +6,7 @@
  * Leaf module: imports only node:crypto and util/errors.
  */
 import { createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const KEY_BYTES = 32;
 

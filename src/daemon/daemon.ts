@@ -2,27 +2,21 @@
  * The composition root: config → switch, transports, services, control. The only module that
  * imports every part. Owns the one clock: a 1 s tick sets the switch's time and ages MACs and peers.
  */
-import { Switch } from '../switch/switch.js';
-import type { Config } from '../config/types.js';
-import type { Logger } from '../util/logger.js';
-import { RateLimitedLog } from '../util/logger.js';
-import { LanpartyError } from '../util/errors.js';
-import type { Transport } from '../transports/transport.js';
+import { Switch, portUpChannel, portDownChannel, macMoveChannel, type Port } from '../switch/index.js';
+import { type Config, runtimeDir } from '../config/index.js';
+import { type Logger, RateLimitedLog, LanpartyError, ensurePrivateDir, tightenPrivateDir } from '../util/index.js';
+import type { Transport } from '../transports/index.js';
 import { openTransport } from './transports.js';
-import { ControlServer } from '../control/server.js';
-import { portUpChannel, portDownChannel, macMoveChannel } from '../switch/switch.js';
-import type { Port } from '../switch/port.js';
-import { formatMac } from '../wire/ethernet.js';
+import { ControlServer } from '../control/index.js';
+import { formatMac } from '../wire/index.js';
 import { busyPollState, nativeAvailable, nativeLoadError, setBusyPoll } from '../io/index.js';
 import { IpSnoop } from './ip-snoop.js';
 import { RateTracker, portStatus, macRows, transportRows, type StatusReport } from './status.js';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { runtimeDir } from '../config/load.js';
-import { ensurePrivateDir, tightenPrivateDir } from '../util/private-dir.js';
 import { registrars } from './commands/index.js';
 import { startServices, type Services } from '../services/index.js';
-import type { WebCounters } from './web/server.js';
+import type { WebCounters } from './web/index.js';
 
 function memoryNow(): StatusReport['memory'] {
   const m = process.memoryUsage();

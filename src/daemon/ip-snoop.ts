@@ -11,7 +11,7 @@
  * MAX_MACS_PER_CONFLICT MACs each, at most MAX_CONFLICTS of them (the least recently seen goes),
  * and go CONFLICT_KEEP_MS after they were last seen (doctor looks back 10 minutes).
  */
-import type { Port } from '../switch/port.js';
+import type { Port } from '../switch/index.js';
 
 const MAX_IPS_PER_MAC = 4;
 export const MAX_CONFLICTS = 1024;

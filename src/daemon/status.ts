@@ -3,12 +3,11 @@
  * totals. Rates are deltas over the last one-second tick, kept per port in a WeakMap so ports carry
  * no control-plane state.
  */
-import type { Port } from '../switch/port.js';
-import type { Switch } from '../switch/switch.js';
-import type { Transport, TransportStatus } from '../transports/transport.js';
+import type { Port, Switch } from '../switch/index.js';
+import type { Transport, TransportStatus } from '../transports/index.js';
 import type { BusyPollState } from '../io/index.js';
-import { formatMac } from '../wire/ethernet.js';
-import type { ControlCounters } from '../control/server.js';
+import { formatMac } from '../wire/index.js';
+import type { ControlCounters } from '../control/index.js';
 
 class RateState {
   rxFrames = 0; txFrames = 0; rxBytes = 0; txBytes = 0; atMs = 0;

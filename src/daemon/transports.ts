@@ -1,13 +1,7 @@
 /** Maps validated port configs to transports. The one place that knows every transport. */
-import type { PortConfig } from '../config/types.js';
-import type { Transport, TransportContext } from '../transports/transport.js';
+import type { PortConfig } from '../config/index.js';
+import { type Transport, type TransportContext, DgramTransport, McastTransport, openStream, openVxlan, WgTransport, TapTransport } from '../transports/index.js';
 import type { Ipv4Net } from '../io/index.js';
-import { DgramTransport } from '../transports/dgram/index.js';
-import { McastTransport } from '../transports/mcast/index.js';
-import { openStream } from '../transports/stream/index.js';
-import { openVxlan } from '../transports/vxlan/index.js';
-import { WgTransport } from '../transports/wg/index.js';
-import { TapTransport } from '../transports/tap/index.js';
 
 /**
  * The accept list of a udp port: accept= as given; without it, only the fixed peers when there are

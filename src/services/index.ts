@@ -6,21 +6,17 @@
  * The daemon calls `startServices(opts, sw, log)` and then `sw.addPort(services.port)`.
  */
 import type { FrameSink, Port } from '../switch/index.js';
-import type { Logger } from '../util/logger.js';
-import { formatMac } from '../wire/ethernet.js';
-import { formatIpv4Address } from '../wire/ipv4.js';
-import { DhcpServer } from './dhcp/server.js';
-import type { PortLocator } from './dhcp/server.js';
-import { LeaseStore } from './dhcp/lease-store.js';
-import { DnsResponder } from './dns/responder.js';
+import type { Logger } from '../util/index.js';
+import { formatMac, formatIpv4Address } from '../wire/index.js';
+import { DhcpServer, type PortLocator, LeaseStore } from './dhcp/index.js';
+import { DnsResponder } from './dns/index.js';
 import { resolveServices } from './resolve.js';
-import type { Clock, ServicesOptions, ServicesStatus, Timers } from './types.js';
-import { realTimers, systemClock } from './types.js';
-import { VirtualHost } from './vhost/vhost.js';
+import { type Clock, type ServicesOptions, type ServicesStatus, type Timers, realTimers, systemClock } from './types.js';
+import { VirtualHost } from './vhost/index.js';
 
 export * from './types.js';
 export { defaultServicesOptions, defaultDhcpOptions, defaultHostMac, DEFAULT_SUBNET } from './resolve.js';
-export { VirtualHost } from './vhost/vhost.js';
+export { VirtualHost } from './vhost/index.js';
 export { DhcpServer, LeaseStore, dnsLabel } from './dhcp/index.js';
 export type { PortLocator } from './dhcp/index.js';
 export { DnsResponder, VHOST_DNS_LABEL } from './dns/index.js';

@@ -3,10 +3,9 @@
  * LP_ERR_CONFIG naming the option, the bad value and what would be accepted.
  */
 import { createHash } from 'node:crypto';
-import { LanpartyError } from '../util/errors.js';
-import { formatIpv4Address, parseIpv4Address, parseIpv4Cidr } from '../wire/ipv4.js';
-import type { Ipv4Cidr } from '../wire/ipv4.js';
-import type { DhcpConfig } from './dhcp/server.js';
+import { LanpartyError } from '../util/index.js';
+import { formatIpv4Address, parseIpv4Address, parseIpv4Cidr, type Ipv4Cidr } from '../wire/index.js';
+import type { DhcpConfig } from './dhcp/index.js';
 import type { DhcpOptions, ServicesOptions } from './types.js';
 
 export const DEFAULT_SUBNET = '10.77.0.0/24';

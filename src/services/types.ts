@@ -2,7 +2,7 @@
  * Configuration, status and injected-time types shared by the services (vhost, dhcp, dns).
  * Configuration types are plain data; `resolve.ts` turns them into checked runtime values.
  */
-import type { ReassemblyCounters } from '../wire/ipv4-reassembly.js';
+import type { ReassemblyCounters } from '../wire/index.js';
 
 export interface StaticLease {
   /** Match by client MAC (48-bit number) ... */

@@ -21,9 +21,8 @@
  * The switch never reads a clock: `tick(nowMs)` sets the time (the daemon calls it every second)
  * and runs the ageing sweep. Dependencies: wire and util only.
  */
-import { ETH_HEADER_BYTES, dstMac, srcMac, vlanId, formatMac } from '../wire/ethernet.js';
-import type { Logger } from '../util/logger.js';
-import { RateLimitedLog, silentLogger } from '../util/logger.js';
+import { ETH_HEADER_BYTES, dstMac, srcMac, vlanId, formatMac } from '../wire/index.js';
+import { type Logger, RateLimitedLog, silentLogger } from '../util/index.js';
 import { MacTable } from './mac-table.js';
 import { PortCounters, DROP_REASONS, type FrameSink, type Port } from './port.js';
 import diagnostics_channel from 'node:diagnostics_channel';

@@ -15,7 +15,7 @@
  * follows `setForwarding` (a blocked segment blocks in the switch, keeping its port id). Without a tree nothing changes:
  * the port forwards, and tree frames are ordinary frames.
  */
-import type { FrameSink } from '../switch/port.js';
+import type { FrameSink } from '../switch/index.js';
 
 export const TREE_DST_MAC = Buffer.from([0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]);
 export const TREE_ETHERTYPE = 0x88b6;

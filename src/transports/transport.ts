@@ -3,8 +3,8 @@
  * ports. A listener may produce many ports (one per UDP source address or per stream connection);
  * a multicast group is one port (a hub segment). The switch only ever sees Ports.
  */
-import type { FrameSink, PortKind } from '../switch/port.js';
-import type { Logger } from '../util/logger.js';
+import type { FrameSink, PortKind } from '../switch/index.js';
+import type { Logger } from '../util/index.js';
 import type { SocketStats } from '../io/index.js';
 
 export interface TransportContext {

@@ -3,7 +3,7 @@
  * Only hardware type 1 / protocol 0x0800 with 6- and 4-byte addresses is accepted.
  * Leaf module: imports only util/errors.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const ARP_PACKET_BYTES = 28;
 export const ARP_OP_REQUEST = 1;

@@ -11,7 +11,7 @@
  * 300-byte BOOTP minimum that some clients still expect (RFC 1542 section 2.1).
  * Leaf module: imports only util/errors.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;

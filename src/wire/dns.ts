@@ -10,7 +10,7 @@
  * points to it (RFC 1035 4.1.4), so an answer costs 16 bytes over its question.
  * Leaf module: imports only util/errors.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const DNS_PORT = 53;
 export const DNS_HEADER_BYTES = 12;

@@ -5,7 +5,7 @@
  * Leaf module: imports nothing from lanparty except util/errors.
  */
 import { createHash } from 'node:crypto';
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const ETH_HEADER_BYTES = 14;
 /**

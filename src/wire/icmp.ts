@@ -3,7 +3,7 @@
  * with the 4 bytes after the checksum read as identifier and sequence.
  * Leaf module: imports only util/errors and checksum.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 import { internetChecksum } from './checksum.js';
 
 export const ICMP_HEADER_BYTES = 8;

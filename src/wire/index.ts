@@ -6,3 +6,6 @@ export * from './arp.js';
 export * from './icmp.js';
 export * from './dhcp.js';
 export * from './dns.js';
+export * from './vxlan.js';
+export * from './ipv4-reassembly.js';
+export * from './pcapng.js';

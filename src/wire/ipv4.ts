@@ -3,7 +3,7 @@
  * `parseIpv4` is the checked path for untrusted bytes; `emitIpv4` writes a 20-byte header (no
  * options) with its checksum. Leaf module: imports only util/errors and checksum.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 import { internetChecksum } from './checksum.js';
 
 export const IPV4_HEADER_BYTES = 20;

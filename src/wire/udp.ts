@@ -3,7 +3,7 @@
  * `emitUdp` writes the header and checksum over a payload already in place after it.
  * Leaf module: imports only util/errors and the wire modules checksum and ipv4.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 import { foldChecksum, onesComplementSum } from './checksum.js';
 import { IP_PROTO_UDP } from './ipv4.js';
 

@@ -18,7 +18,7 @@
  * `writeVxlanHeader` emits one. `parseVxlan`/`emitVxlan` are the checked Repr path for tests and tools.
  * Leaf module: imports only util/errors.
  */
-import { LanpartyError } from '../util/errors.js';
+import { LanpartyError } from '../util/index.js';
 
 export const VXLAN_HEADER_BYTES = 8;
 /** IANA-assigned UDP destination port (RFC 7348 §5). Linux's own default is still 8472 unless dstport is given. */

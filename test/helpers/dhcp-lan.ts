@@ -3,11 +3,11 @@
  * from lanparty's virtual host over the udp port, and typed reads of lanparty's lease table and
  * DHCP/DNS counters through `lanparty status --json` (services.lan).
  */
-import type { Netns } from './netns.js';
-import { waitFor } from './netns.js';
-import { macForGuest, startGuest, type CmdlineValue, type Guest, type GuestResult, type ParsedResult } from './guest.js';
-import { attach } from './guest-lan.js';
-import { lanpartyStatus, type Lanparty } from './netns-lanparty.js';
+import type { Netns } from '../../lab/netns.js';
+import { waitFor } from '../../lab/netns.js';
+import { macForGuest, startGuest, type CmdlineValue, type Guest, type GuestResult, type ParsedResult } from '../../lab/guest.js';
+import { attach } from '../../lab/guest-lan.js';
+import { lanpartyStatus, type Lanparty } from '../../lab/netns-lanparty.js';
 
 /** The virtual host's address with the default subnet 10.77.0.0/24. */
 export const VHOST_IP = '10.77.0.1';

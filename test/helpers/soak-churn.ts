@@ -24,8 +24,8 @@
 import { execFile, execFileSync } from 'node:child_process';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { log, Netns, registerCleanup, tempDir, waitFor, type CleanupHandle, type RunResult } from './netns.js';
-import { startLanparty, type Lanparty } from './netns-lanparty.js';
+import { log, Netns, registerCleanup, tempDir, waitFor, type CleanupHandle, type RunResult } from '../../lab/netns.js';
+import { startLanparty, type Lanparty } from '../../lab/netns-lanparty.js';
 import { generatePrivateKey, keyText, publicKeyOf } from '../../src/crypto/index.js';
 import { StreamFramer } from '../../src/transports/stream/framer.js';
 import { frameFrom, framed, selfNs, sleep, status, udpClient, type StatusJson, type UdpClient } from '../netns/hostile-lib.js';

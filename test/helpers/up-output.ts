@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cliPath } from './netns-lanparty.js';
+import { cliPath } from '../../lab/netns-lanparty.js';
 
 export async function upOutputUntilReady(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
   const child = spawn(process.execPath, [cliPath(), 'up', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });

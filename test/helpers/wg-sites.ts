@@ -22,8 +22,8 @@ import * as net from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { log, Netns, tempDir, vethPair, waitFor } from './netns.js';
-import { lanpartyStatus, startLanparty, type Lanparty } from './netns-lanparty.js';
+import { log, Netns, tempDir, vethPair, waitFor } from '../../lab/netns.js';
+import { lanpartyStatus, startLanparty, type Lanparty } from '../../lab/netns-lanparty.js';
 import { generatePrivateKey, keyText, publicKeyOf } from '../../src/crypto/index.js';
 import { StreamFramer } from '../../src/transports/stream/framer.js';
 

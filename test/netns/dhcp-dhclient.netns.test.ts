@@ -26,8 +26,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, killProcess, netnsSkipReason, Netns, tempDir, waitFor } from '../helpers/netns.js';
-import { lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, killProcess, netnsSkipReason, Netns, tempDir, waitFor } from '../../lab/netns.js';
+import { lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
 import { lanStatus, VHOST_IP, waitLeaseState } from '../helpers/dhcp-lan.js';
 
 const skip = netnsSkipReason(['ip', 'ss', 'ping', 'dhclient', 'busybox']);

@@ -20,10 +20,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, summaryLines } from '../helpers/guest.js';
-import { lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
-import { attach } from '../helpers/guest-lan.js';
+import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, summaryLines } from '../../lab/guest.js';
+import { lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
+import { attach } from '../../lab/guest-lan.js';
 import { dhcpGuest, lanStatus, resultOf, VHOST_IP, waitConsole, waitLeaseState } from '../helpers/dhcp-lan.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();

@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { inFreshNetns } from '../helpers/self-netns.js';
 import { openGuestUdpSocket } from '../../src/cli/guest-socket.js';
-import { repoRoot } from '../helpers/guest.js';
+import { repoRoot } from '../../lab/guest.js';
 import { emitDhcp, emptyDhcpRepr, DHCPDISCOVER } from '../../src/wire/dhcp.js';
 import { emitIpv4, IP_PROTO_UDP } from '../../src/wire/ipv4.js';
 import { emitUdp } from '../../src/wire/udp.js';

@@ -13,8 +13,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summarize, summaryLines } from '../helpers/guest.js';
+import { cleanupAll, netnsSkipReason, Netns } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summarize, summaryLines } from '../../lab/guest.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 const MCAST = 'socket,id=n0,mcast=230.0.0.1:33000,localaddr=127.0.0.1';

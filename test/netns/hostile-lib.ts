@@ -9,8 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { registerCleanup, type Netns } from '../helpers/netns.js';
-import { lanpartyStatus, startLanparty, type Lanparty, type LanpartyOptions } from '../helpers/netns-lanparty.js';
+import { registerCleanup, type Netns } from '../../lab/netns.js';
+import { lanpartyStatus, startLanparty, type Lanparty, type LanpartyOptions } from '../../lab/netns-lanparty.js';
 
 /** A stand-in for Netns when the test process is itself inside the namespace: spawns directly. */
 export function selfNs(env: NodeJS.ProcessEnv = process.env): Netns {

@@ -13,10 +13,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines, type GuestResult } from '../helpers/guest.js';
-import { attach, guestIp } from '../helpers/guest-lan.js';
-import { lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines, type GuestResult } from '../../lab/guest.js';
+import { attach, guestIp } from '../../lab/guest-lan.js';
+import { lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 const SECONDS = Number(process.env.LP_IPERF_SECONDS ?? 5);

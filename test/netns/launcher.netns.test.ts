@@ -18,10 +18,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns, waitFor } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, qemuVersion } from '../helpers/guest.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
-import { launch, startUp, type UpProcess } from '../helpers/launcher.js';
+import { cleanupAll, netnsSkipReason, Netns, waitFor } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, qemuVersion } from '../../lab/guest.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
+import { launch, startUp, type UpProcess } from '../../lab/launcher.js';
 import { request } from '../../src/control/client.js';
 import type { StatusReport } from '../../src/daemon/status.js';
 import { formatMac, macForName } from '../../src/wire/ethernet.js';

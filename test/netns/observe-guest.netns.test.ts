@@ -16,10 +16,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { execFile } from 'node:child_process';
-import { cleanupAll, netnsSkipReason, Netns, waitFor } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summarize } from '../helpers/guest.js';
-import { attach } from '../helpers/guest-lan.js';
-import { cliPath, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, waitFor } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summarize } from '../../lab/guest.js';
+import { attach } from '../../lab/guest-lan.js';
+import { cliPath, startLanparty } from '../../lab/netns-lanparty.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 

@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { inFreshNetns } from '../helpers/self-netns.js';
-import { repoRoot } from '../helpers/guest.js';
+import { repoRoot } from '../../lab/guest.js';
 
 const CLI = path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 const MAC = { A: '02:00:00:00:0a:01', B: '02:00:00:00:0b:01', C: '02:00:00:00:0c:01', D: '02:00:00:00:0d:01' };

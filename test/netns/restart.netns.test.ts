@@ -34,11 +34,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, qemuVersion, startGuest, summaryLines, type Guest, type GuestResult } from '../helpers/guest.js';
-import { attach, guestIp, type LanMember, type TransportKind } from '../helpers/guest-lan.js';
-import { lanpartyMissing, startLanparty, type Lanparty } from '../helpers/netns-lanparty.js';
-import { launch } from '../helpers/launcher.js';
+import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, qemuVersion, startGuest, summaryLines, type Guest, type GuestResult } from '../../lab/guest.js';
+import { attach, guestIp, type LanMember, type TransportKind } from '../../lab/guest-lan.js';
+import { lanpartyMissing, startLanparty, type Lanparty } from '../../lab/netns-lanparty.js';
+import { launch } from '../../lab/launcher.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 

@@ -37,10 +37,10 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { inFreshNetns } from '../helpers/self-netns.js';
-import { cleanupAll, netnsSkipReason, registerCleanup, tempDir } from '../helpers/netns.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
-import { guestSkipReason, macForGuest, startGuest } from '../helpers/guest.js';
-import { attach } from '../helpers/guest-lan.js';
+import { cleanupAll, netnsSkipReason, registerCleanup, tempDir } from '../../lab/netns.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
+import { guestSkipReason, macForGuest, startGuest } from '../../lab/guest.js';
+import { attach } from '../../lab/guest-lan.js';
 import { connectStream, frameFrom, framed, randomMac, rssKiB, selfNs, sleep, startSelf, status, udpClient } from './hostile-lib.js';
 import {
   judgeLifetimes, makeTap, RemoteSite, roamLoop, startLinkTicker, startPinger, tapChurn, tapTransport, TAP_NAME, VIRTUAL_HOST_IP,

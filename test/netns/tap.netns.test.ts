@@ -22,10 +22,10 @@ import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, killProcess, log, netnsSkipReason, Netns, tempDir, waitFor } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines, type Guest, type GuestResult } from '../helpers/guest.js';
-import { attach, guestIp } from '../helpers/guest-lan.js';
-import { cliPath, lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, killProcess, log, netnsSkipReason, Netns, tempDir, waitFor } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines, type Guest, type GuestResult } from '../../lab/guest.js';
+import { attach, guestIp } from '../../lab/guest-lan.js';
+import { cliPath, lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
 
 const skip = netnsSkipReason(['ip', 'ss', 'ping', 'iperf3', 'dnsmasq', 'setpriv']) ?? guestSkipReason();
 const HOST_IP = '10.0.0.254';

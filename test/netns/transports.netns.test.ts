@@ -20,10 +20,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason } from '../helpers/guest.js';
-import { attach, checkAllPinged, runLan, TRANSPORTS, type LanMember } from '../helpers/guest-lan.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, tempDir } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason } from '../../lab/guest.js';
+import { attach, checkAllPinged, runLan, TRANSPORTS, type LanMember } from '../../lab/guest-lan.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
 import { join } from 'node:path';
 import { request } from '../../src/control/client.js';
 import type { StatusReport } from '../../src/daemon/status.js';

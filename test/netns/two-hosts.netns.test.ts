@@ -16,10 +16,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, Netns, tempDir, vethPair } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines } from '../helpers/guest.js';
-import { attach, guestIp } from '../helpers/guest-lan.js';
-import { lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, tempDir, vethPair } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines } from '../../lab/guest.js';
+import { attach, guestIp } from '../../lab/guest-lan.js';
+import { lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
 
 const skip = netnsSkipReason() ?? guestSkipReason();
 

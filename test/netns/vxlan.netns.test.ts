@@ -21,10 +21,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, netnsSkipReason, Netns, registerCleanup, tempDir, waitFor, log } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines } from '../helpers/guest.js';
-import { attach, guestIp } from '../helpers/guest-lan.js';
-import { cliPath, lanpartyMissing, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, registerCleanup, tempDir, waitFor, log } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason, macForGuest, startGuest, summaryLines } from '../../lab/guest.js';
+import { attach, guestIp } from '../../lab/guest-lan.js';
+import { cliPath, lanpartyMissing, startLanparty } from '../../lab/netns-lanparty.js';
 import type { VxlanStatus } from '../../src/transports/vxlan/index.js';
 
 const skip = netnsSkipReason(['ip', 'ss', 'bridge', 'ping']);

@@ -16,10 +16,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, log, netnsSkipReason, Netns, registerCleanup, tempDir, waitFor } from '../helpers/netns.js';
-import { buildGuest, guestSkipReason } from '../helpers/guest.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
-import { launch, startUp } from '../helpers/launcher.js';
+import { cleanupAll, log, netnsSkipReason, Netns, registerCleanup, tempDir, waitFor } from '../../lab/netns.js';
+import { buildGuest, guestSkipReason } from '../../lab/guest.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
+import { launch, startUp } from '../../lab/launcher.js';
 import { formatMac, macForName } from '../../src/wire/ethernet.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -18,8 +18,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cleanupAll, netnsSkipReason, Netns, registerCleanup, vethPair, waitFor, log, commandExists } from '../helpers/netns.js';
-import { lanpartyMissing, lanpartyStatus, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, Netns, registerCleanup, vethPair, waitFor, log, commandExists } from '../../lab/netns.js';
+import { lanpartyMissing, lanpartyStatus, startLanparty } from '../../lab/netns-lanparty.js';
 import { generatePrivateKey, keyText, publicKeyOf } from '../../src/crypto/index.js';
 
 const skip = netnsSkipReason(['ip', 'ss', 'ping']) ?? (commandExists('wireguard-go') && commandExists('wg') ? undefined : 'needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)');

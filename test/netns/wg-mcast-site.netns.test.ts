@@ -25,8 +25,8 @@
  */
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, log, netnsSkipReason, vethPair, waitFor } from '../helpers/netns.js';
-import { lanpartyMissing, lanpartyStatus, startLanparty } from '../helpers/netns-lanparty.js';
+import { cleanupAll, log, netnsSkipReason, vethPair, waitFor } from '../../lab/netns.js';
+import { lanpartyMissing, lanpartyStatus, startLanparty } from '../../lab/netns-lanparty.js';
 import {
   BROADCAST, connectClient, createTopology, duplicates, peerRow, rolesText, siteStatus, sleep, startGroupClient, startSite,
   stopAllTickers, stopSites, ticker, waitConverged, type FrameClient, type Site, type SiteStatus, type Topology,

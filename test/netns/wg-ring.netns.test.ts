@@ -10,8 +10,8 @@
  */
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, netnsSkipReason, waitFor } from '../helpers/netns.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { cleanupAll, netnsSkipReason, waitFor } from '../../lab/netns.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
 import {
   BROADCAST, Site, connectClient, createTopology, cut, duplicates, rolesText, siteStatus, sleep, startSite, stopSites, uncutAll,
   waitConverged, type FrameClient, type SiteStatus, type Topology,

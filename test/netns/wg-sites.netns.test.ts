@@ -19,15 +19,15 @@
  */
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupAll, log, netnsSkipReason, waitFor, Netns } from '../helpers/netns.js';
-import { lanpartyMissing } from '../helpers/netns-lanparty.js';
-import { guestSkipReason, macForGuest, startGuest, summaryLines } from '../helpers/guest.js';
+import { cleanupAll, log, netnsSkipReason, waitFor, Netns } from '../../lab/netns.js';
+import { lanpartyMissing } from '../../lab/netns-lanparty.js';
+import { guestSkipReason, macForGuest, startGuest, summaryLines } from '../../lab/guest.js';
 import {
   BROADCAST, Site, chainCounters, connectClient, createTopology, cut, duplicates, nft, peerRow, readPcapUdp,
   rolesText, sendDatagrams, siteStatus, sleep, startCapture, startRelay, startSite, stopAllTickers, stopSites, ticker, uncutAll,
   waitConverged, wgToml, type FrameClient, type Topology,
 } from '../helpers/wg-sites.js';
-import { startLanparty } from '../helpers/netns-lanparty.js';
+import { startLanparty } from '../../lab/netns-lanparty.js';
 import { CookieChecker } from '../../src/transports/wg/cookie.js';
 import { generatePrivateKey, keyText, publicKeyOf } from '../../src/crypto/index.js';
 

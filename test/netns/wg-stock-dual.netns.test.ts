@@ -29,8 +29,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, log, netnsSkipReason, registerCleanup, tempDir, waitFor, commandExists } from '../helpers/netns.js';
-import { cliPath, lanpartyMissing } from '../helpers/netns-lanparty.js';
+import { cleanupAll, log, netnsSkipReason, registerCleanup, tempDir, waitFor, commandExists } from '../../lab/netns.js';
+import { cliPath, lanpartyMissing } from '../../lab/netns-lanparty.js';
 import {
   BROADCAST, connectClient, createTopology, cut, frameTag, peerRow, readPcapFrames, rolesText, siteStatus, sleep, startCapture,
   startSite, stopAllTickers, stopSites, ticker, uncutAll, waitConverged, type FrameClient, type Site, type SiteStatus, type Topology,

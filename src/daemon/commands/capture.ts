@@ -6,17 +6,22 @@
  * Backpressure: records are written while the socket's buffer is under HIGH_WATER_BYTES; beyond
  * that they wait in the mirror's bounded queue, and frames that do not fit are dropped and counted.
  */
-import type { Daemon } from '../daemon.js';
-import type { ControlConnection } from '../../control/server.js';
-import { LanpartyError } from '../../util/errors.js';
-import { parseMac } from '../../wire/ethernet.js';
-import { Mirror, statsRecord } from '../../switch/mirror.js';
+import type { ControlConnection, ControlServer } from '../../control/index.js';
+import { LanpartyError } from '../../util/index.js';
+import { parseMac } from '../../wire/index.js';
+import { Mirror, statsRecord, type Switch } from '../../switch/index.js';
 import { resolvePort } from './resolve-port.js';
 
 const HIGH_WATER_BYTES = 1 << 20;
 const STATS_INTERVAL_MS = 1000;
 
-export function register(d: Daemon): void {
+/** What the capture command uses of the daemon. */
+export interface CaptureHost {
+  readonly control: Pick<ControlServer, 'register'>;
+  readonly sw: Pick<Switch, 'ports' | 'addTap' | 'removeTap'>;
+}
+
+export function register(d: CaptureHost): void {
   d.control.register({
     name: 'capture',
     usage: 'capture {ports?: (id|name)[], macs?: string[]}: stream frames as binary records after the reply',
@@ -24,7 +29,7 @@ export function register(d: Daemon): void {
   });
 }
 
-function startCapture(d: Daemon, args: Record<string, unknown>, conn: ControlConnection): unknown {
+function startCapture(d: CaptureHost, args: Record<string, unknown>, conn: ControlConnection): unknown {
   const portSpecs = args.ports === undefined ? [] : Array.isArray(args.ports) ? args.ports : [args.ports];
   const macSpecs = args.macs === undefined ? [] : Array.isArray(args.macs) ? args.macs : [args.macs];
   const portIds = portSpecs.map((s) => resolvePort(d, s, '--port').id);
@@ -77,4 +82,4 @@ function startCapture(d: Daemon, args: Record<string, unknown>, conn: ControlCon
 }
 
 // The record format for clients (cli may not import switch directly).
-export { RecordReader, type StreamRecord, type PortInfo } from '../../switch/mirror.js';
+export { RecordReader, type StreamRecord, type PortInfo } from '../../switch/index.js';

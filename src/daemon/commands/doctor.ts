@@ -4,15 +4,20 @@
  * MAX_PORT_HISTORY ports each). The largest frame per port comes from the
  * port counters (rxLargestBytes), so the doctor adds nothing to the per-frame path.
  */
-import type { Daemon } from '../daemon.js';
-import type { Port } from '../../switch/port.js';
-import { macMoveChannel } from '../../switch/switch.js';
-import { runDoctor, type DoctorFacts, type MacMoveHistory } from '../doctor/index.js';
+import type { ControlServer } from '../../control/index.js';
+import { type Port, macMoveChannel } from '../../switch/index.js';
+import { runDoctor, type DoctorFacts, type DoctorHost, type MacMoveHistory } from '../doctor/index.js';
 
 const MAX_TRACKED_MACS = 1024;
 const MAX_PORT_HISTORY = 16;
 
-export function register(d: Daemon): void {
+/** What the doctor command uses of the daemon: what the checks read, plus registration and a stop hook. */
+export interface DoctorCommandHost extends DoctorHost {
+  readonly control: Pick<ControlServer, 'register'>;
+  onStop(fn: () => void): void;
+}
+
+export function register(d: DoctorCommandHost): void {
   const facts: DoctorFacts = { macMoves: new Map() };
   // The channel is process-wide: keep only moves between this daemon's ports.
   const onMove = (m: unknown) => {

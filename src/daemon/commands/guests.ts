@@ -8,9 +8,12 @@
  *   guests: the named guests (registered now, or named in the config with --guest / guests = [...]).
  * The names show in `status` (services.guests), the web view and anything that reads status.
  */
-import type { Daemon } from '../daemon.js';
-import { LanpartyError } from '../../util/errors.js';
-import { formatMac, macForName, parseMac } from '../../wire/ethernet.js';
+import type { ControlServer } from '../../control/index.js';
+import type { Config } from '../../config/index.js';
+import type { Transport } from '../../transports/index.js';
+import { type Logger, LanpartyError } from '../../util/index.js';
+import type { StatusReport } from '../status.js';
+import { formatMac, macForName, parseMac } from '../../wire/index.js';
 
 /** Longest guest name: it becomes a DNS label and a socket file name. */
 const MAX_NAME_LENGTH = 63;
@@ -46,7 +49,17 @@ export function checkGuestName(name: unknown, field = 'name'): string {
   return name;
 }
 
-export function register(d: Daemon): void {
+/** What the guests command uses of the daemon. */
+export interface GuestsHost {
+  readonly control: Pick<ControlServer, 'register' | 'emit'>;
+  readonly config: Pick<Config, 'guests'>;
+  readonly transports: readonly Transport[];
+  readonly log: Logger;
+  readonly statusSections: Map<string, () => unknown>;
+  status(): StatusReport;
+}
+
+export function register(d: GuestsHost): void {
   const registered = new Map<string, Registration>();
 
   const rows = (): GuestRow[] => {

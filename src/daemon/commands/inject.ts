@@ -6,11 +6,18 @@
  *   neither: sent out of every port (a flood from nowhere; nothing is learned).
  * Validation errors name the field.
  */
-import type { Daemon } from '../daemon.js';
-import { LanpartyError } from '../../util/errors.js';
+import type { ControlServer } from '../../control/index.js';
+import type { Switch } from '../../switch/index.js';
+import { LanpartyError } from '../../util/index.js';
 import { resolvePort } from './resolve-port.js';
 
-export function register(d: Daemon): void {
+/** What the inject command uses of the daemon. */
+export interface InjectHost {
+  readonly control: Pick<ControlServer, 'register'>;
+  readonly sw: Pick<Switch, 'ports' | 'input' | 'opts' | 'forwardingPorts'>;
+}
+
+export function register(d: InjectHost): void {
   d.control.register({
     name: 'inject',
     usage: 'inject {hex: string, into?: port, from?: port}: put one frame onto the LAN',
@@ -18,7 +25,7 @@ export function register(d: Daemon): void {
   });
 }
 
-function inject(d: Daemon, args: Record<string, unknown>): unknown {
+function inject(d: InjectHost, args: Record<string, unknown>): unknown {
   if (typeof args.hex !== 'string') throw new LanpartyError('LP_ERR_USAGE', 'inject: "hex" (the frame as hex) is missing');
   const hex = args.hex.replace(/[\s:]/g, '');
   if (!/^([0-9a-fA-F]{2})*$/.test(hex)) throw new LanpartyError('LP_ERR_USAGE', 'inject: --hex is not an even number of hex digits');

@@ -4,16 +4,26 @@
  * (`startMetrics`); the `metrics` control command returns the same text without any listener.
  */
 import * as http from 'node:http';
-import type { Daemon } from '../daemon.js';
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { DROP_REASONS } from '../../switch/port.js';
+import type { ControlServer } from '../../control/index.js';
+import { type Switch, DROP_REASONS } from '../../switch/index.js';
+import type { Transport } from '../../transports/index.js';
+import { type Logger, LanpartyError, socketSetupError, RateLimitedLog } from '../../util/index.js';
+import type { WebCounters } from '../web/index.js';
 import { busyPollState } from '../../io/index.js';
-import { RateLimitedLog } from '../../util/logger.js';
 
 /** Scrapers connected at once; more are closed at accept (a scraper retries at its next interval). */
 const MAX_METRICS_CONNECTIONS = 16;
 
-export function register(d: Daemon): void {
+/** What the metrics text and listener read of the daemon. */
+export interface MetricsHost {
+  readonly control: Pick<ControlServer, 'register' | 'connectionCount' | 'counters'>;
+  readonly sw: Pick<Switch, 'ports' | 'counters' | 'table'>;
+  readonly transports: readonly Transport[];
+  readonly log: Logger;
+  readonly webCounters: WebCounters | null;
+}
+
+export function register(d: MetricsHost): void {
   d.control.register({ name: 'metrics', usage: 'metrics: Prometheus text of per-port counters', handler: () => ({ text: metricsText(d) }) });
 }
 
@@ -21,7 +31,7 @@ function label(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-export function metricsText(d: Daemon): string {
+export function metricsText(d: MetricsHost): string {
   const out: string[] = [];
   const portLabels = (p: { id: number; name: string; kind: string }) => `port="${p.id}",name="${label(p.name)}",kind="${p.kind}"`;
   const counter = (name: string, help: string, rows: Array<[string, number]>) => {
@@ -85,7 +95,7 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 /** Starts the HTTP endpoint (GET /metrics). Resolves once listening; returns a closer. */
-export async function startMetrics(d: Daemon, listen: string): Promise<{ close(): Promise<void>; address: string }> {
+export async function startMetrics(d: MetricsHost, listen: string): Promise<{ close(): Promise<void>; address: string }> {
   const { host, port } = parseListen(listen);
   // A scrape that throws costs that scrape: a 500 and a log line (at most one per 10 s or so).
   const errorLog = new RateLimitedLog((m) => d.log.error(m));

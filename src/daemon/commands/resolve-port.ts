@@ -3,15 +3,19 @@
  * ("udp 127.0.0.1:40001"), or a part of its name that matches exactly one port.
  * Errors name the field (`field`), the value and the ports there are.
  */
-import type { Daemon } from '../daemon.js';
-import type { Port } from '../../switch/port.js';
-import { LanpartyError } from '../../util/errors.js';
+import type { Port, Switch } from '../../switch/index.js';
+import { LanpartyError } from '../../util/index.js';
 
-export function portList(d: Daemon): string {
+/** What port lookup reads of the daemon: the switch's ports. */
+export interface PortsHost {
+  readonly sw: Pick<Switch, 'ports'>;
+}
+
+export function portList(d: PortsHost): string {
   return d.sw.ports.map((p) => `${p.id} "${p.name}"`).join(', ') || '(none yet: a datagram guest becomes a port when it first sends)';
 }
 
-export function resolvePort(d: Daemon, spec: unknown, field: string): Port {
+export function resolvePort(d: PortsHost, spec: unknown, field: string): Port {
   const text = String(spec).trim();
   const ports = d.sw.ports;
   if (/^\d+$/.test(text)) {

@@ -6,7 +6,7 @@
  * so systemd-networkd and dhclient send the same option 61), from the DHCP service's leases.
  */
 import type { Check, Finding } from './types.js';
-import { formatMac } from '../../wire/ethernet.js';
+import { formatMac } from '../../wire/index.js';
 
 /** How long evidence counts: older moves and conflicts are history, not a current problem. */
 export const EVIDENCE_WINDOW_MS = 10 * 60_000;

@@ -28,3 +28,7 @@ export async function runDoctor(ctx: DoctorContext, checks: readonly Check[] = C
   }));
   return { checks: results, findings: results.flatMap((r) => r.findings) };
 }
+// The /proc readers that cli's qemu and up commands share with the checks.
+export { sysctl } from './proc.js';
+export { SUGGESTED_MAX_DGRAM_QLEN, shortUnixQueue, unixQueueNow } from './unix-dgram-queue.js';
+export { netdevOptions } from './qemu-endpoints.js';

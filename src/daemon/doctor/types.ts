@@ -4,8 +4,11 @@
  * error without stopping the others). Checks run inside the daemon, so they see its network
  * namespace, its ports and what its taps recorded.
  */
-import type { Daemon } from '../daemon.js';
-import type { Port } from '../../switch/port.js';
+import type { Config } from '../../config/index.js';
+import type { Switch, Port } from '../../switch/index.js';
+import type { Transport } from '../../transports/index.js';
+import type { IpSnoop } from '../ip-snoop.js';
+import type { StatusReport } from '../status.js';
 
 export interface Finding {
   /** The check that found it. */
@@ -33,8 +36,17 @@ export interface MacMoveHistory {
   lastMs: number;
 }
 
+/** What the checks read of the daemon. */
+export interface DoctorHost {
+  readonly config: Pick<Config, 'ports'>;
+  readonly sw: Pick<Switch, 'ports'>;
+  readonly transports: readonly Transport[];
+  readonly snoop: Pick<IpSnoop, 'conflicts'>;
+  status(): StatusReport;
+}
+
 export interface DoctorContext {
-  d: Daemon;
+  d: DoctorHost;
   facts: DoctorFacts;
   nowMs: number;
 }

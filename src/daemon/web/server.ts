@@ -27,10 +27,9 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as fs from 'node:fs';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Daemon } from '../daemon.js';
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { RateLimitedLog } from '../../util/logger.js';
-import { request } from '../../control/client.js';
+import { type Logger, LanpartyError, socketSetupError, RateLimitedLog } from '../../util/index.js';
+import type { StatusReport } from '../status.js';
+import { request } from '../../control/index.js';
 
 const MAX_CLIENTS = 32;
 /** Open connections at once (event streams, page loads, keep-alive); more are closed at accept. */
@@ -52,6 +51,14 @@ export interface WebCounters {
   refusedConnections: number;
   /** Connections without the token closed to make room for a new one at MAX_WEB_CONNECTIONS. */
   evictedConnections: number;
+}
+
+/** What the web view uses of the daemon; it sets webCounters while it runs. */
+export interface WebViewHost {
+  readonly log: Logger;
+  readonly control: { readonly socketPath: string };
+  status(): StatusReport;
+  webCounters: WebCounters | null;
 }
 
 export interface WebView {
@@ -121,7 +128,7 @@ interface SseClient {
   res: http.ServerResponse;
 }
 
-export async function startWebView(d: Daemon, listen: string): Promise<WebView> {
+export async function startWebView(d: WebViewHost, listen: string): Promise<WebView> {
   const { host, port } = parseWebListen(listen);
   const token = randomBytes(18).toString('base64url');
   const tokenDigest = digest(token);

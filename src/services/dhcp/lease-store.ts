@@ -20,14 +20,9 @@
 import { closeSync, fstatSync, openSync, readFileSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { LanpartyError } from '../../util/errors.js';
-import type { Logger } from '../../util/logger.js';
-import { RateLimitedLog } from '../../util/logger.js';
-import { DHCP_MAX_CLIENT_ID_BYTES, DHCP_MAX_HOSTNAME_BYTES } from '../../wire/dhcp.js';
-import { formatMac, parseMac } from '../../wire/ethernet.js';
-import { formatIpv4Address, parseIpv4Address } from '../../wire/ipv4.js';
-import type { Clock, LeaseFileCounters, LeaseState, Timers } from '../types.js';
-import { realTimers, systemClock } from '../types.js';
+import { LanpartyError, type Logger, RateLimitedLog } from '../../util/index.js';
+import { DHCP_MAX_CLIENT_ID_BYTES, DHCP_MAX_HOSTNAME_BYTES, formatMac, parseMac, formatIpv4Address, parseIpv4Address } from '../../wire/index.js';
+import { type Clock, type LeaseFileCounters, type LeaseState, type Timers, realTimers, systemClock } from '../types.js';
 
 /**
  * Least time between the starts of two lease file writes. A burst of new bindings waits at most

@@ -21,21 +21,14 @@
  * rate limited.
  */
 import type { PortKind } from '../../switch/index.js';
-import type { Logger } from '../../util/logger.js';
-import { RateLimitedLog } from '../../util/logger.js';
-import type { ArpRepr } from '../../wire/arp.js';
+import { type Logger, RateLimitedLog } from '../../util/index.js';
+import { type ArpRepr, type DhcpRepr, BROADCAST_MAC, formatMac, IPV4_BROADCAST, formatIpv4Address, type Ipv4Cidr } from '../../wire/index.js';
 import {
   BOOTREPLY, BOOTREQUEST, DHCPACK, DHCPDECLINE, DHCPDISCOVER, DHCPINFORM, DHCPNAK, DHCPOFFER, DHCPRELEASE, DHCPREQUEST,
   DHCP_CLIENT_PORT, DhcpOptionLimitError, dhcpMessageName, emptyDhcpRepr, parseDhcp,
-} from '../../wire/dhcp.js';
-import type { DhcpRepr } from '../../wire/dhcp.js';
-import { BROADCAST_MAC, formatMac } from '../../wire/ethernet.js';
-import { IPV4_BROADCAST, formatIpv4Address } from '../../wire/ipv4.js';
-import type { Ipv4Cidr } from '../../wire/ipv4.js';
-import type { Clock, DhcpCounters, DhcpDropReason, LeaseStatus, Timers } from '../types.js';
-import { DHCP_DROP_REASONS, zeroMessageCounts } from '../types.js';
-import type { Lease } from './lease-store.js';
-import { LeaseStore } from './lease-store.js';
+} from '../../wire/index.js';
+import { type Clock, type DhcpCounters, type DhcpDropReason, type LeaseStatus, type Timers, DHCP_DROP_REASONS, zeroMessageCounts } from '../types.js';
+import { type Lease, LeaseStore } from './lease-store.js';
 
 /** Checked runtime configuration (see resolve.ts). Addresses are unsigned 32-bit numbers. */
 export interface DhcpConfig {

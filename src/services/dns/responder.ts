@@ -13,16 +13,13 @@
  * larger than its query or 512 bytes (RFC 1035 4.2.1), whichever is more; past that the reply is
  * cut to the header with TC set. Work per query: one name of at most 255 bytes and 127 pointers.
  */
-import type { Logger } from '../../util/logger.js';
-import { RateLimitedLog, silentLogger } from '../../util/logger.js';
-import type { DnsQuestion, DnsRecord, DnsRepr } from '../../wire/dns.js';
+import { type Logger, RateLimitedLog, silentLogger } from '../../util/index.js';
+import type { DnsQuestion, DnsRecord, DnsRepr, Ipv4Cidr } from '../../wire/index.js';
 import {
   DNS_CLASS_IN, DNS_HEADER_BYTES, DNS_RCODE_FORMERR, DNS_RCODE_NOERROR, DNS_RCODE_NOTIMP, DNS_RCODE_NXDOMAIN, DNS_RCODE_REFUSED,
   DNS_TYPE_A, DNS_TYPE_ANY, DNS_TYPE_PTR, DNS_UDP_MAX_BYTES, emitDns, encodeDnsName, parseDnsQuestion,
-} from '../../wire/dns.js';
-import type { Ipv4Cidr } from '../../wire/ipv4.js';
-import type { Clock, DnsCounters } from '../types.js';
-import { systemClock } from '../types.js';
+} from '../../wire/index.js';
+import { type Clock, type DnsCounters, systemClock } from '../types.js';
 
 /** Name lookups, answered by the DHCP lease table. Names are lowercase single labels. */
 export interface NameTable {

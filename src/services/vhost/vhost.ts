@@ -12,26 +12,15 @@
  * is reentrant: it keeps no per-frame state outside its locals). A malformed frame is a counted
  * drop; `send` never throws. Read RFC 826 (ARP), RFC 792 (ICMP) and RFC 1122 section 3.2.2.6.
  */
-import type { FrameSink, Port, PortKind } from '../../switch/index.js';
-import { PortCounters } from '../../switch/index.js';
-import type { Logger } from '../../util/logger.js';
-import { ARP_OP_REPLY, ARP_OP_REQUEST, emitArp, parseArp } from '../../wire/arp.js';
-import type { ArpRepr } from '../../wire/arp.js';
-import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcp } from '../../wire/dhcp.js';
-import type { DhcpRepr } from '../../wire/dhcp.js';
-import { DNS_PORT } from '../../wire/dns.js';
+import { type FrameSink, type Port, type PortKind, PortCounters } from '../../switch/index.js';
+import type { Logger } from '../../util/index.js';
+import { ARP_OP_REPLY, ARP_OP_REQUEST, emitArp, parseArp, type ArpRepr, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, emitDhcp, type DhcpRepr, DNS_PORT, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, emitIcmpEcho, icmpEchoBufferLen, parseIcmp, IPV4_BROADCAST, IPV4_HEADER_BYTES, IP_PROTO_ICMP, IP_PROTO_UDP, emitIpv4, parseIpv4, type Ipv4Cidr, type Ipv4Parsed, UDP_HEADER_BYTES, emitUdp, parseUdp, Ipv4Reassembler } from '../../wire/index.js';
 import {
   BROADCAST_MAC, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HEADER_BYTES, ETH_MIN_FRAME_BYTES, dstMac, srcMac, writeMac,
-} from '../../wire/ethernet.js';
-import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, emitIcmpEcho, icmpEchoBufferLen, parseIcmp } from '../../wire/icmp.js';
-import { IPV4_BROADCAST, IPV4_HEADER_BYTES, IP_PROTO_ICMP, IP_PROTO_UDP, emitIpv4, parseIpv4 } from '../../wire/ipv4.js';
-import type { Ipv4Cidr, Ipv4Parsed } from '../../wire/ipv4.js';
-import { UDP_HEADER_BYTES, emitUdp, parseUdp } from '../../wire/udp.js';
-import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';
-import type { DhcpOutput, DhcpServer } from '../dhcp/server.js';
-import type { DnsResponder } from '../dns/responder.js';
-import type { Clock, VhostCounters, VhostDropReason } from '../types.js';
-import { VHOST_DROP_REASONS, systemClock } from '../types.js';
+} from '../../wire/index.js';
+import type { DhcpOutput, DhcpServer } from '../dhcp/index.js';
+import type { DnsResponder } from '../dns/index.js';
+import { type Clock, type VhostCounters, type VhostDropReason, VHOST_DROP_REASONS, systemClock } from '../types.js';
 
 const IP_TTL = 64;
 /** The host's MTU: IPv4 packets it sends are at most this long (maxFrameBytes less Ethernet). */

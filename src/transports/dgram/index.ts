@@ -13,12 +13,12 @@
  * silent PEER_EVICT_IDLE_MS, else it is refused. A source without a port keeps no state anywhere:
  * its socket peer id is released with the port (aged, evicted) or at once (refused).
  */
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
+import { LanpartyError, socketSetupError, prepareUnixPath, removeUnixPath } from '../../util/index.js';
+import { PortCounters, type Port, type PortKind } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket, DgramAddress, Ipv4Net } from '../../io/index.js';
 import { openBatchSocket, socketStatsOf } from '../../io/index.js';
-import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
+import { UDP_MAX_PAYLOAD, addressText } from '../datagram.js';
 
 /**
  * A full port (maxPeers) gives a new source the place of its least recently heard dynamic peer
@@ -29,8 +29,6 @@ export const PEER_EVICT_IDLE_MS = 10_000;
 /** At most one line per this interval about refused or evicted peers (a remote triggers them). */
 const PEER_LOG_INTERVAL_MS = 10_000;
 
-/** Largest UDP payload over IPv4. */
-export const UDP_MAX_PAYLOAD = 65507;
 /** QEMU's NET_BUFSIZE: the most a QEMU dgram reader takes in one recv(). */
 export const QEMU_NET_BUFSIZE = 69632;
 
@@ -59,10 +57,6 @@ export function guestUdpPort(guest: string): number {
   let h = 2166136261;
   for (let i = 0; i < guest.length; i++) h = Math.imul(h ^ guest.charCodeAt(i), 16777619) >>> 0;
   return 40000 + (h % 20000);
-}
-
-export function addressText(a: DgramAddress): string {
-  return a.kind === 'udp4' ? `${a.host}:${a.port}` : a.path;
 }
 
 class DgramPort implements Port {

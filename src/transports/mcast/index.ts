@@ -20,12 +20,12 @@
  * onto the group; and when the tree blocks the group, its port blocks in the switch (frames heard
  * on it are counted as `port-down`). Without peer links none of this happens.
  */
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { PortCounters, type Port } from '../../switch/port.js';
+import { LanpartyError, socketSetupError } from '../../util/index.js';
+import { PortCounters, type Port } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket } from '../../io/index.js';
 import { openBatchSocket, socketStatsOf } from '../../io/index.js';
-import { UDP_MAX_PAYLOAD, addressText } from '../dgram/index.js';
+import { UDP_MAX_PAYLOAD, addressText } from '../datagram.js';
 import { SharedSegment, isTreeFrame, segmentsOf, type SegmentRole } from '../segment.js';
 
 export interface McastConfig {

@@ -15,13 +15,11 @@
  * measurements behind them are in docs/transports.md, "tcp and unix".
  */
 import * as net from 'node:net';
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { RateLimitedLog, type Logger } from '../../util/logger.js';
-import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
+import { LanpartyError, socketSetupError, RateLimitedLog, type Logger, prepareUnixPath, removeUnixPath } from '../../util/index.js';
+import { PortCounters, type Port, type PortKind } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import { StreamFramer } from './framer.js';
 import { openStreamReader, streamReaderAvailable, type StreamReader } from '../../io/index.js';
-import { prepareUnixPath, removeUnixPath } from '../../util/unix-path.js';
 
 export type StreamAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 

@@ -26,9 +26,8 @@
  * The rest of the LAN never notices: nothing here throws after start().
  */
 import { constants as osConstants, networkInterfaces, userInfo } from 'node:os';
-import { LanpartyError } from '../../util/errors.js';
-import { PortCounters, type Port, type PortKind } from '../../switch/port.js';
-import type { Logger } from '../../util/logger.js';
+import { LanpartyError, type Logger } from '../../util/index.js';
+import { PortCounters, type Port, type PortKind } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import {
   openTapDevice, tapRxSlabBytes, configureInterface, interfaceState, TAP_SENT, TAP_FULL, TAP_DOWN, TAP_GONE, type TapDevice,

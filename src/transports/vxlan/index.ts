@@ -17,12 +17,11 @@
  * Send stages (`VxlanPort.send`): oversize check → header + frame into the scratch buffer →
  * destination MAC: known unicast → its VTEP; group or unknown → every static VTEP and the group.
  */
-import { LanpartyError } from '../../util/errors.js';
-import { PortCounters, type Port } from '../../switch/port.js';
+import { LanpartyError } from '../../util/index.js';
+import { PortCounters, type Port } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { RxBatch } from '../../io/index.js';
-import { VXLAN_HEADER_BYTES, VXLAN_OK, VXLAN_SHORT, VXLAN_BAD_FLAGS, VXLAN_BAD_RESERVED, VXLAN_OTHER_VNI, vxlanCheck, vxlanVni, writeVxlanHeader } from '../../wire/vxlan.js';
-import { formatMac } from '../../wire/ethernet.js';
+import { VXLAN_HEADER_BYTES, VXLAN_OK, VXLAN_SHORT, VXLAN_BAD_FLAGS, VXLAN_BAD_RESERVED, VXLAN_OTHER_VNI, vxlanCheck, vxlanVni, writeVxlanHeader, formatMac } from '../../wire/index.js';
 import { VtepTable, type Vtep, type VtepTableOptions } from './vtep-table.js';
 import { UdpUnderlay, type UdpUnderlayConfig, type VxlanUnderlay } from './underlay.js';
 import { networkInterfaces } from 'node:os';

@@ -14,7 +14,7 @@
  * drops our packets when they crossed a veth (the checksum is left for an offload that never
  * happens: datapath_drop_tunnel_pop_error).
  */
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
+import { LanpartyError, socketSetupError } from '../../util/index.js';
 import type { BatchSocket, RxBatch } from '../../io/index.js';
 import { openBatchSocket } from '../../io/index.js';
 import { parseIpv4Address } from '../../wire/index.js';

@@ -26,8 +26,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { nativeAead, type NativeAead } from '../../io/index.js';
 import { ReplayWindow, staticKey, shortKey, tai64n, type StaticKey } from '../../crypto/index.js';
-import type { Logger } from '../../util/logger.js';
-import { RateLimitedLog } from '../../util/logger.js';
+import { type Logger, RateLimitedLog } from '../../util/index.js';
 import { CookieChecker, CookieGenerator } from './cookie.js';
 import {
   COOKIE_REPLY_BYTES, INITIATION_BYTES, INITIATION_MIN_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, MSG_COOKIE_REPLY,

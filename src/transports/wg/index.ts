@@ -16,8 +16,8 @@
  * port, an ICMP echo probe to each peer that never sent a hello; claims heard are relayed once.
  */
 import { performance } from 'node:perf_hooks';
-import { LanpartyError, socketSetupError } from '../../util/errors.js';
-import { PortCounters, type Port } from '../../switch/port.js';
+import { LanpartyError, socketSetupError } from '../../util/index.js';
+import { PortCounters, type Port } from '../../switch/index.js';
 import type { Transport, TransportContext, TransportStatus } from '../transport.js';
 import type { BatchSocket } from '../../io/index.js';
 import { openBatchSocket, socketStatsOf } from '../../io/index.js';

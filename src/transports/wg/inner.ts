@@ -20,9 +20,7 @@
  * sends no hellos gets an ICMP echo request (RFC 792) to its tunnel address every HELLO_MS: its
  * kernel's echo reply proves the session live (docs/tree.md, "Stock hosts"); replies are counted.
  */
-import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader } from '../../wire/vxlan.js';
-import { Ipv4Reassembler } from '../../wire/ipv4-reassembly.js';
-import type { ReassembledPacket } from '../../wire/ipv4-reassembly.js';
+import { VXLAN_HEADER_BYTES, VXLAN_OK, vxlanCheck, writeVxlanHeader, Ipv4Reassembler, type ReassembledPacket } from '../../wire/index.js';
 
 export const IPV4_HEADER_BYTES = 20;
 export const UDP_HEADER_BYTES = 8;

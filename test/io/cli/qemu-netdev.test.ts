@@ -17,7 +17,7 @@ import { request } from '../../../src/control/index.js';
 import { Daemon } from '../../../src/daemon/index.js';
 import { nativeAvailable } from '../../../src/io/index.js';
 import { silentLogger } from '../../../src/util/logger.js';
-import { cliPath } from '../../helpers/netns-lanparty.js';
+import { cliPath } from '../../../lab/netns-lanparty.js';
 
 // What the `transports` control command returns for lanparty's defaults (guest g1, netdev lp0).
 const ALL: TransportInfo[] = [

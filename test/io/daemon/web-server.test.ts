@@ -168,7 +168,7 @@ test(`${MAX_WEB_CONNECTIONS} idle connections without the token cannot lock the 
 
 test('lanparty up --web: GET // and cookie lanparty_token=% leave the process up, and status --json counts a bad request', async () => {
   const { spawn, spawnSync } = await import('node:child_process');
-  const { cliPath } = await import('../../helpers/netns-lanparty.js');
+  const { cliPath } = await import('../../../lab/netns-lanparty.js');
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-web-up-'));
   const control = path.join(d, 'c.sock');
   const child = spawn(process.execPath, [cliPath(), 'up', '--no-dhcp', '--control', control, '--lease-file', path.join(d, 'l.json'), '-p', `unix://${d}/s.sock`, '--web', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -19,7 +19,7 @@ import { nativeAvailable, type StreamReader } from '../../../src/io/index.js';
 import { Switch } from '../../../src/switch/switch.js';
 import { silentLogger } from '../../../src/util/logger.js';
 import type { Port } from '../../../src/switch/port.js';
-import { waitFor } from '../../helpers/netns.js';
+import { waitFor } from '../../../lab/netns.js';
 
 /** A frame from MAC 02::<src> to broadcast, `len` bytes, its payload counting up from `seed`. */
 function frame(src: number, len: number, seed: number): Buffer {

@@ -12,7 +12,7 @@ import type { PortKind } from '../../../src/switch/index.js';
 import { LanpartyError } from '../../../src/util/errors.js';
 import { BROADCAST_MAC } from '../../../src/wire/ethernet.js';
 import { IPV4_BROADCAST } from '../../../src/wire/ipv4.js';
-import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../wire/golden.js';
+import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../../../lab/golden.js';
 import {
   HOST_IP, MAC_A, MAC_B, MAC_C, arpFrame, clientMsg, decodeArp, decodeDhcp, dhcpFrame, ipv4UdpFrame, rig, takeWhenSent,
 } from './fakes.js';

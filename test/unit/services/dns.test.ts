@@ -5,7 +5,7 @@ import {
   DNS_RCODE_FORMERR, DNS_RCODE_NOERROR, DNS_RCODE_NOTIMP, DNS_RCODE_NXDOMAIN, DNS_RCODE_REFUSED, DNS_TYPE_A, DNS_TYPE_AAAA, DNS_TYPE_PTR, emitDns, encodeDnsName, parseDns,
 } from '../../../src/wire/dns.js';
 import type { DnsRepr } from '../../../src/wire/dns.js';
-import { NSLOOKUP_A_QUERY_HEX } from '../wire/golden.js';
+import { NSLOOKUP_A_QUERY_HEX } from '../../../lab/golden.js';
 import { HOST_IP, MAC_A, MAC_B, clientMsg, decodeDhcp, decodeUdp, dhcpFrame, ipv4UdpFrame, rig } from './fakes.js';
 import type { Rig } from './fakes.js';
 

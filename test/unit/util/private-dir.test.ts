@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkPrivateDir, ensurePrivateDir } from '../../../src/util/private-dir.js';
 import type { LanpartyError } from '../../../src/util/errors.js';
-import { cliPath } from '../../helpers/netns-lanparty.js';
+import { cliPath } from '../../../lab/netns-lanparty.js';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'lp-privdir-'));
 after(() => fs.rmSync(base, { recursive: true, force: true }));

@@ -4,7 +4,7 @@ import { LanpartyError } from '../../../src/util/errors.js';
 import {
   BOOTP_MIN_BYTES, DHCPDISCOVER, DHCPOFFER, DHCP_MIN_BYTES, dhcpBufferLen, dhcpMessageName, emitDhcp, emptyDhcpRepr, parseDhcp,
 } from '../../../src/wire/dhcp.js';
-import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from './golden.js';
+import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../../../lab/golden.js';
 
 const wireErr = (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_WIRE';
 const payloadOf = (hex: string) => Buffer.from(hex, 'hex').subarray(42);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LanpartyError } from '../../../src/util/errors.js';
 import { DNS_MAX_POINTER_HOPS, DNS_TYPE_A, DNS_TYPE_PTR, emitDns, encodeDnsName, parseDns, parseDnsQuestion } from '../../../src/wire/dns.js';
-import { NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX } from './golden.js';
+import { NSLOOKUP_A_QUERY_HEX, NSLOOKUP_PTR_QUERY_HEX } from '../../../lab/golden.js';
 
 const wireErr = (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_WIRE';
 

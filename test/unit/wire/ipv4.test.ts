@@ -4,7 +4,7 @@ import { LanpartyError } from '../../../src/util/errors.js';
 import {
   IPV4_HEADER_BYTES, emitIpv4, formatIpv4Address, parseIpv4, parseIpv4Address, parseIpv4Cidr,
 } from '../../../src/wire/ipv4.js';
-import { UDHCPC_DISCOVER_HEX } from './golden.js';
+import { UDHCPC_DISCOVER_HEX } from '../../../lab/golden.js';
 
 const wireErr = (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_WIRE';
 

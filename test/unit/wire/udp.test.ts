@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LanpartyError } from '../../../src/util/errors.js';
 import { UDP_HEADER_BYTES, emitUdp, parseUdp } from '../../../src/wire/udp.js';
-import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from './golden.js';
+import { DHCLIENT_DISCOVER_HEX, UDHCPC_DISCOVER_HEX } from '../../../lab/golden.js';
 
 const wireErr = (e: unknown) => e instanceof LanpartyError && e.code === 'LP_ERR_WIRE';
 

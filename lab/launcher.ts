@@ -2,7 +2,7 @@
  * Helpers for the launcher and web view suites: `lanparty up` with a config and extra flags inside
  * a namespace (output kept, lines awaited), and guests started the way a user would, through
  * `lanparty qemu NAME -- ...`, whose console (QEMU's -serial stdio, passed through the launcher)
- * is parsed like test/helpers/guest.ts does, and whose exit code is the launcher's.
+ * is parsed like lab/guest.ts does, and whose exit code is the launcher's.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
