@@ -24,12 +24,12 @@ function walk(dir, exts, out = []) {
 const parts = {};
 const files = [];
 const functions = [];
-for (const part of ['src', 'native', 'test', 'bench', 'fuzz', 'scripts']) {
+for (const part of ['src', 'native', 'test', 'lab', 'bench', 'fuzz', 'scripts']) {
   let dirOk = true;
   try { statSync(join(root, part)); } catch { dirOk = false; }
   if (!dirOk) continue;
   let lines = 0;
-  for (const f of walk(join(root, part), ['.ts', '.cc', '.h', '.mjs', '.js'])) {
+  for (const f of walk(join(root, part), ['.ts', '.cc', '.h', '.mjs', '.js', '.sh'])) {
     const text = readFileSync(f, 'utf8');
     const n = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
     lines += n;
