@@ -128,105 +128,185 @@ interface SseClient {
   res: http.ServerResponse;
 }
 
+/**
+ * Starts the web view on `listen` (loopback only). Stages of a request (WebViewServer.handle):
+ * Host header check, request target, token (query or cookie), method, then the route: the event
+ * stream, the status JSON or a page file.
+ */
 export async function startWebView(d: WebViewHost, listen: string): Promise<WebView> {
   const { host, port } = parseWebListen(listen);
-  const token = randomBytes(18).toString('base64url');
-  const tokenDigest = digest(token);
-  const files = pageFiles();
-  const clients = new Set<SseClient>();
-  const counters: WebCounters = { badRequests: 0, handlerErrors: 0, refusedConnections: 0, evictedConnections: 0 };
-  /** Connections that sent a request with the token (weak: a closed socket leaves by itself). */
-  const proven = new WeakSet<net.Socket>();
-  // Any local user (or a web page that can reach loopback) can trigger these lines.
-  const errorLog = new RateLimitedLog((m) => d.log.error(m));
-  const refusedLog = new RateLimitedLog((m) => d.log.info(m));
-  let doctor: unknown = { available: false, reason: 'not run yet' };
-  let doctorAgeS = DOCTOR_EVERY_S;
-  let boundPort = port;
+  const view = new WebViewServer(d, host);
+  await view.listen(port, listen);
+  return view;
+}
 
-  const validHost = (h: string | undefined): boolean => {
+/** One running web view: its HTTP server, its event-stream viewers and its control subscription. */
+class WebViewServer implements WebView {
+  readonly counters: WebCounters = { badRequests: 0, handlerErrors: 0, refusedConnections: 0, evictedConnections: 0 };
+  url = '';
+  private readonly token = randomBytes(18).toString('base64url');
+  private readonly tokenDigest = digest(this.token);
+  private readonly files = pageFiles();
+  private readonly clients = new Set<SseClient>();
+  /** Connections that sent a request with the token (weak: a closed socket leaves by itself). */
+  private readonly proven = new WeakSet<net.Socket>();
+  /** Open connections, oldest first (see onConnection). */
+  private readonly open = new Set<net.Socket>();
+  // Any local user (or a web page that can reach loopback) can trigger these lines.
+  private readonly errorLog: RateLimitedLog;
+  private readonly refusedLog: RateLimitedLog;
+  private doctor: unknown = { available: false, reason: 'not run yet' };
+  private doctorAgeS = DOCTOR_EVERY_S;
+  private readonly server: http.Server;
+  private sub: net.Socket | null = null;
+  private closed = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly d: WebViewHost, private readonly host: string) {
+    this.errorLog = new RateLimitedLog((m) => d.log.error(m));
+    this.refusedLog = new RateLimitedLog((m) => d.log.info(m));
+    this.server = http.createServer((req, res) => {
+      try {
+        this.handle(req, res);
+      } catch (err) {
+        this.failed(req, res, err);
+      }
+    });
+    this.server.keepAliveTimeout = 5000;
+    this.server.headersTimeout = HEADERS_TIMEOUT_MS;
+    this.server.requestTimeout = 2 * HEADERS_TIMEOUT_MS;
+    this.server.on('connection', (socket: net.Socket) => this.onConnection(socket));
+    // HTTP that does not parse (or headers too slow): a 400 where the socket still takes one, then closed.
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (err.code !== 'ECONNRESET') {
+        this.counters.badRequests++;
+        if (socket.writable) socket.write('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      }
+      socket.destroy();
+    });
+  }
+
+  /** Binds, then starts the control subscription and the snapshot timer. */
+  async listen(port: number, listenText: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--web ${listenText}`, err)));
+      this.server.listen(port, this.host, () => resolve());
+    });
+    const boundPort = (this.server.address() as net.AddressInfo).port;
+    this.d.webCounters = this.counters;
+    this.server.on('error', (err) => this.d.log.error(`web view: ${err.message}`));
+    this.subscribe();
+    this.timer = setInterval(() => this.tick(), SNAPSHOT_INTERVAL_MS);
+    this.timer.unref();
+    void this.refreshDoctor();
+    const shownHost = this.host.includes(':') ? `[${this.host}]` : this.host;
+    this.url = `http://${shownHost}:${boundPort}/?token=${this.token}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.d.webCounters === this.counters) this.d.webCounters = null;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.sub?.destroy();
+    for (const c of this.clients) c.res.end();
+    this.clients.clear();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+
+  private validHost(h: string | undefined): boolean {
     if (h === undefined) return false;
     const name = h.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-    return name === 'localhost' || name === '::1' || name === host || (net.isIPv4(name) && name.startsWith('127.'));
-  };
+    return name === 'localhost' || name === '::1' || name === this.host || (net.isIPv4(name) && name.startsWith('127.'));
+  }
 
-  const send = (c: SseClient, event: string, data: unknown): void => {
+  private send(c: SseClient, event: string, data: unknown): void {
     if (c.res.destroyed || c.res.writableLength > HIGH_WATER_BYTES) return;
     c.res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  };
-  const broadcast = (event: string, data: unknown): void => {
-    for (const c of clients) send(c, event, data);
-  };
-  const snapshot = () => ({ status: d.status(), doctor, atMs: Date.now() });
+  }
 
-  const refreshDoctor = async (): Promise<void> => {
+  private broadcast(event: string, data: unknown): void {
+    for (const c of this.clients) this.send(c, event, data);
+  }
+
+  private snapshot(): { status: StatusReport; doctor: unknown; atMs: number } {
+    return { status: this.d.status(), doctor: this.doctor, atMs: Date.now() };
+  }
+
+  private async refreshDoctor(): Promise<void> {
     try {
-      doctor = { available: true, report: await request(d.control.socketPath, 'doctor') };
+      this.doctor = { available: true, report: await request(this.d.control.socketPath, 'doctor') };
     } catch (err) {
       const e = err as LanpartyError;
-      doctor = /unknown command/.test(e.message) ? { available: false, reason: 'doctor not available' } : { available: false, reason: `doctor: ${e.message}` };
+      this.doctor = /unknown command/.test(e.message) ? { available: false, reason: 'doctor not available' } : { available: false, reason: `doctor: ${e.message}` };
     }
-  };
+  }
+
+  /** Every SNAPSHOT_INTERVAL_MS while someone watches: a snapshot, and the doctor now and then. */
+  private tick(): void {
+    if (this.clients.size === 0) return;
+    if (++this.doctorAgeS >= DOCTOR_EVERY_S) {
+      this.doctorAgeS = 0;
+      void this.refreshDoctor();
+    }
+    try {
+      this.broadcast('snapshot', this.snapshot());
+    } catch (err) {
+      this.counters.handlerErrors++;
+      this.errorLog.write(Date.now(), `web view: a snapshot failed (${(err as Error).message}); the next one comes in ${SNAPSHOT_INTERVAL_MS} ms`);
+    }
+  }
 
   /** An exception in a request's handler: a 500 if nothing was sent yet, and the connection closes. */
-  const failed = (req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void => {
-    counters.handlerErrors++;
+  private failed(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+    this.counters.handlerErrors++;
     // The URL may carry the token: the log names the method and the error only.
-    errorLog.write(Date.now(), `web view: a ${String(req.method)} request failed (${err instanceof Error ? err.message : String(err)}); answered 500, the view goes on`);
+    this.errorLog.write(Date.now(), `web view: a ${String(req.method)} request failed (${err instanceof Error ? err.message : String(err)}); answered 500, the view goes on`);
     try {
       if (res.headersSent) res.destroy();
       else res.writeHead(500, { 'content-type': 'text/plain', connection: 'close' }).end('lanparty: internal error in the web view; see lanparty\'s log\n');
     } catch {
       res.destroy();
     }
-  };
+  }
 
-  const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     res.setHeader('cache-control', 'no-store');
     res.setHeader('x-content-type-options', 'nosniff');
     res.setHeader('referrer-policy', 'no-referrer');
-    if (!validHost(req.headers.host)) {
+    if (!this.validHost(req.headers.host)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden (unexpected Host header)\n');
       return;
     }
     const url = parseTarget(req.url);
     if (url === null) {
-      counters.badRequests++;
+      this.counters.badRequests++;
       res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('lanparty: bad request target; expected /PATH?QUERY\n');
       return;
     }
     const given = tokenFrom(req.headers.cookie, url);
-    if (given === null || !timingSafeEqual(digest(given), tokenDigest)) {
+    if (given === null || !timingSafeEqual(digest(given), this.tokenDigest)) {
       res.writeHead(403, { 'content-type': 'text/plain' }).end('lanparty: forbidden; open the URL with the token that lanparty up printed\n');
       return;
     }
-    proven.add(req.socket);
+    this.proven.add(req.socket);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('lanparty: only GET\n');
       return;
     }
     if (url.searchParams.has('token')) {
-      res.setHeader('set-cookie', `${COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict`);
+      res.setHeader('set-cookie', `${COOKIE}=${encodeURIComponent(this.token)}; Path=/; HttpOnly; SameSite=Strict`);
     }
     if (url.pathname === '/events') {
-      if (clients.size >= MAX_CLIENTS) {
-        res.writeHead(503, { 'content-type': 'text/plain' }).end(`lanparty: ${MAX_CLIENTS} viewers already; close one\n`);
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
-      res.write('retry: 2000\n\n');
-      const c: SseClient = { res };
-      clients.add(c);
-      send(c, 'snapshot', snapshot());
-      req.on('close', () => clients.delete(c));
+      this.openEvents(req, res);
       return;
     }
     if (url.pathname === '/api/status') {
-      const body = JSON.stringify(snapshot());
+      const body = JSON.stringify(this.snapshot());
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       return;
     }
-    const f = files[url.pathname === '/index.html' ? '/' : url.pathname];
+    const f = this.files[url.pathname === '/index.html' ? '/' : url.pathname];
     if (f === undefined) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('lanparty: not found\n');
       return;
@@ -235,79 +315,54 @@ export async function startWebView(d: WebViewHost, listen: string): Promise<WebV
       try {
         sendFile(req, res, url, f.type, err, body);
       } catch (e) {
-        failed(req, res, e);
+        this.failed(req, res, e);
       }
     });
-  };
+  }
 
-  const sendFile = (req: http.IncomingMessage, res: http.ServerResponse, url: URL, type: string, err: NodeJS.ErrnoException | null, body: Buffer): void => {
-    if (err) {
-      res.writeHead(500, { 'content-type': 'text/plain' }).end(`lanparty: ${url.pathname} is missing from this install (${err.code}); rebuild with npm run build\n`);
+  /** The event stream: a snapshot now, then snapshots and LAN events (at most MAX_CLIENTS viewers). */
+  private openEvents(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (this.clients.size >= MAX_CLIENTS) {
+      res.writeHead(503, { 'content-type': 'text/plain' }).end(`lanparty: ${MAX_CLIENTS} viewers already; close one\n`);
       return;
     }
-    res.writeHead(200, {
-      'content-type': type,
-      // Everything comes from this server; nothing from the network.
-      'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-    }).end(req.method === 'HEAD' ? undefined : body);
-  };
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    res.write('retry: 2000\n\n');
+    const c: SseClient = { res };
+    this.clients.add(c);
+    this.send(c, 'snapshot', this.snapshot());
+    req.on('close', () => this.clients.delete(c));
+  }
 
-  const server = http.createServer((req, res) => {
-    try {
-      handle(req, res);
-    } catch (err) {
-      failed(req, res, err);
-    }
-  });
-  server.keepAliveTimeout = 5000;
-  server.headersTimeout = HEADERS_TIMEOUT_MS;
-  server.requestTimeout = 2 * HEADERS_TIMEOUT_MS;
-  // At MAX_WEB_CONNECTIONS a new connection closes the oldest one that has not shown the token
-  // yet, so idle connections held open by someone without it cannot lock the view out; only when
-  // every open connection has shown it is the new one closed.
-  const open = new Set<net.Socket>();
-  server.on('connection', (socket: net.Socket) => {
-    if (open.size >= MAX_WEB_CONNECTIONS) {
+  /**
+   * At MAX_WEB_CONNECTIONS a new connection closes the oldest one that has not shown the token
+   * yet, so idle connections held open by someone without it cannot lock the view out; only when
+   * every open connection has shown it is the new one closed.
+   */
+  private onConnection(socket: net.Socket): void {
+    if (this.open.size >= MAX_WEB_CONNECTIONS) {
       let victim: net.Socket | null = null;
-      for (const s of open) if (!proven.has(s)) { victim = s; break; }
+      for (const s of this.open) if (!this.proven.has(s)) { victim = s; break; }
       if (victim === null) {
-        counters.refusedConnections++;
-        refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, all with the token; closed a new one (${counters.refusedConnections} so far)`);
+        this.counters.refusedConnections++;
+        this.refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, all with the token; closed a new one (${this.counters.refusedConnections} so far)`);
         socket.destroy();
         return;
       }
-      counters.evictedConnections++;
-      refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, the most it takes; closed the oldest without the token (${counters.evictedConnections} so far)`);
-      open.delete(victim);
+      this.counters.evictedConnections++;
+      this.refusedLog.write(Date.now(), `web view: ${MAX_WEB_CONNECTIONS} connections open, the most it takes; closed the oldest without the token (${this.counters.evictedConnections} so far)`);
+      this.open.delete(victim);
       victim.destroy();
     }
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-  });
-  // HTTP that does not parse (or headers too slow): a 400 where the socket still takes one, then closed.
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (err.code !== 'ECONNRESET') {
-      counters.badRequests++;
-      if (socket.writable) socket.write('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    }
-    socket.destroy();
-  });
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+  }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(socketSetupError(`--web ${listen}`, err)));
-    server.listen(port, host, () => resolve());
-  });
-  boundPort = (server.address() as net.AddressInfo).port;
-  d.webCounters = counters;
-  server.on('error', (err) => d.log.error(`web view: ${err.message}`));
-
-  // Control events, through a subscription like any other client's.
-  let sub: net.Socket | null = null;
-  let closed = false;
-  const subscribe = () => {
-    if (closed) return;
-    const s = net.connect({ path: d.control.socketPath });
-    sub = s;
+  /** Control events, through a subscription like any other client's (again a second after it drops). */
+  private subscribe(): void {
+    if (this.closed) return;
+    const s = net.connect({ path: this.d.control.socketPath });
+    this.sub = s;
     let pending = '';
     s.on('connect', () => s.write(JSON.stringify({ id: 1, cmd: 'subscribe', args: { events: ['*'] } }) + '\n'));
     s.on('data', (chunk) => {
@@ -318,46 +373,26 @@ export async function startWebView(d: WebViewHost, listen: string): Promise<WebV
         pending = pending.slice(nl + 1);
         try {
           const msg = JSON.parse(line) as { event?: string; data?: unknown };
-          if (typeof msg.event === 'string') broadcast('lan', { event: msg.event, data: msg.data, atMs: Date.now() });
+          if (typeof msg.event === 'string') this.broadcast('lan', { event: msg.event, data: msg.data, atMs: Date.now() });
         } catch { /* Not JSON: ignore the line. */ }
       }
     });
     s.on('error', () => {});
     s.on('close', () => {
-      if (!closed) setTimeout(subscribe, 1000).unref();
+      if (!this.closed) setTimeout(() => this.subscribe(), 1000).unref();
     });
-  };
-  subscribe();
+  }
+}
 
-  const timer = setInterval(() => {
-    if (clients.size === 0) return;
-    if (++doctorAgeS >= DOCTOR_EVERY_S) {
-      doctorAgeS = 0;
-      void refreshDoctor();
-    }
-    try {
-      broadcast('snapshot', snapshot());
-    } catch (err) {
-      counters.handlerErrors++;
-      errorLog.write(Date.now(), `web view: a snapshot failed (${(err as Error).message}); the next one comes in ${SNAPSHOT_INTERVAL_MS} ms`);
-    }
-  }, SNAPSHOT_INTERVAL_MS);
-  timer.unref();
-  void refreshDoctor();
-
-  const shownHost = host.includes(':') ? `[${host}]` : host;
-  return {
-    url: `http://${shownHost}:${boundPort}/?token=${token}`,
-    counters,
-    close: async () => {
-      closed = true;
-      if (d.webCounters === counters) d.webCounters = null;
-      clearInterval(timer);
-      sub?.destroy();
-      for (const c of clients) c.res.end();
-      clients.clear();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+/** A page file's answer (a 500 naming the file when it is missing from the install). */
+function sendFile(req: http.IncomingMessage, res: http.ServerResponse, url: URL, type: string, err: NodeJS.ErrnoException | null, body: Buffer): void {
+  if (err) {
+    res.writeHead(500, { 'content-type': 'text/plain' }).end(`lanparty: ${url.pathname} is missing from this install (${err.code}); rebuild with npm run build\n`);
+    return;
+  }
+  res.writeHead(200, {
+    'content-type': type,
+    // Everything comes from this server; nothing from the network.
+    'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  }).end(req.method === 'HEAD' ? undefined : body);
 }
