@@ -157,6 +157,45 @@ export function readConfigFile(file: string): Table {
 /** Validates a parsed TOML document (or {}) plus flag overrides into a Config. */
 export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'defaults'): Config {
   checkKeys(doc, '', ['switch', 'port', 'dhcp', 'dns', 'control', 'guests', 'wg', 'private']);
+  const { sw, peerIdleS } = switchSection(doc, flags);
+  const privateMode = flags.private ?? bool(doc.private, 'private', false);
+  const { ports, defaultPortCount } = portsSection(doc, flags, privateMode);
+
+  const dhcpT = table(doc.dhcp, 'dhcp');
+  checkKeys(dhcpT, 'dhcp', ['enabled', 'subnet', 'host_address', 'pool_start', 'pool_end', 'lease_seconds', 'key_by', 'router', 'dns', 'domain', 'mtu', 'lease_file', 'probe_ms', 'static', 'max_leases_per_port', 'max_leases_per_shared_port']);
+  const subnet = flags.subnet ?? str(dhcpT.subnet, 'dhcp.subnet') ?? '10.77.0.0/24';
+  parseCidr(subnet, flags.subnet !== undefined ? '--subnet' : 'dhcp.subnet');
+  const dhcpOn = flags.dhcp ?? bool(dhcpT.enabled, 'dhcp.enabled', true);
+  const dhcp = dhcpOn ? dhcpSection(dhcpT, flags) : null;
+  const dnsT = table(doc.dns, 'dns');
+  checkKeys(dnsT, 'dns', ['enabled']);
+
+  const ctl = table(doc.control, 'control');
+  checkKeys(ctl, 'control', ['socket']);
+  const socketPath = flags.controlSocket ?? str(ctl.socket, 'control.socket') ?? path.join(runtimeDir(), 'control.sock');
+
+  return {
+    switch: sw,
+    ports,
+    defaultPortCount,
+    privateDir: privateMode ? privateDir() : null,
+    services: {
+      // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off
+      // there are no hostnames to serve unless the user wants the responder anyway.
+      subnet: dhcpOn || bool(dnsT.enabled, 'dns.enabled', false) ? subnet : null,
+      hostAddress: ipv4(dhcpT.host_address, 'dhcp.host_address'),
+      dhcp,
+      dnsEnabled: bool(dnsT.enabled, 'dns.enabled', true),
+    },
+    control: { socketPath },
+    guests: guestNames(doc, flags),
+    peerIdleMs: peerIdleS * 1000,
+    source,
+  };
+}
+
+/** [switch], with the flags that override it. */
+function switchSection(doc: Table, flags: FlagOverrides): { sw: Config['switch']; peerIdleS: number } {
   const sw = table(doc.switch, 'switch');
   checkKeys(sw, 'switch', ['mac_age_seconds', 'mac_table_size', 'mac_port_size', 'max_frame_bytes', 'peer_idle_seconds', 'busy_poll_us', 'busy_poll_budget_percent']);
   const macAgeS = intIn(flags.macAgeSeconds ?? sw.mac_age_seconds, flags.macAgeSeconds !== undefined ? '--mac-age' : 'switch.mac_age_seconds', 1, 86400 * 7, 300);
@@ -167,7 +206,14 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   const busyPollBudgetPercent = intIn(flags.busyPollBudgetPercent ?? sw.busy_poll_budget_percent, flags.busyPollBudgetPercent !== undefined ? '--busy-poll-budget' : 'switch.busy_poll_budget_percent', 1, 100, DEFAULT_BUSY_POLL_BUDGET_PERCENT);
   const peerIdleS = intIn(sw.peer_idle_seconds, 'switch.peer_idle_seconds', 1, 86400 * 7, 300);
 
-  const privateMode = flags.private ?? bool(doc.private, 'private', false);
+  return {
+    sw: { macAgeMs: macAgeS * 1000, macTableSize, macPortSize: Math.min(macPortSize, macTableSize), maxFrameBytes, busyPollUs, busyPollBudgetPercent },
+    peerIdleS,
+  };
+}
+
+/** The ports: private mode's, --port's, the [[port]] sections' or the defaults; then [wg]; no address twice. */
+function portsSection(doc: Table, flags: FlagOverrides, privateMode: boolean): { ports: PortConfig[]; defaultPortCount: number } {
   const privateField = flags.private !== undefined ? '--private' : 'private';
   let ports: PortConfig[];
   let defaultPortCount = 0;
@@ -199,12 +245,11 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     if (seen.has(key)) fail(`port[${i}].url`, `"${p.url}" uses the same address as port[${seen.get(key)}]; give each port its own address`);
     seen.set(key, i);
   });
+  return { ports, defaultPortCount };
+}
 
-  const dhcpT = table(doc.dhcp, 'dhcp');
-  checkKeys(dhcpT, 'dhcp', ['enabled', 'subnet', 'host_address', 'pool_start', 'pool_end', 'lease_seconds', 'key_by', 'router', 'dns', 'domain', 'mtu', 'lease_file', 'probe_ms', 'static', 'max_leases_per_port', 'max_leases_per_shared_port']);
-  const subnet = flags.subnet ?? str(dhcpT.subnet, 'dhcp.subnet') ?? '10.77.0.0/24';
-  parseCidr(subnet, flags.subnet !== undefined ? '--subnet' : 'dhcp.subnet');
-  const dhcpOn = flags.dhcp ?? bool(dhcpT.enabled, 'dhcp.enabled', true);
+/** [dhcp] when DHCP is on: the pool, options, lease file and [[dhcp.static]] leases. */
+function dhcpSection(dhcpT: Table, flags: FlagOverrides): DhcpConfig {
   const keyBy = str(dhcpT.key_by, 'dhcp.key_by') ?? 'mac';
   if (keyBy !== 'mac' && keyBy !== 'client-id') fail('dhcp.key_by', `"${keyBy}" is not one of mac, client-id`);
   let dnsList: string[] | undefined;
@@ -231,7 +276,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
       statics.push({ mac, name, address });
     });
   }
-  const dhcp: DhcpConfig | null = dhcpOn ? {
+  return {
     poolStart: ipv4(dhcpT.pool_start, 'dhcp.pool_start'),
     poolEnd: ipv4(dhcpT.pool_end, 'dhcp.pool_end'),
     leaseSeconds: intIn(dhcpT.lease_seconds, 'dhcp.lease_seconds', 60, 86400 * 365, 3600),
@@ -245,14 +290,11 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
     probeMs: intIn(dhcpT.probe_ms, 'dhcp.probe_ms', 0, 5000, 300),
     maxLeasesPerPort: dhcpT.max_leases_per_port === undefined ? undefined : intIn(dhcpT.max_leases_per_port, 'dhcp.max_leases_per_port', 0, 1 << 24, 0),
     maxLeasesPerSharedPort: dhcpT.max_leases_per_shared_port === undefined ? undefined : intIn(dhcpT.max_leases_per_shared_port, 'dhcp.max_leases_per_shared_port', 0, 1 << 24, 0),
-  } : null;
-  const dnsT = table(doc.dns, 'dns');
-  checkKeys(dnsT, 'dns', ['enabled']);
+  };
+}
 
-  const ctl = table(doc.control, 'control');
-  checkKeys(ctl, 'control', ['socket']);
-  const socketPath = flags.controlSocket ?? str(ctl.socket, 'control.socket') ?? path.join(runtimeDir(), 'control.sock');
-
+/** The guest names `up` prints QEMU options for (--guest, else guests = [...], else vm1). */
+function guestNames(doc: Table, flags: FlagOverrides): string[] {
   let guests = flags.guests;
   if (guests === undefined && doc.guests !== undefined) {
     if (!Array.isArray(doc.guests) || !doc.guests.every((g) => typeof g === 'string')) fail('guests', 'expected an array of names');
@@ -260,24 +302,7 @@ export function buildConfig(doc: Table, flags: FlagOverrides = {}, source = 'def
   }
   for (const g of guests ?? []) if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(g)) fail('guests', `"${g}" is not a valid guest name (letters, digits, . _ -; up to 63)`);
 
-  return {
-    switch: { macAgeMs: macAgeS * 1000, macTableSize, macPortSize: Math.min(macPortSize, macTableSize), maxFrameBytes, busyPollUs, busyPollBudgetPercent },
-    ports,
-    defaultPortCount,
-    privateDir: privateMode ? privateDir() : null,
-    services: {
-      // The virtual host exists for DHCP, and for DNS when asked for explicitly: with DHCP off
-      // there are no hostnames to serve unless the user wants the responder anyway.
-      subnet: dhcpOn || bool(dnsT.enabled, 'dns.enabled', false) ? subnet : null,
-      hostAddress: ipv4(dhcpT.host_address, 'dhcp.host_address'),
-      dhcp,
-      dnsEnabled: bool(dnsT.enabled, 'dns.enabled', true),
-    },
-    control: { socketPath },
-    guests: guests ?? ['vm1'],
-    peerIdleMs: peerIdleS * 1000,
-    source,
-  };
+  return guests ?? ['vm1'];
 }
 
 export function loadConfig(flags: FlagOverrides): Config {
