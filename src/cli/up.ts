@@ -3,7 +3,7 @@
  * then `ready`, and run until Ctrl-C (SIGINT) or SIGTERM, which stop it cleanly.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US, loadConfig, parseLocator, type FlagOverrides } from '../config/index.js';
+import { DEFAULT_BUSY_POLL_BUDGET_PERCENT, DEFAULT_BUSY_POLL_US, loadConfig, parseLocator, type Config, type FlagOverrides } from '../config/index.js';
 import { Daemon, nativeDataPath, startWebView, type WebView, parseListen, startMetrics, shortUnixQueue, SUGGESTED_MAX_DGRAM_QLEN, unixQueueNow } from '../daemon/index.js';
 import { createLogger, LanpartyError } from '../util/index.js';
 import { formatMac, macForName } from '../wire/index.js';
@@ -69,52 +69,13 @@ Environment (for measuring and troubleshooting the data path; see docs/speed.md)
 const WEB_DEFAULT = '127.0.0.1:0';
 
 export async function up(argv: string[]): Promise<number> {
-  // `--web` takes an optional value, which parseArgs cannot express: give a bare one the default.
-  argv = argv.flatMap((a, i) => (a === '--web' && (i + 1 >= argv.length || argv[i + 1].startsWith('-')) ? [a, WEB_DEFAULT] : [a]));
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      port: { type: 'string', short: 'p', multiple: true },
-      'mac-age': { type: 'string' },
-      'mac-table-size': { type: 'string' },
-      'max-frame': { type: 'string' },
-      'busy-poll': { type: 'string' },
-      'busy-poll-budget': { type: 'string' },
-      guest: { type: 'string', short: 'g', multiple: true },
-      'no-dhcp': { type: 'boolean' },
-      subnet: { type: 'string' },
-      'lease-file': { type: 'string' },
-      control: { type: 'string' },
-      tap: { type: 'string', multiple: true },
-      metrics: { type: 'string' },
-      web: { type: 'string' },
-      private: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
-  });
+  const values = parseUpArgs(argv);
   if (values.help) {
     process.stdout.write(UP_HELP);
     return 0;
   }
-  const flags: FlagOverrides = {
-    config: values.config,
-    ports: values.port,
-    macAgeSeconds: values['mac-age'],
-    macTableSize: values['mac-table-size'],
-    maxFrameBytes: values['max-frame'],
-    busyPollUs: values['busy-poll'],
-    busyPollBudgetPercent: values['busy-poll-budget'],
-    guests: values.guest,
-    dhcp: values['no-dhcp'] ? false : undefined,
-    subnet: values.subnet,
-    leaseFile: values['lease-file'],
-    controlSocket: values.control,
-    private: values.private ? true : undefined,
-  };
   if (values.metrics !== undefined) parseListen(values.metrics);
-  const config = loadConfig(flags);
+  const config = loadConfig(upFlags(values));
   for (const [i, tap] of (values.tap ?? []).entries()) {
     config.ports.push(parseLocator(tap.includes('://') ? tap : `tap://${tap}`, `--tap #${i + 1}`));
   }
@@ -136,7 +97,90 @@ export async function up(argv: string[]): Promise<number> {
       throw err;
     }
   }
+  const out = joinLines(daemon, config);
+  let web: WebView | null = null;
+  if (values.web !== undefined) {
+    try {
+      web = await startWebView(daemon, values.web);
+    } catch (err) {
+      if (metrics !== null) await metrics.close();
+      await daemon.stop();
+      throw err;
+    }
+  }
+  out.push('');
+  if (metrics !== null) out.push(`Metrics (Prometheus text): ${metrics.address}`);
+  if (web !== null) out.push(`Live view (this host only; the token in the URL is the key): ${web.url}`);
+  out.push(...hintLines(daemon, config));
+  out.push('ready');
+  // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
+  // SIGINT that came before them would kill the process unclean (sockets and files left behind).
+  const stopped = new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info(`${sig}: stopping`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  process.stdout.write(out.join('\n') + '\n');
+  await stopped;
+  if (metrics !== null) await metrics.close();
+  await web?.close();
+  await daemon.stop();
+  return 0;
+}
 
+/** `up`'s command line. */
+function parseUpArgs(argv: string[]) {
+  // `--web` takes an optional value, which parseArgs cannot express: give a bare one the default.
+  argv = argv.flatMap((a, i) => (a === '--web' && (i + 1 >= argv.length || argv[i + 1].startsWith('-')) ? [a, WEB_DEFAULT] : [a]));
+  return parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string', short: 'p', multiple: true },
+      'mac-age': { type: 'string' },
+      'mac-table-size': { type: 'string' },
+      'max-frame': { type: 'string' },
+      'busy-poll': { type: 'string' },
+      'busy-poll-budget': { type: 'string' },
+      guest: { type: 'string', short: 'g', multiple: true },
+      'no-dhcp': { type: 'boolean' },
+      subnet: { type: 'string' },
+      'lease-file': { type: 'string' },
+      control: { type: 'string' },
+      tap: { type: 'string', multiple: true },
+      metrics: { type: 'string' },
+      web: { type: 'string' },
+      private: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }).values;
+}
+
+/** The flags that override the config file. */
+function upFlags(values: ReturnType<typeof parseUpArgs>): FlagOverrides {
+  return {
+    config: values.config,
+    ports: values.port,
+    macAgeSeconds: values['mac-age'],
+    macTableSize: values['mac-table-size'],
+    maxFrameBytes: values['max-frame'],
+    busyPollUs: values['busy-poll'],
+    busyPollBudgetPercent: values['busy-poll-budget'],
+    guests: values.guest,
+    dhcp: values['no-dhcp'] ? false : undefined,
+    subnet: values.subnet,
+    leaseFile: values['lease-file'],
+    controlSocket: values.control,
+    private: values.private ? true : undefined,
+  };
+}
+
+/** What `up` prints first: each transport with the QEMU options that join a guest to it, then the virtual host. */
+function joinLines(daemon: Daemon, config: Config): string[] {
   const out: string[] = [];
   out.push(`lanparty is up with ${daemon.transports.length} transports (config: ${config.source}). Join guests with:`);
   for (const t of daemon.transports) {
@@ -169,19 +213,12 @@ export async function up(argv: string[]): Promise<number> {
     out.push('');
     out.push(`Virtual host ${lan.hostAddress} on the LAN: ` + (lan.dhcp ? `DHCP hands out ${lan.dhcp.pool.start}-${lan.dhcp.pool.end}` : 'DHCP off') + (lan.dns ? `, DNS answers for *.${lan.dns.domain}` : '') + '.');
   }
-  let web: WebView | null = null;
-  if (values.web !== undefined) {
-    try {
-      web = await startWebView(daemon, values.web);
-    } catch (err) {
-      if (metrics !== null) await metrics.close();
-      await daemon.stop();
-      throw err;
-    }
-  }
-  out.push('');
-  if (metrics !== null) out.push(`Metrics (Prometheus text): ${metrics.address}`);
-  if (web !== null) out.push(`Live view (this host only; the token in the URL is the key): ${web.url}`);
+  return out;
+}
+
+/** Hints after the join lines: jumbo frames, the unix datagram queue, and who can reach which port. */
+function hintLines(daemon: Daemon, config: Config): string[] {
+  const out: string[] = [];
   // Jumbo frames: guests on this host move far more data per frame (and per system call) with a
   // larger MTU; measured with bench/ (iperf3 between TCG guests, unixgram): MTU 9000 about 1.3x
   // the plain multicast group's MTU 1500 figure.
@@ -194,23 +231,7 @@ export async function up(argv: string[]): Promise<number> {
   }
   out.push(...unixQueueHint(kinds.has('unixgram'), shortUnixQueue(unixQueueNow())));
   out.push(...exposureLines(config.privateDir, daemon.transports.map((t) => t.status())));
-  out.push('ready');
-  // The handlers go in before "ready" is printed: whoever reads it may signal at once, and a
-  // SIGINT that came before them would kill the process unclean (sockets and files left behind).
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      log.info(`${sig}: stopping`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  process.stdout.write(out.join('\n') + '\n');
-  await stopped;
-  if (metrics !== null) await metrics.close();
-  await web?.close();
-  await daemon.stop();
-  return 0;
+  return out;
 }
 
 export { LanpartyError };
