@@ -35,9 +35,10 @@ const TAP = 'lpdc0';
 
 after(cleanupAll);
 
-/** dhclient-script stand-in: records each call's environment, configures only the address. */
+/** dhclient-script stand-in: records each call's environment (one write per call), configures only the address. */
 const SCRIPT = `#!/bin/sh
-{ echo "reason=$reason"; env | grep -E '^(new_|old_)' | sort; echo "--"; } >>"$(dirname "$0")/events"
+block=$(echo "reason=$reason"; env | grep -E '^(new_|old_)' | sort; echo "--")
+printf '%s\n' "$block" >>"$(dirname "$0")/events"
 case "$reason" in
     PREINIT) ip link set dev "$interface" up ;;
     BOUND|RENEW|REBIND|REBOOT)
@@ -60,7 +61,8 @@ function scriptCalls(dir: string): ScriptCall[] {
   } catch {
     return [];
   }
-  return text.split('--\n').filter((b) => b.trim() !== '').map((block) => {
+  // Only whole calls: a block counts once its "--" line is there (the test may read mid-write).
+  return text.split('--\n').slice(0, -1).filter((b) => b.trim() !== '').map((block) => {
     const env: Record<string, string> = {};
     let reason = '';
     for (const line of block.split('\n')) {
