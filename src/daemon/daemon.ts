@@ -5,7 +5,7 @@
 import { Switch, portUpChannel, portDownChannel, macMoveChannel, type Port } from '../switch/index.js';
 import { type Config, runtimeDir } from '../config/index.js';
 import { type Logger, RateLimitedLog, LanpartyError, ensurePrivateDir, tightenPrivateDir } from '../util/index.js';
-import type { Transport } from '../transports/index.js';
+import { SegmentRegistry, type Transport } from '../transports/index.js';
 import { openTransport } from './transports.js';
 import { ControlServer } from '../control/index.js';
 import { formatMac } from '../wire/index.js';
@@ -119,7 +119,8 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
-    const ctx = { sink: this.sw, log: this.log, maxFrameBytes: this.config.switch.maxFrameBytes };
+    // One segment registry per switch: the multicast groups the peer links' tree runs over.
+    const ctx = { sink: this.sw, log: this.log, maxFrameBytes: this.config.switch.maxFrameBytes, segments: new SegmentRegistry() };
     setBusyPoll(this.config.switch.busyPollUs, this.config.switch.busyPollBudgetPercent);
     this.sw.addTap(this.snoop.tap);
     portUpChannel.subscribe(this.onPortUp);

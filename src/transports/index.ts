@@ -4,6 +4,7 @@
  */
 export * from './transport.js';
 export * from './datagram.js';
+export { SegmentRegistry } from './segment.js';
 export * from './dgram/index.js';
 export * from './mcast/index.js';
 export * from './stream/index.js';

@@ -1,9 +1,10 @@
 /**
  * Shared segments in the spanning tree: the contract between a transport whose one port is a hub
  * that other bridges may share (mcast: a QEMU multicast group) and the transport that runs the
- * tree over peer links (wg; the design is in docs/tree.md). Neither imports the other;
- * both find the same registry through the switch they feed (one tree per switch, as one 802.1D
- * bridge has one), so the daemon needs no wiring.
+ * tree over peer links (wg; the design is in docs/tree.md). Neither imports the other: the
+ * daemon gives every transport of a switch the same SegmentRegistry (TransportContext.segments;
+ * one tree per switch, as one 802.1D bridge has one), where mcast registers its group and wg
+ * listens.
  *
  * On the segment a tree frame is Ethernet: destination 01:80:C2:00:00:00 (802.1D's bridge group
  * address: an 802.1D bridge never forwards it, an STP-less bridge floods it, as a hub would), our
@@ -12,10 +13,9 @@
  *
  * While a tree is attached, the segment's transport hands it every tree frame it receives (never
  * to the switch), drops tree frames the switch would send onto the segment from other ports, and
- * follows `setForwarding` (a blocked segment blocks in the switch, keeping its port id). Without a tree nothing changes:
- * the port forwards, and tree frames are ordinary frames.
+ * follows `setForwarding` (a blocked segment blocks in the switch, keeping its port id). Without a
+ * tree nothing changes: the port forwards, and tree frames are ordinary frames.
  */
-import type { FrameSink } from '../switch/index.js';
 
 export const TREE_DST_MAC = Buffer.from([0x01, 0x80, 0xc2, 0x00, 0x00, 0x00]);
 export const TREE_ETHERTYPE = 0x88b6;
@@ -96,6 +96,7 @@ export interface SegmentListener {
   segmentRemoved(seg: SharedSegment): void;
 }
 
+/** The shared segments of one switch and the one listener (the tree) told of them. */
 export class SegmentRegistry {
   readonly segments: SharedSegment[] = [];
   private listener: SegmentListener | null = null;
@@ -117,16 +118,4 @@ export class SegmentRegistry {
     this.listener = listener;
     if (listener !== null) for (const s of this.segments) listener.segmentAdded(s);
   }
-}
-
-const registries = new WeakMap<FrameSink, SegmentRegistry>();
-
-/** The registry of the switch `sink`: transports that feed one switch share it. */
-export function segmentsOf(sink: FrameSink): SegmentRegistry {
-  let r = registries.get(sink);
-  if (r === undefined) {
-    r = new SegmentRegistry();
-    registries.set(sink, r);
-  }
-  return r;
 }

@@ -6,12 +6,19 @@
 import type { FrameSink, PortKind } from '../switch/index.js';
 import type { Logger } from '../util/index.js';
 import type { SocketStats } from '../io/index.js';
+import type { SegmentRegistry } from './segment.js';
 
 export interface TransportContext {
   sink: FrameSink;
   log: Logger;
   /** Largest frame the switch accepts (bytes, no FCS). */
   maxFrameBytes: number;
+  /**
+   * The spanning tree's shared segments on this switch (one registry per switch, made by the
+   * daemon): a multicast transport with the tree on registers its group, the wg transport runs
+   * the tree over every group registered. Absent: no tree over shared segments.
+   */
+  segments?: SegmentRegistry;
 }
 
 export interface TransportStatus {

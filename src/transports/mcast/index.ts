@@ -26,7 +26,7 @@ import type { Transport, TransportContext, TransportStatus } from '../transport.
 import type { BatchSocket } from '../../io/index.js';
 import { openBatchSocket, socketStatsOf } from '../../io/index.js';
 import { UDP_MAX_PAYLOAD, addressText } from '../datagram.js';
-import { SharedSegment, isTreeFrame, segmentsOf, type SegmentRole } from '../segment.js';
+import { SharedSegment, isTreeFrame, type SegmentRole } from '../segment.js';
 
 export interface McastConfig {
   group: string;
@@ -169,7 +169,7 @@ export class McastTransport implements Transport {
     this.port.sendSock = this.sendSock;
     this.forwarding = this.segment.forwarding;
     this.setInSwitch(true);
-    if (c.stp) segmentsOf(this.ctx.sink).add(this.segment);
+    if (c.stp) this.ctx.segments?.add(this.segment);
     // Every sender to the group gets a peer id; a full table forgets the least recently heard.
     this.recvSock.onPeerEvicted((id) => {
       if (id < this.ownPeer.length) this.ownPeer[id] = 0;
@@ -227,7 +227,7 @@ export class McastTransport implements Transport {
   tick(_nowMs: number): void {}
 
   async close(): Promise<void> {
-    segmentsOf(this.ctx.sink).remove(this.segment);
+    this.ctx.segments?.remove(this.segment);
     this.setInSwitch(false);
     this.port.sendSock = null;
     this.recvSock?.close();

@@ -28,7 +28,7 @@ import {
   HELLO_BYTES, HELLO_MS, LinkState, MAX_AGE_MS, SpanningTree, bridgeIdOf, decodeEdgeClaims, decodeHello, encodeEdgeClaims, encodeHello, isEdgeRole,
   type EdgeClaims, type LinkRole,
 } from './stp.js';
-import { segmentsOf, treeFrame, type SegmentListener, type SegmentRole, type SegmentTree, type SharedSegment } from '../segment.js';
+import { treeFrame, type SegmentListener, type SegmentRole, type SegmentTree, type SharedSegment } from '../segment.js';
 import { KEEPALIVE_TIMEOUT_MS, REKEY_TIMEOUT_MS } from './messages.js';
 
 export { WgDevice } from './device.js';
@@ -308,7 +308,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
     }
     this.timer = setInterval(() => this.coarseTick(), TICK_MS);
     this.timer.unref();
-    segmentsOf(this.ctx.sink).listen(this);
+    this.ctx.segments?.listen(this);
     this.coarseTick();
   }
 
@@ -423,7 +423,7 @@ export class WgTransport implements Transport, SegmentListener, SegmentTree {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    segmentsOf(this.ctx.sink).listen(null);
+    this.ctx.segments?.listen(null);
     for (const seg of this.segments.keys()) seg.tree = null;
     this.segments.clear();
     for (const p of this.ports) {

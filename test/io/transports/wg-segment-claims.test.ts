@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WgTransport } from '../../../src/transports/wg/index.js';
 import { decodeEdgeClaims, encodeEdgeClaims } from '../../../src/transports/wg/stp.js';
-import { SharedSegment, isTreeFrame, segmentsOf, treeFrame } from '../../../src/transports/segment.js';
+import { SegmentRegistry, SharedSegment, isTreeFrame, treeFrame } from '../../../src/transports/segment.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { generatePrivateKey } from '../../../src/crypto/index.js';
 import { silentLogger } from '../../../src/util/logger.js';
@@ -15,11 +15,13 @@ import { silentLogger } from '../../../src/util/logger.js';
 test('claims heard on one group are relayed once onto the other group, padded as tree frames', async () => {
   const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, setForwarding: () => {}, input: () => {} };
   const sent: Buffer[][] = [[], []];
+  // The switch's registry of shared segments, as the daemon makes one per switch.
+  const segments = new SegmentRegistry();
   const segs = [0, 1].map((i) => new SharedSegment(`fake group ${i}`, { sendFrame: (f) => sent[i].push(f), setForwarding: () => {} }));
-  for (const s of segs) segmentsOf(sink).add(s);
+  for (const s of segs) segments.add(s);
   const wg = new WgTransport('wg://127.0.0.1:0', {
     privateKey: generatePrivateKey(), listen: { host: '127.0.0.1', port: 0 }, address: '10.99.0.1', vni: 42, mtuBytes: 1420, peers: [],
-  }, { sink, log: silentLogger, maxFrameBytes: 1518 });
+  }, { sink, log: silentLogger, maxFrameBytes: 1518, segments });
   await wg.start();
   try {
     const claimsOn = (i: number) => sent[i].map((f) => decodeEdgeClaims(f, 14, f.length - 14, true)).filter((c) => c !== null);
@@ -41,5 +43,5 @@ test('claims heard on one group are relayed once onto the other group, padded as
   } finally {
     await wg.close();
   }
-  for (const s of segs) segmentsOf(sink).remove(s);
+  for (const s of segs) segments.remove(s);
 });

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WgTransport } from '../../../src/transports/wg/index.js';
 import { bridgeIdOf, decodeHello, encodeHello } from '../../../src/transports/wg/stp.js';
-import { SharedSegment, isTreeFrame, segmentsOf, treeFrame } from '../../../src/transports/segment.js';
+import { SegmentRegistry, SharedSegment, isTreeFrame, treeFrame } from '../../../src/transports/segment.js';
 import type { FrameSink, Port } from '../../../src/switch/port.js';
 import { generatePrivateKey, publicKeyOf } from '../../../src/crypto/index.js';
 import { silentLogger } from '../../../src/util/logger.js';
@@ -23,20 +23,22 @@ async function until(what: string, ok: () => boolean, timeoutMs = 3000): Promise
   }
 }
 
-test('two fake groups hearing the same root: one becomes the root port, the other is blocked and leaves the switch', async () => {
+test('two fake groups hearing the same root: one becomes the root port, the other is blocked (blocking in the switch)', async () => {
   const sink: FrameSink = { addPort: (_p: Port) => {}, removePort: (_p: Port) => {}, setForwarding: () => {}, input: () => {} };
   const sent: Buffer[][] = [[], []];
+  // The switch's registry of shared segments, as the daemon makes one per switch.
+  const segments = new SegmentRegistry();
   const changes: boolean[][] = [[], []];
   const segs = [0, 1].map((i) => new SharedSegment(`fake group ${i}`, {
     sendFrame: (f) => sent[i].push(f),
     setForwarding: (on) => changes[i].push(on),
   }));
   // The groups register first, as mcast ports usually come first in a config.
-  for (const s of segs) segmentsOf(sink).add(s);
+  for (const s of segs) segments.add(s);
   const key = generatePrivateKey();
   const wg = new WgTransport('wg://127.0.0.1:0', {
     privateKey: key, listen: { host: '127.0.0.1', port: 0 }, address: '10.99.0.1', vni: 42, mtuBytes: 1420, peers: [],
-  }, { sink, log: silentLogger, maxFrameBytes: 1518 });
+  }, { sink, log: silentLogger, maxFrameBytes: 1518, segments });
   await wg.start();
   try {
     assert.ok(segs.every((s) => s.tree === wg), 'the tree attached to both groups');
@@ -69,5 +71,5 @@ test('two fake groups hearing the same root: one becomes the root port, the othe
     await wg.close();
   }
   assert.ok(segs.every((s) => s.tree === null), 'detached on close');
-  for (const s of segs) segmentsOf(sink).remove(s);
+  for (const s of segs) segments.remove(s);
 });
