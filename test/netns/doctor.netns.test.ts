@@ -99,6 +99,8 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
   const ctl = ['--control', path.join(dir, 'c.sock')];
   let up: ChildProcess;
   let qemu: ChildProcess | undefined;
+  /** Every QEMU a test started: all are killed in after(), so a failed test leaves none behind. */
+  const qemus: ChildProcess[] = [];
   let A: UdpClient;
   let B: UdpClient;
   const doctor = async (): Promise<{ run: Run; report: Report }> => {
@@ -131,7 +133,7 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
   after(async () => {
     A?.sock.close();
     B?.sock.close();
-    if (qemu && qemu.exitCode === null) qemu.kill('SIGKILL');
+    for (const q of qemus) if (q.exitCode === null && q.signalCode === null) q.kill('SIGKILL');
     if (up && up.exitCode === null) {
       up.kill('SIGINT');
       await new Promise((r) => up.once('exit', r));
@@ -164,6 +166,7 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
       '-netdev', `dgram,id=x,local.type=unix,local.path=${dir}/g.sock,remote.type=unix,remote.path=${dir}/missing.sock`];
     console.log(`$ qemu-system-x86_64 ${argv.join(' ')} &`);
     qemu = spawn('qemu-system-x86_64', argv, { stdio: 'ignore' });
+    qemus.push(qemu);
     const report = await until('QEMU findings', async () => {
       const { report: r } = await doctor();
       return findingsOf(r, 'multicast-membership').length > 0 && findingsOf(r, 'qemu-endpoints').length === 2 ? r : undefined;
@@ -279,6 +282,7 @@ if (inFreshNetns(import.meta.url, 'doctor finds provoked problems and says nothi
       '-device', 'virtio-net-pci,netdev=u,romfile='];
     console.log(`$ qemu-system-x86_64 ${argv.join(' ')} &`);
     qemu = spawn('qemu-system-x86_64', argv, { stdio: 'ignore' });
+    qemus.push(qemu);
     await until('QEMU to bind the guest address', async () => (dropsNow() !== undefined ? true : undefined));
     assert.equal(dropsNow(), 0);
     const { report: before } = await doctor();
