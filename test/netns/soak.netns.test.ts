@@ -85,7 +85,18 @@ if (inFreshNetns(import.meta.url, `soak: lanparty up for ${SECONDS} s under mixe
 
     // Memory: VmRSS every 2 s.
     const rss: Array<{ s: number; kib: number }> = [];
-    const sampler = setInterval(() => rss.push({ s: Math.round((Date.now() - started) / 1000), kib: rssKiB(pid) }), 2000);
+    // With $LP_RELIABILITY_OUT, every sample also goes to soak-rss.log as it is taken, so a run
+    // that is killed (an outer timeout) still leaves its memory curve behind.
+    const rssLog = process.env.LP_RELIABILITY_OUT ? path.join(process.env.LP_RELIABILITY_OUT, 'soak-rss.log') : null;
+    if (rssLog !== null) {
+      fs.mkdirSync(path.dirname(rssLog), { recursive: true });
+      fs.writeFileSync(rssLog, '# seconds VmRSS-KiB\n');
+    }
+    const sampler = setInterval(() => {
+      const sample = { s: Math.round((Date.now() - started) / 1000), kib: rssKiB(pid) };
+      rss.push(sample);
+      if (rssLog !== null) fs.appendFileSync(rssLog, `${sample.s} ${sample.kib}\n`);
+    }, 2000);
 
     // Guests joining, leaving and restarting.
     const guestRuns = { ok: 0, fail: [] as string[] };
