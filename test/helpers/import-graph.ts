@@ -43,11 +43,6 @@ export interface Rules {
    * src/ ('src/switch/mac-table.ts' → 'switch'), or the top folder outside src/ ('bench', 'fuzz').
    */
   layers: Record<string, string[]>;
-  /**
-   * Module → layer, for modules that belong to a layer other than their folder's. Each such
-   * module is an entry of its layer by itself: importing it directly is not a bypass.
-   */
-  moduleLayer?: Record<string, string>;
   /** Folders (repository-relative, no trailing slash) whose direct subfolders must not import each other. */
   siblingsApart?: string[];
   /** Top folders that must not import test/. */
@@ -113,9 +108,7 @@ export function readImportGraph(repo: string, tops: string[]): ImportGraph {
 }
 
 /** 'src/transports/wg/device.ts' → 'transports'; 'bench/run.ts' → 'bench'. */
-export function layerOf(mod: string, rules?: Rules): string {
-  const pinned = rules?.moduleLayer?.[mod];
-  if (pinned !== undefined) return pinned;
+export function layerOf(mod: string): string {
   const parts = mod.split('/');
   return parts[0] === 'src' && parts.length > 2 ? parts[1] : parts[0];
 }
@@ -149,7 +142,6 @@ function keyOf(kind: ViolationKind, e: ImportEdge): string {
  *   layer's index.ts (transports/wg/device.ts → switch/index.ts).
  */
 function checkPlacement(e: ImportEdge, rules: Rules, out: Violation[]): void {
-  if (rules.moduleLayer?.[e.to] !== undefined) return;
   if (!(rules.indexed ?? ['src']).includes(e.to.split('/')[0])) return;
   const fromDir = posix.dirname(e.from);
   const toDir = posix.dirname(e.to);
@@ -189,8 +181,8 @@ function checkEdge(e: ImportEdge, rules: Rules, out: Violation[]): void {
       out.push({ kind: 'transport', key: keyOf('transport', e), text: `${describe(e)}: ${group}/${a[0]} imports ${group}/${b[0]} (${e.to}); move what both use below them` });
     }
   }
-  const fromLayer = layerOf(e.from, rules);
-  const toLayer = layerOf(e.to, rules);
+  const fromLayer = layerOf(e.from);
+  const toLayer = layerOf(e.to);
   const allowed = rules.layers[fromLayer];
   if (allowed === undefined) return;
   if (fromLayer !== toLayer && !allowed.includes('*') && !allowed.includes(toLayer)) {
@@ -252,7 +244,7 @@ export function findCycles(graph: ImportGraph): string[][] {
 export function checkGraph(graph: ImportGraph, rules: Rules): Violation[] {
   const out: Violation[] = [];
   for (const mod of [...graph.keys()].sort()) {
-    const layer = layerOf(mod, rules);
+    const layer = layerOf(mod);
     if (rules.layers[layer] === undefined) {
       out.push({ kind: 'unknown-layer', key: `unknown-layer ${mod}`, text: `${mod}: layer '${layer}' is not in the layer table; add it` });
     }

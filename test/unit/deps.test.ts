@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkGraph, findCycles, importsOf, layerOf, listModules, readImportGraph, type ImportGraph, type Rules } from '../helpers/import-graph.js';
+import { checkGraph, findCycles, importsOf, listModules, readImportGraph, type ImportGraph, type Rules } from '../helpers/import-graph.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
