@@ -191,7 +191,7 @@ export async function waitConverged(sites: Site[], timeoutMs = 20_000, opts: { s
       const out = new Map<Site, SiteStatus>();
       for (const s of sites) out.set(s, await siteStatus(s));
       // Roles, plus what a role waits on: the session (reachable, last handshake) and hellos heard.
-      last = [...out].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`
+      last = [...out].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => linkRole(p)
         + `${p.reachable ? '' : ' unreachable'} hs=${p.lastHandshake ?? 'never'} helloRx=${p.counters.helloRx ?? 0}`
         + ` handshakes=${p.counters.handshakes ?? 0} rx=${p.counters.rxBytes ?? 0}B ep=${p.endpoint}`).join(', ')}`
         + ` [device ${Object.entries(st.wg.counters).filter(([, n]) => n !== 0).map(([k, n]) => `${k}=${n}`).join(' ')}]`).join('; ');
@@ -208,9 +208,14 @@ export async function waitConverged(sites: Site[], timeoutMs = 20_000, opts: { s
   }
 }
 
+/** One link's role: "10.99.0.2=root/fwd". */
+function linkRole(p: WgPeerRow): string {
+  return `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`;
+}
+
 /** One line per site: "a: 10.99.0.2=root/fwd 10.99.0.3=blocked". */
 export function rolesText(statuses: Map<Site, SiteStatus>): string {
-  return [...statuses].map(([s, st]) => `${s.tag}: ${st.wg.peers.map((p) => `${p.address}=${p.role}${p.forwarding ? '/fwd' : ''}`).join(' ')}`).join('; ');
+  return [...statuses].map(([s, st]) => `${s.tag}: ${st.wg.peers.map(linkRole).join(' ')}`).join('; ');
 }
 
 // ---------------------------------------------------------------------------------------------
